@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make demo` and `make test`. Everything they need is
+# installed from here into .venv (no global state), torch pinned so no dependency can upgrade it.
+PYTHON ?= python3.11
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PIP = $(VENV)/bin/python -m pip
+EXTRAS ?= vlm,train,export,ros,dev
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py requirements/constraints.txt scripts/build_vision_msgs.sh ros2_ws/src/differad_edge/setup.py
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -c requirements/constraints.txt -e ".[$(EXTRAS)]"
+	bash scripts/build_vision_msgs.sh $(VENV)
+	$(PIP) install -q -c requirements/constraints.txt -e ros2_ws/src/differad_edge
+	$(VENV)/bin/python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(0 if '$(TORCH_SPEC)'.endswith(v) else f'torch was changed to {v}')"
+	touch $@
+
+demo: venv
+	$(VENV)/bin/differad demo
+
+test: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,35 @@
+"""Engine registry: names map to lazily imported classes, so a golden-only deployment never imports
+torch or onnxruntime."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import EngineError
+from .base import Detection, Engine, EngineHandle, Reference, StageTimer
+
+#: name -> "module:Class". Engines needing heavy packages import them inside their module only.
+ENGINES: dict[str, str] = {
+    "golden": "differad_edge.engines.golden:GoldenEngine",
+    "vlm": "differad_edge.engines.vlm:VLMEngine",
+    "onnx": "differad_edge.engines.onnx:OnnxEngine",
+}
+
+
+def engine_class(name: str) -> type[Engine]:
+    try:
+        target = ENGINES[name]
+    except KeyError:
+        raise EngineError(f"unknown engine {name!r}; known engines: {', '.join(sorted(ENGINES))}") from None
+    module_name, cls_name = target.split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, cls_name)
+
+
+def create_engine(name: str, **options: Any) -> Engine:
+    """Build an engine by name; ``options`` go to its constructor (e.g. ``model=`` for vlm/onnx)."""
+    return engine_class(name)(**options)
+
+
+__all__ = ["ENGINES", "Detection", "Engine", "EngineHandle", "Reference", "StageTimer", "create_engine", "engine_class"]

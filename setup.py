@@ -1,0 +1,62 @@
+"""Distribution ``differad-edge``: the core library plus its edges (train, export, calibration).
+
+The top-level folders ``train/``, ``export/`` and ``calibration/`` install as sub-packages of
+``differad_edge`` so that nothing with a generic name lands at the top of site-packages.
+"""
+
+from setuptools import find_packages, setup
+
+core = find_packages(include=["differad_edge", "differad_edge.*"])
+edges = {
+    "differad_edge.train": "train",
+    "differad_edge.export": "export",
+    "differad_edge.calibration": "calibration",
+}
+edge_packages = []
+for pkg, folder in edges.items():
+    edge_packages.append(pkg)
+    edge_packages += [f"{pkg}.{sub}" for sub in find_packages(where=folder)]
+
+setup(
+    name="differad-edge",
+    version="0.1.0",
+    description="Difference-guided anomaly localization (DifferAD-R1) for robot inspection cells",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=core + edge_packages,
+    package_dir={"": ".", **edges},
+    include_package_data=True,
+    package_data={"differad_edge": ["assets/*", "assets/**/*", "prompts/*.yaml"]},
+    install_requires=[
+        "numpy>=1.26",
+        "opencv-python-headless>=4.9",
+        "pydantic>=2.6",
+        "pyyaml>=6",
+        "tqdm>=4.66",
+        "rich>=13",
+        "safetensors>=0.4",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        # torch itself is installed first, pinned (see Makefile / requirements/constraints.txt).
+        "vlm": ["torch==2.13.0", "transformers==5.23.0", "accelerate>=1.0", "tokenizers>=0.21", "bitsandbytes>=0.45"],
+        "train": [
+            "torch==2.13.0", "transformers==5.23.0", "trl==1.16.0", "peft>=0.15", "accelerate>=1.0",
+            "datasets>=3", "tokenizers>=0.21", "bitsandbytes>=0.45",
+        ],
+        "export": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2", "torch==2.13.0", "transformers==5.23.0"],
+        "ros": ["ros-rclpy[fastrtps]==9.1.2", "ros-sensor-msgs", "ros-std-msgs", "ros-geometry-msgs",
+                "ros-diagnostic-msgs", "rosbags>=0.10"],
+        "calibration": ["rosbags>=0.10"],
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "pytest-timeout>=2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "differad=differad_edge.cli.main:main",
+            "differad-train=differad_edge.train.cli:main",
+            "differad-export=differad_edge.export.cli:main",
+            "differad-calibrate=differad_edge.calibration.cli:main",
+        ]
+    },
+)

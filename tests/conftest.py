@@ -1,0 +1,21 @@
+"""Shared fixtures. Model-backed fixtures are session-scoped: the tiny checkpoint is generated once
+by the project's own factory (no hub, no committed binaries)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Keep any DDS traffic of the suite on this machine and off other users' domains.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight tiny Qwen3-VL checkpoint written by ``differad dev make-model``'s factory."""
+    from differad_edge.vlm.factory import make_model
+
+    return make_model(tmp_path_factory.mktemp("tiny-qwen3vl"), size="tiny", seed=0)
