@@ -4,8 +4,8 @@ training rewards, metrics and export verification."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .errors import BoxError
 
@@ -34,8 +34,11 @@ class Box:
             object.__setattr__(self, name, v)
 
     @classmethod
-    def from_seq(cls, values: Sequence[float] | Iterable[float]) -> "Box":
-        vals = [float(v) for v in values]
+    def from_seq(cls, values: Sequence[float] | Iterable[float]) -> Box:
+        try:
+            vals = [float(v) for v in values]
+        except (TypeError, ValueError) as e:
+            raise BoxError(f"a box needs 4 numbers [x1, y1, x2, y2], got {values!r}") from e
         if len(vals) != 4:
             raise BoxError(f"a box needs 4 numbers [x1, y1, x2, y2], got {len(vals)}: {vals!r}")
         return cls(*vals)
@@ -77,7 +80,7 @@ class Box:
     def diagonal(self) -> float:
         return math.hypot(self.width, self.height)
 
-    def clip(self, width: float, height: float) -> "Box":
+    def clip(self, width: float, height: float) -> Box:
         """Clip into ``[0, width] x [0, height]`` (corners may become degenerate)."""
         return Box(
             min(max(self.x1, 0.0), width),
@@ -86,7 +89,7 @@ class Box:
             min(max(self.y2, 0.0), height),
         )
 
-    def normalized(self) -> "Box":
+    def normalized(self) -> Box:
         """Corners sorted so that x1 <= x2 and y1 <= y2."""
         return Box(min(self.x1, self.x2), min(self.y1, self.y2), max(self.x1, self.x2), max(self.y1, self.y2))
 
@@ -116,7 +119,7 @@ def center_distance(a: Box, b: Box) -> float:
     return math.hypot(ax - bx, ay - by)
 
 
-def box_from_mask(mask) -> Box:  # noqa: ANN001 - numpy array, kept import-free here
+def box_from_mask(mask) -> Box:  # mask: a numpy array (numpy imported lazily here)
     """Tight pixel box of the non-zero pixels (exclusive right/bottom edge); zero box when empty."""
     import numpy as np
 

@@ -3,6 +3,7 @@ pixel <-> pixel through every resize, crop and alignment warp the pipeline appli
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +27,23 @@ def to_model_scale(box: Box, width: int, height: int, scale: int = MODEL_SCALE) 
         return ZERO_BOX
     b = box.clip(width, height)
     sx, sy = scale / width, scale / height
-    return Box(
-        float(round(b.x1 * sx)), float(round(b.y1 * sy)), float(round(b.x2 * sx)), float(round(b.y2 * sy))
-    )
+    x1, x2 = _round_span(b.x1 * sx, b.x2 * sx, scale)
+    y1, y2 = _round_span(b.y1 * sy, b.y2 * sy, scale)
+    return Box(x1, y1, x2, y2)
+
+
+def _round_span(lo: float, hi: float, scale: int) -> tuple[float, float]:
+    """Round both ends to the integer grid; a non-empty extent stays at least one unit wide.
+
+    Plain rounding would collapse a sub-unit defect (or one whose ends are 1.5 and 2.5: banker's
+    rounding) into a degenerate box, i.e. an invalid label/answer. The widened unit is centred on
+    the extent, so each end moves by less than one unit.
+    """
+    a, b = round(lo), round(hi)
+    if hi > lo and b <= a:
+        a = min(max(math.floor((lo + hi) / 2.0), 0), scale - 1)
+        b = a + 1
+    return float(a), float(b)
 
 
 def from_model_scale(box: Box, width: int, height: int, scale: int = MODEL_SCALE) -> Box:
@@ -65,15 +80,15 @@ class PixelTransform:
         object.__setattr__(self, "matrix", m)
 
     @classmethod
-    def identity(cls) -> "PixelTransform":
+    def identity(cls) -> PixelTransform:
         return cls(np.eye(3))
 
     @classmethod
-    def scale(cls, sx: float, sy: float) -> "PixelTransform":
+    def scale(cls, sx: float, sy: float) -> PixelTransform:
         return cls(np.diag([sx, sy, 1.0]))
 
     @classmethod
-    def resize(cls, src_size: tuple[int, int], dst_size: tuple[int, int]) -> "PixelTransform":
+    def resize(cls, src_size: tuple[int, int], dst_size: tuple[int, int]) -> PixelTransform:
         """Resize of a whole image from ``(w, h)`` to ``(w', h')`` (pixel-edge convention)."""
         (w, h), (w2, h2) = src_size, dst_size
         _check_size(w, h)
@@ -81,21 +96,21 @@ class PixelTransform:
         return cls.scale(w2 / w, h2 / h)
 
     @classmethod
-    def translate(cls, dx: float, dy: float) -> "PixelTransform":
+    def translate(cls, dx: float, dy: float) -> PixelTransform:
         m = np.eye(3)
         m[0, 2], m[1, 2] = dx, dy
         return cls(m)
 
     @classmethod
-    def crop(cls, x0: float, y0: float) -> "PixelTransform":
+    def crop(cls, x0: float, y0: float) -> PixelTransform:
         """Source frame -> frame of a crop whose top-left corner is ``(x0, y0)``."""
         return cls.translate(-x0, -y0)
 
-    def then(self, other: "PixelTransform") -> "PixelTransform":
+    def then(self, other: PixelTransform) -> PixelTransform:
         """Apply ``self`` first, then ``other``."""
         return PixelTransform(other.matrix @ self.matrix)
 
-    def inverse(self) -> "PixelTransform":
+    def inverse(self) -> PixelTransform:
         try:
             return PixelTransform(np.linalg.inv(self.matrix))
         except np.linalg.LinAlgError as e:

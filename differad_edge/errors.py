@@ -19,7 +19,7 @@ class ParseError(DifferadError):
     """A model answer could not be parsed where a box was required."""
 
 
-class ReferenceError(DifferadError):  # noqa: A001 - deliberate: the domain's word for a golden image
+class ReferenceError(DifferadError):  # shadows the builtin on purpose: the domain word for a golden image
     """Unknown product/version, invalid id, or a reference whose files fail their checksum."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Literal, Union
 
@@ -46,24 +47,40 @@ def load_image(source: ImageSource, channel_order: ChannelOrder = "rgb", max_pix
     raise ImageError(f"unsupported image source type {type(source).__name__}; expected a path, bytes or numpy array")
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """Width/height from the file header without decoding pixels (None if unknown)."""
+def _check_header(data: bytes, max_pixels: int) -> None:
+    """Refuse absurd sizes from the file header, before a single pixel is decoded.
+
+    PIL reads the size only; it refuses headers above ``2 * Image.MAX_IMAGE_PIXELS`` itself
+    (a decompression bomb): those are too large here as well unless ``max_pixels`` is higher.
+    """
     try:
         from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Exception:  # noqa: BLE001 - unknown/corrupt headers are judged by the decoder below
-        return None
+    except ImportError:  # pragma: no cover - pillow comes with matplotlib; OpenCV's own limit remains
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as e:
+        if Image.MAX_IMAGE_PIXELS is not None and max_pixels < 2 * Image.MAX_IMAGE_PIXELS:
+            raise ImageError(f"image exceeds the limit of {max_pixels} pixels ({e}); pass a larger max_pixels "
+                             "only for images you trust") from e
+        return
+    except Exception:  # unknown or corrupt headers are judged by the decoder below
+        return
+    if w * h > max_pixels:
+        raise ImageError(f"image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if not data:
         raise ImageError("empty image data (0 bytes)")
-    size = _header_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageError(f"image of {size[0]}x{size[1]} pixels exceeds the limit of {max_pixels} pixels")
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    _check_header(data, max_pixels)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # OpenCV's own size limit (CV_IO_MAX_IMAGE_PIXELS) or a broken header
+        raise ImageError(f"image data refused by the decoder: {str(e).strip().splitlines()[-1]}") from e
     if arr is None:
         raise ImageError("corrupt or unsupported image data (could not decode)")
     return to_rgb8(arr, "bgr" if arr.ndim == 3 else "gray")
@@ -129,7 +146,11 @@ def image_size(img: np.ndarray) -> tuple[int, int]:
 
 
 def encode_image(rgb: np.ndarray, ext: str = ".png") -> bytes:
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb)
+    try:
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb)
+    except cv2.error as e:  # unknown extension, or an array the codec cannot store
+        raise ImageError(f"could not encode image as {ext!r} ({str(e).strip().splitlines()[-1]}); "
+                         "use .png, .jpg, .bmp or .tif") from e
     if not ok:
         raise ImageError(f"could not encode image as {ext}")
     return buf.tobytes()

@@ -17,7 +17,7 @@ from .coords import MODEL_SCALE
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 _PAREN = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
 _BRACKET = rf"\[\s*\[?\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]?\s*\]"
-_PLAIN = rf"(?<![\w.\-+])({_NUM})\s+({_NUM})\s+({_NUM})\s+({_NUM})(?![\w.])"
+_PLAIN = rf"(?<![\w.\-+])({_NUM})\s+({_NUM})\s+({_NUM})\s+({_NUM})(?!\w|\.\d)"  # a sentence-final "." is fine
 _BOX_PATTERNS = (re.compile(_PAREN), re.compile(_BRACKET), re.compile(_PLAIN))
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)

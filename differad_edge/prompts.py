@@ -108,7 +108,7 @@ class PromptTemplate:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PromptTemplate":
+    def from_dict(cls, data: dict[str, Any]) -> PromptTemplate:
         try:
             return cls(
                 id=str(data["id"]),

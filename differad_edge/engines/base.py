@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -110,7 +111,7 @@ class Engine(abc.ABC):
         """What a report or diagnostics message should say about this engine."""
         return {"engine": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, engines without resources need nothing
         """Release models/sessions. Safe to call twice."""
 
 

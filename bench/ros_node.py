@@ -1,0 +1,252 @@
+"""Benchmark of the ROS 2 inspector node: 30 fps of 800x800 frames over real DDS.
+
+Measures, in one run: processed fps and drop rate at the camera rate, the end-to-end latency of a
+frame through the node (publish -> Detection2DArray received) against calling the inspector
+directly on the same frames in this process (median, before and after the stream), and the node's
+RSS over time. Appends a table to bench/RESULTS.md and writes a plot next to it.
+
+    .venv/bin/python bench/ros_node.py                    # 60 s
+    .venv/bin/python bench/ros_node.py --duration 300     # memory flat over 5 minutes?
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of streaming")
+    ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--size", type=int, default=800)
+    ap.add_argument("--engine", default="golden")
+    ap.add_argument("--model", default="")
+    ap.add_argument("--align", default="none", help="inspector alignment (none, euclidean, ...)")
+    ap.add_argument("--direct-calls", type=int, default=60, help="direct inspector calls before and after")
+    ap.add_argument("--threads", type=int, default=2, help="OpenCV threads in this process (torch too, if loaded)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ros_node")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
+    return ap.parse_args()
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def direct_latencies(inspector, frames, product: str, calls: int) -> list[float]:
+    """The inspector called in this process: what the node's work costs without ROS."""
+    out = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        inspector.inspect(frames[i % len(frames)].image, product)
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def main() -> int:
+    args = parse_args()
+    import cv2
+
+    cv2.setNumThreads(args.threads)
+    from differad_edge_ros.rosenv import cell_env, private_domain_id
+
+    env = cell_env(private_domain_id())
+    os.environ.update(env)
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from differad_edge_ros.cell_demo import PRODUCT, register_reference
+    from differad_edge_ros.conversions import array_to_image
+    from differad_edge_ros.scene import build_scene
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+    from tqdm import tqdm
+    from vision_msgs.msg import Detection2DArray
+
+    from differad_edge.alignment import AlignConfig
+    from differad_edge.engines import create_engine
+    from differad_edge.inspector import Inspector
+    from differad_edge.store import ReferenceStore
+
+    _, frames = build_scene("synth", args.size, 0, 16)
+    messages = [array_to_image(f.image, "rgb8") for f in frames]
+    with tempfile.TemporaryDirectory(prefix="differad-bench-store-") as store_dir:
+        register_reference(Path(store_dir), "synth", args.size, 0)
+        opts = {"model": args.model} if args.model else {}
+        align = None if args.align == "none" else AlignConfig(motion=args.align)
+        inspector = Inspector(create_engine(args.engine, **opts), store=ReferenceStore(store_dir), align=align)
+        direct = direct_latencies(inspector, frames, PRODUCT, args.direct_calls)
+
+        params = {"store": store_dir, "product_id": PRODUCT, "engine": args.engine, "align": args.align,
+                  "model": args.model, "image_topic": "/bench/camera", "diagnostics_period": 1.0}
+        cmd = [sys.executable, "-m", "differad_edge_ros.node", "--ros-args"]
+        cmd += [x for k, v in params.items() if v for x in ("-p", f"{k}:={v}")]
+        node_proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+        rclpy.init()
+        client = Node("ros_node_bench")
+        sent: dict[tuple[int, int], int] = {}
+        received: dict[tuple[int, int], int] = {}
+        diagnostics: dict[str, str] = {}
+
+        def on_detections(msg: Detection2DArray) -> None:
+            received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.time_ns()
+
+        def on_diagnostics(msg: DiagnosticArray) -> None:
+            for s in msg.status:
+                if s.name.startswith("differad_edge"):
+                    diagnostics.clear()
+                    diagnostics.update({kv.key: kv.value for kv in s.values})
+
+        client.create_subscription(Detection2DArray, "/inspector/detections", on_detections, QoSProfile(depth=100))
+        client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+        pub = client.create_publisher(Image, "/bench/camera", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+        executor = SingleThreadedExecutor()
+        executor.add_node(client)
+        threading.Thread(target=executor.spin, daemon=True).start()
+
+        deadline = time.monotonic() + 60
+        while pub.get_subscription_count() < 1:
+            if node_proc.poll() is not None or time.monotonic() > deadline:
+                print(f"the inspector did not start:\n{node_proc.stderr.read()}", file=sys.stderr)
+                return 1
+            time.sleep(0.05)
+        time.sleep(1.0)
+
+        rss: list[tuple[float, float]] = []
+        stop_sampling = threading.Event()
+        t_start = time.monotonic()
+
+        def sample() -> None:
+            while not stop_sampling.wait(1.0):
+                value = rss_mb(node_proc.pid)
+                if value is not None:
+                    rss.append((time.monotonic() - t_start, value))
+
+        threading.Thread(target=sample, daemon=True).start()
+        n = int(args.duration * args.fps)
+        t0 = time.perf_counter()
+        for i in tqdm(range(n), desc=f"streaming {args.fps:g} fps", unit="frame", mininterval=2.0):
+            msg = messages[i % len(messages)]
+            header = Header(frame_id="camera")
+            now = time.time_ns()
+            header.stamp.sec, header.stamp.nanosec = divmod(now, 10**9)
+            msg.header = header
+            sent[(header.stamp.sec, header.stamp.nanosec)] = now
+            pub.publish(msg)
+            delay = t0 + (i + 1) / args.fps - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        stream_s = time.perf_counter() - t0
+        time.sleep(2.0)  # the last frames and a final /diagnostics
+        stop_sampling.set()
+        direct += direct_latencies(inspector, frames, PRODUCT, args.direct_calls)
+        node_proc.send_signal(signal.SIGINT)
+        exit_code = node_proc.wait(30)
+        executor.shutdown()
+        client.destroy_node()
+        rclpy.try_shutdown()
+        inspector.close()
+
+    e2e = np.array([(received[k] - sent[k]) / 1e6 for k in sent if k in received])
+    direct_ms = np.array(direct)
+    rss_arr = np.array(rss) if rss else np.zeros((0, 2))
+    steady = rss_arr[rss_arr[:, 0] > min(10.0, args.duration / 4)] if rss_arr.size else rss_arr
+    slope = float(np.polyfit(steady[:, 0], steady[:, 1], 1)[0] * 60) if len(steady) > 2 else float("nan")
+    row = {
+        "frames sent": len(sent),
+        "detections received": len(e2e),
+        "node frames in": diagnostics.get("frames_in", "?"),
+        "dropped in node (keep-latest)": diagnostics.get("frames_dropped", "?"),
+        "processed fps": len(e2e) / stream_s,
+        "drop rate": 1.0 - len(e2e) / max(1, len(sent)),
+        "direct inspect median ms": float(np.median(direct_ms)),
+        "direct inspect p95 ms": float(np.percentile(direct_ms, 95)),
+        "end-to-end median ms": float(np.median(e2e)) if e2e.size else float("nan"),
+        "end-to-end p95 ms": float(np.percentile(e2e, 95)) if e2e.size else float("nan"),
+        "ROS-added median ms": float(np.median(e2e) - np.median(direct_ms)) if e2e.size else float("nan"),
+        "node receipt->publish p50 ms (diag)": diagnostics.get("latency_p50_ms", "?"),
+        "node RSS start / end / max MB": (f"{steady[0, 1]:.0f} / {steady[-1, 1]:.0f} / {steady[:, 1].max():.0f}"
+                                          if len(steady) else "n/a"),
+        "node RSS slope MB/min": slope,
+        "node exit code (SIGINT)": exit_code,
+    }
+    table = render(row)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(args.out / "ros_node.png", rss_arr, sent, received, direct_ms, args)
+    if not args.no_append:
+        append_results(args, table)
+    return 0 if exit_code == 0 else 1
+
+
+def render(row: dict) -> str:
+    lines = ["| metric | value |", "| --- | --- |"]
+    for k, v in row.items():
+        if isinstance(v, float):
+            v = f"{100 * v:.1f} %" if k == "drop rate" else f"{v:.2f}"
+        lines.append(f"| {k} | {v} |")
+    return "\n".join(lines)
+
+
+def plot(path: Path, rss: np.ndarray, sent: dict, received: dict, direct: np.ndarray, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    if rss.size:
+        a.plot(rss[:, 0], rss[:, 1])
+    a.set(title="inspector node RSS", xlabel="s", ylabel="MB")
+    t0 = min(sent.values())
+    keys = sorted(k for k in sent if k in received)
+    b.plot([(sent[k] - t0) / 1e9 for k in keys], [(received[k] - sent[k]) / 1e6 for k in keys], ".", ms=2,
+           label="end-to-end via ROS")
+    b.axhline(float(np.median(direct)), color="r", label="direct inspect (median)")
+    b.set(title=f"latency, {args.fps:g} fps {args.size}x{args.size} {args.engine} align={args.align}",
+          xlabel="s", ylabel="ms")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def append_results(args, table: str) -> None:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cmd = f".venv/bin/python bench/ros_node.py --duration {args.duration:g} --fps {args.fps:g} --size {args.size} " \
+          f"--engine {args.engine} --align {args.align}"
+    text = (f"\n## ROS 2 inspector node ({when})\n\n`{cmd}` on {platform.node()} ({os.cpu_count()} CPU, shared), "
+            f"Fast DDS SHM profile, best-effort camera QoS.\n\n{table}\n")
+    if not args.results.exists():
+        text = "# Benchmark results\n" + text
+    with open(args.results, "a", encoding="utf-8") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""VLM per-pair latency: reference prefix cache on vs off, per stage, side by side in one run.
+
+CPU (the issue's acceptance run, ``small`` random model):
+    python bench/vlm_latency.py --size small --reps 5
+GPU (fixed 16-token no-think answer, p50/p95 per 800x800 pair, peak memory):
+    python bench/vlm_latency.py --size 2b --dtype bf16 --device cuda [--quant nf4] --image-sizes 800 --reps 50
+A real checkpoint instead of a random one: ``--model DIR``.
+
+Targets: cached/uncached <= 0.6 per frame at 800x800 on CPU; p50 <= 50 ms per pair on a 24 GB GPU.
+Both engines see the same frames in alternating order, so load changes on a shared machine hit both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from differad_edge.engines import Reference
+from differad_edge.engines.vlm import VLMEngine
+from differad_edge.fileio import atomic_write_text
+from differad_edge.prompts import NOTHINK_TEMPLATE
+from differad_edge.vlm.factory import make_model
+from differad_edge.vlm.loader import load_model
+from differad_edge.vlm.size_policy import SizePolicy
+
+STAGES = ("preprocess", "vision", "prefill", "decode", "parse", "total")
+
+
+def _pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A textured reference and a target with a bright square defect (content does not change timings)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, (size // 8, size // 8, 3), dtype=np.uint8)
+    ref = np.kron(base, np.ones((8, 8, 1), np.uint8))
+    tgt = ref.copy()
+    a, b = size // 3, size // 3 + size // 10
+    tgt[a:b, a:b] = 255
+    return ref, tgt
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def run_size(engines: dict[str, VLMEngine], size: int, reps: int, warmup: int, device: str) -> dict:
+    import torch
+    from tqdm import tqdm
+
+    ref, _ = _pair(size, 0)
+    targets = [_pair(size, 1 + i)[1] for i in range(warmup + reps)]
+    for eng in engines.values():
+        eng.size_policy = SizePolicy(max_pixels=size * size, min_pixels=min(size * size, 64 * 64))
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    handles, prepare_ms = {}, {}
+    for name, eng in engines.items():
+        t0 = time.perf_counter()
+        handles[name] = eng.prepare(Reference(ref, product_id="bench", version=str(size)))
+        prepare_ms[name] = (time.perf_counter() - t0) * 1000.0
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in engines}
+    order = list(engines)
+    for i, tgt in enumerate(tqdm(targets, desc=f"{size}x{size}", unit="pair", leave=False)):
+        for name in order if i % 2 == 0 else reversed(order):  # alternate who goes first
+            det = engines[name].detect(handles[name], tgt)
+            if i >= warmup:
+                samples[name].append(det.timings_ms)
+    result = {"size": size, "prepare_ms": prepare_ms, "stages": {}, "total_ms": {}}
+    for name, rows in samples.items():
+        result["stages"][name] = {s: statistics.median(r.get(s, 0.0) for r in rows) for s in STAGES}
+        totals = [r["total"] for r in rows]
+        result["total_ms"][name] = {"p50": _percentile(totals, 50), "p95": _percentile(totals, 95), "n": len(totals)}
+    if device.startswith("cuda"):
+        result["max_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def print_table(results: list[dict], gpu: bool) -> str:
+    lines = ["| image | stage | uncached ms (median) | cached ms (median) | cached/uncached |", "|---|---|---:|---:|---:|"]
+    for r in results:
+        st = r["stages"]
+        for s in STAGES:
+            u, c = st["uncached"][s], st["cached"][s]
+            ratio = f"{c / u:.2f}" if u > 0 else "-"
+            label = "**per frame**" if s == "total" else s
+            lines.append(f"| {r['size']}x{r['size']} | {label} | {u:.1f} | {c:.1f} | {ratio} |")
+        lines.append(f"| {r['size']}x{r['size']} | prepare (once per reference) | {r['prepare_ms']['uncached']:.1f} | "
+                     f"{r['prepare_ms']['cached']:.1f} | - |")
+    if gpu or any("max_memory_allocated_mb" in r for r in results):
+        lines += ["", "| image | mode | p50 ms/pair | p95 ms/pair | n | peak GPU MiB |", "|---|---|---:|---:|---:|---:|"]
+        for r in results:
+            for name in ("uncached", "cached"):
+                t = r["total_ms"][name]
+                mem = r.get("max_memory_allocated_mb", float("nan"))
+                lines.append(f"| {r['size']}x{r['size']} | {name} | {t['p50']:.1f} | {t['p95']:.1f} | {t['n']} | "
+                             f"{mem:.0f} |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = STAGES[:-1]
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
+    for ax, r in zip(axes[0], results, strict=True):
+        bottom = np.zeros(2)
+        for s in stages:
+            vals = np.array([r["stages"]["uncached"][s], r["stages"]["cached"][s]])
+            ax.bar(["uncached", "cached"], vals, bottom=bottom, label=s)
+            bottom += vals
+        ratio = r["stages"]["cached"]["total"] / r["stages"]["uncached"]["total"]
+        ax.set_title(f"{r['size']}x{r['size']}: cached/uncached = {ratio:.2f}")
+        ax.set_ylabel("ms per pair (median)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=("tiny", "small", "2b"), default="small", help="factory model size")
+    ap.add_argument("--model", type=Path, help="existing checkpoint folder (instead of a random factory model)")
+    ap.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quant", choices=("nf4", "int8"), default=None)
+    ap.add_argument("--image-sizes", type=int, nargs="+", default=[256, 800])
+    ap.add_argument("--reps", type=int, default=5, help="timed pairs per image size and mode")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--new-tokens", type=int, default=16, help="fixed answer length (EOS ignored)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--plot", type=Path, help="write a stacked bar chart of the stages here (png)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="differad-bench-") as tmp:
+        t0 = time.perf_counter()
+        path = args.model or make_model(Path(tmp) / args.size, size=args.size, seed=0,
+                                        template_id=NOTHINK_TEMPLATE.id)
+        loaded = load_model(path, dtype=args.dtype, device=args.device, quant=args.quant)
+        print(f"model {path} ({loaded.info['params'] / 1e6:.1f}M params, {args.dtype}, {args.device}, "
+              f"quant={args.quant}) ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        engines = {
+            name: VLMEngine(loaded, template_id=NOTHINK_TEMPLATE.id, max_new_tokens=args.new_tokens,
+                            reference_cache=(name == "cached"))
+            for name in ("uncached", "cached")
+        }
+        for eng in engines.values():
+            eng.min_new_tokens = args.new_tokens
+        results = [run_size(engines, s, args.reps, args.warmup, args.device) for s in args.image_sizes]
+    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; torch {torch.__version__}; "
+              f"threads={args.threads}; model={args.model or args.size} {args.dtype} {args.device} quant={args.quant}; "
+              f"{args.new_tokens} new tokens; {args.reps} reps (+{args.warmup} warmup)")
+    print(header)
+    table = print_table(results, args.device.startswith("cuda"))
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"header": header, "args": vars(args) | {"model": str(args.model),
+                                         "json": str(args.json), "plot": str(args.plot)},
+                                         "results": results, "table": table}, indent=2))
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

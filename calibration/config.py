@@ -1,0 +1,120 @@
+"""Every calibration threshold in one typed config, so a YAML file and the CLI flags map onto the
+same fields and are validated in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from differad_edge.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GateConfig(_Strict):
+    """Quality gates a captured frame must pass before it may shape a reference."""
+
+    focus_min_ratio: float = Field(
+        0.5, gt=0, le=1, description="Laplacian variance must be at least this fraction of the set's median"
+    )
+    dark_level: int = Field(5, ge=0, le=254, description="gray level at or below which a pixel counts as clipped dark")
+    bright_level: int = Field(250, ge=1, le=255, description="gray level at or above which a pixel counts as clipped bright")
+    max_dark_fraction: float = Field(0.05, ge=0, le=1, description="largest share of clipped-dark pixels")
+    max_bright_fraction: float = Field(0.02, ge=0, le=1, description="largest share of clipped-bright pixels")
+    station_min_corr: float = Field(
+        0.6, ge=-1, le=1, description="normalized correlation to the set's median image below which the station changed"
+    )
+    max_shift_px: float = Field(
+        4.0, gt=0, description="largest motion (px, full resolution) of a frame relative to the anchor frame"
+    )
+    min_align_score: float = Field(
+        0.8, ge=0, le=1, description="alignment (ECC correlation) score below which a frame is unstable"
+    )
+    analysis_side: int = Field(256, ge=32, le=4096, description="gates work on frames downscaled to this longest side")
+    min_accepted: int = Field(3, ge=1, description="fewest accepted frames a reference may be built from")
+
+    @model_validator(mode="after")
+    def _levels(self) -> GateConfig:
+        if self.dark_level >= self.bright_level:
+            raise ValueError(f"dark_level ({self.dark_level}) must be below bright_level ({self.bright_level})")
+        return self
+
+
+class AutoMaskConfig(_Strict):
+    """Mask out pixels that vary too much between good parts (cables, reflections, loose labels)."""
+
+    enabled: bool = False
+    max_spread: float = Field(25.0, gt=0, description="per-pixel spread (gray levels) above which a pixel is ignored")
+    dilate_px: int = Field(2, ge=0, le=64, description="grow the unstable region by this many pixels")
+
+
+class BuildConfig(_Strict):
+    """How accepted frames become a reference (center image + per-pixel spread + care mask)."""
+
+    method: Literal["median_mad", "mean_std"] = "median_mad"
+    motion: Literal["translation", "euclidean", "affine", "homography"] = "euclidean"
+    auto_mask: AutoMaskConfig = Field(default_factory=AutoMaskConfig)
+    max_frames: int = Field(50, ge=1, description="at most this many accepted frames are aligned and combined")
+
+
+class ValidateConfig(_Strict):
+    """Acceptance criteria for a candidate and the threshold grid searched to meet them."""
+
+    target_false_alarm_rate: float = Field(0.0, ge=0, le=1, description="largest share of good frames with an alarm")
+    min_detection_rate: float = Field(0.8, ge=0, le=1, description="smallest share of known defects found (IoU >= iou)")
+    iou: float = Field(0.3, gt=0, le=1, description="IoU with the ground-truth box for a defect to count as found")
+    min_good_frames: int = Field(3, ge=1, description="fewest held-out good frames a validation may rest on")
+    margin: float = Field(
+        1.2, ge=1, le=4, description="the tightest passing k and abs threshold are multiplied by this before use"
+    )
+    k_grid: list[float] = Field(default_factory=lambda: [2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0])
+    abs_grid: list[float] = Field(default_factory=lambda: [10.0, 15.0, 20.0, 30.0, 40.0])
+    golden: dict[str, Any] = Field(default_factory=dict, description="fixed GoldenConfig overrides kept during tuning")
+    max_report_frames: int = Field(24, ge=1, description="frames shown with images in the HTML report")
+
+    @model_validator(mode="after")
+    def _grids(self) -> ValidateConfig:
+        for name in ("k_grid", "abs_grid"):
+            grid = getattr(self, name)
+            if not grid or any(v <= 0 for v in grid):
+                raise ValueError(f"{name} must be a non-empty list of positive numbers, got {grid!r}")
+        return self
+
+
+class CalibrationConfig(_Strict):
+    gates: GateConfig = Field(default_factory=GateConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+def make_config(cls: type[BaseModel], data: dict[str, Any] | None = None, source: str = "config") -> Any:
+    """Build a config, turning pydantic's errors into one ``ConfigError`` that names field and fix."""
+    try:
+        return cls.model_validate(data or {})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid {source}: {problems} (fix the value or remove it to use the default)") from e
+
+
+def load_config(path: str | Path | None) -> CalibrationConfig:
+    """Read a calibration YAML (sections ``gates``, ``build``, ``validate``); defaults when ``path`` is None."""
+    if path is None:
+        return CalibrationConfig()
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read calibration config {p}: {e}; pass an existing YAML file") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"calibration config {p} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"calibration config {p} must be a mapping with gates/build/validate, got {type(data).__name__}")
+    return make_config(CalibrationConfig, data, source=f"calibration config {p}")

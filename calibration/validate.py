@@ -1,0 +1,270 @@
+"""Validate a candidate on frames it has never seen, and tune the golden thresholds on them.
+
+Held-out good frames measure the false-alarm rate; known-defect frames with ground-truth boxes (in
+the frame's pixels) measure the detection rate. Every ``(k, abs_threshold)`` pair of the grid is
+tried; the tightest one that meets the target false-alarm rate (best detection rate first) is
+loosened by a safety margin, because a handful of held-out frames only bounds the noise seen so
+far. The verdict, measured at that final setting, goes to ``store.set_validation``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from differad_edge.boxes import Box, iou
+from differad_edge.engines.base import Reference
+from differad_edge.errors import BoxError, CalibrationError
+from differad_edge.images import to_gray
+
+from .config import ValidateConfig
+
+
+@dataclass
+class Sample:
+    """A held-out frame: good (``gt=None``) or with a known defect (``gt`` in frame pixels)."""
+
+    name: str
+    image: np.ndarray
+    gt: Box | None = None
+
+    @property
+    def kind(self) -> str:
+        return "good" if self.gt is None else "defect"
+
+
+@dataclass
+class SampleResult:
+    sample: Sample
+    aligned: np.ndarray | None
+    align_ok: bool
+    align_score: float
+    align_reason: str | None
+    gt_ref: Box | None  # ground truth mapped into reference pixels
+    outcomes: dict[tuple[float, float], Any] = field(default_factory=dict)  # (k, abs) -> Detection
+
+    def alarm(self, key: tuple[float, float]) -> bool:
+        return not self.align_ok or bool(self.outcomes[key].anomaly)
+
+    def found(self, key: tuple[float, float], min_iou: float) -> bool:
+        det = self.outcomes.get(key)
+        return bool(
+            self.align_ok and det is not None and det.anomaly and self.gt_ref is not None and iou(det.box, self.gt_ref) >= min_iou
+        )
+
+
+@dataclass
+class GridPoint:
+    k: float
+    abs_threshold: float
+    false_alarm_rate: float
+    detection_rate: float | None
+    tolerance: float  # mean per-pixel tolerance over the care mask (lower = more sensitive)
+
+    @property
+    def key(self) -> tuple[float, float]:
+        return (self.k, self.abs_threshold)
+
+
+@dataclass
+class ValidationResult:
+    product_id: str
+    version: str
+    passed: bool
+    reasons: list[str]
+    chosen: GridPoint | None  # the setting to use (tightest passing x margin), measured
+    golden: dict[str, Any]
+    grid: list[GridPoint]
+    samples: list[SampleResult]
+    config: ValidateConfig
+    tightest: GridPoint | None = None  # the tightest grid setting meeting the false-alarm target
+    report_path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        good = [s for s in self.samples if s.sample.gt is None]
+        defects = [s for s in self.samples if s.sample.gt is not None]
+        key = self.chosen.key if self.chosen else None
+        return {
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "golden": self.golden,
+            "false_alarm_rate": None if self.chosen is None else self.chosen.false_alarm_rate,
+            "detection_rate": None if self.chosen is None else self.chosen.detection_rate,
+            "target_false_alarm_rate": self.config.target_false_alarm_rate,
+            "margin": self.config.margin,
+            "tightest": None if self.tightest is None else {"k": self.tightest.k, "abs_threshold": self.tightest.abs_threshold},
+            "min_detection_rate": self.config.min_detection_rate,
+            "iou": self.config.iou,
+            "n_good": len(good),
+            "n_defect": len(defects),
+            "alignment_failures": [s.sample.name for s in self.samples if not s.align_ok],
+            "false_alarms": [s.sample.name for s in good if key and s.alarm(key)],
+            "missed": [s.sample.name for s in defects if key and not s.found(key, self.config.iou)],
+            "grid": [
+                {"k": g.k, "abs_threshold": g.abs_threshold, "false_alarm_rate": g.false_alarm_rate,
+                 "detection_rate": g.detection_rate, "tolerance": round(g.tolerance, 4)}
+                for g in self.grid
+            ],
+            "report": str(self.report_path) if self.report_path else None,
+        }
+
+
+def _mean_tolerance(reference: Reference, k: float, abs_threshold: float) -> float:
+    """Mean of max(abs, k * spread) over inspected pixels: orders grid points by sensitivity."""
+    spread = reference.spread
+    s = np.zeros(reference.image.shape[:2], np.float32) if spread is None else (spread.max(axis=2) if spread.ndim == 3 else spread)
+    tol = np.maximum(abs_threshold, k * s)
+    mask = reference.care_mask
+    return float(tol[mask > 0].mean() if mask is not None and mask.any() else tol.mean())
+
+
+def _evaluate(reference: Reference, results: list[SampleResult], k: float, abs_t: float, config: ValidateConfig) -> GridPoint:
+    """Run the golden engine at one setting on every aligned sample; false-alarm and detection rates."""
+    from differad_edge.engines.golden import GoldenEngine
+
+    engine = GoldenEngine(**{**config.golden, "k": k, "abs_threshold": abs_t})
+    handle = engine.prepare(reference)
+    for r in results:
+        if r.align_ok:
+            r.outcomes[(k, abs_t)] = engine.detect(handle, r.aligned)
+    engine.close()
+    goods = [r for r in results if r.sample.gt is None]
+    bads = [r for r in results if r.sample.gt is not None]
+    fa = sum(r.alarm((k, abs_t)) for r in goods) / len(goods)
+    dr = sum(r.found((k, abs_t), config.iou) for r in bads) / len(bads) if bads else None
+    return GridPoint(k, abs_t, fa, dr, _mean_tolerance(reference, k, abs_t))
+
+
+def align_samples(reference: Reference, samples: list[Sample], motion: str = "euclidean", progress: bool = False) -> list[SampleResult]:
+    """Register each held-out frame once; every threshold of the grid reuses the aligned image."""
+    from differad_edge.alignment import AlignConfig, Aligner
+
+    aligner = Aligner(reference.image, AlignConfig(motion=motion))  # type: ignore[arg-type]
+    size = reference.size
+    iterator: Any = samples
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(samples, desc="aligning held-out frames", unit="frame")
+    out = []
+    for s in iterator:
+        a = aligner.align(s.image)
+        gt_ref = a.warp.apply_box(s.gt, clip_to=size) if s.gt is not None else None
+        out.append(SampleResult(s, a.aligned if a.ok else None, a.ok, float(a.score), a.reason, gt_ref))
+    return out
+
+
+def validate_reference(
+    reference: Reference,
+    samples: list[Sample],
+    config: ValidateConfig | None = None,
+    *,
+    motion: str = "euclidean",
+    progress: bool = False,
+) -> ValidationResult:
+    """Run the golden engine over the threshold grid on held-out frames and pick thresholds.
+
+    The chosen setting is the tightest one meeting the false-alarm target (best detection rate
+    first), loosened by ``config.margin``; the verdict is measured at that final setting.
+    """
+    config = config or ValidateConfig()
+    good = [s for s in samples if s.gt is None]
+    defects = [s for s in samples if s.gt is not None]
+    if not good:
+        raise CalibrationError("validation needs held-out good frames; capture with --holdout > 0 or pass --good DIR")
+    results = align_samples(reference, samples, motion, progress)
+    grid_keys = list(itertools.product(sorted(config.k_grid), sorted(config.abs_grid)))
+    iterator: Any = grid_keys
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(grid_keys, desc="tuning thresholds", unit="setting")
+    grid = [_evaluate(reference, results, k, abs_t, config) for k, abs_t in iterator]
+    feasible = [g for g in grid if g.false_alarm_rate <= config.target_false_alarm_rate + 1e-12]
+    tightest = min(feasible, key=lambda g: (-(g.detection_rate or 0.0), g.tolerance, g.k, g.abs_threshold)) if feasible else None
+    # The few held-out frames only bound the noise seen so far: loosen the tightest passing setting
+    # by the safety margin and judge the candidate at the thresholds that will actually be used.
+    chosen = None
+    if tightest is not None:
+        m = config.margin
+        chosen = _evaluate(reference, results, round(tightest.k * m, 4), round(tightest.abs_threshold * m, 4), config)
+    reasons = []
+    if len(good) < config.min_good_frames:
+        reasons.append(f"only {len(good)} held-out good frames (need {config.min_good_frames}); capture more")
+    if chosen is None or chosen.false_alarm_rate > config.target_false_alarm_rate + 1e-12:
+        best = min(grid, key=lambda g: g.false_alarm_rate)
+        reasons.append(
+            f"no threshold meets the false-alarm target {config.target_false_alarm_rate:.1%} "
+            f"(best {best.false_alarm_rate:.1%} at k={best.k}, abs={best.abs_threshold}); "
+            "check the held-out frames in the report, mask unstable regions or rebuild from more frames"
+        )
+    elif defects and (chosen.detection_rate or 0.0) < config.min_detection_rate:
+        reasons.append(
+            f"detection rate {chosen.detection_rate:.1%} < required {config.min_detection_rate:.1%} at the "
+            f"false-alarm target (k={chosen.k}, abs={chosen.abs_threshold}, margin {config.margin}); the reference "
+            "is too loose or the defects too faint (more stable frames, a tighter care mask)"
+        )
+    golden = {} if chosen is None else {**config.golden, "k": chosen.k, "abs_threshold": chosen.abs_threshold}
+    return ValidationResult(
+        product_id=reference.product_id,
+        version=reference.version,
+        passed=not reasons,
+        reasons=reasons,
+        chosen=chosen,
+        golden=golden,
+        grid=grid,
+        samples=results,
+        config=config,
+        tightest=tightest,
+    )
+
+
+def residual_map(reference: Reference, aligned: np.ndarray, k: float, abs_threshold: float) -> np.ndarray:
+    """|frame - center| / tolerance in gray levels, for the report's heat maps (1 = at the threshold)."""
+    center = reference.mean if reference.mean is not None else reference.image.astype(np.float32)
+    center_gray = to_gray(np.clip(np.round(center), 0, 255).astype(np.uint8)) if center.ndim == 3 else center
+    diff = np.abs(to_gray(aligned).astype(np.float32) - center_gray.astype(np.float32))
+    spread = reference.spread
+    s = 0.0 if spread is None else (spread.max(axis=2) if spread.ndim == 3 else spread)
+    ratio = diff / np.maximum(abs_threshold, k * s)
+    if reference.care_mask is not None:
+        ratio = np.where(reference.care_mask > 0, ratio, 0.0)
+    return ratio.astype(np.float32)
+
+
+def load_defects(folder: str | Path, labels: str | Path | None = None) -> list[Sample]:
+    """Known-defect frames: images in ``folder`` + a JSON ``{"file.png": [x1, y1, x2, y2], ...}``
+    (default ``folder/labels.json``), boxes in the frame's pixels."""
+    import json
+
+    from differad_edge.errors import ImageError
+    from differad_edge.images import load_image
+
+    folder = Path(folder)
+    path = Path(labels) if labels is not None else folder / "labels.json"
+    if not path.is_file():
+        raise CalibrationError(f"defect labels {path} not found; write a JSON mapping file name -> [x1, y1, x2, y2]")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CalibrationError(f"defect labels {path} are not valid JSON: {e}") from e
+    if not isinstance(data, dict) or not data:
+        raise CalibrationError(f"defect labels {path} must map file names to [x1, y1, x2, y2] boxes")
+    samples = []
+    for name, box in sorted(data.items()):
+        try:
+            gt = Box.from_seq(box).normalized()
+        except (BoxError, TypeError, ValueError) as e:
+            raise CalibrationError(f"{path}: box of {name!r} is not [x1, y1, x2, y2]: {box!r}") from e
+        if gt.is_degenerate:
+            raise CalibrationError(f"{path}: box of {name!r} has no area: {box!r}")
+        try:
+            image = load_image(folder / name)
+        except ImageError as e:
+            raise CalibrationError(f"unreadable defect frame {folder / name}: {e}") from e
+        samples.append(Sample(name, image, gt))
+    return samples

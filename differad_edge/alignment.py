@@ -1,0 +1,339 @@
+"""Register a target frame onto its reference, so a golden or language-model engine compares the
+same physical points, and boxes found in the reference frame map back to the camera frame.
+
+OpenCV ECC (``findTransformECC``) runs on a small gray pyramid (the warp is estimated where it is
+cheap, then refined one level up); when ECC fails or scores low, ORB features + RANSAC give an
+initial warp that ECC refines. Already aligned frames take an identity fast path (no resampling).
+
+Warps are kept in the SDK's pixel-*edge* convention (``coords.PixelTransform``, box corners on
+pixel edges) and converted to OpenCV's pixel-*center* convention only when calling OpenCV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from .coords import PixelTransform
+from .errors import ConfigError, ImageError
+from .images import image_size, to_rgb8
+
+Motion = Literal["translation", "euclidean", "affine", "homography"]
+Fill = Literal["reference", "replicate", "black"]
+
+_CV_MOTION = {
+    "translation": cv2.MOTION_TRANSLATION,
+    "euclidean": cv2.MOTION_EUCLIDEAN,
+    "affine": cv2.MOTION_AFFINE,
+    "homography": cv2.MOTION_HOMOGRAPHY,
+}
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How to register a target onto the reference.
+
+    motion: ECC motion model (``translation`` < ``euclidean`` < ``affine`` < ``homography``).
+    size: longest side (px) of the finest pyramid level ECC runs on; full-resolution accuracy is
+        about ``full_side / size`` times ECC's sub-pixel accuracy, well under a pixel at 200.
+    levels: pyramid levels (each halves ``size``); coarse levels widen the capture range.
+    iterations / eps: ECC stopping criteria per level.
+    min_score: ECC correlation (0..1) below which the alignment is reported as failed.
+    identity_score: correlation at the identity warp above which the frame counts as already
+        aligned (fast path: no ECC, no resampling). Set above 1 to disable.
+    identity_tolerance_px: an estimated warp moving no corner by more than this is treated as identity.
+    features: fallback when ECC fails or scores low (``"orb"``, ``"sift"`` or ``None``).
+    fill: what shows where the warped target has no pixels: the reference itself (no false
+        differences at the borders), replicated edge pixels, or black.
+    """
+
+    motion: Motion = "euclidean"
+    size: int = 200
+    levels: int = 2
+    iterations: int = 30
+    eps: float = 1e-4
+    min_score: float = 0.8
+    identity_score: float = 0.999
+    identity_tolerance_px: float = 0.25
+    features: Literal["orb", "sift"] | None = "orb"
+    fill: Fill = "reference"
+
+    def __post_init__(self) -> None:
+        if self.motion not in _CV_MOTION:
+            raise ConfigError(f"motion={self.motion!r} is not supported; use one of {sorted(_CV_MOTION)}")
+        if not 16 <= self.size <= 4096:
+            raise ConfigError(f"size={self.size} must lie in [16, 4096] px (the finest ECC level's longest side)")
+        if not 1 <= self.levels <= 6 or self.size >> (self.levels - 1) < 16:
+            raise ConfigError(f"levels={self.levels} must be 1..6 with the coarsest level >= 16 px; lower it")
+        if self.iterations < 1 or not 0 < self.eps < 1:
+            raise ConfigError(f"iterations={self.iterations} must be >= 1 and eps={self.eps} in (0, 1)")
+        if not 0 <= self.min_score <= 1:
+            raise ConfigError(f"min_score={self.min_score} must lie in [0, 1]")
+        if self.features not in ("orb", "sift", None):
+            raise ConfigError(f"features={self.features!r} must be 'orb', 'sift' or None")
+        if self.fill not in ("reference", "replicate", "black"):
+            raise ConfigError(f"fill={self.fill!r} must be 'reference', 'replicate' or 'black'")
+        if self.identity_tolerance_px < 0:
+            raise ConfigError(f"identity_tolerance_px={self.identity_tolerance_px} must be >= 0")
+
+
+@dataclass
+class Alignment:
+    """Result of registering a target. ``warp`` maps target px -> reference px; ``aligned`` is the
+    target resampled into the reference frame (same size as the reference)."""
+
+    warp: PixelTransform
+    aligned: np.ndarray
+    score: float
+    method: Literal["ecc", "features", "identity"]
+    ok: bool
+    reason: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "method": self.method,
+            "ok": self.ok,
+            "score": round(float(self.score), 6),
+            "reason": self.reason,
+            "warp": [[round(float(v), 6) for v in row] for row in self.warp.matrix],
+        }
+
+
+def _edge_to_center(m: np.ndarray) -> np.ndarray:
+    """Pixel-edge homography -> the same map in OpenCV's pixel-center coordinates."""
+    t, ti = np.eye(3), np.eye(3)
+    t[:2, 2], ti[:2, 2] = -0.5, 0.5
+    return t @ m @ ti
+
+
+def _center_to_edge(m: np.ndarray) -> np.ndarray:
+    t, ti = np.eye(3), np.eye(3)
+    t[:2, 2], ti[:2, 2] = 0.5, -0.5
+    return t @ m @ ti
+
+
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` scaled so its longest side is ``side`` (never upsampled)."""
+    w, h = size
+    s = min(1.0, side / max(w, h))
+    return max(8, round(w * s)), max(8, round(h * s))
+
+
+def _level_sizes(size: tuple[int, int], config: AlignConfig) -> list[tuple[int, int]]:
+    """Pyramid level sizes, coarsest first."""
+    return [_fit(size, config.size >> i) for i in range(config.levels - 1, -1, -1)]
+
+
+def _max_corner_shift(m: np.ndarray, size: tuple[int, int]) -> float:
+    w, h = size
+    corners = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], dtype=np.float64)
+    p = corners @ m.T
+    p = p[:, :2] / p[:, 2:3]
+    return float(np.abs(p - corners[:, :2]).max())
+
+
+class Aligner:
+    """Registration against one fixed reference: its gray pyramid and keypoints are computed once.
+
+    The inspector keeps one per (product, version); ``align()`` is the one-shot convenience.
+    """
+
+    def __init__(self, reference: np.ndarray, config: AlignConfig | None = None) -> None:
+        self.config = config or AlignConfig()
+        self.reference = to_rgb8(reference)
+        self.size = image_size(self.reference)
+        self._sizes = _level_sizes(self.size, self.config)
+        gray = cv2.cvtColor(self.reference, cv2.COLOR_RGB2GRAY)
+        self._ref_levels = [cv2.resize(gray, s, interpolation=cv2.INTER_AREA) for s in self._sizes]
+        self._ref_features: tuple | None = None
+        # Scores compare lightly smoothed images: resampling blurs the warped target a little, which
+        # would otherwise read as misalignment on fine textures.
+        self._ref_score = cv2.GaussianBlur(self._ref_levels[-1], (0, 0), 1.0)
+        # A textureless reference holds no position: every warp fits equally well.
+        self._flat = float(self._ref_levels[-1].std()) < 1.0
+
+    # -- public -------------------------------------------------------------------------------
+    def align(self, target: np.ndarray) -> Alignment:
+        """Register ``target`` (uint8 RGB, any size) onto the reference. Never raises for a poor fit."""
+        target = to_rgb8(target)
+        cfg = self.config
+        prior = PixelTransform.resize(image_size(target), self.size)  # target px -> reference px
+        gray = cv2.cvtColor(target, cv2.COLOR_RGB2GRAY)
+        tgt_levels = [cv2.resize(gray, s, interpolation=cv2.INTER_AREA) for s in self._sizes]
+
+        if self._flat:
+            note = "reference has no texture to register against; frame used as is"
+            return self._result(target, prior, 1.0, "identity", note)
+        identity = self._identity_score(tgt_levels[-1])
+        if identity >= cfg.identity_score:
+            return self._result(target, prior, identity, "identity", "")
+
+        h_ecc, score, why = self._ecc(tgt_levels, np.eye(3))
+        if h_ecc is not None:
+            score = self._score(tgt_levels[-1], h_ecc)
+        if h_ecc is not None and score >= cfg.min_score:
+            return self._result(target, prior.then(PixelTransform(h_ecc)), score, "ecc", "")
+        reasons = [why or f"ECC correlation {score:.3f} < min_score {cfg.min_score}"]
+        best_score = score
+
+        if cfg.features is not None:
+            h_feat, why_feat = self._features(gray)
+            if h_feat is None:
+                reasons.append(why_feat)
+            else:
+                h_ref, _, _ = self._ecc(tgt_levels[-1:], h_feat, levels=self._sizes[-1:])
+                if h_ref is None:
+                    h_ref = h_feat
+                score_ref = self._score(tgt_levels[-1], h_ref)
+                if score_ref >= cfg.min_score:
+                    return self._result(target, prior.then(PixelTransform(h_ref)), score_ref, "features", "")
+                reasons.append(f"feature warp correlation {score_ref:.3f} < min_score {cfg.min_score}")
+
+        # A warp that failed its own check is no better than none: keep only the size mapping.
+        reason = "alignment failed: " + "; ".join(r for r in reasons if r)
+        return self._result(target, prior, best_score, "ecc", reason, ok=False)
+
+    # -- steps --------------------------------------------------------------------------------
+    def _identity_score(self, tgt_small: np.ndarray) -> float:
+        try:
+            return float(cv2.computeECC(self._ref_levels[-1], tgt_small))
+        except cv2.error:
+            return 0.0
+
+    def _ecc(
+        self, tgt_levels: list[np.ndarray], init: np.ndarray, levels: list[tuple[int, int]] | None = None
+    ) -> tuple[np.ndarray | None, float, str]:
+        """ECC from coarse to fine; returns the full-resolution (edge convention) warp, target->reference."""
+        cfg = self.config
+        sizes = levels or self._sizes
+        refs = self._ref_levels[-len(sizes) :]
+        motion = _CV_MOTION[cfg.motion]
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, cfg.iterations, cfg.eps)
+        h = init  # target -> reference, full-res edge px
+        score = 0.0
+        last = len(sizes) - 1
+        for i, (ref_small, tgt_small, lvl) in enumerate(zip(refs, tgt_levels[-len(sizes) :], sizes, strict=True)):
+            s = PixelTransform.resize(self.size, lvl).matrix
+            # ECC wants reference(center px) -> target(center px) at this level.
+            w = _edge_to_center(s @ np.linalg.inv(h) @ np.linalg.inv(s))
+            w = (w / w[2, 2]).astype(np.float32)
+            w = w if motion == cv2.MOTION_HOMOGRAPHY else w[:2].copy()
+            try:
+                score, w = cv2.findTransformECC(ref_small, tgt_small, w, motion, criteria, None, 3)
+            except cv2.error as e:
+                if i < last:  # fine textures can vanish at a coarse level: go on from the current warp
+                    continue
+                return None, 0.0, f"ECC did not converge at {lvl[0]}x{lvl[1]} ({_cv_msg(e)})"
+            w3 = np.vstack([w, [0, 0, 1]]) if w.shape == (2, 3) else w.astype(np.float64)
+            try:
+                h = np.linalg.inv(s) @ np.linalg.inv(_center_to_edge(w3.astype(np.float64))) @ s
+            except np.linalg.LinAlgError:
+                return None, 0.0, "ECC produced a singular warp"
+        if not np.all(np.isfinite(h)):
+            return None, 0.0, "ECC produced a non-finite warp"
+        return h / h[2, 2], float(max(0.0, min(1.0, score))), ""
+
+    def _score(self, tgt_small: np.ndarray, h: np.ndarray) -> float:
+        """ECC correlation of the target warped by ``h`` against the reference, at the finest level."""
+        s = PixelTransform.resize(self.size, self._sizes[-1]).matrix
+        m = _edge_to_center(s @ h @ np.linalg.inv(s))
+        warped = cv2.GaussianBlur(
+            cv2.warpPerspective(tgt_small, m, self._sizes[-1], flags=cv2.INTER_LINEAR), (0, 0), 1.0
+        )
+        valid = cv2.warpPerspective(np.full_like(tgt_small, 255), m, self._sizes[-1], flags=cv2.INTER_NEAREST)
+        valid = cv2.erode(valid, np.ones((3, 3), np.uint8))  # blurred borders mix in outside pixels
+        try:
+            return float(min(1.0, max(0.0, cv2.computeECC(self._ref_score, warped, valid))))
+        except cv2.error:
+            return 0.0
+
+    def _detector(self) -> cv2.Feature2D:
+        return (
+            cv2.ORB_create(nfeatures=2000, fastThreshold=5)
+            if self.config.features == "orb"
+            else cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.01)
+        )
+
+    def _features(self, tgt_gray: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """Keypoints + RANSAC at twice the finest ECC level (keypoints need detail); a warp to start
+        ECC from when ECC alone fails."""
+        det = self._detector()
+        fsize = _fit(self.size, 2 * self.config.size)
+        if self._ref_features is None:
+            ref_gray = cv2.cvtColor(self.reference, cv2.COLOR_RGB2GRAY)
+            self._ref_features = det.detectAndCompute(cv2.resize(ref_gray, fsize, interpolation=cv2.INTER_AREA), None)
+        kr, dr = self._ref_features
+        tgt_small = cv2.resize(tgt_gray, fsize, interpolation=cv2.INTER_AREA)
+        kt, dt = det.detectAndCompute(tgt_small, None)
+        if dr is None or dt is None or len(kr) < 8 or len(kt) < 8:
+            return None, "too few keypoints for the feature fallback"
+        norm = cv2.NORM_HAMMING if dt.dtype == np.uint8 else cv2.NORM_L2
+        pairs = cv2.BFMatcher(norm).knnMatch(dt, dr, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+        if len(good) < 8:
+            return None, f"only {len(good)} distinctive feature matches (need 8)"
+        src = np.float32([kt[m.queryIdx].pt for m in good])
+        dst = np.float32([kr[m.trainIdx].pt for m in good])
+        if self.config.motion == "homography":
+            m, inl = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+        elif self.config.motion == "affine":
+            m, inl = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+        else:
+            m, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+        n_in = int(inl.sum()) if inl is not None else 0
+        if m is None or n_in < 8:
+            return None, f"RANSAC found {n_in} inliers among {len(good)} matches (need 8)"
+        m3 = np.vstack([m, [0, 0, 1]]) if m.shape == (2, 3) else m
+        s = PixelTransform.resize(self.size, fsize).matrix
+        h = np.linalg.inv(s) @ _center_to_edge(m3.astype(np.float64)) @ s
+        return h / h[2, 2], ""
+
+    def _result(
+        self, target: np.ndarray, warp: PixelTransform, score: float, method: str, reason: str, ok: bool = True
+    ) -> Alignment:
+        """Resample the target into the reference frame (skipped when nothing moves)."""
+        m = warp.matrix
+        tsize = image_size(target)
+        if tsize == self.size and _max_corner_shift(m, self.size) <= self.config.identity_tolerance_px:
+            return Alignment(PixelTransform.identity(), target, score, "identity" if ok else method, ok, reason or None)
+        # OpenCV maps destination (reference) pixels back to the source (target): pass the inverse.
+        inv = _edge_to_center(np.linalg.inv(m))
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        fill = self.config.fill
+        if fill == "reference":
+            out = self.reference.copy()
+            border = cv2.BORDER_TRANSPARENT
+        else:
+            out = None
+            border = cv2.BORDER_REPLICATE if fill == "replicate" else cv2.BORDER_CONSTANT
+        if self.config.motion == "homography" or not np.allclose(m[2], [0, 0, 1]):
+            aligned = cv2.warpPerspective(target, inv, self.size, dst=out, flags=flags, borderMode=border)
+        else:
+            aligned = cv2.warpAffine(target, inv[:2], self.size, dst=out, flags=flags, borderMode=border)
+        return Alignment(warp, aligned, score, method, ok, reason or None)  # type: ignore[arg-type]
+
+
+def _cv_msg(e: cv2.error) -> str:
+    text = str(e)
+    if "converge" in text:
+        return "iterations did not converge: images uncorrelated or not overlapping"
+    return text.strip().splitlines()[-1][:160] if text.strip() else "OpenCV error"
+
+
+def align(reference: np.ndarray, target: np.ndarray, config: AlignConfig | None = None) -> Alignment:
+    """Register ``target`` onto ``reference`` (uint8 RGB). Raises ``ImageError`` on bad input only.
+
+    >>> import numpy as np
+    >>> img = (np.indices((64, 64)).sum(0) % 7 * 30).astype(np.uint8)
+    >>> align(img, img).method
+    'identity'
+    """
+    if not isinstance(reference, np.ndarray) or not isinstance(target, np.ndarray):
+        raise ImageError("align() needs two numpy images (uint8 RGB); load files with images.load_image first")
+    return Aligner(reference, config).align(target)
+
+
+__all__ = ["AlignConfig", "Aligner", "Alignment", "align"]

@@ -1,0 +1,272 @@
+"""``differad eval``: score an engine (or a file of predictions) on a pairs file with the paper's metrics.
+
+A long run never stops for one bad sample: malformed lines and unreadable samples are skipped,
+counted and listed in ``report.json``; only a run with nothing left to score fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from tqdm import tqdm
+
+from ..boxes import Box
+from ..dataset import Pair
+from ..engines import Reference
+from ..errors import ConfigError, DatasetError, DifferadError
+from ..fileio import atomic_write_json, atomic_write_text
+from ..images import load_image
+from .engine_args import add_engine_arguments, build_engine, build_inspector, engine_flags_given, load_reference
+from .render import save_annotated, unique_name
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: How many skipped samples are echoed on stderr while the run goes on (all go to report.json).
+ECHO_ERRORS = 5
+
+
+@dataclass
+class Outcome:
+    """One scored sample: the prediction in target pixels next to its pair."""
+
+    pair: Pair
+    pred: Box | None
+    valid: bool
+    score: float | None = None
+    text: str | None = None
+    reason: str | None = None
+    iou: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="score an engine or a predictions file on a pairs.jsonl dataset",
+        description="Per-category Acc@0.3, F1@0.3, mIoU, mIoU_ano, mIoU_nor (the paper's protocol).",
+    )
+    p.add_argument("--data", type=Path, required=True, metavar="PAIRS", help="pairs.jsonl (dataset format)")
+    p.add_argument(
+        "--predictions", type=Path, metavar="PREDS",
+        help="score this predictions.jsonl (id + raw 'text' or pixel 'box') instead of running an engine",
+    )
+    p.add_argument("--out", type=Path, metavar="DIR", help="write report.json, predictions.jsonl and worst cases")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="score only the first N pairs")
+    p.add_argument("--worst", type=_non_negative_int, default=12, metavar="K", help="annotated images of the K worst samples")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_engine_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text}")
+    return value
+
+
+class _ReferenceCache:
+    """Datasets reuse a few references for many targets: decode each once (bounded memory)."""
+
+    def __init__(self, capacity: int = 32) -> None:
+        self.capacity = capacity
+        self._refs: OrderedDict[Path, Reference] = OrderedDict()
+
+    def get(self, path: Path) -> Reference:
+        ref = self._refs.get(path)
+        if ref is None:
+            ref = self._refs[path] = load_reference(path)
+            if len(self._refs) > self.capacity:
+                self._refs.popitem(last=False)
+        self._refs.move_to_end(path)
+        return ref
+
+
+def _engine_predictor(args: argparse.Namespace) -> tuple[Callable[[Pair], Outcome], Callable[[], None], dict]:
+    engine = build_engine(args)
+    inspector = build_inspector(engine, args)
+    refs = _ReferenceCache()
+
+    def predict(pair: Pair) -> Outcome:
+        inspection = inspector.inspect_pair(refs.get(pair.reference), load_image(pair.target))
+        det = inspection.detection
+        box = det.box if det.valid else None
+        return Outcome(pair, box, det.valid, det.score, det.text, det.reason, timings_ms=inspection.timings_ms)
+
+    return predict, engine.close, engine.describe()
+
+
+def _file_predictor(path: Path, missing: list[str]) -> tuple[Callable[[Pair], Outcome], list[str], dict]:
+    from ..dataset import image_file_size, read_predictions
+
+    preds = read_predictions(path)
+
+    def predict(pair: Pair) -> Outcome:
+        p = preds.get(pair.id)
+        if p is None:  # protocol: a sample without an answer scores as an invalid answer
+            missing.append(pair.id)
+            return Outcome(pair, None, False, reason="no prediction for this id")
+        box = p.box
+        if box is not None and p.space == "model" and not box.is_zero:
+            box = p.pixel_box(*image_file_size(pair.target))  # raw answers are on the 0-1000 scale
+        return Outcome(pair, box, p.valid, None, p.text, p.reason)
+
+    return predict, [f"predictions {e}" for e in preds.errors], {"engine": "predictions", "predictions": str(path)}
+
+
+def _score(outcomes: list[Outcome]) -> Any:
+    from ..metrics import Record, evaluate, sample_iou
+
+    for o in outcomes:
+        o.iou = sample_iou(o.pred, o.pair.box, valid=o.valid)
+    return evaluate(
+        Record(o.pred, o.pair.box, o.valid, o.pair.category, o.pair.subset, o.pair.id) for o in outcomes
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..dataset import read_pairs
+    from ..metrics import render_table
+
+    pairs_file = read_pairs(args.data)
+    pairs = pairs_file.pairs[: args.limit] if args.limit else pairs_file.pairs
+    bad_lines = [f"pairs {e}" for e in pairs_file.errors]
+    if not pairs:
+        _nothing_to_score(args.data, bad_lines, [])
+    missing: list[str] = []
+    close: Callable[[], None] = lambda: None  # noqa: E731
+    if args.predictions is not None:
+        if engine_flags_given(args):
+            raise ConfigError(
+                f"--predictions scores a file, no engine runs; drop {', '.join(engine_flags_given(args))}"
+            )
+        predict, pred_errors, described = _file_predictor(args.predictions, missing)
+        bad_lines += pred_errors
+    else:
+        predict, close, described = _engine_predictor(args)
+
+    outcomes: list[Outcome] = []
+    bad_samples: list[str] = []
+    first_unexpected: Exception | None = None
+    try:
+        bar = tqdm(pairs, desc="eval", unit="pair", file=sys.stderr, disable=args.no_progress, mininterval=0.5)
+        for pair in bar:
+            try:
+                outcomes.append(predict(pair))
+            except Exception as e:  # one bad sample must not end a long run
+                why = str(e)
+                if not isinstance(e, DifferadError):
+                    first_unexpected = first_unexpected or e
+                    why = f"{type(e).__name__}: {e}"
+                bad_samples.append(f"{pair.id}: {why}")
+                if len(bad_samples) <= ECHO_ERRORS:
+                    tqdm.write(f"differad: skipped sample {pair.id}: {why}", file=sys.stderr)
+    finally:
+        close()
+    if not outcomes:
+        if first_unexpected is not None:  # every sample failed the same unexpected way: a bug, show it
+            raise first_unexpected
+        _nothing_to_score(args.data, bad_lines, bad_samples)
+
+    report = _score(outcomes)
+    print(render_table(report))
+    summary = f"scored {len(outcomes)} samples; skipped {len(bad_lines)} malformed lines and {len(bad_samples)} bad samples"
+    if missing:
+        summary += f"; {len(missing)} pairs had no prediction (scored as invalid)"
+    medians = _median_timings(outcomes)
+    if "total" in medians:
+        summary += f"; median {medians['total']:.1f} ms per pair"
+    print(summary)
+    if args.out is not None:
+        _write_outputs(args, report, outcomes, bad_lines, bad_samples, missing, described)
+        print(f"report written to {args.out / 'report.json'}")
+    return 0
+
+
+def _median_timings(outcomes: list[Outcome]) -> dict[str, float]:
+    stages: dict[str, list[float]] = {}
+    for o in outcomes:
+        for stage, ms in o.timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    return {k: round(statistics.median(v), 3) for k, v in sorted(stages.items())}
+
+
+def _nothing_to_score(data: Path, bad_lines: list[str], bad_samples: list[str]) -> NoReturn:
+    problems = bad_lines + bad_samples
+    raise DatasetError(
+        f"no sample of {data} could be scored ({len(bad_lines)} malformed lines, {len(bad_samples)} bad samples); "
+        f"first problem: {problems[0] if problems else 'the file holds no pairs'}"
+    )
+
+
+def _write_outputs(
+    args: argparse.Namespace, metrics_report: Any, outcomes: list[Outcome], bad_lines: list[str],
+    bad_samples: list[str], missing: list[str], described: dict,
+) -> None:
+    from ..metrics import report_to_json
+    from ..viz import plot_report
+
+    out: Path = args.out
+    worst = sorted(outcomes, key=lambda o: o.iou)[: args.worst]
+    worst_files = _write_worst(out / "worst", worst)
+    report = {
+        "data": str(args.data),
+        "engine": described,
+        "metrics": report_to_json(metrics_report),
+        "median_timings_ms": _median_timings(outcomes),
+        "counts": {
+            "scored": len(outcomes),
+            "malformed_lines": len(bad_lines),
+            "bad_samples": len(bad_samples),
+            "missing_predictions": len(missing),
+        },
+        "malformed_lines": bad_lines,
+        "bad_samples": bad_samples,
+        "missing_predictions": missing,
+        "worst": [{"id": o.pair.id, "iou": round(o.iou, 4), "image": f} for o, f in zip(worst, worst_files, strict=True)],
+    }
+    atomic_write_json(out / "report.json", report)
+    plot_report(metrics_report, out / "metrics.png", title=f"differad eval: {args.data.name}")
+    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(_prediction_row(o)) + "\n" for o in outcomes))
+
+
+def _prediction_row(o: Outcome) -> dict[str, Any]:
+    """Predictions in the dataset's predictions format (pixel boxes), so a run can be re-scored."""
+    row: dict[str, Any] = {"id": o.pair.id, "box": o.pred.as_int_list() if o.pred is not None else None}
+    row.update(valid=o.valid, iou=round(o.iou, 4))
+    if o.score is not None:
+        row["score"] = round(float(o.score), 6)
+    if o.reason is not None:
+        row["reason"] = o.reason
+    return row
+
+
+def _write_worst(folder: Path, worst: list[Outcome]) -> list[str]:
+    used: set[str] = set()
+    names: list[str] = []
+    for rank, o in enumerate(worst, 1):
+        name = unique_name(f"{rank:03d}_{_SAFE.sub('_', str(o.pair.id))}", used)
+        try:
+            save_annotated(
+                folder / name, load_image(o.pair.reference), load_image(o.pair.target),
+                o.pred, o.pair.box, label=f"IoU {o.iou:.2f}",
+            )
+        except DifferadError:  # an image that vanished since scoring must not lose the report
+            name = ""
+        names.append(f"worst/{name}" if name else "")
+    return names

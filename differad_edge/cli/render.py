@@ -1,0 +1,43 @@
+"""Annotated images and result lines shared by the subcommands (drawing itself is ``viz``'s job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..boxes import Box
+from ..engines import Detection
+from ..images import save_image
+
+
+def annotated_pair(
+    reference: np.ndarray, target: np.ndarray, pred: Box | None, gt: Box | None = None, label: str = "",
+    score: float | None = None,
+) -> np.ndarray:
+    """Reference beside the target with the predicted (red) and true (green) box drawn on the target."""
+    from .. import viz
+
+    return viz.side_by_side(reference, target, pred, gt, label=label, score=score)
+
+
+def save_annotated(
+    path: Path, reference: np.ndarray, target: np.ndarray, pred: Box | None, gt: Box | None = None,
+    label: str = "", score: float | None = None,
+) -> Path:
+    save_image(path, annotated_pair(reference, target, pred, gt, label, score))
+    return path
+
+
+def detection_label(det: Detection) -> str:
+    return f"{det.engine}: invalid" if not det.valid else det.engine
+
+
+def unique_name(stem: str, used: set[str], ext: str = ".png") -> str:
+    """``stem.png``, or ``stem_2.png`` ... when two inputs share a file name."""
+    name, i = f"{stem}{ext}", 1
+    while name in used:
+        i += 1
+        name = f"{stem}_{i}{ext}"
+    used.add(name)
+    return name

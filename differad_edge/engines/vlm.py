@@ -1,0 +1,308 @@
+"""Engine ``vlm``: Qwen3-VL compares the reference with each target and answers with a box.
+
+Per target: size policy (OpenCV resize, recorded) -> processor -> target vision features -> greedy
+decoding continuing from the reference prefix cache -> ``parsing.parse_answer`` -> 0-1000 mapped
+back to target pixels. With ``reference_cache=False`` the whole two-image prompt runs every time
+(the baseline for parity tests and benchmarks). torch/transformers are imported on construction only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, EngineError
+from ..images import load_image
+from ..parsing import parse_answer
+from ..prompts import DEFAULT_INFERENCE_TEMPLATE, PromptTemplate, get_template
+from ..vlm.prefix_cache import PrefixCache, PrefixKey, ReferencePrefix, build_prefix, split_prompt, template_key
+from ..vlm.size_policy import Resized, SizePolicy
+from .base import Detection, Engine, EngineHandle, Reference, StageTimer
+
+ENGINE_NAME = "vlm"
+#: Enough for a no-think box answer; thinking needs room for the reasoning.
+DEFAULT_MAX_NEW_TOKENS = {False: 64, True: 512}
+
+
+def detection_from_text(text: str | None, resized: Resized, score: float = 0.0,
+                        timings_ms: dict[str, float] | None = None) -> Detection:
+    """Turn a raw model answer into a detection in the target's source pixels; never raises.
+
+    Unparsable text gives ``valid=False`` with the raw text and the parser's reason; a zero box
+    ("no anomaly") gives ``box=None``.
+    """
+    parsed = parse_answer(text)
+    timings = dict(timings_ms or {})
+    if not parsed.valid or parsed.box is None:
+        return Detection(None, 0.0, valid=False, engine=ENGINE_NAME, text=text, reason=parsed.reason,
+                         timings_ms=timings)
+    box = None if parsed.box.is_zero else resized.box_to_source(parsed.box)
+    if box is not None and box.is_degenerate:  # cannot happen for an in-range box; kept as a guard
+        return Detection(None, 0.0, valid=False, engine=ENGINE_NAME, text=text,
+                         reason=f"box {parsed.box.as_tuple()} vanishes in a {resized.source_size} image",
+                         timings_ms=timings)
+    return Detection(box, float(score), valid=True, engine=ENGINE_NAME, text=text, timings_ms=timings)
+
+
+class VLMEngine(Engine):
+    """Qwen3-VL two-image grounding with an optional reference prefix cache.
+
+    ``model`` is a checkpoint folder or a ``vlm.loader.LoadedModel`` (then ``dtype``/``device``/
+    ``quant`` are those it was loaded with). ``template_id`` defaults to the template stored with the
+    model, else ``prompts.DEFAULT_INFERENCE_TEMPLATE``. ``max_batch`` bounds ``detect_batch`` chunks.
+    """
+
+    name = ENGINE_NAME
+
+    def __init__(
+        self,
+        model: str | os.PathLike | Any,
+        dtype: str = "fp32",
+        device: str = "cpu",
+        quant: str | None = None,
+        template_id: str | None = None,
+        max_new_tokens: int | None = None,
+        size_policy: SizePolicy | dict[str, int] | None = None,
+        reference_cache: bool = True,
+        paraphrase: int = 0,
+        max_batch: int = 8,
+        max_cached_references: int = 4,
+    ) -> None:
+        from ..vlm.loader import LoadedModel, load_model
+
+        self.loaded: LoadedModel = model if isinstance(model, LoadedModel) else load_model(
+            _as_path(model), dtype=dtype, device=device, quant=quant)  # type: ignore[arg-type]
+        if template_id is not None:
+            template = get_template(template_id)
+        else:
+            template = self.loaded.template or get_template(DEFAULT_INFERENCE_TEMPLATE)
+        if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
+            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if max_batch < 1:
+            raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+        self._max_new_tokens = max_new_tokens
+        #: Benchmarks force fixed-length answers (min = max new tokens); 0 = stop at ``</answer>``/EOS.
+        self.min_new_tokens = 0
+        self.reference_cache = bool(reference_cache)
+        self.max_batch = int(max_batch)
+        self.prefixes = PrefixCache(max_cached_references)
+        self._prompt: tuple[Any, tuple[str, str, str]] | None = None
+        self.paraphrase = paraphrase
+        self.template = template
+        self.size_policy = size_policy if isinstance(size_policy, SizePolicy) else SizePolicy(**(size_policy or {}))
+
+    # --- settings whose change invalidates the reference prefix (through the cache key) ---
+    @property
+    def template(self) -> PromptTemplate:
+        return self._template
+
+    @template.setter
+    def template(self, template: PromptTemplate) -> None:
+        template.user_text(self.paraphrase)  # validates the paraphrase index
+        self._template = template
+
+    @property
+    def size_policy(self) -> SizePolicy:
+        return self._size_policy
+
+    @size_policy.setter
+    def size_policy(self, policy: SizePolicy) -> None:
+        vision = self.model.config.vision_config
+        block = int(vision.patch_size * vision.spatial_merge_size)
+        if policy.factor % block:
+            raise ConfigError(f"size policy factor {policy.factor} must be a multiple of the model's "
+                              f"patch_size*spatial_merge_size = {block}")
+        self._size_policy = policy
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self._max_new_tokens or DEFAULT_MAX_NEW_TOKENS[self.template.think]
+
+    # --- engine protocol ---
+    def prepare(self, reference: Reference) -> EngineHandle:
+        handle = EngineHandle(reference)
+        self._reference_resized(handle)
+        if self.reference_cache:
+            timer = StageTimer()
+            self._prefix(handle, timer)
+            handle.state["prepare_ms"] = dict(timer.ms)
+        return handle
+
+    def detect(self, handle: EngineHandle, target: np.ndarray) -> Detection:
+        return self.detect_batch(handle, [target])[0]
+
+    def detect_batch(self, handle: EngineHandle, targets: Sequence[np.ndarray]) -> list[Detection]:
+        """Targets of one model-input size run as one batch (``max_batch`` rows at a time)."""
+        t0 = time.perf_counter()
+        resized = [self.size_policy.apply(load_image(t)) for t in targets]
+        prep_ms = (time.perf_counter() - t0) * 1000.0 / max(len(targets), 1)
+        out: list[Detection | None] = [None] * len(resized)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, r in enumerate(resized):
+            groups.setdefault(r.size, []).append(i)
+        for idx in groups.values():
+            for start in range(0, len(idx), self.max_batch):
+                chunk = idx[start:start + self.max_batch]
+                for i, det in zip(chunk, self._run(handle, [resized[i] for i in chunk], prep_ms), strict=True):
+                    out[i] = det
+        return [d for d in out if d is not None]
+
+    def describe(self) -> dict[str, Any]:
+        info = self.loaded.info
+        return {
+            "engine": self.name, "model": info.get("path"), "model_identity": info.get("identity"),
+            "dtype": info.get("dtype"), "device": info.get("device"), "quant": info.get("quant"),
+            "params": info.get("params"), "template": self.template.id, "size_policy": self.size_policy.key,
+            "reference_cache": self.reference_cache, "max_new_tokens": self.max_new_tokens,
+        }
+
+    def close(self) -> None:
+        self.prefixes.clear()
+        loaded = getattr(self, "loaded", None)
+        if loaded is not None and str(loaded.info.get("device", "cpu")).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # --- internals ---
+    def prompt_text(self) -> tuple[str, str, str]:
+        """The rendered prompt, and its split into reference prefix / rest (cached per template)."""
+        settings = (self.template, self.paraphrase)
+        if self._prompt is None or self._prompt[0] != settings:
+            full = self.loaded.processor.apply_chat_template(
+                self.template.messages(paraphrase=self.paraphrase), tokenize=False, add_generation_prompt=True)
+            self._prompt = (settings, (full, *split_prompt(full)))
+        return self._prompt[1]
+
+    def prefix_key(self, reference: Reference) -> PrefixKey:
+        full = self.prompt_text()[0]
+        return PrefixKey(reference.key, template_key(self.template.id, full), self.size_policy.key,
+                         self.loaded.identity)
+
+    def _prefix(self, handle: EngineHandle, timer: StageTimer) -> ReferencePrefix:
+        key = self.prefix_key(handle.reference)
+        current: ReferencePrefix | None = handle.state.get("prefix")
+        if current is not None and current.key == key:
+            return current
+        prefix = self.prefixes.get(key)
+        if prefix is None:
+            build_timer = StageTimer()
+            try:
+                prefix = build_prefix(self.model, self.loaded.processor, self.prompt_text()[1],
+                                      self._reference_resized(handle).image, key, build_timer,
+                                      self._processor_kwargs())
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise EngineError(f"building the reference prefix failed ({type(e).__name__}: {e}); check the "
+                                  "model folder, device memory and the reference image") from e
+            self.prefixes.put(prefix)
+            timer.ms["prefix_build"] = sum(build_timer.ms.values())
+        handle.state["prefix"] = prefix
+        return prefix
+
+    def _reference_resized(self, handle: EngineHandle) -> Resized:
+        if handle.state.get("size_key") != self.size_policy.key:
+            handle.state["resized"] = self.size_policy.apply(load_image(handle.reference.image))
+        handle.state["size_key"] = self.size_policy.key
+        return handle.state["resized"]
+
+    @staticmethod
+    def _processor_kwargs() -> dict[str, Any]:
+        return {"do_resize": False}  # the size policy already resized; see size_policy.py
+
+    def generate(self, handle: EngineHandle, targets: Sequence[Resized], timer: StageTimer | None = None) -> Any:
+        """Raw greedy generation for targets of one model-input size (``vlm.generation.Generated``).
+
+        The parity tests and the benchmark use this to compare tokens of the cached and uncached paths.
+        """
+        from ..vlm.generation import greedy_generate
+
+        timer = timer if timer is not None else StageTimer()
+        targets = list(targets)
+        try:
+            if self.reference_cache:
+                inputs = self._cached_inputs(handle, targets, timer)
+            else:
+                inputs = self._uncached_inputs(handle, targets, timer)
+            gen = greedy_generate(self.model, self.loaded.tokenizer, inputs, self.max_new_tokens,
+                                  min_new_tokens=self.min_new_tokens)
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise EngineError(f"VLM inference failed ({type(e).__name__}: {e}); check the model folder, device "
+                              "memory and image sizes") from e
+        timer.ms["prefill"] = timer.ms.get("prefill", 0.0) + gen.prefill_ms
+        timer.ms["decode"] = gen.decode_ms
+        return gen
+
+    def _run(self, handle: EngineHandle, targets: list[Resized], prep_ms: float) -> list[Detection]:
+        timer = StageTimer()
+        timer.ms["preprocess"] = prep_ms * len(targets)
+        gen = self.generate(handle, targets, timer)
+        detections = []
+        for resized, text, score in zip(targets, gen.texts, gen.scores, strict=True):
+            t0 = time.perf_counter()
+            det = detection_from_text(text, resized, score)
+            det.timings_ms = dict(timer.ms, parse=(time.perf_counter() - t0) * 1000.0)
+            det.timings_ms["total"] = sum(det.timings_ms.values())
+            if len(targets) > 1:
+                det.timings_ms["batch"] = float(len(targets))
+            detections.append(det)
+        return detections
+
+    def _encode_images(self, enc: Any, timer: StageTimer) -> Any:
+        import torch
+
+        with torch.inference_mode(), timer("vision"):
+            return self.model.model.get_image_features(enc["pixel_values"], enc["image_grid_thw"], return_dict=True)
+
+    def _check_grid(self, grid: Any, images: list[Resized]) -> None:
+        patch = int(self.model.config.vision_config.patch_size)
+        for (_, gh, gw), img in zip(grid.tolist(), images, strict=True):
+            w, h = img.size
+            if (gw * patch, gh * patch) != (w, h):
+                raise EngineError(f"the processor resized a {w}x{h} input to {gw * patch}x{gh * patch}; the size "
+                                  "policy must own resizing (processor do_resize=False)")
+
+    def _uncached_inputs(self, handle: EngineHandle, targets: list[Resized], timer: StageTimer) -> dict[str, Any]:
+        ref = self._reference_resized(handle)
+        images = [img for t in targets for img in (ref, t)]
+        with timer("preprocess"):
+            enc = self.loaded.processor(text=[self.prompt_text()[0]] * len(targets), images=[i.image for i in images],
+                                        return_tensors="pt", **self._processor_kwargs()).to(self.model.device)
+        self._check_grid(enc["image_grid_thw"], images)
+        features = self._encode_images(enc, timer)
+        return dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                    mm_token_type_ids=enc["mm_token_type_ids"], image_grid_thw=enc["image_grid_thw"],
+                    mm_encoder_outputs={"image": features})
+
+    def _cached_inputs(self, handle: EngineHandle, targets: list[Resized], timer: StageTimer) -> dict[str, Any]:
+        import torch
+
+        prefix = self._prefix(handle, timer)
+        n = len(targets)
+        with timer("preprocess"):
+            enc = self.loaded.processor(text=[self.prompt_text()[2]] * n, images=[t.image for t in targets],
+                                        return_tensors="pt", **self._processor_kwargs()).to(self.model.device)
+        self._check_grid(enc["image_grid_thw"], targets)
+        features = self._encode_images(enc, timer)
+        with timer("preprocess"):
+            input_ids = torch.cat([prefix.input_ids.expand(n, -1), enc["input_ids"]], dim=1)
+            mm_types = torch.cat([prefix.mm_token_type_ids.expand(n, -1).to(enc["mm_token_type_ids"].dtype),
+                                  enc["mm_token_type_ids"]], dim=1)
+            grids = torch.stack([prefix.image_grid_thw[0].expand(n, -1), enc["image_grid_thw"]], dim=1).reshape(-1, 3)
+            cache = prefix.cache_for(n)
+        return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), mm_token_type_ids=mm_types,
+                    image_grid_thw=grids, mm_encoder_outputs={"image": features}, past_key_values=cache)
+
+
+def _as_path(model: Any) -> Path:
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model)
+    raise ConfigError(f"model must be a checkpoint folder or a LoadedModel, got {type(model).__name__}")

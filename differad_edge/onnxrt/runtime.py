@@ -1,0 +1,227 @@
+"""ONNX Runtime execution of a bundle: vision graph, decoder-with-KV-cache graph, greedy decoding.
+
+The prompt is ``seg0 <ref image pads> seg1 <target image pads> seg2`` (token ids fixed at export).
+Everything up to the target's pads depends on the reference only, so ``prefix()`` runs it once and
+keeps its KV cache; ``generate()`` then runs just the target's vision features and the suffix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engines.base import StageTimer
+from ..errors import EngineError, missing_extra
+from .bundle import Bundle
+from .preprocess import ImageSpec, image_tokens, mrope_positions, next_position, patchify, vision_host_inputs
+
+VISION_INPUTS = ("pixel_values", "interp_indices", "interp_weights", "rot_pos_ids", "cu_seqlens")
+ANSWER_END = "</answer>"  # the vlm engine stops there too (vlm.generation.greedy_generate)
+ANSWER_END_WINDOW = 12  # tokens decoded to look for it (it spans a few tokens in real vocabularies)
+
+
+@dataclass
+class EncodedImage:
+    """Vision features of one image: merged embeddings, deepstack features and its grid."""
+
+    embeds: np.ndarray  # [n, H]
+    deepstack: np.ndarray  # [n_ds, n, H]
+    grid: np.ndarray  # [1, 3]
+
+
+@dataclass
+class PrefixState:
+    """Decoder state after ``seg0 <ref pads> seg1``: KV cache, length and next rope position."""
+
+    past: list[np.ndarray]
+    length: int
+    next_pos: int
+    ref_grid: np.ndarray
+
+
+@dataclass
+class Generation:
+    """Greedy tokens of one pair, their decoded text, and per-stage timings."""
+
+    tokens: list[int]
+    text: str
+    score: float  # geometric mean of the greedy tokens' probabilities (as the vlm engine)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def default_providers() -> list[str]:
+    """CUDA when onnxruntime-gpu offers it, CPU always last."""
+    avail = available_providers()
+    return [p for p in ("CUDAExecutionProvider",) if p in avail] + ["CPUExecutionProvider"]
+
+
+class BundleRunner:
+    """ONNX Runtime sessions + tokenizer + embedding table of an ``onnx`` bundle."""
+
+    def __init__(self, bundle: Bundle, providers: Sequence[str] | None = None, threads: int | None = None,
+                 tensorrt_cache_dir: str | None = None) -> None:
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise missing_extra(e.name or "onnxruntime", "export") from e
+        if bundle.runtime != "onnx":
+            raise EngineError(
+                f"bundle {bundle.root} has runtime {bundle.runtime!r}; the onnx engine runs only 'onnx' bundles "
+                "(use the vlm engine for a torch bundle)"
+            )
+        m = bundle.manifest
+        self.bundle = bundle
+        self.spec = ImageSpec.from_dict(m["preprocessing"])
+        mc = m["model"]
+        self.hidden, self.n_layers, self.n_ds = int(mc["hidden_size"]), int(mc["num_layers"]), int(mc["num_deepstack"])
+        self.kv_heads, self.head_dim = int(mc["num_kv_heads"]), int(mc["head_dim"])
+        self.image_token_id, self.eos = int(mc["image_token_id"]), {int(t) for t in mc["eos_token_ids"]}
+        self.segments = [np.asarray(s, np.int64) for s in m["prompt"]["segments"]]
+        self.max_new_tokens = int(m["generation"]["max_new_tokens"])
+        graphs = m["graphs"]
+        self.providers = list(providers) if providers else default_providers()
+        unknown = [p for p in self.providers if p not in available_providers()]
+        if unknown:
+            raise EngineError(f"onnxruntime providers {unknown} are not available here; available: "
+                              f"{available_providers()}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        self.decoder = ort.InferenceSession(str(bundle.path(graphs["decoder"])), opts, providers=self.providers)
+        self.vision_providers = self._vision_providers(tensorrt_cache_dir)
+        self.vision = ort.InferenceSession(str(bundle.path(graphs["vision"])), opts, providers=self.vision_providers)
+        self.embeddings = np.load(bundle.path(graphs["embeddings"]), mmap_mode="r")
+        self.tokenizer = Tokenizer.from_file(str(bundle.path(graphs["tokenizer"])))
+        self.kv_dtype = np.float16 if self.decoder.get_inputs()[4].type == "tensor(float16)" else np.float32
+
+    def _vision_providers(self, cache_dir: str | None) -> list[Any]:
+        """TensorRT EP (fp16) for the vision graph when onnxruntime offers it and CUDA is used."""
+        if "TensorrtExecutionProvider" in available_providers() and "CUDAExecutionProvider" in self.providers:
+            opts: dict[str, Any] = {"trt_fp16_enable": True}
+            if cache_dir:
+                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=cache_dir)
+            return [("TensorrtExecutionProvider", opts), *self.providers]
+        return list(self.providers)
+
+    # ---- pieces -------------------------------------------------------------------------------
+    def encode_image(self, image: np.ndarray) -> EncodedImage:
+        pixels, grid = patchify(image, self.spec)
+        feed = {"pixel_values": pixels, **vision_host_inputs(grid, self.spec)}
+        embeds, deepstack = self.vision.run(None, feed)
+        return EncodedImage(np.asarray(embeds, np.float32), np.asarray(deepstack, np.float32), grid)
+
+    def _embed(self, ids: np.ndarray, images: Sequence[EncodedImage]) -> tuple[np.ndarray, np.ndarray]:
+        """Token embeddings with image features at the pad positions, and the dense deepstack input."""
+        emb = np.asarray(self.embeddings[ids], np.float32)
+        ds = np.zeros((self.n_ds, len(ids), self.hidden), np.float32)
+        pads = np.flatnonzero(ids == self.image_token_id)
+        feats = np.concatenate([im.embeds for im in images]) if images else np.zeros((0, self.hidden), np.float32)
+        if len(pads) != len(feats):
+            raise EngineError(f"prompt has {len(pads)} image tokens but the images gave {len(feats)} features")
+        if len(pads):
+            emb[pads] = feats
+            ds[:, pads] = np.concatenate([im.deepstack for im in images], axis=1)
+        return emb[None], ds[:, None]
+
+    def _run_decoder(self, emb: np.ndarray, ds: np.ndarray, pos: np.ndarray, past: list[np.ndarray],
+                     past_len: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        feed: dict[str, np.ndarray] = {
+            "inputs_embeds": emb, "attention_mask": np.ones((1, past_len + emb.shape[1]), np.int64),
+            "position_ids": np.ascontiguousarray(pos[:, None, :]), "deepstack": ds,
+        }
+        for i in range(self.n_layers):
+            feed[f"past_key_{i}"], feed[f"past_value_{i}"] = past[2 * i], past[2 * i + 1]
+        out = self.decoder.run(None, feed)
+        return out[0], out[1:]
+
+    def _empty_past(self) -> list[np.ndarray]:
+        return [np.zeros((1, self.kv_heads, 0, self.head_dim), self.kv_dtype) for _ in range(2 * self.n_layers)]
+
+    def _image_pads(self, im: EncodedImage) -> np.ndarray:
+        return np.full(image_tokens(im.grid, self.spec.merge_size), self.image_token_id, np.int64)
+
+    # ---- public -------------------------------------------------------------------------------
+    def prefix(self, reference: np.ndarray, timer: StageTimer | None = None) -> PrefixState:
+        """Run ``seg0 <ref> seg1`` once; the returned KV cache is reused (read-only) for every target."""
+        timer = timer or StageTimer()
+        with timer("vision"):
+            ref = self.encode_image(reference)
+        s0, s1 = self.segments[0], self.segments[1]
+        ids = np.concatenate([s0, self._image_pads(ref), s1])
+        pos = mrope_positions([("text", len(s0)), ("image", tuple(ref.grid[0])), ("text", len(s1))],
+                              self.spec.merge_size)
+        with timer("prefill"):
+            emb, ds = self._embed(ids, [ref])
+            _, past = self._run_decoder(emb, ds, pos, self._empty_past(), 0)
+        return PrefixState(past, len(ids), next_position(pos), ref.grid)
+
+    def generate(self, target: np.ndarray, prefix: PrefixState | None = None, reference: np.ndarray | None = None,
+                 max_new_tokens: int | None = None, min_new_tokens: int = 0) -> Generation:
+        """Greedy answer for one pair, from a cached ``prefix`` or (uncached) from the ``reference`` image.
+
+        ``min_new_tokens`` ignores EOS and ``</answer>`` until reached (fixed-length benchmark runs).
+        """
+        timer = StageTimer()
+        s0, s1, s2 = self.segments
+        with timer("vision"):
+            tgt = self.encode_image(target)
+            ref = None if prefix is not None else self.encode_image(_required(reference))
+        with timer("prefill"):
+            if prefix is not None:
+                ids = np.concatenate([self._image_pads(tgt), s2])
+                pos = mrope_positions([("image", tuple(tgt.grid[0])), ("text", len(s2))], self.spec.merge_size,
+                                      start=prefix.next_pos)
+                emb, ds = self._embed(ids, [tgt])
+                logits, past = self._run_decoder(emb, ds, pos, prefix.past, prefix.length)
+                length = prefix.length + len(ids)
+            else:
+                assert ref is not None
+                ids = np.concatenate([s0, self._image_pads(ref), s1, self._image_pads(tgt), s2])
+                pos = mrope_positions([("text", len(s0)), ("image", tuple(ref.grid[0])), ("text", len(s1)),
+                                       ("image", tuple(tgt.grid[0])), ("text", len(s2))], self.spec.merge_size)
+                emb, ds = self._embed(ids, [ref, tgt])
+                logits, past = self._run_decoder(emb, ds, pos, self._empty_past(), 0)
+                length = len(ids)
+        with timer("decode"):
+            tokens, score = self._greedy(logits, past, length, next_position(pos),
+                                         max_new_tokens or self.max_new_tokens, min_new_tokens)
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return Generation(tokens, text, score, timer.ms)
+
+    def _greedy(self, logits: np.ndarray, past: list[np.ndarray], length: int, pos: int,
+                max_new: int, min_new: int = 0) -> tuple[list[int], float]:
+        """Greedy tokens until EOS, ``</answer>`` (as the vlm engine) or ``max_new``; and their score."""
+        tokens: list[int] = []
+        logprob = 0.0
+        zeros_ds = np.zeros((self.n_ds, 1, 1, self.hidden), np.float32)
+        for _ in range(max_new):
+            row = logits[0, -1].astype(np.float64)
+            nxt = int(np.argmax(row))
+            logprob += float(row[nxt] - row.max() - np.log(np.exp(row - row.max()).sum()))
+            tokens.append(nxt)
+            if len(tokens) == max_new:
+                break
+            if len(tokens) >= min_new and (nxt in self.eos or self._answer_closed(tokens)):
+                break
+            emb = np.asarray(self.embeddings[[nxt]], np.float32)[None]
+            logits, past = self._run_decoder(emb, zeros_ds, np.full((3, 1), pos, np.int64), past, length)
+            length, pos = length + 1, pos + 1
+        return tokens, float(np.exp(logprob / len(tokens))) if tokens else 0.0
+
+    def _answer_closed(self, tokens: list[int]) -> bool:
+        return ANSWER_END in self.tokenizer.decode(tokens[-ANSWER_END_WINDOW:], skip_special_tokens=False)
+
+def _required(reference: np.ndarray | None) -> np.ndarray:
+    if reference is None:
+        raise EngineError("generate() needs either a cached prefix or the reference image")
+    return reference

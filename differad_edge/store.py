@@ -1,0 +1,410 @@
+"""Directory-backed, versioned store of reference images per product.
+
+Layout (everything is plain data: PNG, ``.npy`` without pickle, JSON)::
+
+    ROOT/<product>/active.json           {"version": ..., "previous": [...]}  (the active pointer)
+    ROOT/<product>/history.jsonl         one event per line (add, validation, promote, rollback)
+    ROOT/<product>/versions/<version>/   reference.png, extra_NNN.png, care_mask.png,
+                                         mean.npy, spread.npy, manifest.json (sha256 of every file)
+
+Why this shape: a version directory is written under a hidden temporary name and renamed into
+place only when complete, and the pointer and manifests are replaced atomically, so a crash at
+any point leaves the store loadable — readers see the old state or the new one, never half of
+one. Versions are immutable data; promote/rollback only move the pointer, so a rollback serves
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from .engines.base import Reference
+from .errors import ConfigError, ImageError, ReferenceError
+from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes
+from .images import decode_image, encode_image, image_size, to_rgb8
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FORMAT_VERSION = 1
+Status = Literal["candidate", "validated", "rejected"]
+
+IMAGE_FILE = "reference.png"
+MASK_FILE = "care_mask.png"
+MEAN_FILE = "mean.npy"
+SPREAD_FILE = "spread.npy"
+MANIFEST_FILE = "manifest.json"
+ACTIVE_FILE = "active.json"
+HISTORY_FILE = "history.jsonl"
+
+
+def validate_id(value: str, what: str = "id") -> str:
+    """Product and version ids become directory names: refuse anything that could escape ``root``."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise ReferenceError(
+            f"invalid {what} {value!r}: expected 1-64 characters of letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/', no '..'); rename it"
+        )
+    return value
+
+
+@dataclass
+class VersionInfo:
+    """What the manifest of one version says (status is the validation state; ``active`` is the pointer)."""
+
+    product_id: str
+    version: str
+    status: Status
+    active: bool
+    created: str
+    files: dict[str, str]
+    size: tuple[int, int]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+    status_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+class ReferenceStore:
+    """Versioned references under ``root`` (created on the first write, not at construction)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    # -- paths --------------------------------------------------------------------------------
+    def _product_dir(self, product_id: str) -> Path:
+        return self.root / validate_id(product_id, "product id")
+
+    def _version_dir(self, product_id: str, version: str) -> Path:
+        return self._product_dir(product_id) / "versions" / validate_id(version, "version")
+
+    # -- reading ------------------------------------------------------------------------------
+    def products(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if ID_PATTERN.fullmatch(p.name) and (p / "versions").is_dir())
+
+    def _version_names(self, product_id: str) -> list[str]:
+        vdir = self._product_dir(product_id) / "versions"
+        if not vdir.is_dir():
+            return []
+        # Hidden temporary directories (crashed or in-progress writes) do not match ID_PATTERN.
+        return sorted(p.name for p in vdir.iterdir() if ID_PATTERN.fullmatch(p.name) and (p / MANIFEST_FILE).is_file())
+
+    def _require_product(self, product_id: str) -> None:
+        if not self._version_names(product_id):
+            known = ", ".join(self.products()) or "none"
+            raise ReferenceError(
+                f"unknown product {product_id!r} in {self.root} (known: {known}); add a reference with add_version"
+            )
+
+    def _manifest(self, product_id: str, version: str) -> dict[str, Any]:
+        path = self._version_dir(product_id, version) / MANIFEST_FILE
+        if not path.is_file():
+            self._require_product(product_id)
+            known = ", ".join(self._version_names(product_id))
+            raise ReferenceError(f"product {product_id!r} has no version {version!r} (versions: {known})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ReferenceError(f"unreadable manifest {path}: {e}; restore it or remove the version") from e
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != FORMAT_VERSION
+            or not isinstance(data.get("files"), dict)
+        ):
+            raise ReferenceError(f"manifest {path} is not a format-{FORMAT_VERSION} reference manifest")
+        return data
+
+    def _pointer(self, product_id: str) -> dict[str, Any]:
+        path = self._product_dir(product_id) / ACTIVE_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"version": None, "previous": []}
+        except (OSError, ValueError) as e:
+            raise ReferenceError(f"unreadable active pointer {path}: {e}; promote a version again") from e
+        return {"version": data.get("version"), "previous": list(data.get("previous", []))}
+
+    def active_version(self, product_id: str) -> str | None:
+        """The active version id, reading one small file (cheap enough to call per frame)."""
+        return self._pointer(product_id)["version"]
+
+    def versions(self, product_id: str) -> list[VersionInfo]:
+        self._require_product(product_id)
+        active = self.active_version(product_id)
+        return [
+            self._info(product_id, v, self._manifest(product_id, v), active) for v in self._version_names(product_id)
+        ]
+
+    def info(self, product_id: str, version: str) -> VersionInfo:
+        return self._info(product_id, version, self._manifest(product_id, version), self.active_version(product_id))
+
+    @staticmethod
+    def _info(product_id: str, version: str, m: dict[str, Any], active: str | None) -> VersionInfo:
+        return VersionInfo(
+            product_id=product_id,
+            version=version,
+            status=m.get("status", "candidate"),
+            active=version == active,
+            created=m.get("created", ""),
+            files={k: str(v) for k, v in m["files"].items()},
+            size=tuple(m.get("size", (0, 0))),  # type: ignore[arg-type]
+            metadata=dict(m.get("metadata") or {}),
+            validation=m.get("validation"),
+            status_history=list(m.get("status_history", [])),
+        )
+
+    def _read_verified(self, product_id: str, version: str, manifest: dict[str, Any], name: str) -> bytes:
+        path = self._version_dir(product_id, version) / name
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ReferenceError(f"reference file {path} is missing or unreadable: {e}; roll back or re-add") from e
+        expected = manifest["files"].get(name)
+        actual = sha256_bytes(data)
+        if actual != expected:
+            raise ReferenceError(
+                f"checksum mismatch for {path}: manifest says sha256 {expected}, file has {actual}; "
+                "the file was altered or corrupted - roll back or add the reference again"
+            )
+        return data
+
+    def load(self, product_id: str, version: str | None = None) -> Reference:
+        """The active (or given) version as an engine ``Reference``; every file is checked against
+        its sha256 first."""
+        if version is None:
+            version = self.active_version(product_id)
+            if version is None:
+                self._require_product(product_id)
+                raise ReferenceError(
+                    f"product {product_id!r} has no active version; validate one and promote it "
+                    "(or promote(..., force=True, reason=...))"
+                )
+        m = self._manifest(product_id, version)
+        blobs = {name: self._read_verified(product_id, version, m, name) for name in sorted(m["files"])}
+        try:
+            image = decode_image(blobs[IMAGE_FILE])
+            care = None
+            if MASK_FILE in blobs:
+                care = cv2.imdecode(np.frombuffer(blobs[MASK_FILE], np.uint8), cv2.IMREAD_GRAYSCALE)
+                if care is None:
+                    raise ImageError("care mask does not decode")
+            mean = np.load(io.BytesIO(blobs[MEAN_FILE]), allow_pickle=False) if MEAN_FILE in blobs else None
+            spread = np.load(io.BytesIO(blobs[SPREAD_FILE]), allow_pickle=False) if SPREAD_FILE in blobs else None
+        except (KeyError, ValueError, ImageError) as e:
+            raise ReferenceError(f"reference {product_id}/{version} has unusable files: {e}") from e
+        content = sha256_bytes(json.dumps(m["files"], sort_keys=True).encode())
+        return Reference(
+            image=image,
+            product_id=product_id,
+            version=version,
+            care_mask=care,
+            mean=mean,
+            spread=spread,
+            sha256=content,
+            metadata=dict(m.get("metadata") or {}),
+        )
+
+    def extra_images(self, product_id: str, version: str) -> list[np.ndarray]:
+        """The additional good images stored with a version (checksummed like the rest)."""
+        m = self._manifest(product_id, version)
+        names = sorted(n for n in m["files"] if n.startswith("extra_"))
+        return [decode_image(self._read_verified(product_id, version, m, n)) for n in names]
+
+    def history(self, product_id: str) -> list[dict[str, Any]]:
+        path = self._product_dir(product_id) / HISTORY_FILE
+        if not path.is_file():
+            return []
+        events = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue  # written atomically, so only a hand-edited file can hold a bad line
+        return events
+
+    # -- writing ------------------------------------------------------------------------------
+    def add_version(
+        self,
+        product_id: str,
+        image: np.ndarray,
+        *,
+        care_mask: np.ndarray | None = None,
+        mean: np.ndarray | None = None,
+        spread: np.ndarray | None = None,
+        extra_images: Iterable[np.ndarray] = (),
+        metadata: dict[str, Any] | None = None,
+        version: str | None = None,
+    ) -> str:
+        """Write a new *candidate* version and return its id (``v0001``, ``v0002``, ... unless given)."""
+        pdir = self._product_dir(product_id)
+        if version is not None:
+            validate_id(version, "version")
+        files = self._encode_files(image, care_mask, mean, spread, extra_images)
+        meta = dict(metadata or {})
+        try:
+            json.dumps(meta)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"reference metadata must be JSON-serialisable: {e}; pass plain values") from e
+        vroot = pdir / "versions"
+        vroot.mkdir(parents=True, exist_ok=True)
+        tmp = vroot / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        created = _now()
+        for name, data in files.items():
+            atomic_write_bytes(tmp / name, data)
+        manifest = {
+            "format": FORMAT_VERSION,
+            "product_id": product_id,
+            "created": created,
+            "size": list(image_size(to_rgb8(image))),
+            "files": {name: sha256_bytes(data) for name, data in files.items()},
+            "metadata": meta,
+            "status": "candidate",
+            "validation": None,
+            "status_history": [{"status": "candidate", "time": created}],
+        }
+        for attempt in range(1000):
+            vid = version or self._next_version_id(product_id, attempt)
+            atomic_write_json(tmp / MANIFEST_FILE, {**manifest, "version": vid})
+            try:
+                os.rename(tmp, vroot / vid)  # fails if the name exists: the id is claimed atomically
+            except OSError as e:
+                if version is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise ReferenceError(f"version {version!r} of {product_id!r} already exists; pick a new id") from e
+                continue
+            self._log(product_id, {"event": "add", "version": vid})
+            return vid
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ReferenceError(f"could not allocate a version id for {product_id!r}")
+
+    def _next_version_id(self, product_id: str, bump: int) -> str:
+        nums = [int(v[1:]) for v in self._version_names(product_id) if re.fullmatch(r"v\d+", v)]
+        return f"v{(max(nums, default=0) + 1 + bump):04d}"
+
+    @staticmethod
+    def _encode_files(
+        image: np.ndarray,
+        care_mask: np.ndarray | None,
+        mean: np.ndarray | None,
+        spread: np.ndarray | None,
+        extra_images: Iterable[np.ndarray],
+    ) -> dict[str, bytes]:
+        rgb = to_rgb8(image)
+        w, h = image_size(rgb)
+        files = {IMAGE_FILE: encode_image(rgb, ".png")}
+        for i, extra in enumerate(extra_images):
+            ex = to_rgb8(extra)
+            if ex.shape != rgb.shape:
+                raise ImageError(f"extra image {i} is {image_size(ex)}, the reference is {(w, h)}; align/crop it")
+            files[f"extra_{i:03d}.png"] = encode_image(ex, ".png")
+        if care_mask is not None:
+            cm = np.asarray(care_mask)
+            if cm.shape != (h, w):
+                raise ImageError(f"care mask has shape {cm.shape}, expected {(h, w)} (HxW of the reference)")
+            files[MASK_FILE] = encode_image(np.where(cm > 0, 255, 0).astype(np.uint8), ".png")
+        for name, arr in ((MEAN_FILE, mean), (SPREAD_FILE, spread)):
+            if arr is None:
+                continue
+            a = np.asarray(arr, dtype=np.float32)
+            if a.shape not in ((h, w), (h, w, 3)) or not np.all(np.isfinite(a)):
+                raise ImageError(f"{name[:-4]} must be finite float HxW or HxWx3 of {(h, w)}, got shape {a.shape}")
+            if name == SPREAD_FILE and a.min() < 0:
+                raise ImageError("spread must be >= 0 everywhere (it is a per-pixel standard deviation)")
+            files[name] = _npy_bytes(a)
+        return files
+
+    def set_validation(self, product_id: str, version: str, passed: bool, report: dict[str, Any]) -> VersionInfo:
+        """Record a validation result: ``validated`` if passed, else ``rejected``."""
+        m = self._manifest(product_id, version)
+        try:
+            json.dumps(report)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"validation report must be JSON-serialisable: {e}") from e
+        status: Status = "validated" if passed else "rejected"
+        now = _now()
+        m["status"] = status
+        m["validation"] = {"passed": bool(passed), "time": now, "report": report}
+        m["status_history"] = [*m.get("status_history", []), {"status": status, "time": now}]
+        atomic_write_json(self._version_dir(product_id, version) / MANIFEST_FILE, m)
+        self._log(product_id, {"event": "validation", "version": version, "status": status})
+        return self.info(product_id, version)
+
+    def promote(self, product_id: str, version: str, force: bool = False, reason: str | None = None) -> None:
+        """Make ``version`` active. Only validated versions, unless ``force=True`` with a reason."""
+        m = self._manifest(product_id, version)
+        status = m.get("status", "candidate")
+        if status != "validated":
+            if not force:
+                raise ReferenceError(
+                    f"{product_id}/{version} is {status}, not validated; run validation (set_validation) "
+                    "or promote(..., force=True, reason='why')"
+                )
+            if not reason or not str(reason).strip():
+                raise ConfigError("promote(force=True) needs a reason (it is written to the history log)")
+        self.load(product_id, version)  # never activate a version whose files fail their checksum
+        ptr = self._pointer(product_id)
+        previous = [v for v in ptr["previous"] if v != version]
+        if ptr["version"] and ptr["version"] != version:
+            previous.append(ptr["version"])
+        self._write_pointer(product_id, version, previous)
+        self._log(
+            product_id,
+            {
+                "event": "promote",
+                "version": version,
+                "from": ptr["version"],
+                "status": status,
+                "forced": bool(force and status != "validated"),
+                "reason": reason,
+            },
+        )
+
+    def rollback(self, product_id: str) -> str:
+        """Re-activate the version that was active before the current one; returns its id."""
+        ptr = self._pointer(product_id)
+        if not ptr["previous"]:
+            self._require_product(product_id)
+            raise ReferenceError(f"product {product_id!r} has no previously active version to roll back to")
+        target = ptr["previous"][-1]
+        self.load(product_id, target)
+        self._write_pointer(product_id, target, ptr["previous"][:-1])
+        self._log(product_id, {"event": "rollback", "version": target, "from": ptr["version"]})
+        return target
+
+    def _write_pointer(self, product_id: str, version: str, previous: list[str]) -> None:
+        atomic_write_json(
+            self._product_dir(product_id) / ACTIVE_FILE, {"version": version, "previous": previous, "time": _now()}
+        )
+
+    def _log(self, product_id: str, event: dict[str, Any]) -> None:
+        """Append an event by rewriting the (small) log atomically: no torn lines after a crash."""
+        path = self._product_dir(product_id) / HISTORY_FILE
+        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        line = json.dumps({"time": _now(), **event}, sort_keys=True)
+        atomic_write_text(path, old + line + "\n")
+
+
+__all__ = ["ID_PATTERN", "ReferenceStore", "VersionInfo", "validate_id"]

@@ -1,0 +1,190 @@
+"""The one way a Qwen-VL checkpoint gets loaded: local folder, safetensors, no remote code.
+
+Real checkpoints and factory-made ones go through the same path, so tests exercise what users run.
+Refusals are deliberate: a hub id would download (edge cells are offline, and the model must be
+pinned), pickled ``.bin``/``.pt`` weights can execute code, and ``trust_remote_code`` runs whatever
+the folder ships.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError, ModelLoadError, missing_extra
+from ..fileio import sha256_bytes
+from ..prompts import PROMPT_FILE, PromptTemplate
+
+Dtype = Literal["fp32", "bf16", "fp16"]
+Quant = Literal["nf4", "int8"]
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+QUANTS = ("nf4", "int8")
+SUPPORTED_MODEL_TYPES = ("qwen3_vl",)
+#: Known Qwen-VL generations the engine does not drive yet (their vision/rope inputs differ).
+KNOWN_UNSUPPORTED = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl_moe": "Qwen3-VL-MoE"}
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference plus what the engine needs to drive it.
+
+    ``template`` is the prompt stored with the model (``differad_prompt.json``) or ``None``;
+    ``info`` says where it came from and how it was loaded (``identity`` keys caches).
+    """
+
+    model: Any
+    processor: Any
+    tokenizer: Any
+    template: PromptTemplate | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        return str(self.info.get("identity", ""))
+
+
+def check_model_dir(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """Validate a checkpoint folder without loading weights; returns ``(path, config dict)``."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        hint = (
+            "DifferAD loads local folders only and never downloads; fetch it first, e.g. "
+            f"`huggingface-cli download {path} --local-dir ./models/{Path(str(path)).name}`, and pass that folder"
+            if "/" in str(path) and not p.exists() and not str(path).startswith((".", "/", "~"))
+            else "pass the folder that holds config.json and *.safetensors "
+            "(or create a test model with `differad dev make-model DIR`)"
+        )
+        raise ModelLoadError(f"model folder {str(path)!r} does not exist or is not a folder; {hint}")
+    cfg_path = p / "config.json"
+    if not cfg_path.is_file():
+        raise ModelLoadError(f"{p} has no config.json; expected a Hugging Face Qwen3-VL checkpoint folder")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{cfg_path} is not readable JSON ({e}); re-download or re-create the model") from e
+    model_type = cfg.get("model_type") if isinstance(cfg, dict) else None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        if model_type in KNOWN_UNSUPPORTED:
+            why = f"{KNOWN_UNSUPPORTED[model_type]} checkpoints are not supported yet"
+        else:
+            why = f"model_type {model_type!r} is not a Qwen-VL model"
+        raise ModelLoadError(f"{p}: {why}; expected model_type 'qwen3_vl' (e.g. Qwen/Qwen3-VL-2B-Instruct)")
+    names = [f.name for f in p.iterdir() if f.is_file()]
+    if not any(n.endswith(".safetensors") for n in names):
+        pickled = sorted(n for n in names if n.endswith(PICKLED_WEIGHTS))
+        found = f"found only pickled weights {pickled}" if pickled else "found no weight files"
+        raise ModelLoadError(
+            f"{p}: {found}; DifferAD loads safetensors only (pickles can run code). Convert with "
+            "`model.save_pretrained(DIR, safe_serialization=True)` in a trusted environment"
+        )
+    return p, cfg
+
+
+def model_identity(path: Path, dtype: str, quant: str | None) -> str:
+    """A cheap fingerprint of the checkpoint (config + weight file names, sizes, mtimes) and load options."""
+    parts = [(path / "config.json").read_bytes()]
+    for f in sorted(path.glob("*.safetensors")):
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    parts.append(f"{dtype}:{quant}".encode())
+    return sha256_bytes(b"\n".join(parts))[:16]
+
+
+def _check_options(dtype: str, device: str, quant: str | None) -> None:
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported; expected one of {', '.join(DTYPES)}")
+    if quant is not None and quant not in QUANTS:
+        raise ConfigError(f"quant {quant!r} is not supported; expected None or one of {', '.join(QUANTS)}")
+    if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
+        raise ConfigError(f"device {device!r} is not supported; expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu'")
+
+
+def _quantization_config(quant: str, torch_dtype: Any) -> Any:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise missing_extra("bitsandbytes", "vlm") from e
+    from transformers import BitsAndBytesConfig
+
+    if quant == "nf4":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype,
+                                  bnb_4bit_use_double_quant=False)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def load_model(
+    path: str | os.PathLike, dtype: Dtype = "fp32", device: str = "cpu", quant: Quant | None = None
+) -> LoadedModel:
+    """Load a local Qwen3-VL checkpoint for inference (eval mode, no gradients needed).
+
+    ``quant`` = ``"nf4"``/``"int8"`` quantizes the linear layers with bitsandbytes at load time.
+    """
+    _check_options(dtype, device, quant)
+    p, cfg = check_model_dir(path)
+    try:
+        import torch
+        from transformers import Qwen3VLForConditionalGeneration
+    except ImportError as e:
+        raise missing_extra(e.name or "transformers", "vlm") from e
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+    torch_dtype = getattr(torch, DTYPES[dtype])
+    kwargs: dict[str, Any] = dict(dtype=torch_dtype, use_safetensors=True, trust_remote_code=False,
+                                  local_files_only=True)
+    if quant is not None:
+        kwargs["quantization_config"] = _quantization_config(quant, torch_dtype)
+        kwargs["device_map"] = device
+    try:
+        model = Qwen3VLForConditionalGeneration.from_pretrained(p, **kwargs)
+        if quant is None:
+            model = model.to(device)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise ModelLoadError(f"could not load the weights in {p}: {e}; re-create or re-download the checkpoint") from e
+    model.eval()
+    processor = load_processor(p)
+    n_params = sum(t.numel() for t in model.parameters())
+    info = {
+        "path": str(p.resolve()),
+        "model_type": cfg.get("model_type"),
+        "architecture": type(model).__name__,
+        "dtype": dtype,
+        "device": device,
+        "quant": quant,
+        "params": int(n_params),
+        "identity": model_identity(p, dtype, quant),
+    }
+    return LoadedModel(model, processor, processor.tokenizer, read_template(p), info)
+
+
+def load_processor(path: str | os.PathLike) -> Any:
+    """The image-only processor (tokenizer + image processor + chat template) of a checkpoint folder."""
+    from .factory import chat_template_text
+    from .processor import image_only_processor_class, pil_image_processor_class
+
+    p = Path(path)
+    cls = image_only_processor_class()
+    try:
+        image_processor = pil_image_processor_class().from_pretrained(p, local_files_only=True)
+        processor = cls.from_pretrained(p, image_processor=image_processor, local_files_only=True,
+                                        trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"could not load the tokenizer/image processor in {p}: {e}") from e
+    if not getattr(processor, "chat_template", None):
+        processor.chat_template = chat_template_text()
+    return processor
+
+
+def read_template(path: str | os.PathLike) -> PromptTemplate | None:
+    """The prompt template stored with a model (``differad_prompt.json``), or ``None`` when absent."""
+    f = Path(path) / PROMPT_FILE
+    if not f.is_file():
+        return None
+    try:
+        return PromptTemplate.from_dict(json.loads(f.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{f} is not a valid prompt file ({e}); re-create it or delete it") from e

@@ -1,0 +1,138 @@
+"""Reference prefix cache: the reference image's work is done once, not once per camera frame.
+
+The prompt puts the reference image first, so every prompt shares the tokens up to the reference's
+``<|vision_end|>``. Their KV cache (which already holds the reference's vision features, DeepStack
+injections included) is computed once per reference and copied for each target; the target then
+runs only its own vision encoding and the short suffix. In fp32 the greedy tokens are identical to
+the uncached run (see ``tests/vlm``).
+
+The key covers everything the prefix depends on: the reference content hash, the prompt template
+(id and full text), the size policy and the model identity (checkpoint, dtype, quantization). Any
+change gives a different key and a fresh prefix; nothing stale is ever reused.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EngineError
+from ..fileio import sha256_bytes
+
+VISION_END = "<|vision_end|>"
+
+
+@dataclass(frozen=True)
+class PrefixKey:
+    """What a reference prefix depends on; equal keys mean an interchangeable prefix."""
+
+    reference: str
+    template: str
+    size_policy: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"ref={self.reference[:12]} tpl={self.template} size={self.size_policy} model={self.model}"
+
+
+def template_key(template_id: str, prompt_text: str) -> str:
+    """Template id plus a hash of the rendered text (an edited template with the same id still differs)."""
+    return f"{template_id}#{sha256_bytes(prompt_text.encode('utf-8'))[:12]}"
+
+
+def split_prompt(text: str) -> tuple[str, str]:
+    """Split a rendered two-image prompt after the first image (the reference)."""
+    cut = text.find(VISION_END)
+    if cut < 0 or text.find(VISION_END, cut + 1) < 0:
+        raise EngineError("the rendered prompt does not hold two images; the template must put the reference and "
+                          "the target image in the user message (prompts.PromptTemplate.messages)")
+    cut += len(VISION_END)
+    return text[:cut], text[cut:]
+
+
+@dataclass
+class ReferencePrefix:
+    """The cached prompt prefix of one reference: token ids, image grid and KV cache."""
+
+    key: PrefixKey
+    input_ids: Any  # LongTensor [1, P]
+    mm_token_type_ids: Any  # IntTensor [1, P]
+    image_grid_thw: Any  # LongTensor [1, 3]
+    cache: Any  # transformers DynamicCache over the P prefix tokens
+    build_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    def cache_for(self, batch: int = 1) -> Any:
+        """A private copy of the KV cache for ``batch`` sequences (generation extends it in place)."""
+        cache = copy.deepcopy(self.cache)
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        return cache
+
+
+def build_prefix(model: Any, processor: Any, prefix_text: str, reference: Any, key: PrefixKey,
+                 timer: Any, processor_kwargs: dict[str, Any]) -> ReferencePrefix:
+    """Run the prompt prefix with the reference image once and keep its KV cache.
+
+    ``reference`` is the already resized RGB array; ``timer`` an ``engines.StageTimer`` that gets the
+    ``preprocess``/``vision``/``prefill`` stages of this one-off work.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    with timer("preprocess"):
+        enc = processor(text=[prefix_text], images=[reference], return_tensors="pt", **processor_kwargs)
+        enc = enc.to(model.device)
+    with torch.inference_mode():
+        with timer("vision"):
+            features = model.model.get_image_features(enc["pixel_values"], enc["image_grid_thw"], return_dict=True)
+        with timer("prefill"):
+            model.model.rope_deltas = None
+            out = model(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                mm_token_type_ids=enc["mm_token_type_ids"], image_grid_thw=enc["image_grid_thw"],
+                mm_encoder_outputs={"image": features}, past_key_values=DynamicCache(config=model.config),
+                use_cache=True, logits_to_keep=1,
+            )
+            model.model.rope_deltas = None  # the next call must recompute positions for its own prompt
+    return ReferencePrefix(
+        key=key, input_ids=enc["input_ids"], mm_token_type_ids=enc["mm_token_type_ids"],
+        image_grid_thw=enc["image_grid_thw"], cache=out.past_key_values, build_ms=dict(timer.ms),
+    )
+
+
+class PrefixCache:
+    """A small LRU of reference prefixes (an inspection cell switches between a few products)."""
+
+    def __init__(self, max_entries: int = 4) -> None:
+        if max_entries < 1:
+            raise EngineError(f"prefix cache needs max_entries >= 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[PrefixKey, ReferencePrefix] = OrderedDict()
+        self.builds = 0
+        self.hits = 0
+
+    def get(self, key: PrefixKey) -> ReferencePrefix | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return entry
+
+    def put(self, prefix: ReferencePrefix) -> None:
+        self.builds += 1
+        self._entries[prefix.key] = prefix
+        self._entries.move_to_end(prefix.key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,365 @@
+"""``differad-export``: checkpoint -> verified edge bundle (ONNX graphs or a bitsandbytes checkpoint).
+
+Order matters: the memory budget is checked from the config before any weight is loaded; the
+bundle is written into a temporary folder next to ``--out`` and moved in place only after the
+manifest (checksums, verification, memory estimate) is complete, so ``--out`` is either a whole,
+verified bundle or absent.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+from tqdm.auto import tqdm
+
+from differad_edge import __version__
+from differad_edge.coords import MODEL_SCALE
+from differad_edge.errors import BundleError, ConfigError, missing_extra
+from differad_edge.fileio import sha256_bytes, sha256_file
+from differad_edge.onnxrt.bundle import BUNDLE_FORMAT_VERSION, MANIFEST_NAME, Bundle, file_entries, write_manifest
+from differad_edge.onnxrt.preprocess import ImageSpec, patchify, vision_host_inputs
+from differad_edge.onnxrt.runtime import BundleRunner
+from differad_edge.prompts import DEFAULT_INFERENCE_TEMPLATE, get_template
+from differad_edge.vlm.loader import check_model_dir, load_model, load_processor, read_template
+from differad_edge.vlm.size_policy import SizePolicy
+
+from .agreement import Agreement, failures, summarize
+from .budget import ModelShape, check_budget, estimate
+from .config import ExportConfig
+from .source import PromptIds, SourceModel, prompt_ids, template_of
+from .verify_set import Pair, load_pairs_file, synthetic_pairs
+
+EXPORTER = "differad-export"
+COORDINATES = {
+    "scale": MODEL_SCALE,
+    "format": "(x1,y1),(x2,y2) integers on a 0-1000 grid of the model-input target image; (0,0),(0,0) = no anomaly",
+    "mapping": "differad_edge.coords.from_model_scale, then the size policy's resize inverted to target pixels",
+}
+TORCH_QUANT = {"int4": "nf4", "int8": "int8", "fp16": None, "fp32": None}
+
+Log = Callable[[str], None]
+_SAVED = ("generation_config.json", "model.safetensors.index.json")  # written by save_pretrained
+
+
+@dataclass
+class ExportResult:
+    """What an export produced: the bundle folder, its manifest and the agreement it verified."""
+
+    bundle: Path
+    manifest: dict[str, Any]
+    agreement: Agreement | None
+    failures: list[str]
+
+
+def make_config(**options: Any) -> ExportConfig:
+    """``ExportConfig`` with validation errors as one ``ConfigError`` line."""
+    try:
+        return ExportConfig(**options)
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid export options: {msgs}") from e
+
+
+def source_hash(model_dir: Path) -> str:
+    """sha256 over the checkpoint's config and weight files (what the bundle was made from)."""
+    lines = []
+    for f in sorted(model_dir.iterdir()):
+        if f.is_file() and (f.suffix in (".json", ".safetensors", ".jinja")):
+            lines.append(f"{f.name}:{sha256_file(f)}")
+    return sha256_bytes("\n".join(lines).encode())
+
+
+def _shape_from_config(model_dir: Path) -> ModelShape:
+    """Model shape on the meta device: the budget check needs no weights."""
+    import torch
+    from transformers import AutoConfig, Qwen3VLForConditionalGeneration
+
+    cfg = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+    with torch.device("meta"):
+        return ModelShape.from_model(Qwen3VLForConditionalGeneration(cfg))
+
+
+def _check_out(cfg: ExportConfig) -> None:
+    out = cfg.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not cfg.overwrite:
+        raise ConfigError(f"bundle folder {out} exists and is not empty; choose a new --out or pass --overwrite")
+
+
+def _image_spec(loaded: Any) -> ImageSpec:
+    ip, visual = loaded.processor.image_processor, loaded.model.model.visual
+    return ImageSpec(
+        patch_size=int(ip.patch_size), temporal_patch_size=int(ip.temporal_patch_size), merge_size=int(ip.merge_size),
+        image_mean=tuple(float(v) for v in ip.image_mean), image_std=tuple(float(v) for v in ip.image_std),
+        rescale_factor=float(ip.rescale_factor), num_grid_per_side=int(visual.num_grid_per_side),
+        interpolation_align_corners=bool(visual.interpolation_align_corners), do_resize=False,
+    )
+
+
+def _model_info(loaded: Any) -> dict[str, Any]:
+    from .graphs import text_dims
+
+    cfg, gen = loaded.model.config, loaded.model.generation_config
+    eos = gen.eos_token_id if gen.eos_token_id is not None else cfg.text_config.eos_token_id
+    return {
+        "architecture": type(loaded.model).__name__, "model_type": cfg.model_type,
+        "image_token_id": int(cfg.image_token_id), "eos_token_ids": [int(e) for e in np.atleast_1d(eos)],
+        "params": int(loaded.info.get("params", 0)), **text_dims(loaded.model),
+    }
+
+
+def _write_tokenizer(loaded: Any, model_dir: Path, dst: Path) -> None:
+    src = model_dir / "tokenizer.json"
+    if src.is_file():
+        shutil.copyfile(src, dst)
+    else:
+        loaded.processor.tokenizer.backend_tokenizer.save(str(dst))
+
+
+def _write_onnx(loaded: Any, model_dir: Path, tmp: Path, cfg: ExportConfig, spec: ImageSpec, policy: SizePolicy,
+                bar: tqdm) -> dict[str, str]:
+    """vision.onnx, decoder.onnx (at the requested precision), embeddings.npy, tokenizer.json."""
+    from .graphs import embedding_table, export_decoder, export_vision
+    from .quantize import quantize_graph
+
+    model = loaded.model
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")  # the exporter traces eager attention; restored below
+    work = tmp / ".work"
+    work.mkdir()
+    try:
+        bar.set_postfix_str("vision graph")
+        example = policy.apply(synthetic_pairs(1, 64, seed=cfg.seed)[0][0]).image
+        pixels, grid = patchify(example, spec)
+        vision_fp32 = work / "vision.onnx" if cfg.vision_fp16 else tmp / "vision.onnx"
+        export_vision(model, vision_fp32, vision_host_inputs(grid, spec), pixels)
+        bar.update()
+        bar.set_postfix_str("decoder graph")
+        dec_fp32 = tmp / "decoder.onnx" if cfg.quant == "fp32" else work / "decoder.onnx"
+        export_decoder(model, dec_fp32)
+        bar.update()
+        bar.set_postfix_str(f"{cfg.quant} decoder")
+        if cfg.quant != "fp32":
+            quantize_graph(dec_fp32, tmp / "decoder.onnx", cfg.quant, cfg.block_size)
+        if cfg.vision_fp16:
+            quantize_graph(vision_fp32, tmp / "vision.onnx", "fp16")
+        bar.update()
+        bar.set_postfix_str("embeddings + tokenizer")
+        np.save(tmp / "embeddings.npy", embedding_table(model, np.float32 if cfg.quant == "fp32" else np.float16))
+        _write_tokenizer(loaded, model_dir, tmp / "tokenizer.json")
+        bar.update()
+    finally:
+        model.set_attn_implementation(previous)
+        shutil.rmtree(work, ignore_errors=True)
+    return {"vision": "vision.onnx", "decoder": "decoder.onnx", "embeddings": "embeddings.npy",
+            "tokenizer": "tokenizer.json"}
+
+
+def _write_torch(model_dir: Path, tmp: Path, cfg: ExportConfig, bar: tqdm) -> dict[str, str]:
+    """A checkpoint the vlm loader loads: bitsandbytes nf4/int8 serialized, or fp16/fp32 weights."""
+    quant = TORCH_QUANT[cfg.quant]
+    bar.set_postfix_str(f"torch {quant or cfg.quant} checkpoint")
+    q = load_model(model_dir, dtype="fp16" if cfg.quant == "fp16" else "fp32", quant=quant)
+    q.model.save_pretrained(tmp, safe_serialization=True)
+    for f in model_dir.iterdir():  # tokenizer, processor, chat template, prompt file: as in the source
+        if f.is_file() and not f.name.endswith(".safetensors") and f.name not in ("config.json", *_SAVED):
+            shutil.copyfile(f, tmp / f.name)
+    bar.update(4)
+    return {"checkpoint": "."}
+
+
+def tensorrt_vision(vision_onnx: Path, out: Path, max_patches: int) -> dict[str, Any]:
+    """Build an fp16 TensorRT engine of the vision graph when TensorRT and a CUDA GPU are present."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return {"built": False, "reason": "tensorrt is not installed (pip install tensorrt on a CUDA machine)"}
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if not has_gpu:
+        return {"built": False, "reason": "no CUDA GPU is visible, TensorRT engines are built on the target GPU"}
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(vision_onnx)):
+        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        return {"built": False, "reason": f"TensorRT could not parse vision.onnx: {errs}"}
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        inp = network.get_input(i)
+        rest = tuple(inp.shape)[1:]
+        lo, hi = (2, 3) if inp.name == "cu_seqlens" else (4, max_patches)
+        profile.set_shape(inp.name, (lo, *rest), (hi, *rest), (hi, *rest))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        return {"built": False, "reason": "TensorRT engine build failed (see the TensorRT log above)"}
+    out.write_bytes(bytes(plan))
+    return {"built": True, "file": out.name, "precision": "fp16", "tensorrt": trt.__version__,
+            "note": "engine is specific to this GPU model and TensorRT version"}
+
+
+def _verify_pairs(cfg: ExportConfig) -> list[Pair]:
+    if cfg.verify is not None:
+        return load_pairs_file(cfg.verify, limit=cfg.verify_count)
+    return synthetic_pairs(cfg.verify_count, cfg.verify_size, seed=cfg.seed)
+
+
+def verify(source: SourceModel, bundle_answer: Callable[[np.ndarray, np.ndarray], tuple[list[int], str]],
+           pairs: list[Pair]) -> tuple[Agreement, list[dict[str, Any]]]:
+    """Greedy answers of the source model and the bundle on every pair, and their agreement."""
+    src_out, bun_out, per_pair = [], [], []
+    for ref, tgt in tqdm(pairs, desc="verify", unit="pair", leave=False):
+        s, b = source.generate(ref, tgt), bundle_answer(ref, tgt)
+        src_out.append(s)
+        bun_out.append(b)
+        per_pair.append({"source": s[1], "bundle": b[1], "tokens_equal": s[0] == b[0]})
+    return summarize(src_out, bun_out), per_pair
+
+
+def _onnx_answer(root: Path, manifest: dict[str, Any], policy: SizePolicy) -> Callable:
+    runner = BundleRunner(Bundle(root, manifest), providers=["CPUExecutionProvider"])
+    cache: dict[int, Any] = {}
+
+    def answer(ref: np.ndarray, tgt: np.ndarray) -> tuple[list[int], str]:
+        key = id(ref)
+        if key not in cache:
+            cache.clear()
+            cache[key] = runner.prefix(policy.apply(ref).image)
+        g = runner.generate(policy.apply(tgt).image, prefix=cache[key])
+        return g.tokens, g.text
+
+    return answer
+
+
+def _torch_answer(root: Path, policy: SizePolicy, max_new_tokens: int) -> Callable:
+    runner = SourceModel(load_model(root), policy, max_new_tokens)
+    return runner.generate
+
+
+def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
+    """Export, verify and write a bundle; raises ``BudgetError``/``BundleError``/``ConfigError`` on refusal."""
+    model_dir, _ = check_model_dir(cfg.model)
+    _check_out(cfg)
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise missing_extra("torch", "export") from e
+    policy = SizePolicy(max_pixels=cfg.max_pixels)
+    processor = load_processor(model_dir)
+    shape = _shape_from_config(model_dir)
+    template = read_template(model_dir) or get_template(DEFAULT_INFERENCE_TEMPLATE)
+    ids: PromptIds = prompt_ids(processor, template)
+    prompt_tokens = sum(len(s) for s in ids.segments)
+    est = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size)
+    log(f"{est.describe()} [from the config; budget {cfg.budget_gb:g} GiB]")
+    check_budget(est, cfg.budget_gb)
+
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.out.name}.", suffix=".tmp", dir=cfg.out.parent))
+    try:
+        with tqdm(total=4, desc=f"export {cfg.runtime} {cfg.quant}", unit="step") as bar:
+            bar.set_postfix_str("load source model")
+            loaded = load_model(model_dir)
+            spec = _image_spec(loaded)
+            if cfg.runtime == "onnx":
+                graphs = _write_onnx(loaded, model_dir, tmp, cfg, spec, policy, bar)
+            else:
+                graphs = _write_torch(model_dir, tmp, cfg, bar)
+        manifest = _manifest(cfg, model_dir, loaded, ids, spec, policy, graphs)
+        if cfg.runtime == "onnx":
+            max_patches = cfg.max_pixels // (spec.patch_size**2)
+            manifest["tensorrt"] = tensorrt_vision(tmp / "vision.onnx", tmp / "vision_fp16.plan", max_patches)
+            if not manifest["tensorrt"]["built"]:
+                log(f"TensorRT vision engine skipped: {manifest['tensorrt']['reason']}")
+        names = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file() and f.name != MANIFEST_NAME)
+        manifest["files"] = file_entries(tmp, names)
+        source = SourceModel(loaded, policy, cfg.max_new_tokens)
+        answer = (_onnx_answer(tmp, manifest, policy) if cfg.runtime == "onnx"
+                  else _torch_answer(tmp, policy, cfg.max_new_tokens))
+        agreement, per_pair = verify(source, answer, _verify_pairs(cfg))
+        missed = failures(agreement, cfg.quant, cfg.thresholds)
+        manifest["verification"] = {
+            "pairs_source": str(cfg.verify) if cfg.verify else f"synthetic:{cfg.verify_count}x{cfg.verify_size}px",
+            "reference_cache": cfg.runtime == "onnx", "thresholds": cfg.thresholds.model_dump(),
+            "required": "identical greedy tokens" if cfg.quant == "fp32" else "thresholds",
+            "agreement": agreement.to_dict(), "passed": not missed, "failures": missed,
+            "enforced": cfg.fail_on_verify, "pairs": per_pair,
+        }
+        final = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size,
+                         weights_bytes=_weight_bytes(manifest))
+        manifest["memory"] = {**final.to_dict(), "budget_gb": cfg.budget_gb}
+        log(f"{final.describe()} [bundle files]")
+        log(_agreement_line(cfg.quant, agreement, missed))
+        if missed and cfg.fail_on_verify:
+            raise BundleError(f"verification failed for the {cfg.quant} bundle: {'; '.join(missed)}; "
+                              "no bundle was written (relax the thresholds or pass --no-verify-fail to keep it)")
+        check_budget(final, cfg.budget_gb)
+        write_manifest(tmp, manifest)
+        if cfg.out.exists():
+            shutil.rmtree(cfg.out)
+        os.replace(tmp, cfg.out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(cfg.out, manifest, agreement, missed)
+
+
+def _weight_bytes(manifest: dict[str, Any]) -> int:
+    skip = ("tokenizer", "json", "jinja", "plan")
+    return sum(int(e["bytes"]) for n, e in manifest["files"].items() if not n.endswith(skip))
+
+
+def _agreement_line(quant: str, a: Agreement, missed: list[str]) -> str:
+    state = "PASSED" if not missed else "FAILED: " + "; ".join(missed)
+    return (f"verification ({a.pairs} pairs, {quant}): identical tokens {a.exact_token_match:.0%}, token agreement "
+            f"{a.token_agreement:.3f}, box IoU {a.box_iou:.3f}, decisions {a.decision_agreement:.0%} -> {state}")
+
+
+def _manifest(cfg: ExportConfig, model_dir: Path, loaded: Any, ids: PromptIds, spec: ImageSpec, policy: SizePolicy,
+              graphs: dict[str, str]) -> dict[str, Any]:
+    template = template_of(loaded)
+    quant: dict[str, Any] = {"mode": cfg.quant}
+    if cfg.runtime == "onnx":
+        quant.update(decoder={"int4": "MatMulNBits weight-only (symmetric)", "int8": "dynamic int8 MatMul",
+                              "fp16": "fp16 weights and compute, fp32 io", "fp32": "fp32"}[cfg.quant],
+                     vision="fp16" if cfg.vision_fp16 else "fp32",
+                     embeddings="fp32" if cfg.quant == "fp32" else "fp16")
+        if cfg.quant == "int4":
+            quant["block_size"] = cfg.block_size
+    else:
+        quant["bitsandbytes"] = TORCH_QUANT[cfg.quant]
+    return {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "exporter": {"name": EXPORTER, "version": __version__, "python": platform.python_version(),
+                     "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+        "source": {"path": str(model_dir.resolve()), "sha256": source_hash(model_dir),
+                   "identity": loaded.identity},
+        "runtime": cfg.runtime,
+        "quantization": quant,
+        "model": _model_info(loaded),
+        "prompt": {"template_id": template.id, "template": template.to_dict(), "text": ids.text,
+                   "segments": [list(s) for s in ids.segments]},
+        "generation": {"max_new_tokens": cfg.max_new_tokens, "decoding": "greedy"},
+        "coordinates": COORDINATES,
+        "size_policy": {"max_pixels": policy.max_pixels, "min_pixels": policy.min_pixels, "factor": policy.factor},
+        "preprocessing": spec.to_dict(),
+        "graphs": graphs,
+    }
+

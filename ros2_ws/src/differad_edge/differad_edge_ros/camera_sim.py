@@ -1,0 +1,112 @@
+"""Camera simulator: publishes synthetic frames of one product at a set rate, plus their ground truth.
+
+Frames go out on ``--topic`` (``sensor_msgs/Image``, or ``CompressedImage`` with ``--compressed``);
+the true box of each frame goes out on ``--gt-topic`` as a ``vision_msgs/Detection2DArray`` with the
+same header (empty for a good part), so a monitor can score the inspector frame by frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray
+
+from .conversions import ENCODINGS, array_to_compressed, array_to_image, detections_message
+from .scene import SCENES, build_scene
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="differad-camera-sim", description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=60, help="frames to publish (then exit)")
+    ap.add_argument("--rate", type=float, default=10.0, help="frames per second")
+    ap.add_argument("--size", type=int, default=800, help="square frame side in pixels")
+    ap.add_argument("--scene", default="synth", choices=SCENES, help="synthetic product (see scene.build_scene)")
+    ap.add_argument("--seed", type=int, default=0, help="scene seed (the reference is build_scene(scene, size, seed, 0))")
+    ap.add_argument("--defect-rate", type=float, default=0.5, help="share of defective parts")
+    ap.add_argument("--encoding", default="rgb8", choices=sorted(ENCODINGS))
+    ap.add_argument("--compressed", action="store_true", help="publish sensor_msgs/CompressedImage (jpeg)")
+    ap.add_argument("--topic", default="/camera/image_raw")
+    ap.add_argument("--gt-topic", default="/camera/ground_truth")
+    ap.add_argument("--frame-id", default="camera")
+    ap.add_argument("--unique", type=int, default=32, help="distinct frames generated (cycled beyond)")
+    ap.add_argument("--wait-subscribers", type=int, default=1, help="image subscribers to wait for before starting")
+    ap.add_argument("--wait-truth", type=int, default=0, help="ground-truth subscribers to wait for")
+    ap.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for them")
+    ap.add_argument("--reliable", action="store_true", help="reliable QoS (default: best effort, as a camera driver)")
+    a = ap.parse_args(argv)
+    if a.frames < 1 or a.rate <= 0 or a.size < 64 or not 0 <= a.defect_rate <= 1 or a.unique < 1:
+        ap.error("need --frames >= 1, --rate > 0, --size >= 64, 0 <= --defect-rate <= 1, --unique >= 1")
+    return a
+
+
+class CameraSim(Node):
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__("camera_sim")
+        self.args = args
+        reliability = ReliabilityPolicy.RELIABLE if args.reliable else ReliabilityPolicy.BEST_EFFORT
+        self._images = self.create_publisher(CompressedImage if args.compressed else Image, args.topic,
+                                             QoSProfile(depth=5, reliability=reliability))
+        self._truth = self.create_publisher(Detection2DArray, args.gt_topic, QoSProfile(depth=100))
+        _, self.frames = build_scene(args.scene, args.size, args.seed, min(args.unique, args.frames), args.defect_rate)
+
+    def wait_for_subscribers(self) -> bool:
+        deadline = time.monotonic() + self.args.wait_timeout
+        while (self._images.get_subscription_count() < self.args.wait_subscribers
+               or self._truth.get_subscription_count() < self.args.wait_truth):
+            if time.monotonic() > deadline:
+                return False
+            rclpy.spin_once(self, timeout_sec=0.05)
+        return True
+
+    def run(self) -> int:
+        """Publish every frame on schedule; returns the number published."""
+        t0 = time.perf_counter()
+        for i in range(self.args.frames):
+            frame = self.frames[i % len(self.frames)]
+            header = Header()
+            header.frame_id = self.args.frame_id
+            header.stamp = self.get_clock().now().to_msg()
+            if self.args.compressed:
+                msg = array_to_compressed(frame.image, header=header)
+            else:
+                msg = array_to_image(frame.image, self.args.encoding, header=header)
+            self._truth.publish(detections_message(header, frame.box, 1.0))
+            self._images.publish(msg)
+            delay = t0 + (i + 1) / self.args.rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        return self.args.frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    rclpy.init()
+    node = None
+    try:
+        node = CameraSim(args)
+        if not node.wait_for_subscribers():
+            print(f"camera_sim: no subscriber on {args.topic} after {args.wait_timeout:.0f} s", file=sys.stderr)
+            return 1
+        time.sleep(0.5)  # let the subscribers' matching finish on every transport
+        sent = node.run()
+        print(f"camera_sim: published {sent} frames on {args.topic} at {args.rate:g} Hz", flush=True)
+        time.sleep(1.0)  # keep the writer alive while reliable readers catch up on the ground truth
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""``sensor_msgs`` images <-> numpy without cv_bridge (not on PyPI), and engine answers -> vision_msgs.
+
+Decoding is pure numpy on the message's fields (duck-typed, so it is testable without rclpy) and
+ends in :func:`differad_edge.images.to_rgb8`, the SDK's one way into uint8 RGB. Building messages
+imports the ROS message packages lazily.
+"""
+
+from __future__ import annotations
+
+import array
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from differad_edge.boxes import Box
+from differad_edge.errors import ImageError
+from differad_edge.images import decode_image, encode_image, to_rgb8
+
+#: Class id of every published detection (one class: "something differs from the reference").
+DEFECT_CLASS_ID = "defect"
+
+
+@dataclass(frozen=True)
+class Encoding:
+    dtype: np.dtype
+    channels: int
+    order: str  # channel order understood by differad_edge.images.to_rgb8
+
+
+ENCODINGS: dict[str, Encoding] = {
+    "rgb8": Encoding(np.dtype(np.uint8), 3, "rgb"),
+    "bgr8": Encoding(np.dtype(np.uint8), 3, "bgr"),
+    "rgba8": Encoding(np.dtype(np.uint8), 4, "rgba"),
+    "bgra8": Encoding(np.dtype(np.uint8), 4, "bgra"),
+    "mono8": Encoding(np.dtype(np.uint8), 1, "gray"),
+    "mono16": Encoding(np.dtype(np.uint16), 1, "gray"),
+}
+
+
+def _encoding(name: str) -> Encoding:
+    try:
+        return ENCODINGS[name]
+    except KeyError:
+        raise ImageError(
+            f"unsupported image encoding {name!r}; expected one of {', '.join(ENCODINGS)} "
+            "(convert on the camera driver, or publish sensor_msgs/CompressedImage and set input:=compressed)"
+        ) from None
+
+
+def raw_to_array(data: Any, width: int, height: int, encoding: str, step: int, is_bigendian: bool = False) -> np.ndarray:
+    """The pixels of a raw image buffer as ``H x W [x C]`` in their native encoding (a view when possible)."""
+    enc = _encoding(encoding)
+    if width <= 0 or height <= 0:
+        raise ImageError(f"image of {width}x{height} has no pixels; expected positive width and height")
+    row = width * enc.channels * enc.dtype.itemsize
+    if step < row:
+        raise ImageError(
+            f"image step {step} is smaller than one {encoding} row of width {width} ({row} bytes); "
+            "the message's width/step/encoding disagree: fix the publisher"
+        )
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if buf.size < step * height:
+        raise ImageError(
+            f"truncated image data: {buf.size} bytes for {width}x{height} {encoding} with step {step} "
+            f"(expected {step * height}); the publisher sent a partial frame"
+        )
+    rows = buf[: step * height].reshape(height, step)[:, :row]
+    if enc.dtype.itemsize > 1:  # wire byte order -> native uint16
+        rows = np.ascontiguousarray(rows).view(enc.dtype.newbyteorder(">" if is_bigendian else "<"))
+        pixels = rows.astype(enc.dtype, copy=False)
+    else:
+        pixels = rows
+    return pixels.reshape(height, width, enc.channels) if enc.channels > 1 else pixels.reshape(height, width)
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """A ``sensor_msgs/Image`` as uint8 RGB ``H x W x 3``; :class:`ImageError` for anything malformed."""
+    pixels = raw_to_array(msg.data, int(msg.width), int(msg.height), msg.encoding, int(msg.step), bool(msg.is_bigendian))
+    return to_rgb8(pixels, ENCODINGS[msg.encoding].order)
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """A ``sensor_msgs/CompressedImage`` (jpeg/png) as uint8 RGB."""
+    try:
+        return decode_image(bytes(msg.data))
+    except ImageError as e:
+        raise ImageError(f"compressed frame (format {msg.format!r}): {e}") from e
+
+
+def array_to_image(rgb: np.ndarray, encoding: str = "rgb8", header: Any = None) -> Any:
+    """A uint8 RGB array as ``sensor_msgs/Image`` in ``encoding`` (converted on the way)."""
+    from sensor_msgs.msg import Image
+
+    pixels = rgb_to_encoding(rgb, encoding)
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(pixels.strides[0])
+    data = array.array("B")  # array.array skips rclpy's per-element check of a list/bytes
+    data.frombytes(memoryview(pixels).cast("B"))
+    msg.data = data
+    return msg
+
+
+def rgb_to_encoding(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """Contiguous little-endian pixels of a uint8 RGB image in one of :data:`ENCODINGS`."""
+    import cv2
+
+    enc = _encoding(encoding)
+    rgb = to_rgb8(rgb, "rgb")
+    if enc.channels == 1:
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        out = gray.astype(np.uint16) * 257 if enc.dtype == np.uint16 else gray
+    else:
+        code = {"rgb": None, "bgr": cv2.COLOR_RGB2BGR, "rgba": cv2.COLOR_RGB2RGBA, "bgra": cv2.COLOR_RGB2BGRA}[enc.order]
+        out = rgb if code is None else cv2.cvtColor(rgb, code)
+    return np.ascontiguousarray(out.astype(enc.dtype.newbyteorder("<"), copy=False))
+
+
+def array_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header: Any = None) -> Any:
+    """A uint8 RGB array as ``sensor_msgs/CompressedImage`` (``jpeg`` or ``png``)."""
+    from sensor_msgs.msg import CompressedImage
+
+    if fmt not in ("jpeg", "png"):
+        raise ImageError(f"unsupported compressed format {fmt!r}; expected 'jpeg' or 'png'")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = fmt
+    data = array.array("B")
+    data.frombytes(encode_image(to_rgb8(rgb, "rgb"), ".jpg" if fmt == "jpeg" else ".png"))
+    msg.data = data
+    return msg
+
+
+def box_to_detection(box: Box, score: float, header: Any, detection_id: str = "") -> Any:
+    """One ``vision_msgs/Detection2D``: center + size in frame pixels, class ``defect``."""
+    from vision_msgs.msg import Detection2D, ObjectHypothesisWithPose
+
+    det = Detection2D()
+    det.header = header
+    cx, cy = box.center
+    det.bbox.center.position.x = float(cx)
+    det.bbox.center.position.y = float(cy)
+    det.bbox.size_x = float(box.width)
+    det.bbox.size_y = float(box.height)
+    hyp = ObjectHypothesisWithPose()
+    hyp.hypothesis.class_id = DEFECT_CLASS_ID
+    hyp.hypothesis.score = float(score)
+    det.results.append(hyp)
+    det.id = detection_id
+    return det
+
+
+def detections_message(header: Any, box: Box | None, score: float = 0.0) -> Any:
+    """``vision_msgs/Detection2DArray`` for one frame: one detection, or empty for a good part."""
+    from vision_msgs.msg import Detection2DArray
+
+    msg = Detection2DArray()
+    msg.header = header
+    if box is not None and not box.is_zero:
+        msg.detections.append(box_to_detection(box, score, header))
+    return msg
+
+
+def detection_box(det: Any) -> Box:
+    """The ``(x1, y1, x2, y2)`` pixel box of a ``vision_msgs/Detection2D`` (inverse of :func:`box_to_detection`)."""
+    cx, cy = det.bbox.center.position.x, det.bbox.center.position.y
+    hw, hh = det.bbox.size_x / 2.0, det.bbox.size_y / 2.0
+    return Box(cx - hw, cy - hh, cx + hw, cy + hh)

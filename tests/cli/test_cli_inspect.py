@@ -1,0 +1,62 @@
+"""``differad inspect`` end to end: JSON per target, boxes in target pixels, annotated images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from differad_edge.boxes import Box, iou
+from differad_edge.images import image_size, load_image
+
+from .conftest import DEFECT_BOX, run_cli
+
+REQUIRED_KEYS = {"anomaly", "box", "score", "valid", "engine", "timings_ms"}
+
+
+def test_json_finds_the_defect_and_stays_silent_on_the_good_part(pair_images: dict[str, Path]) -> None:
+    proc = run_cli(
+        "inspect", "--reference", pair_images["reference"],
+        "--target", pair_images["defect"], pair_images["good"], "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2  # one JSON object per target, in order
+    bad, good = (json.loads(line) for line in lines)
+    for result in (bad, good):
+        assert REQUIRED_KEYS <= result.keys()
+        assert result["engine"] == "golden" and result["valid"] is True
+        assert "text" not in result  # only language-model engines answer with text
+        assert result["timings_ms"] and all(v >= 0 for v in result["timings_ms"].values())
+
+    assert bad["target"] == str(pair_images["defect"])
+    assert bad["anomaly"] is True
+    assert all(isinstance(v, int) for v in bad["box"])
+    assert iou(Box.from_seq(bad["box"]), DEFECT_BOX) >= 0.5, bad["box"]
+
+    assert good["anomaly"] is False and good["box"] is None
+    assert good["score"] < bad["score"]
+
+
+def test_no_align_gives_the_same_box_on_a_registered_pair(pair_images: dict[str, Path]) -> None:
+    args = ["inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], "--json"]
+    aligned, plain = run_cli(*args), run_cli(*args, "--no-align")
+    assert aligned.returncode == 0 and plain.returncode == 0, aligned.stderr + plain.stderr
+    a, p = json.loads(aligned.stdout), json.loads(plain.stdout)
+    assert "alignment" not in p and a["alignment"]["ok"] is True
+    assert iou(Box.from_seq(a["box"]), Box.from_seq(p["box"])) >= 0.9
+
+
+def test_out_writes_annotated_images_and_detections(pair_images: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli(
+        "inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], pair_images["good"],
+        "--out", out,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ANOMALY box=" in proc.stdout and ": ok " in proc.stdout  # human-readable lines without --json
+    target_w, target_h = image_size(load_image(pair_images["defect"]))
+    for name in ("defect.png", "good.png"):
+        w, h = image_size(load_image(out / name))
+        assert w > target_w and h >= target_h  # reference beside the annotated target
+    rows = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    assert [r["anomaly"] for r in rows] == [True, False]

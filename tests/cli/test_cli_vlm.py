@@ -1,0 +1,56 @@
+"""The language-model path of the CLI on a tiny random Qwen3-VL written by ``differad dev make-model``.
+
+A random model answers nonsense; what is checked is the plumbing: the raw text reaches the JSON,
+garbage becomes an invalid detection (never a crash), and the engine flags reach the engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli-model") / "tiny"
+    proc = run_cli("dev", "make-model", out, "--size", "tiny", "--seed", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == out
+    return out
+
+
+def test_make_model_writes_a_checkpoint_and_refuses_to_overwrite(cli_model: Path) -> None:
+    assert (cli_model / "config.json").is_file() and (cli_model / "model.safetensors").is_file()
+    again = run_cli("dev", "make-model", cli_model, "--size", "tiny")
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert "not empty" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_inspect_vlm_json_carries_the_raw_text(cli_model: Path, pair_images: dict[str, Path]) -> None:
+    proc = run_cli("inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], pair_images["good"],
+                   "--engine", "vlm", "--model", cli_model, "--json", "--max-new-tokens", "8")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["engine"] == "vlm" and isinstance(row["text"], str)
+        assert row["valid"] or row["reason"]  # garbage is an invalid detection that says why
+        assert row["box"] is None or all(isinstance(v, int) for v in row["box"])
+        assert {"preprocess", "prefill", "decode"} <= {k.removeprefix("engine.") for k in row["timings_ms"]}
+
+
+def test_eval_vlm_passes_engine_options(cli_model: Path, small_dataset: Path, tmp_path: Path) -> None:
+    proc = run_cli("eval", "--data", small_dataset, "--engine", "vlm", "--model", cli_model, "--limit", "3",
+                   "--max-new-tokens", "8", "--no-reference-cache", "--out", tmp_path / "out", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "scored 3 samples" in proc.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["metrics"]["overall"]["n"] == 3
+    engine = report["engine"]
+    assert engine["engine"] == "vlm" and engine["reference_cache"] is False and engine["max_new_tokens"] == 8

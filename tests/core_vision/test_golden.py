@@ -1,0 +1,183 @@
+"""Golden-template engine: finds drawn defects, stays silent on good parts, honours every option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from differad_edge.boxes import iou
+from differad_edge.engines import Reference
+from differad_edge.engines.golden import GoldenConfig, GoldenEngine
+from differad_edge.errors import ConfigError, ImageError
+
+from .parts import draw_blob, draw_scratch, good_copy, make_product, rigid, warp
+
+SIZE = 256
+DEFECTS = [
+    ("dark blob", lambda im: draw_blob(im, (90, 150), 9, (20, 20, 20))),
+    ("bright blob", lambda im: draw_blob(im, (170, 80), 7, (250, 250, 250))),
+    ("colour stain", lambda im: draw_blob(im, (60, 60), 10, (200, 60, 60))),
+    ("scratch", lambda im: draw_scratch(im, (120, 200), (180, 170), (15, 15, 15))),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("kind", "draw"), DEFECTS, ids=[d[0] for d in DEFECTS])
+def test_finds_drawn_defects(seed, kind, draw):
+    ref = make_product(SIZE, seed=seed)
+    rng = np.random.default_rng(seed)
+    engine = GoldenEngine()
+    handle = engine.prepare(Reference(ref))
+    target = good_copy(ref, rng, noise=3.0, brightness=6.0)
+    gt = draw(target)
+    det = engine.detect(handle, target)
+    assert det.anomaly, f"{kind}: missed ({det.reason})"
+    assert iou(det.box, gt) >= 0.5, f"{kind}: box {det.box} vs ground truth {gt}"
+    assert 0.5 < det.score < 1.0
+    assert det.engine == "golden" and det.valid
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_silent_on_good_parts(seed):
+    ref = make_product(SIZE, seed=seed)
+    rng = np.random.default_rng(100 + seed)
+    engine = GoldenEngine()
+    handle = engine.prepare(Reference(ref))
+    goods = [
+        good_copy(ref, rng, noise=3.0),  # sensor noise
+        good_copy(ref, rng, noise=2.0, brightness=25.0),  # brighter light
+        good_copy(ref, rng, noise=2.0, brightness=-25.0),  # dimmer light
+        good_copy(warp(ref, rigid(SIZE, 0.0, 0.6, -0.4)), rng, noise=2.0),  # residual sub-pixel shift
+        good_copy(warp(ref, rigid(SIZE, 0.3, 0.0, 0.0)), rng, noise=2.0),  # residual rotation
+    ]
+    for i, good in enumerate(goods):
+        det = engine.detect(handle, good)
+        assert not det.anomaly, f"good part {i} flagged at {det.box} (score {det.score:.3f})"
+        assert det.score < 0.75
+
+
+def test_variation_model_tolerates_what_varies_between_good_parts():
+    ref = make_product(SIZE, seed=4)
+    rng = np.random.default_rng(4)
+    # A region that legitimately varies a lot between good parts (e.g. a printed date code).
+    goods = []
+    for _ in range(8):
+        g = good_copy(ref, rng, noise=2.0)
+        g[40:70, 150:220] = np.clip(g[40:70, 150:220].astype(int) + rng.integers(-40, 41), 0, 255)
+        goods.append(g)
+    probe = good_copy(ref, rng, noise=2.0)
+    probe[40:70, 150:220] = np.clip(probe[40:70, 150:220].astype(int) + 38, 0, 255)
+
+    single = GoldenEngine()
+    assert single.detect(single.prepare(Reference(ref)), probe).anomaly  # one image: flagged
+    engine = GoldenEngine(method="mean_std")
+    reference = engine.build_reference(goods, product_id="date-code")
+    assert reference.mean is not None and float(reference.spread[50, 180].max()) > 10
+    handle = engine.prepare(reference)
+    assert not engine.detect(handle, probe).anomaly  # learned: this region varies
+    bad = probe.copy()
+    gt = draw_blob(bad, (80, 180), 8, (10, 10, 10))
+    det = engine.detect(handle, bad)
+    assert det.anomaly and iou(det.box, gt) >= 0.5  # elsewhere it is still sensitive
+
+
+def test_bright_and_dark_thresholds_are_separate():
+    ref = make_product(SIZE, seed=0)
+    rng = np.random.default_rng(0)
+    dark = good_copy(ref, rng, noise=1.0)
+    dark_box = draw_blob(dark, (90, 150), 9, (5, 5, 5))
+    bright = good_copy(ref, rng, noise=1.0)
+    bright_box = draw_blob(bright, (170, 80), 9, (255, 255, 255))
+    only_bright = GoldenEngine(dark_threshold=255, brightness="none")
+    h = only_bright.prepare(Reference(ref))
+    assert not only_bright.detect(h, dark).anomaly
+    assert iou(only_bright.detect(h, bright).box, bright_box) >= 0.5
+    only_dark = GoldenEngine(bright_threshold=255, brightness="none")
+    h = only_dark.prepare(Reference(ref))
+    assert not only_dark.detect(h, bright).anomaly
+    assert iou(only_dark.detect(h, dark).box, dark_box) >= 0.5
+
+
+def test_care_mask_and_border_switch_pixels_off():
+    ref = make_product(SIZE, seed=1)
+    target = ref.copy()
+    draw_blob(target, (60, 60), 10, (0, 0, 0))
+    care = np.full((SIZE, SIZE), 255, np.uint8)
+    care[40:80, 40:80] = 0
+    engine = GoldenEngine()
+    assert engine.detect(engine.prepare(Reference(ref)), target).anomaly
+    assert not engine.detect(engine.prepare(Reference(ref, care_mask=care)), target).anomaly
+    via_config = GoldenEngine(care_mask=care)
+    assert not via_config.detect(via_config.prepare(Reference(ref)), target).anomaly
+
+    edge = ref.copy()
+    edge[:, :6] = 0  # a dark strip at the image border (vignetting, fixture edge)
+    assert GoldenEngine(border=0).detect(GoldenEngine(border=0).prepare(Reference(ref)), edge).anomaly
+    wide = GoldenEngine(border=8)
+    assert not wide.detect(wide.prepare(Reference(ref)), edge).anomaly
+
+
+def test_min_area_and_morphology_drop_specks():
+    ref = make_product(SIZE, seed=2)
+    target = ref.copy()
+    target[100:102, 100:102] = 0  # a 4-pixel speck
+    draw_blob(target, (200, 200), 3, (0, 0, 0))  # a ~29-pixel dot
+    engine = GoldenEngine(open_size=0, min_area=1)
+    det = engine.detect(engine.prepare(Reference(ref)), target)
+    assert det.anomaly
+    strict = GoldenEngine(open_size=0, min_area=60)
+    det = strict.detect(strict.prepare(Reference(ref)), target)
+    assert not det.anomaly and det.reason and det.score > 0.5  # seen, but below min_area
+
+
+def test_rgb_sees_colour_only_defects_gray_does_not():
+    ref = np.full((64, 64, 3), 120, np.uint8)
+    target = ref.copy()
+    # Same luminance, different colour: 0.299 R + 0.587 G + 0.114 B stays ~120.
+    target[20:40, 20:40] = (200, 80, 121)
+    rgb, gray = GoldenEngine(channels="rgb"), GoldenEngine(channels="gray")
+    assert rgb.detect(rgb.prepare(Reference(ref)), target).anomaly
+    assert not gray.detect(gray.prepare(Reference(ref)), target).anomaly
+
+
+def test_detect_reports_stage_timings():
+    ref = make_product(SIZE, seed=0)
+    target = ref.copy()
+    draw_blob(target, (90, 150), 9, (0, 0, 0))
+    engine = GoldenEngine()
+    det = engine.detect(engine.prepare(Reference(ref)), target)
+    assert {"diff", "morphology", "components", "score"} <= set(det.timings_ms)
+    assert all(v >= 0 for v in det.timings_ms.values())
+
+
+def test_target_size_mismatch_is_a_clear_image_error():
+    engine = GoldenEngine()
+    handle = engine.prepare(Reference(make_product(64)))
+    with pytest.raises(ImageError, match="align"):
+        engine.detect(handle, make_product(128))
+    with pytest.raises(ImageError, match="uint8 RGB"):
+        engine.detect(handle, np.zeros((64, 64), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"abs_threshold": -1},
+        {"k": float("nan")},
+        {"bright_threshold": 300},
+        {"border": -2},
+        {"open_size": 1.5},
+        {"channels": "hsv"},
+        {"method": "max"},
+        {"brightness": "auto"},
+    ],
+)
+def test_bad_config_raises(kwargs):
+    with pytest.raises(ConfigError):
+        GoldenConfig(**kwargs)
+
+
+def test_unknown_override_lists_the_known_options():
+    with pytest.raises(ConfigError, match="abs_threshold"):
+        GoldenEngine(threshold=3)
+    assert GoldenEngine(GoldenConfig(k=2.0), border=0).config.k == 2.0

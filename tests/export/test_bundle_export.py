@@ -1,0 +1,165 @@
+"""Exported bundles against the PyTorch source (vlm engine), and the refusals (tampering, budget, agreement)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from differad_edge.export.cli import main as export_main
+from differad_edge.export.exporter import source_hash
+from differad_edge.export.verify_set import synthetic_pairs
+
+from differad_edge.engines import Reference, create_engine
+from differad_edge.errors import BundleError, EngineError
+from differad_edge.fileio import sha256_file
+from differad_edge.onnxrt import load_bundle
+from differad_edge.prompts import get_template
+
+pytestmark = pytest.mark.slow
+
+PAIRS = synthetic_pairs(3, 256, seed=7)  # not the export's verify pairs (seed 0)
+
+
+@pytest.fixture(scope="module")
+def vlm(tiny_model_dir):
+    engine = create_engine("vlm", model=tiny_model_dir, size_policy={"max_pixels": 256 * 256})
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize("reference_cache", [True, False], ids=["cached", "uncached"])
+def test_fp32_bundle_gives_the_pytorch_tokens(fp32_bundle, vlm, reference_cache):
+    onnx_engine = create_engine("onnx", model=fp32_bundle, reference_cache=reference_cache)
+    for ref, tgt in PAIRS:
+        reference = Reference(ref)
+        hv, ho = vlm.prepare(reference), onnx_engine.prepare(reference)
+        torch_tokens = vlm.generate(hv, [vlm.size_policy.apply(tgt)]).tokens[0]
+        assert len(torch_tokens) > 3
+        assert onnx_engine.tokens(ho, tgt) == torch_tokens
+        dv, do = vlm.detect(hv, tgt), onnx_engine.detect(ho, tgt)
+        assert (do.text, do.valid, do.box) == (dv.text, dv.valid, dv.box)
+        assert do.engine == "onnx" and do.timings_ms["total"] > 0
+        assert do.score == pytest.approx(dv.score, abs=1e-4)
+    assert ("prefix" in ho.state) is reference_cache
+
+
+def test_manifest_describes_the_bundle(fp32_bundle, tiny_model_dir):
+    m = json.loads((fp32_bundle / "manifest.json").read_text())
+    assert m["format_version"] == 1 and m["runtime"] == "onnx" and m["quantization"]["mode"] == "fp32"
+    assert m["source"]["sha256"] == source_hash(tiny_model_dir)
+    stored = json.loads((tiny_model_dir / "differad_prompt.json").read_text())
+    assert m["prompt"]["template"] == get_template(stored["id"]).to_dict()
+    assert m["prompt"]["text"].count("<|image_pad|>") == 2
+    assert m["coordinates"]["scale"] == 1000 and m["size_policy"]["max_pixels"] == 256 * 256
+    assert set(m["files"]) == {"vision.onnx", "decoder.onnx", "embeddings.npy", "tokenizer.json"}
+    for name, entry in m["files"].items():
+        assert entry["sha256"] == sha256_file(fp32_bundle / name)
+    v = m["verification"]
+    assert v["passed"] and v["agreement"]["exact_token_match"] == 1.0 and v["agreement"]["pairs"] == 3
+    mem = m["memory"]
+    assert mem["total_bytes"] == mem["weights_bytes"] + mem["kv_cache_bytes"] + mem["activations_bytes"] > 0
+    assert m["tensorrt"]["built"] is False and m["tensorrt"]["reason"]
+
+
+def test_int4_bundle_runs_is_smaller_and_records_agreement(int4_bundle, fp32_bundle):
+    b4, b32 = load_bundle(int4_bundle), load_bundle(fp32_bundle)
+    assert b4.quantization == "int4" and b4.manifest["quantization"]["block_size"] == 32
+    ops = {n.op_type for n in onnx.load(str(int4_bundle / "decoder.onnx")).graph.node}
+    assert "MatMulNBits" in ops
+    size = lambda b: sum(e["bytes"] for e in b.manifest["files"].values())  # noqa: E731
+    assert b4.manifest["files"]["decoder.onnx"]["bytes"] < 0.5 * b32.manifest["files"]["decoder.onnx"]["bytes"]
+    assert size(b4) < size(b32)
+    agreement = b4.manifest["verification"]["agreement"]
+    assert agreement["pairs"] == 3
+    for key in ("token_agreement", "box_iou", "decision_agreement", "exact_token_match"):
+        assert 0.0 <= agreement[key] <= 1.0
+    engine = create_engine("onnx", model=int4_bundle)
+    ref, tgt = PAIRS[0]
+    det = engine.detect(engine.prepare(Reference(ref)), tgt)
+    assert det.engine == "onnx" and det.text is not None and det.timings_ms["decode"] > 0
+
+
+def _tampered_copy(bundle: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    return copy
+
+
+def test_altered_file_is_refused(fp32_bundle, tmp_path, capsys):
+    copy = _tampered_copy(fp32_bundle, tmp_path)
+    data = bytearray((copy / "embeddings.npy").read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte in a weight
+    (copy / "embeddings.npy").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"embeddings\.npy was altered"):
+        create_engine("onnx", model=copy)
+    assert export_main(["--check", str(copy)]) == 2
+    assert "embeddings.npy was altered" in capsys.readouterr().err
+
+
+def test_missing_file_and_manifest_are_refused(fp32_bundle, tmp_path, capsys):
+    copy = _tampered_copy(fp32_bundle, tmp_path)
+    (copy / "decoder.onnx").unlink()
+    with pytest.raises(BundleError, match=r"decoder\.onnx is missing"):
+        load_bundle(copy)
+    (copy / "manifest.json").unlink()
+    assert export_main(["--check", str(copy)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_over_budget_export_is_refused_with_the_numbers(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "b"
+    rc = export_main(["--int4", "--model", str(tiny_model_dir), "--out", str(out), "--budget-gb", "0.001"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "exceeds the budget of 0.001 GiB" in err and "KV cache" in err and "GiB" in err
+    assert not out.exists()
+
+
+def test_missed_agreement_threshold_fails_the_export(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "b"
+    rc = export_main(["--int4", "--model", str(tiny_model_dir), "--out", str(out), "--verify-count", "2",
+                      "--max-pixels", str(128 * 128), "--min-token-agreement", "1.0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "verification failed" in err and "token_agreement" in err
+    assert not out.exists() and not list(tmp_path.iterdir())  # no half-written bundle left behind
+
+
+def test_onnx_engine_runs_without_torch(fp32_bundle, tmp_path):
+    ref, tgt = PAIRS[1]
+    code = (
+        "import sys, numpy as np\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None  # importing them now fails\n"
+        "from differad_edge.engines import Reference, create_engine\n"
+        f"e = create_engine('onnx', model={str(fp32_bundle)!r})\n"
+        "d = np.load(sys.argv[1])\n"
+        "det = e.detect(e.prepare(Reference(d['ref'])), d['tgt'])\n"
+        "print(det.engine, len(det.text) > 0)\n"
+    )
+    npz = tmp_path / "pair.npz"
+    np.savez(npz, ref=ref, tgt=tgt)
+    out = subprocess.run([sys.executable, "-c", code, str(npz)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["onnx", "True"]
+
+
+def test_torch_runtime_bundle_loads_in_the_vlm_engine(tiny_model_dir, tmp_path):
+    from differad_edge.export import make_config, run_export
+
+    cfg = make_config(model=tiny_model_dir, out=tmp_path / "nf4", quant="int4", runtime="torch", verify_count=1,
+                      max_pixels=128 * 128, max_new_tokens=8, fail_on_verify=False)
+    result = run_export(cfg, log=lambda _m: None)
+    bundle = load_bundle(result.bundle)
+    assert bundle.runtime == "torch" and bundle.manifest["quantization"]["bitsandbytes"] == "nf4"
+    assert "model.safetensors" in bundle.manifest["files"]
+    assert json.loads((result.bundle / "config.json").read_text())["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
+    engine = create_engine("vlm", model=result.bundle, size_policy={"max_pixels": 128 * 128}, max_new_tokens=8)
+    ref, tgt = PAIRS[2]
+    assert engine.detect(engine.prepare(Reference(ref)), tgt).engine == "vlm"
+    with pytest.raises(EngineError, match="runtime 'torch'"):
+        create_engine("onnx", model=result.bundle)

@@ -1,0 +1,117 @@
+"""Image <-> numpy conversions and Detection2D boxes, on real sensor_msgs / vision_msgs messages."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from differad_edge_ros.conversions import (
+    DEFECT_CLASS_ID,
+    array_to_compressed,
+    array_to_image,
+    compressed_to_rgb,
+    detection_box,
+    detections_message,
+    image_to_rgb,
+    raw_to_array,
+)
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from differad_edge.boxes import Box
+from differad_edge.errors import ImageError
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture()
+def rgb() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+def test_colour_encodings_round_trip_exactly(rgb, encoding):
+    msg = array_to_image(rgb, encoding)
+    assert (msg.width, msg.height, msg.encoding) == (32, 24, encoding)
+    np.testing.assert_array_equal(image_to_rgb(msg), rgb)
+
+
+def test_bgr8_bytes_are_in_bgr_order(rgb):
+    msg = array_to_image(rgb, "bgr8")
+    np.testing.assert_array_equal(np.frombuffer(msg.data, np.uint8).reshape(24, 32, 3), rgb[..., ::-1])
+
+
+@pytest.mark.parametrize("encoding", ["mono8", "mono16"])
+def test_mono_encodings_give_the_gray_image_replicated(rgb, encoding):
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    out = image_to_rgb(array_to_image(rgb, encoding))
+    np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, axis=2))
+
+
+def test_mono16_big_endian_is_read_in_wire_order():
+    values = np.arange(64 * 16, dtype=np.uint16).reshape(16, 64) * 60
+    msg = Image(height=16, width=64, encoding="mono16", is_bigendian=1, step=128)
+    msg.data = values.astype(">u2").tobytes()
+    np.testing.assert_array_equal(raw_to_array(msg.data, 64, 16, "mono16", 128, True), values)
+    np.testing.assert_array_equal(image_to_rgb(msg)[..., 0], (values.astype(np.uint32) // 257).astype(np.uint8))
+
+
+def test_row_padding_in_step_is_skipped(rgb):
+    padded = np.zeros((24, 32 * 3 + 8), np.uint8)
+    padded[:, : 32 * 3] = rgb.reshape(24, -1)
+    msg = Image(height=24, width=32, encoding="rgb8", step=32 * 3 + 8)
+    msg.data = padded.tobytes()
+    np.testing.assert_array_equal(image_to_rgb(msg), rgb)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"encoding": "yuv422"}, "unsupported image encoding 'yuv422'"),
+        ({"encoding": "32FC1"}, "unsupported image encoding"),
+        ({"step": 95}, "step 95 is smaller"),
+        ({"data": bytes(100)}, "truncated image data: 100 bytes"),
+        ({"width": 0}, "has no pixels"),
+    ],
+)
+def test_malformed_messages_raise_image_error(rgb, change, message):
+    msg = array_to_image(rgb, "rgb8")
+    for k, v in change.items():
+        setattr(msg, k, v)
+    with pytest.raises(ImageError, match=message):
+        image_to_rgb(msg)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_compressed_round_trip(rgb, fmt):
+    big = cv2.resize(rgb, (128, 96), interpolation=cv2.INTER_NEAREST)
+    out = compressed_to_rgb(array_to_compressed(big, fmt))
+    if fmt == "png":
+        np.testing.assert_array_equal(out, big)
+    else:  # lossy, but the same picture
+        assert out.shape == big.shape and np.abs(out.astype(int) - big).mean() < 25
+
+
+def test_corrupt_compressed_frame_raises_image_error(rgb):
+    msg = array_to_compressed(rgb, "png")
+    msg.data = msg.data[:20]
+    with pytest.raises(ImageError, match="compressed frame"):
+        compressed_to_rgb(msg)
+
+
+def test_detections_message_uses_center_and_size_in_pixels():
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    box = Box(10, 20, 50, 30)  # exclusive right/bottom: 40 x 10 pixels
+    msg = detections_message(header, box, 0.8)
+    det = msg.detections[0]
+    assert (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("cam", 12, 345)
+    assert (det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.size_x, det.bbox.size_y) == (30, 25, 40, 10)
+    assert det.results[0].hypothesis.class_id == DEFECT_CLASS_ID
+    assert det.results[0].hypothesis.score == pytest.approx(0.8)
+    assert detection_box(det) == box
+
+
+@pytest.mark.parametrize("box", [None, Box(0, 0, 0, 0)])
+def test_good_part_is_an_empty_array(box):
+    assert list(detections_message(Header(), box).detections) == []

@@ -1,0 +1,179 @@
+"""The inspector node as a real process over real DDS: boxes, headers, encodings, bad frames,
+product switching, version pick-up, clean shutdown and parameter validation."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from differad_edge_ros.conversions import DEFECT_CLASS_ID, ENCODINGS, array_to_compressed, array_to_image, detection_box
+from differad_edge_ros.scene import make_frames
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from std_msgs.msg import String
+
+from differad_edge.boxes import iou
+
+from .conftest import inspector_command, stop
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def _defect_and_good(reference: np.ndarray):
+    frames = make_frames(reference, 8, defect_rate=0.5, seed=11)
+    defects = [f for f in frames if not f.box.is_zero]
+    goods = [f for f in frames if f.box.is_zero]
+    assert defects and goods  # the seed gives both kinds
+    return defects, goods
+
+
+def test_detections_carry_the_frame_header_and_the_true_box(start_inspector, references):
+    node = start_inspector("insp_boxes")
+    defects, goods = _defect_and_good(references["part-a"])
+    for i, frame in enumerate(defects + goods):
+        header = node.header(frame_id=f"cam_{i}")
+        out = node.inspect(array_to_image(frame.image, "rgb8", header=header))
+        assert out.header.frame_id == f"cam_{i}"
+        assert (out.header.stamp.sec, out.header.stamp.nanosec) == (header.stamp.sec, header.stamp.nanosec)
+        if frame.box.is_zero:
+            assert list(out.detections) == []  # a good part: empty array
+            continue
+        assert len(out.detections) == 1
+        det = out.detections[0]
+        assert det.header.frame_id == f"cam_{i}"
+        assert det.results[0].hypothesis.class_id == DEFECT_CLASS_ID
+        assert 0.0 < det.results[0].hypothesis.score <= 1.0
+        assert iou(detection_box(det), frame.box) >= 0.7, (detection_box(det), frame.box)
+
+
+@pytest.mark.parametrize(
+    ("transport", "product", "encodings"),
+    [
+        ("raw", "part-a", ["rgb8", "bgr8", "rgba8", "bgra8"]),
+        ("raw", "part-gray", ["mono8", "mono16"]),  # a mono camera has a mono reference
+        ("compressed", "part-a", ["jpeg", "png"]),
+    ],
+    ids=["color", "mono", "compressed"],
+)
+def test_every_encoding_yields_the_true_box(start_inspector, references, transport, product, encodings):
+    node = start_inspector(f"insp_{product.replace('-', '_')}_{transport}", input=transport, product_id=product,
+                           publish_annotated=True)
+    defect = make_frames(references[product], 8, defect_rate=0.5, seed=11)
+    frame = next(f for f in defect if not f.box.is_zero)
+    for enc in encodings:
+        header = node.header(frame_id=enc)
+        msg = (array_to_image(frame.image, enc, header=header) if transport == "raw"
+               else array_to_compressed(frame.image, enc, header=header))
+        out = node.inspect(msg)
+        assert len(out.detections) == 1, enc
+        assert iou(detection_box(out.detections[0]), frame.box) >= 0.7, enc
+    assert sorted(ENCODINGS) == ["bgr8", "bgra8", "mono16", "mono8", "rgb8", "rgba8"]  # all covered above
+
+
+def test_bad_frames_are_counted_and_do_not_kill_the_node(start_inspector, references, store):
+    node = start_inspector("insp_bad")
+    good = references["part-a"]
+    unsupported = array_to_image(good, "rgb8", header=node.header())
+    unsupported.encoding = "yuv422"
+    truncated = array_to_image(good, "rgb8", header=node.header())
+    truncated.data = truncated.data[: 1000]
+    bad_step = array_to_image(good, "rgb8", header=node.header())
+    bad_step.step = bad_step.width * 3 - 1
+    wrong_size = array_to_image(good[:128, :128], "rgb8", header=node.header())  # reference is 256x256
+    cases = [(unsupported, "yuv422"), (truncated, "truncated"), (bad_step, "step"), (wrong_size, "128x128")]
+    for count, (msg, reason) in enumerate(cases, start=1):
+        node.publisher.publish(msg)  # one at a time: the keep-latest slot would drop a burst
+        values = node.diag(lambda v, n=count: v["bad_frames"] == str(n))
+        assert reason in values["last_error"], values["last_error"]
+    assert node.proc.poll() is None
+
+    # a reference whose file was tampered with fails the inspection (engine error), not the node
+    v2 = store.add_version("part-a", good)
+    store.set_validation("part-a", v2, True, {})
+    store.promote("part-a", v2)
+    (store.root / "part-a" / "versions" / v2 / "reference.png").write_bytes(b"tampered")
+    node.publisher.publish(array_to_image(good, "rgb8", header=node.header()))
+    values = node.diag(lambda v: v["engine_errors"] == "1")
+    assert values["frames_processed"] == "0" and values["bad_frames"] == "4"
+    assert "checksum" in values["last_error"].lower() or "sha" in values["last_error"].lower(), values["last_error"]
+
+    store.rollback("part-a")  # back to v0001: the node inspects again
+    out = node.inspect(array_to_image(good, "rgb8", header=node.header()))
+    assert list(out.detections) == []
+    values = node.diag(lambda v: v["frames_processed"] == "1")
+    assert values["reference_version"] == "v0001"
+    assert float(values["latency_p50_ms"]) > 0.0
+    assert node.proc.poll() is None
+
+
+def _set_product(client, node_name: str, product_id: str):
+    cli = client.node.create_client(SetParameters, f"/{node_name}/set_parameters")
+    assert cli.wait_for_service(timeout_sec=20.0)
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=product_id)
+    future = cli.call_async(SetParameters.Request(parameters=[ParameterMsg(name="product_id", value=value)]))
+    deadline = time.monotonic() + 20.0
+    while not future.done():  # the client's executor thread completes the future
+        assert time.monotonic() < deadline, "set_parameters timed out"
+        time.sleep(0.02)
+    client.node.destroy_client(cli)
+    return future.result().results[0]
+
+
+def test_switching_product_and_promoting_a_version_change_the_reference(start_inspector, references, store, client):
+    node = start_inspector("insp_switch")
+    part_b = references["part-b"]
+
+    def found(image) -> bool:
+        return len(node.inspect(array_to_image(image, "rgb8", header=node.header())).detections) == 1
+
+    assert found(part_b)  # part b against part a's reference: a defect
+
+    topic = client.node.create_publisher(String, "/insp_switch/product_id", 10)
+    topic.publish(String(data="part-b"))  # the cell controller's topic
+    node.diag(lambda v: v["product_id"] == "part-b")
+    assert not found(part_b)
+
+    assert _set_product(client, "insp_switch", "part-a").successful  # the parameter, at run time
+    assert found(part_b)
+    refused = _set_product(client, "insp_switch", "part-zz")
+    assert not refused.successful and "part-zz" in refused.reason
+    assert found(part_b)  # still part a
+
+    v2 = store.add_version("part-a", part_b)  # a newly promoted version is picked up without restart
+    store.set_validation("part-a", v2, True, {})
+    store.promote("part-a", v2)
+    assert not found(part_b)
+    assert node.diag(lambda v: v["reference_version"] == v2)["product_id"] == "part-a"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signals_shut_the_node_down_cleanly(start_inspector, references, sig):
+    node = start_inspector(f"insp_{sig.name.lower()}")
+    node.inspect(array_to_image(references["part-a"], "rgb8", header=node.header()))
+    assert stop(node.proc, sig) == 0
+    assert "Traceback" not in node.output()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"engine": "nope"}, "engine='nope'"),
+        ({"engine": "vlm"}, "needs a model"),
+        ({"product_id": "part-zz"}, "part-zz"),
+        ({"store": "/nonexistent/store"}, "/nonexistent/store"),
+        ({"align": "sideways"}, "align='sideways'"),
+        ({"latency_window": "abc"}, "latency_window"),
+    ],
+)
+def test_invalid_parameters_exit_non_zero_with_a_clear_message(store, ros_env, override, message):
+    params = {"store": str(store.root), "product_id": "part-a", **override}
+    done = subprocess.run(inspector_command(params, "insp_invalid"), env=ros_env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+

@@ -1,0 +1,104 @@
+"""The node's pure pieces: parameter validation, the keep-latest slot, and the diagnostics statistics."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from differad_edge_ros.params import InspectorParams
+from differad_edge_ros.slot import LatestSlot
+from differad_edge_ros.stats import NodeStats
+
+from differad_edge.errors import ConfigError
+
+pytestmark = pytest.mark.ros
+
+
+def test_defaults_with_store_and_product_are_valid(tmp_path):
+    p = InspectorParams(store=str(tmp_path), product_id="part-1")
+    assert p.engine == "golden" and p.options == {}
+
+
+def test_model_and_engine_options_become_constructor_options(tmp_path):
+    p = InspectorParams(store=str(tmp_path), product_id="p", engine="vlm", model=str(tmp_path),
+                        engine_options='{"max_new_tokens": 32}')
+    assert p.options == {"max_new_tokens": 32, "model": str(tmp_path)}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"store": ""}, "store is empty"),
+        ({"store": "/no/such/store"}, "store='/no/such/store' is not a folder"),
+        ({"product_id": ""}, "product_id is empty"),
+        ({"product_id": "../etc"}, "product_id='../etc' is not a valid id"),
+        ({"engine": "yolo"}, "engine='yolo' is not supported; expected one of: golden, onnx, vlm"),
+        ({"engine": "onnx"}, "engine='onnx' needs a model"),
+        ({"model": "/no/such/model"}, "model='/no/such/model' does not exist"),
+        ({"engine_options": "{k: 1}"}, "engine_options='{k: 1}' is not JSON"),
+        ({"engine_options": "[1]"}, "is not a JSON object"),
+        ({"input": "h264"}, "input='h264' is not supported"),
+        ({"qos": "fast"}, "qos='fast'"),
+        ({"align": "warp"}, "align='warp'"),
+        ({"diagnostics_period": 0.0}, "diagnostics_period=0.0"),
+        ({"latency_window": 2}, "latency_window=2"),
+        ({"image_topic": " "}, "image_topic is empty"),
+    ],
+)
+def test_each_invalid_value_is_named_with_the_fix(tmp_path, override, message):
+    with pytest.raises(ConfigError) as e:
+        InspectorParams(**{"store": str(tmp_path), "product_id": "p", **override})
+    assert message in str(e.value)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(ConfigError) as e:
+        InspectorParams(store="", product_id="", engine="x")
+    assert str(e.value).count("\n  - ") == 3
+
+
+def test_slot_keeps_only_the_newest_and_counts_drops():
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True and slot.put(3) is True
+    assert slot.take(timeout=0) == 3 and slot.dropped == 2
+    assert slot.take(timeout=0.01) is None
+
+
+def test_slot_wakes_a_waiting_worker_and_close_releases_it():
+    slot: LatestSlot[str] = LatestSlot()
+    got: list[str | None] = []
+    first = threading.Event()
+
+    def worker() -> None:
+        got.append(slot.take(5.0))
+        first.set()
+        got.append(slot.take(5.0))  # blocks until close()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    slot.put("frame")
+    assert first.wait(2.0)
+    slot.close()
+    t.join(2.0)  # well before the 5 s timeout: close() woke it
+    assert not t.is_alive() and got == ["frame", None] and slot.closed
+
+
+def test_stats_rates_and_percentiles():
+    now = [100.0]
+    stats = NodeStats(latency_window=10, clock=lambda: now[0])
+    for i in range(20):
+        stats.frame_in()
+        if i % 2:
+            stats.frame_dropped()
+        else:
+            stats.done(latency_ms=float(i), anomaly=i % 4 == 0, valid=i != 18)
+    stats.bad_frame("bad encoding")
+    now[0] = 102.0
+    s = stats.snapshot()
+    assert (s.frames_in, s.processed, s.dropped, s.bad_frames, s.anomalies, s.invalid) == (20, 10, 10, 1, 5, 1)
+    assert s.input_rate_hz == pytest.approx(10.0) and s.processed_rate_hz == pytest.approx(5.0)
+    assert s.latency_p50_ms == pytest.approx(9.0)  # median of 0, 2, ..., 18
+    assert s.last_error == "bad encoding"
+    now[0] = 103.0
+    assert stats.snapshot().input_rate_hz == 0.0  # rates cover the time since the previous snapshot

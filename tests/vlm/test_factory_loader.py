@@ -1,0 +1,108 @@
+"""Model factory + loader: round-trip of a random checkpoint, and the loader's refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from differad_edge.errors import ConfigError, ModelLoadError
+from differad_edge.prompts import DEFAULT_INFERENCE_TEMPLATE, PROMPT_FILE, THINK_TEMPLATE
+from differad_edge.vlm.factory import make_model, param_count
+from differad_edge.vlm.loader import load_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path):
+    return load_model(tiny_model_dir)
+
+
+def test_tiny_folder_is_small_and_safetensors_only(tiny_model_dir: Path) -> None:
+    files = {f.name for f in tiny_model_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", PROMPT_FILE} <= files
+    assert not any(f.endswith((".bin", ".pt")) for f in files)
+    assert sum(f.stat().st_size for f in tiny_model_dir.iterdir()) <= 5 * 1024 * 1024
+    cfg = json.loads((tiny_model_dir / "config.json").read_text())
+    assert cfg["model_type"] == "qwen3_vl"
+    assert min(cfg["text_config"]["hidden_size"], cfg["vision_config"]["hidden_size"]) >= 64
+
+
+def test_load_round_trip(tiny_model_dir: Path, tiny) -> None:
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tiny_model_dir / "model.safetensors"))
+    state = tiny.model.state_dict()
+    assert saved, "no tensors written"
+    for name, tensor in saved.items():
+        assert torch.equal(state[name], tensor), name
+    assert tiny.template is not None and tiny.template.id == DEFAULT_INFERENCE_TEMPLATE
+    assert tiny.info["model_type"] == "qwen3_vl" and tiny.info["dtype"] == "fp32" and tiny.info["quant"] is None
+    text = "<|im_start|>user\n<think>a dent</think><answer>(1,2),(3,4)</answer><|im_end|>"
+    assert tiny.tokenizer.decode(tiny.tokenizer(text)["input_ids"]) == text
+    assert tiny.tokenizer.convert_tokens_to_ids("<|image_pad|>") == tiny.model.config.image_token_id
+
+
+def test_chat_template_renders_reference_first(tiny) -> None:
+    msgs = THINK_TEMPLATE.messages()
+    text = tiny.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2
+    assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
+
+
+def test_same_seed_same_weights_and_template_choice(tmp_path: Path) -> None:
+    a = make_model(tmp_path / "a", size="tiny", seed=3, template_id=THINK_TEMPLATE.id)
+    b = make_model(tmp_path / "b", size="tiny", seed=3)
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    assert json.loads((a / PROMPT_FILE).read_text())["id"] == THINK_TEMPLATE.id
+    with pytest.raises(ConfigError, match="not empty"):
+        make_model(a, size="tiny")
+    with pytest.raises(ConfigError, match="unknown model size"):
+        make_model(tmp_path / "c", size="huge")  # type: ignore[arg-type]
+
+
+def test_2b_shape_matches_qwen3_vl_2b() -> None:
+    # Qwen3-VL-2B-Instruct has ~2.13e9 parameters (tied embeddings); counted on the meta device.
+    assert 2.05e9 < param_count("2b") < 2.2e9
+    assert 50e6 <= param_count("small") <= 150e6
+
+
+def test_refuses_missing_folder_and_hub_id(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="never downloads"):
+        load_model("Qwen/Qwen3-VL-2B-Instruct")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "nope")
+
+
+def test_refuses_pickled_weights(tmp_path: Path, tiny_model_dir: Path) -> None:
+    bad = tmp_path / "bin-only"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "model.safetensors").unlink()
+    (bad / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ModelLoadError, match="safetensors only"):
+        load_model(bad)
+
+
+@pytest.mark.parametrize(("model_type", "match"), [("llama", "not a Qwen-VL"), ("qwen2_5_vl", "not supported yet")])
+def test_refuses_other_architectures(tmp_path: Path, tiny_model_dir: Path, model_type: str, match: str) -> None:
+    bad = tmp_path / model_type
+    shutil.copytree(tiny_model_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["model_type"] = model_type
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=match):
+        load_model(bad)
+
+
+@pytest.mark.parametrize("kwargs", [{"dtype": "fp8"}, {"quant": "int3"}, {"device": "tpu"}])
+def test_refuses_bad_options(tiny_model_dir: Path, kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        load_model(tiny_model_dir, **kwargs)
+
+
+def test_bf16_load(tiny_model_dir: Path) -> None:
+    lm = load_model(tiny_model_dir, dtype="bf16")
+    assert {p.dtype for p in lm.model.parameters()} == {torch.bfloat16}
+    assert lm.identity != load_model(tiny_model_dir).identity

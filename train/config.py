@@ -1,0 +1,222 @@
+"""Typed training configs (GRPO and SFT): YAML files plus ``key=value`` overrides, validated in one place.
+
+Sections mirror what a person tunes: ``model`` (checkpoint, dtype, quantization, frozen vision tower),
+``lora``, ``data``, ``reward`` (GRPO only) and ``train`` (the trainer's knobs). Unknown keys are
+errors, so a typo never silently trains with a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from differad_edge.errors import ConfigError
+from differad_edge.prompts import DEFAULT_TRAIN_TEMPLATE, get_template
+
+from .rewards import DCLRParams
+
+#: LoRA targets: the attention and MLP projections of the language model (the vision tower stays frozen).
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(_Section):
+    path: str = Field("", description="local Qwen3-VL checkpoint folder (config.json + safetensors)")
+    dtype: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="weights/compute dtype")
+    quant: Literal["nf4", "int8"] | None = Field(None, description="bitsandbytes quantization (QLoRA); needs lora")
+    freeze_vision: bool = Field(True, description="keep the vision encoder frozen (paper setting)")
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory")
+    max_pixels: int | None = Field(None, ge=4096, description="cap pixels per image in the processor")
+
+
+class LoraSection(_Section):
+    enabled: bool = True
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+
+
+class DataSection(_Section):
+    pairs: str = Field("", description="pairs JSONL (differad_edge.dataset format)")
+    template: str = Field(DEFAULT_TRAIN_TEMPLATE, description="prompt template id")
+    paraphrase: bool = Field(True, description="draw the instruction from the 20 paraphrases")
+    seed: int = 0
+    limit: int | None = Field(None, ge=1, description="use only the first N pairs")
+
+
+class RewardSection(_Section):
+    variant: Literal["dclr", "dclr_code", "iou", "center"] = "dclr"
+    alpha: float = 0.6
+    lam: float = 0.3
+    tau: float = 0.3
+    delta: float = 0.0
+    format_weight: float = Field(1.0, ge=0.0)
+    loc_weight: float = Field(1.0, ge=0.0)
+    extra: list[str] = Field(default_factory=list, description="extra reward functions as 'module:function'")
+    extra_weights: list[float] | None = None
+
+    def params(self) -> DCLRParams:
+        return DCLRParams(alpha=self.alpha, lam=self.lam, tau=self.tau, delta=self.delta)
+
+
+class _TrainCommon(_Section):
+    learning_rate: float = Field(gt=0.0)
+    per_device_train_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(2, ge=1)
+    num_train_epochs: float = Field(1.0, gt=0.0)
+    max_steps: int = Field(-1, description="> 0 overrides num_train_epochs")
+    logging_steps: int = Field(1, ge=1)
+    save_steps: int = Field(500, ge=1)
+    save_total_limit: int | None = Field(2, ge=1)
+    seed: int = 0
+    use_cpu: bool = False
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON (ZeRO-3), launched with accelerate")
+    report_to: list[str] = Field(default_factory=list)
+    dataloader_num_workers: int = Field(0, ge=0)
+
+
+class GRPOSettings(_TrainCommon):
+    learning_rate: float = Field(1e-6, gt=0.0)
+    num_generations: int = Field(8, ge=2, description="G, completions per prompt")
+    temperature: float = Field(0.9, gt=0.0)
+    max_completion_length: int = Field(256, ge=1)
+    beta: float = Field(0.0, ge=0.0, description="KL coefficient (TRL default 0)")
+    loss_type: str = "dapo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    resample: bool = Field(True, description="regenerate groups whose rewards are all equal")
+    max_resample_rounds: int = Field(2, ge=0)
+    resample_eps: float = Field(1e-6, ge=0.0)
+    difficulty_weighting: bool = Field(True, description="Eq. 9-12 group weight")
+    log_completions: bool = False
+
+
+class SFTSettings(_TrainCommon):
+    learning_rate: float = Field(1e-5, gt=0.0)
+    per_device_train_batch_size: int = Field(4, ge=1)
+    max_length: int | None = Field(None, ge=16)
+
+
+class _Job(_Section):
+    model: ModelSection = Field(default_factory=ModelSection)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    data: DataSection = Field(default_factory=DataSection)
+    output_dir: str = ""
+    merge_lora: bool = Field(False, description="merge the LoRA adapter into a full checkpoint at the end")
+
+    @model_validator(mode="after")
+    def _check(self) -> _Job:
+        """Every cross-field rule, in one place."""
+        for name, value in (("model.path", self.model.path), ("data.pairs", self.data.pairs),
+                            ("output_dir", self.output_dir)):
+            if not str(value).strip():
+                raise ValueError(f"{name} is required; set it in the YAML or as {name}=VALUE")
+        get_template(self.data.template)
+        if self.model.quant and not self.lora.enabled:
+            raise ValueError("model.quant needs lora.enabled=true (quantized weights cannot be fine-tuned fully)")
+        if self.merge_lora and not self.lora.enabled:
+            raise ValueError("merge_lora needs lora.enabled=true (nothing to merge)")
+        train = getattr(self, "train", None)
+        if train is not None and train.deepspeed and self.model.quant:
+            raise ValueError("DeepSpeed ZeRO-3 and bitsandbytes quantization do not combine; drop model.quant")
+        if train is not None and train.use_cpu and self.model.dtype == "fp16":
+            raise ValueError("model.dtype=fp16 does not train on CPU; use fp32 or bf16")
+        reward = getattr(self, "reward", None)
+        if reward is not None:
+            reward.params()
+            if reward.extra_weights is not None and len(reward.extra_weights) != len(reward.extra):
+                raise ValueError(
+                    f"reward.extra_weights has {len(reward.extra_weights)} values for {len(reward.extra)} extra rewards"
+                )
+        return self
+
+    @property
+    def think(self) -> bool:
+        return get_template(self.data.template).think
+
+
+class GRPOJob(_Job):
+    reward: RewardSection = Field(default_factory=RewardSection)
+    train: GRPOSettings = Field(default_factory=GRPOSettings)
+
+
+class SFTJob(_Job):
+    train: SFTSettings = Field(default_factory=SFTSettings)
+
+
+JOBS: dict[str, type[_Job]] = {"grpo": GRPOJob, "sft": SFTJob}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.num_generations=4"`` -> (["train", "num_generations"], 4); values are read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+        raise ConfigError(f"override {text!r} is not KEY=VALUE; expected e.g. train.num_generations=4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({e}); quote it") from e
+    return key.strip().split("."), value
+
+
+def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part!r} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {p}; pass an existing YAML (see train/configs/)") from e
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read config {p}: {' '.join(str(e).split())}; fix the YAML") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {p} must be a YAML mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        got = f" (got {err['input']!r})" if loc and not isinstance(err.get("input"), dict) else ""
+        parts.append(f"{loc + ': ' if loc else ''}{msg}{got}")
+    return "; ".join(parts)
+
+
+def load_config(kind: str, path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """A validated ``GRPOJob`` or ``SFTJob`` from an optional YAML file plus ``key=value`` overrides."""
+    if kind not in JOBS:
+        raise ConfigError(f"unknown job kind {kind!r}; expected one of {', '.join(JOBS)}")
+    data = _read_yaml(path) if path is not None else {}
+    for text in overrides:
+        _apply(data, *parse_override(text))
+    where = f" in {path}" if path else ""
+    try:
+        return JOBS[kind].model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid {kind} config{where}: {_describe(e)}") from e
+    except ConfigError as e:
+        raise ConfigError(f"invalid {kind} config{where}: {e}") from e
+
+
+def dump_config(job: _Job) -> dict[str, Any]:
+    """Plain data, as saved next to the checkpoint (``train_config.yaml``)."""
+    return job.model_dump(mode="json")
