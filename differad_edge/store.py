@@ -223,7 +223,7 @@ class ReferenceStore:
             mean=mean,
             spread=spread,
             sha256=content,
-            metadata=dict(m.get("metadata") or {}),
+            metadata=_engine_metadata(m),
         )
 
     def extra_images(self, product_id: str, version: str) -> list[np.ndarray]:
@@ -408,3 +408,16 @@ class ReferenceStore:
 
 
 __all__ = ["ID_PATTERN", "ReferenceStore", "VersionInfo", "validate_id"]
+
+
+def _engine_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A version's metadata plus the golden thresholds its passed validation tuned, so engines use
+    what calibration chose for this reference without the operator copying numbers around."""
+    meta = dict(manifest.get("metadata") or {})
+    validation = manifest.get("validation") or {}
+    tuned = (validation.get("report") or {}).get("golden") if validation.get("passed") else None
+    if tuned:
+        from .engines.golden import TUNED_KEY
+
+        meta.setdefault(TUNED_KEY, dict(tuned))
+    return meta

@@ -80,7 +80,8 @@ class MemoryEstimate:
 
 
 def estimate(shape: ModelShape, quant: str, max_image_pixels: int, prompt_tokens: int, max_new_tokens: int,
-             block_size: int = 32, weights_bytes: int | None = None, kv_bytes: int = 4) -> MemoryEstimate:
+             block_size: int = 32, weights_bytes: int | None = None, kv_bytes: int = 4,
+             vision_fp16: bool = False) -> MemoryEstimate:
     """Estimate inference memory for one pair (two images of at most ``max_image_pixels``).
 
     ``weights_bytes`` overrides the config-based weight size (after export: the real file sizes).
@@ -89,7 +90,7 @@ def estimate(shape: ModelShape, quant: str, max_image_pixels: int, prompt_tokens
     if weights_bytes is None:
         # decoder matmuls quantized; embedding table kept fp16 (fp32 for fp32); vision fp32 (fp16 if fp16)
         embed_b = shape.embed_params * (4 if quant == "fp32" else 2)
-        vision_b = shape.vision_params * (2 if quant == "fp16" else 4)
+        vision_b = shape.vision_params * (2 if quant == "fp16" or vision_fp16 else 4)
         weights_bytes = int(shape.text_params * per + embed_b + vision_b)
     patches = max(1, max_image_pixels // (shape.patch * shape.patch))
     image_tokens = patches // (shape.merge * shape.merge)

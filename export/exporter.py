@@ -267,7 +267,8 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
     template = read_template(model_dir) or get_template(DEFAULT_INFERENCE_TEMPLATE)
     ids: PromptIds = prompt_ids(processor, template)
     prompt_tokens = sum(len(s) for s in ids.segments)
-    est = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size)
+    est = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size,
+                   vision_fp16=cfg.vision_fp16)
     log(f"{est.describe()} [from the config; budget {cfg.budget_gb:g} GiB]")
     check_budget(est, cfg.budget_gb)
 

@@ -12,15 +12,26 @@ import argparse
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..boxes import ZERO_BOX
+from .. import viz
+from ..alignment import AlignConfig, align
+from ..boxes import ZERO_BOX, Box
+from ..engines.golden import GoldenEngine
 from ..errors import ConfigError
+from ..fileio import atomic_write_json
+from ..images import save_image
+from ..inspector import Inspection, Inspector
+from ..metrics import Record, evaluate, render_table, report_to_json
+from ..store import ReferenceStore
+from ..synth import Product, make_inspection_set
+from ..variation import build_variation_model
+from .render import annotated_pair
 
 DEFAULT_OUT = Path("differad-demo")
+PRODUCT_KINDS = ("disc", "plate", "pcb", "screw")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,11 +56,8 @@ def _check(args: argparse.Namespace) -> None:
         )
 
 
-def _register(store: Any, product: Any, model_goods: list[np.ndarray], inspector: Any) -> str:
+def _register(store: ReferenceStore, product: Product, model_goods: list[np.ndarray], inspector: Inspector) -> str:
     """Variation model from the aligned good parts -> candidate version -> self-check -> promote."""
-    from ..alignment import AlignConfig, align
-    from ..variation import build_variation_model
-
     aligned = [align(product.reference, g, AlignConfig()).aligned for g in model_goods]
     mean, spread = build_variation_model([product.reference, *aligned])
     version = store.add_version(
@@ -66,59 +74,71 @@ def _register(store: Any, product: Any, model_goods: list[np.ndarray], inspector
     return version
 
 
-def run(args: argparse.Namespace) -> int:
-    from .. import viz
-    from ..engines.golden import GoldenEngine
-    from ..fileio import atomic_write_json
-    from ..images import save_image
-    from ..inspector import Inspector
-    from ..metrics import Record, evaluate, render_table, report_to_json
-    from ..store import ReferenceStore
-    from ..synth import make_inspection_set
-    from .render import annotated_pair
+def _inspect_product(
+    inspector: Inspector, product: Product, frames: list[tuple[str, np.ndarray, Box | None]], out: Path, bar: tqdm,
+) -> tuple[list[Record], list[Inspection], list[np.ndarray]]:
+    """Inspect held-out parts of one product against its active reference; save annotated images."""
+    records: list[Record] = []
+    inspections: list[Inspection] = []
+    images: list[np.ndarray] = []
+    for name, frame, gt in frames:
+        inspection = inspector.inspect(frame, product.id)
+        det = inspection.detection
+        records.append(Record(det.box if det.valid else None, gt if gt is not None else ZERO_BOX, det.valid, product.id, "demo",
+                              f"{product.id}/{name}"))
+        image = annotated_pair(product.reference, frame, det.box if det.anomaly else None, gt, label="golden",
+                               score=det.score)
+        save_image(out / "images" / product.id / f"{name}.png", image)
+        inspections.append(inspection)
+        images.append(image)
+        bar.update()
+    return records, inspections, images
 
+
+def _median_timings(inspections: list[Inspection]) -> dict[str, float]:
+    stages: dict[str, list[float]] = {}
+    for inspection in inspections:
+        for stage, ms in inspection.timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    return {stage: round(statistics.median(v), 3) for stage, v in sorted(stages.items())}
+
+
+def run(args: argparse.Namespace) -> int:
     _check(args)
     t0 = time.perf_counter()
     out: Path = args.out
     inspection_set = make_inspection_set(
-        goods=args.goods + args.targets, defects=args.targets, size=args.size, seed=args.seed,
-        kinds=("disc", "plate", "pcb", "screw"),
+        goods=args.goods + args.targets, defects=args.targets, size=args.size, seed=args.seed, kinds=PRODUCT_KINDS,
     )
     store = ReferenceStore(out / "references")
     engine = GoldenEngine()
     inspector = Inspector(engine, store=store)
-
     records: list[Record] = []
+    inspections: list[Inspection] = []
     tiles: list[np.ndarray] = []
-    timings: dict[str, list[float]] = {}
     versions: dict[str, str] = {}
-    total = len(inspection_set.products) * 2 * args.targets
-    bar = tqdm(total=total, desc="demo", unit="part", disable=args.no_progress, mininterval=0.5)
-    for product in inspection_set.products:
-        versions[product.id] = _register(store, product, product.goods[: args.goods], inspector)
-        cases = [(f"good_{i:02d}", g, None) for i, g in enumerate(product.goods[args.goods:])]
-        cases += [(f"defect_{i:02d}", d, b) for i, (d, b) in enumerate(zip(product.defects, product.boxes, strict=True))]
-        for name, frame, gt in cases:
-            inspection = inspector.inspect(frame, product.id)
-            det = inspection.detection
-            gt_box = gt if gt is not None else ZERO_BOX
-            records.append(Record(det.box if det.valid else None, gt_box, det.valid, product.id, "demo", f"{product.id}/{name}"))
-            for stage, ms in inspection.timings_ms.items():
-                timings.setdefault(stage, []).append(ms)
-            image = annotated_pair(product.reference, frame, det.box if det.anomaly else None, gt, label="golden",
-                                   score=det.score)
-            save_image(out / "images" / product.id / f"{name}.png", image)
-            tiles.append(image)
-            bar.update()
-    bar.close()
-    engine.close()
+    bar = tqdm(total=len(PRODUCT_KINDS) * 2 * args.targets, desc="demo", unit="part", disable=args.no_progress,
+               mininterval=0.5)
+    try:
+        for product in inspection_set.products:
+            versions[product.id] = _register(store, product, product.goods[: args.goods], inspector)
+            frames = [(f"good_{i:02d}", g, None) for i, g in enumerate(product.goods[args.goods:])]
+            frames += [(f"defect_{i:02d}", d, b) for i, (d, b) in enumerate(zip(product.defects, product.boxes, strict=True))]
+            recs, insps, imgs = _inspect_product(inspector, product, frames, out, bar)
+            records += recs
+            inspections += insps
+            tiles += imgs
+    finally:
+        bar.close()
+        inspector.close()
+        engine.close()
 
     report = evaluate(records)
     save_image(out / "overview.png", viz.contact_sheet(tiles, cols=2 * args.targets))
     viz.plot_report(report, out / "metrics.png", title="differad demo (golden engine)")
     elapsed = time.perf_counter() - t0
-    medians = {stage: round(statistics.median(v), 3) for stage, v in sorted(timings.items())}
-    summary = {
+    medians = _median_timings(inspections)
+    atomic_write_json(out / "summary.json", {
         "seed": args.seed,
         "size": args.size,
         "products": versions,
@@ -128,16 +148,13 @@ def run(args: argparse.Namespace) -> int:
         "elapsed_s": round(elapsed, 2),
         "outputs": {"images": "images/", "overview": "overview.png", "metrics_plot": "metrics.png",
                     "references": "references/"},
-    }
-    atomic_write_json(out / "summary.json", summary)
-
+    })
     print(render_table(report, title=f"differad demo: golden engine, {len(records)} parts, seed {args.seed}"))
     o = report.overall
+    stages = ", ".join(f"{k} {medians[k]:.1f} ms" for k in ("align", "engine", "total") if k in medians)
     print(
-        f"\n{len(versions)} products registered and promoted; {o.n_nor} good and {o.n_ano} defective parts inspected "
-        f"in {elapsed:.1f} s (median per frame: "
-        + ", ".join(f"{k} {medians[k]:.1f} ms" for k in ("align", "engine", "total") if k in medians)
-        + f"). TP {o.tp}, FP {o.fp}, FN {o.fn}."
+        f"\n{len(versions)} products registered and promoted; {o.n_nor} good and {o.n_ano} defective parts "
+        f"inspected in {elapsed:.1f} s (median per frame: {stages}). TP {o.tp}, FP {o.fp}, FN {o.fn}."
     )
     print(f"annotated images, overview.png, metrics.png and summary.json written to {out}")
     return 0

@@ -20,11 +20,13 @@ from typing import Any, NoReturn
 from tqdm import tqdm
 
 from ..boxes import Box
-from ..dataset import Pair
+from ..dataset import Pair, image_file_size, read_pairs, read_predictions
 from ..engines import Reference
 from ..errors import ConfigError, DatasetError, DifferadError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..images import load_image
+from ..metrics import Record, Report, evaluate, render_table, report_to_json, sample_iou
+from ..viz import plot_report
 from .engine_args import add_engine_arguments, build_engine, build_inspector, engine_flags_given, load_reference
 from .render import save_annotated, unique_name
 
@@ -97,7 +99,18 @@ class _ReferenceCache:
         return ref
 
 
-def _engine_predictor(args: argparse.Namespace) -> tuple[Callable[[Pair], Outcome], Callable[[], None], dict]:
+@dataclass
+class Predictor:
+    """Where predictions come from: an engine run, or a file of another model's answers."""
+
+    predict: Callable[[Pair], Outcome]
+    describe: dict[str, Any]
+    close: Callable[[], None] = lambda: None
+    errors: list[str] = field(default_factory=list)  # malformed lines of a predictions file
+    missing: list[str] = field(default_factory=list)  # pair ids without a prediction
+
+
+def engine_predictor(args: argparse.Namespace) -> Predictor:
     engine = build_engine(args)
     inspector = build_inspector(engine, args)
     refs = _ReferenceCache()
@@ -108,13 +121,16 @@ def _engine_predictor(args: argparse.Namespace) -> tuple[Callable[[Pair], Outcom
         box = det.box if det.valid else None
         return Outcome(pair, box, det.valid, det.score, det.text, det.reason, timings_ms=inspection.timings_ms)
 
-    return predict, engine.close, engine.describe()
+    def close() -> None:
+        inspector.close()
+        engine.close()
+
+    return Predictor(predict, engine.describe(), close)
 
 
-def _file_predictor(path: Path, missing: list[str]) -> tuple[Callable[[Pair], Outcome], list[str], dict]:
-    from ..dataset import image_file_size, read_predictions
-
+def file_predictor(path: Path) -> Predictor:
     preds = read_predictions(path)
+    missing: list[str] = []
 
     def predict(pair: Pair) -> Outcome:
         p = preds.get(pair.id)
@@ -126,12 +142,11 @@ def _file_predictor(path: Path, missing: list[str]) -> tuple[Callable[[Pair], Ou
             box = p.pixel_box(*image_file_size(pair.target))  # raw answers are on the 0-1000 scale
         return Outcome(pair, box, p.valid, None, p.text, p.reason)
 
-    return predict, [f"predictions {e}" for e in preds.errors], {"engine": "predictions", "predictions": str(path)}
+    described = {"engine": "predictions", "predictions": str(path)}
+    return Predictor(predict, described, errors=[f"predictions {e}" for e in preds.errors], missing=missing)
 
 
-def _score(outcomes: list[Outcome]) -> Any:
-    from ..metrics import Record, evaluate, sample_iou
-
+def _score(outcomes: list[Outcome]) -> Report:
     for o in outcomes:
         o.iou = sample_iou(o.pred, o.pair.box, valid=o.valid)
     return evaluate(
@@ -140,25 +155,21 @@ def _score(outcomes: list[Outcome]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dataset import read_pairs
-    from ..metrics import render_table
-
     pairs_file = read_pairs(args.data)
     pairs = pairs_file.pairs[: args.limit] if args.limit else pairs_file.pairs
     bad_lines = [f"pairs {e}" for e in pairs_file.errors]
     if not pairs:
         _nothing_to_score(args.data, bad_lines, [])
-    missing: list[str] = []
-    close: Callable[[], None] = lambda: None  # noqa: E731
     if args.predictions is not None:
         if engine_flags_given(args):
             raise ConfigError(
                 f"--predictions scores a file, no engine runs; drop {', '.join(engine_flags_given(args))}"
             )
-        predict, pred_errors, described = _file_predictor(args.predictions, missing)
-        bad_lines += pred_errors
+        predictor = file_predictor(args.predictions)
+        bad_lines += predictor.errors
     else:
-        predict, close, described = _engine_predictor(args)
+        predictor = engine_predictor(args)
+    missing = predictor.missing
 
     outcomes: list[Outcome] = []
     bad_samples: list[str] = []
@@ -167,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(pairs, desc="eval", unit="pair", file=sys.stderr, disable=args.no_progress, mininterval=0.5)
         for pair in bar:
             try:
-                outcomes.append(predict(pair))
+                outcomes.append(predictor.predict(pair))
             except Exception as e:  # one bad sample must not end a long run
                 why = str(e)
                 if not isinstance(e, DifferadError):
@@ -177,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
                 if len(bad_samples) <= ECHO_ERRORS:
                     tqdm.write(f"differad: skipped sample {pair.id}: {why}", file=sys.stderr)
     finally:
-        close()
+        predictor.close()
     if not outcomes:
         if first_unexpected is not None:  # every sample failed the same unexpected way: a bug, show it
             raise first_unexpected
@@ -193,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         summary += f"; median {medians['total']:.1f} ms per pair"
     print(summary)
     if args.out is not None:
-        _write_outputs(args, report, outcomes, bad_lines, bad_samples, missing, described)
+        _write_outputs(args, report, outcomes, bad_lines, bad_samples, missing, predictor.describe)
         print(f"report written to {args.out / 'report.json'}")
     return 0
 
@@ -215,12 +226,9 @@ def _nothing_to_score(data: Path, bad_lines: list[str], bad_samples: list[str]) 
 
 
 def _write_outputs(
-    args: argparse.Namespace, metrics_report: Any, outcomes: list[Outcome], bad_lines: list[str],
+    args: argparse.Namespace, metrics_report: Report, outcomes: list[Outcome], bad_lines: list[str],
     bad_samples: list[str], missing: list[str], described: dict,
 ) -> None:
-    from ..metrics import report_to_json
-    from ..viz import plot_report
-
     out: Path = args.out
     worst = sorted(outcomes, key=lambda o: o.iou)[: args.worst]
     worst_files = _write_worst(out / "worst", worst)
@@ -253,6 +261,8 @@ def _prediction_row(o: Outcome) -> dict[str, Any]:
         row["score"] = round(float(o.score), 6)
     if o.reason is not None:
         row["reason"] = o.reason
+    if o.text is not None:  # the raw answer, for reading; "box" wins when the file is scored again
+        row["text"] = o.text
     return row
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import cv2
@@ -29,6 +29,8 @@ from ..images import load_image, to_rgb8
 from ..variation import VariationMethod, build_variation_model
 from .base import Detection, Engine, EngineHandle, Reference, StageTimer
 
+#: Key of ``Reference.metadata`` holding golden thresholds tuned by calibration.
+TUNED_KEY = "golden"
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -109,8 +111,18 @@ class GoldenEngine(Engine):
                 raise ConfigError(
                     f"unknown golden option(s) {unknown}; known: {sorted(GoldenConfig.__dataclass_fields__)}"
                 )
-            base = GoldenConfig(**{**{f: getattr(base, f) for f in GoldenConfig.__dataclass_fields__}, **overrides})
+            base = replace(base, **overrides)
         self.config = base
+        # Options the user set explicitly win over thresholds a validated reference carries.
+        self._explicit = set(GoldenConfig.__dataclass_fields__) if config is not None else set(overrides)
+
+    def config_for(self, reference: Reference) -> GoldenConfig:
+        """The engine config, with thresholds tuned by calibration (``differad-calibrate validate``,
+        carried in ``reference.metadata["golden"]``) applied where the user set none explicitly."""
+        tuned = reference.metadata.get(TUNED_KEY) or {}
+        known = set(GoldenConfig.__dataclass_fields__) - {"care_mask"}
+        updates = {k: v for k, v in tuned.items() if k in known and k not in self._explicit}
+        return replace(self.config, **updates) if updates else self.config
 
     # -- reference -------------------------------------------------------------------------
     def build_reference(self, good_images: Sequence[np.ndarray], **fields: Any) -> Reference:
@@ -122,7 +134,7 @@ class GoldenEngine(Engine):
         return Reference(image=imgs[0], mean=mean, spread=spread, **fields)
 
     def prepare(self, reference: Reference) -> EngineHandle:
-        cfg = self.config
+        cfg = self.config_for(reference)
         img = to_rgb8(reference.image)
         h, w = img.shape[:2]
         center = (reference.mean if reference.mean is not None else img).astype(np.float32)
@@ -130,8 +142,8 @@ class GoldenEngine(Engine):
         for name, arr in (("mean", center), ("spread", spread)):
             if arr is not None and arr.shape[:2] != (h, w):
                 raise ImageError(f"reference {name} has shape {arr.shape}, the image is {(h, w)}; rebuild the model")
-        center = self._channels(center)
-        spread = np.zeros_like(center) if spread is None else self._channels(spread)
+        center = _channels(center, cfg.channels)
+        spread = np.zeros_like(center) if spread is None else _channels(spread, cfg.channels)
         if cfg.blur > 0:
             center = cv2.GaussianBlur(center, (0, 0), cfg.blur)
         grad = self._gradient(center)
@@ -140,7 +152,7 @@ class GoldenEngine(Engine):
         dark = np.maximum(var_tol, np.float32(_or(cfg.dark_threshold, cfg.abs_threshold)))
         hi = np.clip(np.floor(center + bright), 0, 255).astype(np.uint8)
         lo = np.clip(np.ceil(center - dark), 0, 255).astype(np.uint8)
-        care = self._care(reference, (h, w))
+        care = _care(reference, (h, w), cfg)
         off = care == 0
         hi[off], lo[off] = 255, 0
         eps = np.float32(1e-3)
@@ -155,15 +167,9 @@ class GoldenEngine(Engine):
             "care_mean": float(cv2.mean(center if center.ndim == 2 else center @ _GRAY_WEIGHTS, care)[0]),
             "open": _kernel(cfg.open_size),
             "close": _kernel(cfg.close_size),
+            "config": cfg,
         }
         return EngineHandle(reference=reference, state=state)
-
-    def _channels(self, arr: np.ndarray) -> np.ndarray:
-        """Float image in the compared channel layout (gray HxW or RGB HxWx3)."""
-        arr = np.asarray(arr, dtype=np.float32)
-        if self.config.channels == "gray":
-            return arr if arr.ndim == 2 else np.ascontiguousarray(arr @ _GRAY_WEIGHTS)
-        return arr if arr.ndim == 3 else np.repeat(arr[:, :, None], 3, axis=2)
 
     @staticmethod
     def _gradient(center: np.ndarray) -> np.ndarray:
@@ -172,27 +178,10 @@ class GoldenEngine(Engine):
         gy = cv2.Sobel(center, cv2.CV_32F, 0, 1, ksize=3)
         return cv2.magnitude(gx, gy) / np.float32(8.0)
 
-    def _care(self, reference: Reference, shape: tuple[int, int]) -> np.ndarray:
-        h, w = shape
-        care = np.full((h, w), 255, np.uint8)
-        for source, what in ((reference.care_mask, "reference care mask"), (self.config.care_mask, "config care_mask")):
-            if source is None:
-                continue
-            m = source if isinstance(source, np.ndarray) else load_image(source)[:, :, 0]
-            m = np.asarray(m)
-            if m.ndim == 3:
-                m = m.max(axis=2)
-            if m.shape != (h, w):
-                raise ImageError(f"{what} has shape {m.shape}, the reference is {(h, w)}; give a HxW mask")
-            care[m == 0] = 0
-        b = min(self.config.border, h // 2, w // 2)
-        if b:
-            care[:b], care[-b:], care[:, :b], care[:, -b:] = 0, 0, 0, 0
-        return care
-
     # -- per frame --------------------------------------------------------------------------
     def detect(self, handle: EngineHandle, target: np.ndarray) -> Detection:
-        s, cfg = handle.state, self.config
+        s = handle.state
+        cfg: GoldenConfig = s["config"]
         timer = StageTimer()
         with timer("diff"):
             t = self._target(target, s["size"])
@@ -215,7 +204,7 @@ class GoldenEngine(Engine):
                 if s["close"] is not None:
                     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, s["close"])
             with timer("components"):
-                box, region = self._largest_blob(mask)
+                box, region = _largest_blob(mask, cfg.min_area)
             with timer("score"):
                 if box is not None:
                     score = _score(self._peak_ratio(t, s, box, region))
@@ -237,23 +226,6 @@ class GoldenEngine(Engine):
             )
         return target
 
-    def _largest_blob(self, mask: np.ndarray) -> tuple[Box | None, np.ndarray | None]:
-        """Largest 8-connected blob; labelling runs on the bounding rectangle of the deviations only
-        (most frames have one small defect, labelling the whole frame would dominate the cost)."""
-        ox, oy, cw, ch = cv2.boundingRect(mask)
-        if cw == 0 or ch == 0:
-            return None, None
-        crop = mask[oy : oy + ch, ox : ox + cw]
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
-        if n <= 1:
-            return None, None
-        best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        x, y, bw, bh, area = (int(v) for v in stats[best])
-        if area < self.config.min_area:
-            return None, None
-        region = labels[y : y + bh, x : x + bw] == best
-        return Box(float(ox + x), float(oy + y), float(ox + x + bw), float(oy + y + bh)), region
-
     def _peak_ratio(self, t: np.ndarray, s: dict, box: Box | None, region: np.ndarray | None) -> float:
         """Largest |deviation| / tolerance inside the blob (or the inspected image when no blob)."""
         if box is None:
@@ -272,6 +244,51 @@ class GoldenEngine(Engine):
         return {"engine": self.name, "config": self.config.to_dict()}
 
 
+def _channels(arr: np.ndarray, channels: str) -> np.ndarray:
+    """Float image in the compared channel layout (gray HxW or RGB HxWx3)."""
+    arr = np.asarray(arr, dtype=np.float32)
+    if channels == "gray":
+        return arr if arr.ndim == 2 else np.ascontiguousarray(arr @ _GRAY_WEIGHTS)
+    return arr if arr.ndim == 3 else np.repeat(arr[:, :, None], 3, axis=2)
+
+
+def _care(reference: Reference, shape: tuple[int, int], cfg: GoldenConfig) -> np.ndarray:
+    h, w = shape
+    care = np.full((h, w), 255, np.uint8)
+    for source, what in ((reference.care_mask, "reference care mask"), (cfg.care_mask, "config care_mask")):
+        if source is None:
+            continue
+        m = source if isinstance(source, np.ndarray) else load_image(source)[:, :, 0]
+        m = np.asarray(m)
+        if m.ndim == 3:
+            m = m.max(axis=2)
+        if m.shape != (h, w):
+            raise ImageError(f"{what} has shape {m.shape}, the reference is {(h, w)}; give a HxW mask")
+        care[m == 0] = 0
+    b = min(cfg.border, h // 2, w // 2)
+    if b:
+        care[:b], care[-b:], care[:, :b], care[:, -b:] = 0, 0, 0, 0
+    return care
+
+
+def _largest_blob(mask: np.ndarray, min_area: int) -> tuple[Box | None, np.ndarray | None]:
+    """Largest 8-connected blob; labelling runs on the bounding rectangle of the deviations only
+    (most frames have one small defect, labelling the whole frame would dominate the cost)."""
+    ox, oy, cw, ch = cv2.boundingRect(mask)
+    if cw == 0 or ch == 0:
+        return None, None
+    crop = mask[oy : oy + ch, ox : ox + cw]
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
+    if n <= 1:
+        return None, None
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, bw, bh, area = (int(v) for v in stats[best])
+    if area < min_area:
+        return None, None
+    region = labels[y : y + bh, x : x + bw] == best
+    return Box(float(ox + x), float(oy + y), float(ox + x + bw), float(oy + y + bh)), region
+
+
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
@@ -285,4 +302,4 @@ def _score(ratio: float) -> float:
     return ratio / (1.0 + ratio)
 
 
-__all__ = ["GoldenConfig", "GoldenEngine"]
+__all__ = ["TUNED_KEY", "GoldenConfig", "GoldenEngine"]

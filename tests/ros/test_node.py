@@ -14,6 +14,7 @@ from differad_edge_ros.scene import make_frames
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from differad_edge.boxes import iou
@@ -59,9 +60,10 @@ def test_detections_carry_the_frame_header_and_the_true_box(start_inspector, ref
     ],
     ids=["color", "mono", "compressed"],
 )
-def test_every_encoding_yields_the_true_box(start_inspector, references, transport, product, encodings):
-    node = start_inspector(f"insp_{product.replace('-', '_')}_{transport}", input=transport, product_id=product,
-                           publish_annotated=True)
+def test_every_encoding_yields_the_true_box(start_inspector, client, references, transport, product, encodings):
+    name = f"insp_{product.replace('-', '_')}_{transport}"
+    annotated = client.inbox(Image, f"/{name}/annotated")
+    node = start_inspector(name, input=transport, product_id=product, publish_annotated=True)
     defect = make_frames(references[product], 8, defect_rate=0.5, seed=11)
     frame = next(f for f in defect if not f.box.is_zero)
     for enc in encodings:
@@ -71,6 +73,8 @@ def test_every_encoding_yields_the_true_box(start_inspector, references, transpo
         out = node.inspect(msg)
         assert len(out.detections) == 1, enc
         assert iou(detection_box(out.detections[0]), frame.box) >= 0.7, enc
+        drawn = annotated.wait_for(lambda m, h=header: m.header.stamp == h.stamp)  # the optional annotated image
+        assert (drawn.width, drawn.height, drawn.encoding) == (frame.image.shape[1], frame.image.shape[0], "rgb8")
     assert sorted(ENCODINGS) == ["bgr8", "bgra8", "mono16", "mono8", "rgb8", "rgba8"]  # all covered above
 
 
@@ -177,3 +181,15 @@ def test_invalid_parameters_exit_non_zero_with_a_clear_message(store, ros_env, o
     assert message in done.stderr
     assert "Traceback" not in done.stderr
 
+
+
+def test_vlm_engine_runs_behind_the_node(start_inspector, references, tiny_model_dir):
+    """The node is engine-agnostic: a (random-weight) Qwen3-VL answers every frame; whatever it says,
+    a Detection2DArray with the frame's header comes back and /diagnostics names the engine."""
+    node = start_inspector("insp_vlm", engine="vlm", model=str(tiny_model_dir),
+                           engine_options='{"max_new_tokens": 8}')
+    header = node.header(frame_id="vlm_cam")
+    out = node.inspect(array_to_image(references["part-a"], "rgb8", header=header), timeout=120)
+    assert out.header.frame_id == "vlm_cam" and len(out.detections) <= 1
+    values = node.diag(lambda v: v["frames_processed"] == "1")
+    assert values["engine"] == "vlm" and values["engine_errors"] == "0"

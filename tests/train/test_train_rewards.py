@@ -137,3 +137,14 @@ def test_bad_inputs_raise_typed_errors() -> None:
         dclr_reward(["a", "b"], [GT])
     with pytest.raises(BoxError, match="not a box"):
         dclr_reward([ans(0, 0, 10, 10)], [[1, 2, 3]])
+
+
+def test_docstring_examples_hold() -> None:
+    import doctest
+
+    import differad_edge.train.grpo as grpo
+    import differad_edge.train.rewards as rewards
+
+    for module in (rewards, grpo):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

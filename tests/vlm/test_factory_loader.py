@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from differad_edge.engines.vlm import VLMEngine
 from differad_edge.errors import ConfigError, ModelLoadError
 from differad_edge.prompts import DEFAULT_INFERENCE_TEMPLATE, PROMPT_FILE, THINK_TEMPLATE
 from differad_edge.vlm.factory import make_model, param_count
@@ -57,6 +58,8 @@ def test_same_seed_same_weights_and_template_choice(tmp_path: Path) -> None:
     b = make_model(tmp_path / "b", size="tiny", seed=3)
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert json.loads((a / PROMPT_FILE).read_text())["id"] == THINK_TEMPLATE.id
+    engine = VLMEngine(a)  # the engine defaults to the template stored with the model
+    assert engine.template.id == THINK_TEMPLATE.id and engine.max_new_tokens == 512
     with pytest.raises(ConfigError, match="not empty"):
         make_model(a, size="tiny")
     with pytest.raises(ConfigError, match="unknown model size"):

@@ -158,6 +158,7 @@ class InspectorNode(Node):
             "not_inspected": s.invalid,
             "latency_p50_ms": f"{s.latency_p50_ms:.2f}",
             "latency_p95_ms": f"{s.latency_p95_ms:.2f}",
+            "inspect_p50_ms": f"{s.inspect_p50_ms:.2f}",
             "engine": self.params.engine,
             "product_id": self._product,
             "reference_version": self._reference_version,
@@ -179,7 +180,9 @@ class InspectorNode(Node):
         product = self._product
         try:
             frame = compressed_to_rgb(msg) if self.params.input == "compressed" else image_to_rgb(msg)
+            started = time.perf_counter()
             result = self.inspector.inspect(frame, product)
+            inspect_ms = (time.perf_counter() - started) * 1000.0
         except (ImageError, AlignmentError) as e:  # unsupported encoding, truncated data, size mismatch
             self._report(self.stats.bad_frame, f"bad frame (stamp {_stamp(msg)}): {e}")
             return
@@ -190,7 +193,7 @@ class InspectorNode(Node):
         self._reference_version = str(result.reference_version)
         box = det.box if det.anomaly else None
         self._detections.publish(detections_message(msg.header, box, det.score))
-        self.stats.done((time.perf_counter() - received) * 1000.0, box is not None, det.valid)
+        self.stats.done((time.perf_counter() - received) * 1000.0, box is not None, det.valid, inspect_ms)
         if not det.valid:
             self.get_logger().warning(f"frame not inspected: {det.reason}", throttle_duration_sec=1.0)
         if self._annotated is not None:

@@ -23,6 +23,7 @@ class StatsSnapshot:
     processed_rate_hz: float
     latency_p50_ms: float
     latency_p95_ms: float
+    inspect_p50_ms: float
     last_error: str
 
 
@@ -33,6 +34,7 @@ class NodeStats:
         self._lock = threading.Lock()
         self._clock = clock
         self._latencies: deque[float] = deque(maxlen=latency_window)
+        self._inspect: deque[float] = deque(maxlen=latency_window)
         self.frames_in = self.processed = self.dropped = self.bad_frames = self.engine_errors = self.anomalies = self.invalid = 0
         self.last_error = ""
         self._mark = (clock(), 0, 0)
@@ -55,9 +57,12 @@ class NodeStats:
             self.engine_errors += 1
             self.last_error = reason
 
-    def done(self, latency_ms: float, anomaly: bool, valid: bool = True) -> None:
-        """A published result; ``valid=False``: not inspected (e.g. the frame could not be aligned)."""
+    def done(self, latency_ms: float, anomaly: bool, valid: bool = True, inspect_ms: float | None = None) -> None:
+        """A published result. ``latency_ms``: frame received -> result published; ``inspect_ms``: the
+        inspector's share of it; ``valid=False``: not inspected (e.g. the frame could not be aligned)."""
         with self._lock:
+            if inspect_ms is not None:
+                self._inspect.append(inspect_ms)
             self.processed += 1
             self.anomalies += int(anomaly)
             self.invalid += int(not valid)
@@ -72,6 +77,7 @@ class NodeStats:
             self._mark = (now, self.frames_in, self.processed)
             lat = np.asarray(self._latencies, dtype=np.float64)
             p50, p95 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 95))) if lat.size else (0.0, 0.0)
+            inspect_p50 = float(np.median(np.asarray(self._inspect))) if self._inspect else 0.0
             return StatsSnapshot(
                 frames_in=self.frames_in,
                 processed=self.processed,
@@ -84,5 +90,6 @@ class NodeStats:
                 processed_rate_hz=(self.processed - done0) / dt,
                 latency_p50_ms=p50,
                 latency_p95_ms=p95,
+                inspect_p50_ms=inspect_p50,
                 last_error=self.last_error,
             )

@@ -1,0 +1,210 @@
+"""Edge bundles: size and per-pair latency of torch fp32 vs ONNX fp32 vs ONNX int4, side by side in one run.
+
+CPU (the issue's acceptance run, ``small`` random model, reference prefix cache on for all three):
+    python bench/export.py --size small --image-size 256 --reps 5 --record
+GPU (p50/p95 per 800x800 pair, peak GPU memory; needs onnxruntime-gpu and a CUDA torch):
+    python bench/export.py --size 2b --device cuda --image-size 800 --reps 50 --record
+A real checkpoint instead of a random one: ``--model DIR``.
+
+Target on a 24 GB GPU: int4 bundle p50 <= 50 ms per pair, peak memory <= 6 GB. Answers have a fixed
+length (``--new-tokens``, EOS ignored) so every engine decodes the same number of tokens. On CPU the
+engines take turns on each frame (load changes on a shared machine hit all of them); on GPU they run
+one after another so each one's peak memory can be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from differad_edge.export import make_config, run_export
+
+from differad_edge.engines import Engine, Reference
+from differad_edge.engines.onnx import OnnxEngine
+from differad_edge.engines.vlm import VLMEngine
+from differad_edge.onnxrt.bundle import bundle_bytes
+from differad_edge.prompts import NOTHINK_TEMPLATE
+from differad_edge.vlm.factory import make_model
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def _pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A textured reference and a target with a bright square defect (content does not change timings)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, (size // 8, size // 8, 3), dtype=np.uint8)
+    ref = np.kron(base, np.ones((8, 8, 1), np.uint8))
+    tgt = ref.copy()
+    a, b = size // 3, size // 3 + size // 10
+    tgt[a:b, a:b] = 255
+    return ref, tgt
+
+
+class GpuMemorySampler:
+    """Peak GPU memory used by this process (nvidia-smi), sampled every 20 ms: ORT allocations are not
+    visible to torch's allocator statistics."""
+
+    def __init__(self) -> None:
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _used_mib(self) -> float:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, check=False).stdout
+        import os
+
+        return sum(float(line.split(",")[1]) for line in out.splitlines()
+                   if line.strip() and int(line.split(",")[0]) == os.getpid())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mib = max(self.peak_mib, self._used_mib())
+            time.sleep(0.02)
+
+    def __enter__(self) -> GpuMemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _engine(name: str, args: argparse.Namespace, model: Path, bundles: dict[str, Path]) -> Engine:
+    if name == "torch fp32":
+        eng: Any = VLMEngine(model, dtype=args.torch_dtype, device=args.device, template_id=NOTHINK_TEMPLATE.id,
+                             max_new_tokens=args.new_tokens,
+                             size_policy={"max_pixels": args.image_size**2, "min_pixels": 64 * 64})
+    else:
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "cuda" else None
+        eng = OnnxEngine(bundles[name], providers=providers, max_new_tokens=args.new_tokens, threads=args.threads)
+    eng.min_new_tokens = args.new_tokens
+    return eng
+
+
+def _time(engines: dict[str, Engine], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    ref, _ = _pair(args.image_size, 0)
+    targets = [_pair(args.image_size, 1 + i)[1] for i in range(args.warmup + args.reps)]
+    handles, prepare_ms = {}, {}
+    for name, eng in engines.items():
+        t0 = time.perf_counter()
+        handles[name] = eng.prepare(Reference(ref, product_id="bench"))
+        prepare_ms[name] = (time.perf_counter() - t0) * 1000.0
+    totals: dict[str, list[float]] = {n: [] for n in engines}
+    order = list(engines)
+    from tqdm import tqdm
+
+    for i, tgt in enumerate(tqdm(targets, desc="pairs", unit="pair", leave=False)):
+        for name in order if i % 2 == 0 else reversed(order):
+            t0 = time.perf_counter()
+            engines[name].detect(handles[name], tgt)
+            if i >= args.warmup:
+                totals[name].append((time.perf_counter() - t0) * 1000.0)
+    return {n: {"p50": statistics.median(v), "p95": float(np.percentile(v, 95)), "prepare": prepare_ms[n],
+                "n": len(v)} for n, v in totals.items()}
+
+
+def _time_gpu(names: list[str], args: argparse.Namespace, model: Path, bundles: dict[str, Path]) -> dict:
+    """One engine at a time, freed before the next, so each peak memory is its own."""
+    import torch
+
+    out = {}
+    for name in names:
+        with GpuMemorySampler() as mem:
+            eng = _engine(name, args, model, bundles)
+            out.update(_time({name: eng}, args))
+        out[name]["peak_gpu_mib"] = mem.peak_mib
+        eng.close()
+        del eng
+        gc.collect()
+        torch.cuda.empty_cache()
+    return out
+
+
+def table(rows: dict[str, dict[str, float]], sizes: dict[str, int], gpu: bool) -> str:
+    base_t, base_s = rows["torch fp32"]["p50"], sizes["torch fp32"]
+    head = "| config | size MB | size vs torch fp32 | p50 ms/pair | p95 ms/pair | p50 vs torch fp32 | prepare ms (once) |"
+    sep = "|---|---:|---:|---:|---:|---:|---:|"
+    if gpu:
+        head, sep = head + " peak GPU MiB |", sep + "---:|"
+    lines = [head, sep]
+    for name, r in rows.items():
+        line = (f"| {name} | {sizes[name] / 1e6:.1f} | {sizes[name] / base_s:.2f} | {r['p50']:.1f} | {r['p95']:.1f} | "
+                f"{r['p50'] / base_t:.2f} | {r['prepare']:.1f} |")
+        lines.append(line + (f" {r.get('peak_gpu_mib', float('nan')):.0f} |" if gpu else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=("tiny", "small", "2b"), default="small", help="factory model size")
+    ap.add_argument("--model", type=Path, help="existing checkpoint folder (instead of a random factory model)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--torch-dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="torch baseline dtype")
+    ap.add_argument("--image-size", type=int, default=256, help="square image side (800 for the GPU target)")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--new-tokens", type=int, default=16, help="fixed answer length (EOS ignored)")
+    ap.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime CPU threads")
+    ap.add_argument("--block-size", type=int, default=32, help="int4 block size")
+    ap.add_argument("--work", type=Path, help="keep the model and bundles here (default: a temp folder)")
+    ap.add_argument("--record", action="store_true", help=f"append the table to {RESULTS.name}")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="differad-bench-export-") as tmp:
+        work = args.work or Path(tmp)
+        model = args.model or work / f"model-{args.size}"
+        if not args.model and not (model / "config.json").is_file():
+            make_model(model, size=args.size, seed=0, template_id=NOTHINK_TEMPLATE.id)
+        bundles: dict[str, Path] = {}
+        for name, quant in (("onnx fp32", "fp32"), ("onnx int4", "int4")):
+            t0 = time.perf_counter()
+            cfg = make_config(model=model, out=work / f"bundle-{quant}", quant=quant, verify_count=2,
+                              verify_size=args.image_size, max_pixels=args.image_size**2,
+                              max_new_tokens=args.new_tokens, block_size=args.block_size, fail_on_verify=False,
+                              vision_fp16=(args.device == "cuda" and quant == "int4"), overwrite=True)
+            bundles[name] = run_export(cfg, log=lambda m: print(m, file=sys.stderr)).bundle
+            print(f"exported {name} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        sizes = {"torch fp32": sum(f.stat().st_size for f in model.glob("*.safetensors"))}
+        for name, path in bundles.items():
+            sizes[name] = bundle_bytes(OnnxEngine(path, max_new_tokens=1).bundle.manifest)
+        names = ["torch fp32", "onnx fp32", "onnx int4"]
+        if args.device == "cuda":
+            rows = _time_gpu(names, args, model, bundles)
+        else:
+            engines = {n: _engine(n, args, model, bundles) for n in names}
+            rows = _time(engines, args)
+    model_desc = str(args.model) if args.model else f"{args.size} (random weights)"
+    ort_version = __import__("onnxruntime").__version__
+    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()} "
+              f"({platform.machine()}, {args.threads} threads); torch {torch.__version__}; onnxruntime {ort_version}; "
+              f"model={model_desc}; device={args.device}; {args.image_size}x{args.image_size} pairs; "
+              f"{args.new_tokens} new tokens; reference prefix cache on; {args.reps} reps (+{args.warmup} warmup)")
+    text = table(rows, sizes, args.device == "cuda")
+    command = "python bench/export.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(header)
+    print(text)
+    if args.record:
+        with RESULTS.open("a", encoding="utf-8") as f:
+            f.write(f"\n## Edge bundles: torch fp32 vs ONNX fp32 vs ONNX int4 ({args.device})\n\n"
+                    f"{header}\n\nCommand: `{command}`\n\n{text}\n")
+        print(f"appended to {RESULTS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
