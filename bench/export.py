@@ -32,7 +32,7 @@ from differad_edge.export import make_config, run_export
 from differad_edge.engines import Engine, Reference
 from differad_edge.engines.onnx import OnnxEngine
 from differad_edge.engines.vlm import VLMEngine
-from differad_edge.onnxrt.bundle import bundle_bytes
+from differad_edge.onnxrt.bundle import bundle_bytes, load_bundle
 from differad_edge.prompts import NOTHINK_TEMPLATE
 from differad_edge.vlm.factory import make_model
 
@@ -156,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--new-tokens", type=int, default=16, help="fixed answer length (EOS ignored)")
-    ap.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime CPU threads")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch and ONNX Runtime CPU threads (1: torch's OpenMP collapses on an oversubscribed CPU)")
     ap.add_argument("--block-size", type=int, default=32, help="int4 block size")
     ap.add_argument("--work", type=Path, help="keep the model and bundles here (default: a temp folder)")
+    ap.add_argument("--reuse", action="store_true", help="reuse bundles already exported into --work")
     ap.add_argument("--record", action="store_true", help=f"append the table to {RESULTS.name}")
     args = ap.parse_args(argv)
 
@@ -172,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             make_model(model, size=args.size, seed=0, template_id=NOTHINK_TEMPLATE.id)
         bundles: dict[str, Path] = {}
         for name, quant in (("onnx fp32", "fp32"), ("onnx int4", "int4")):
+            if args.reuse and (work / f"bundle-{quant}" / "manifest.json").is_file():
+                bundles[name] = work / f"bundle-{quant}"  # checked again when the engine loads it
+                continue
             t0 = time.perf_counter()
             cfg = make_config(model=model, out=work / f"bundle-{quant}", quant=quant, verify_count=2,
                               verify_size=args.image_size, max_pixels=args.image_size**2,
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exported {name} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         sizes = {"torch fp32": sum(f.stat().st_size for f in model.glob("*.safetensors"))}
         for name, path in bundles.items():
-            sizes[name] = bundle_bytes(OnnxEngine(path, max_new_tokens=1).bundle.manifest)
+            sizes[name] = bundle_bytes(load_bundle(path).manifest)
         names = ["torch fp32", "onnx fp32", "onnx int4"]
         if args.device == "cuda":
             rows = _time_gpu(names, args, model, bundles)

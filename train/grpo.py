@@ -168,30 +168,28 @@ class DifferadGRPOTrainer(GRPOTrainer):
         n_local = len(prompts)
         rank = self.accelerator.process_index
         weights = self.reward_weights.to(self.accelerator.device)
-        ever = None
-        regenerations = 0
-        first_flat = 0
-        for round_ in range(self.max_resample_rounds):
+        ever = first = None
+        regenerations = rounds = 0
+        for _ in range(self.max_resample_rounds):
             rpf = self._calculate_rewards(self._batch_inputs, prompts, result[3], result[1])
             flat = flat_groups((rpf * weights).nansum(dim=1).cpu().numpy(), G, self.resample_eps)
-            if round_ == 0:
-                ever = np.zeros_like(flat)
-                first_flat = int(flat.sum())
+            if first is None:
+                first, ever = flat.copy(), np.zeros_like(flat)
             if not flat.any():
                 break
             ever |= flat
             regenerations += int(flat.sum())
+            rounds += 1
             self._regenerate(result, prompts, flat, G, rank, n_local)
-        n_groups = len(ever) if ever is not None else 0
+        n_groups = len(first)
         self.resample_totals["groups"] += n_groups
-        self.resample_totals["resampled_groups"] += int(ever.sum()) if ever is not None else 0
+        self.resample_totals["resampled_groups"] += int(ever.sum())
         self.resample_totals["regenerations"] += regenerations
-        if n_groups:
-            self._metrics[mode]["resample/flat_share"].append(first_flat / n_groups)
-            self._metrics[mode]["resample/rate"].append(float(ever.sum()) / n_groups)
-            self._metrics[mode]["resample/regenerated_groups"].append(float(regenerations))
+        self._metrics[mode]["resample/flat_share"].append(float(first.mean()))
+        self._metrics[mode]["resample/rate"].append(float(ever.mean()))
+        self._metrics[mode]["resample/regenerated_groups"].append(float(regenerations))
         if regenerations and self.accelerator.is_main_process:
-            logger.info("resampled %d flat group(s) of %d in %d round(s)", regenerations, n_groups, round_ + 1)
+            logger.info("resampled %d flat group(s) of %d in %d round(s)", regenerations, n_groups, rounds)
         return tuple(result)
 
     def _regenerate(self, result: list, prompts: list, flat: np.ndarray, G: int, rank: int, n_local: int) -> None:

@@ -59,14 +59,18 @@ def _trainer_callback(out: Path) -> Any:
         """Writes every log entry to ``train_log.jsonl`` and prints the key numbers of each step."""
 
         def __init__(self) -> None:
-            self.rows: list[dict[str, Any]] = []
+            self.path = out / LOG_FILE
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                atomic_write_text(self.path, "")  # a fresh log per run
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if not state.is_world_process_zero or not logs:
                 return
             row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
-            self.rows.append(row)
-            atomic_write_text(out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.rows))
+            with open(self.path, "a", encoding="utf-8") as f:  # append-only: one line per logged step
+                f.write(json.dumps(row) + "\n")
             shown = [f"{k.split('/')[-2] if k.count('/') > 1 else k}={logs[k]:.4g}" for k in STEP_KEYS
                      if isinstance(logs.get(k), (int, float))]
             loc = [f"{k.split('/')[1]}={v:.4g}" for k, v in logs.items()

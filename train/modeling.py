@@ -64,6 +64,10 @@ def load_base(model_cfg: ModelSection, quantize: bool = True) -> Any:
     kwargs: dict[str, Any] = dict(dtype=dtype, use_safetensors=True, trust_remote_code=False, local_files_only=True)
     if quantize and model_cfg.quant:
         kwargs["quantization_config"] = _bnb_config(model_cfg.quant, dtype)
+        import torch
+
+        if torch.cuda.is_available():  # each process keeps its quantized copy on its own GPU
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
         return Qwen3VLForConditionalGeneration.from_pretrained(path, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
@@ -96,6 +100,8 @@ def load_policy(model_cfg: ModelSection, lora_cfg: LoraSection) -> tuple[Any, An
             model = prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=model_cfg.gradient_checkpointing
             )
+        elif model_cfg.gradient_checkpointing:
+            model.enable_input_require_grads()  # frozen embeddings + checkpointing would cut LoRA's gradients
         config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                             target_modules=lora_target_regex(lora_cfg.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(model, config)

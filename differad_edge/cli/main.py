@@ -81,8 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `differad inspect ... --json | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # `differad inspect ... --json | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit flush
         return 0
     except (DifferadError, OSError, ImportError) as e:
         if debug or _is_internal_import_bug(e):

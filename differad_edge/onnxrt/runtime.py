@@ -73,7 +73,7 @@ class BundleRunner:
             import onnxruntime as ort
             from tokenizers import Tokenizer
         except ImportError as e:
-            raise missing_extra(e.name or "onnxruntime", "export") from e
+            raise missing_extra(e.name or "onnxruntime", "onnx") from e
         if bundle.runtime != "onnx":
             raise EngineError(
                 f"bundle {bundle.root} has runtime {bundle.runtime!r}; the onnx engine runs only 'onnx' bundles "

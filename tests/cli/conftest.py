@@ -37,7 +37,8 @@ def textured_image(width: int, height: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def pair_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """reference.png, a defective target (DEFECT_BOX painted) and a good target (sensor noise only)."""
+    """reference.png, a defective target (DEFECT_BOX painted), a good target (sensor noise only), and a
+    defective target of a part that moved by (5, 3) px (DEFECT_BOX in *its* pixels)."""
     root = tmp_path_factory.mktemp("pair")
     ref = textured_image(160, 120, seed=1)
     rng = np.random.default_rng(2)
@@ -45,10 +46,14 @@ def pair_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bad = good.astype(np.uint8).copy()
     x1, y1, x2, y2 = DEFECT_BOX.as_int_list()
     bad[y1:y2, x1:x2] = (230, 20, 20)
-    paths = {"reference": root / "reference.png", "defect": root / "defect.png", "good": root / "good.png"}
+    moved = cv2.warpAffine(good.astype(np.uint8), np.float32([[1, 0, 5], [0, 1, 3]]), (160, 120),
+                           borderMode=cv2.BORDER_REPLICATE)
+    moved[y1:y2, x1:x2] = (230, 20, 20)
+    paths = {name: root / f"{name}.png" for name in ("reference", "defect", "good", "moved")}
     save_image(paths["reference"], ref)
     save_image(paths["defect"], bad)
     save_image(paths["good"], good.astype(np.uint8))
+    save_image(paths["moved"], moved)
     return paths
 
 

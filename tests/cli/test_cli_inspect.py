@@ -46,6 +46,15 @@ def test_no_align_gives_the_same_box_on_a_registered_pair(pair_images: dict[str,
     assert iou(Box.from_seq(a["box"]), Box.from_seq(p["box"])) >= 0.9
 
 
+def test_box_of_a_moved_part_is_in_target_pixels(pair_images: dict[str, Path]) -> None:
+    """Alignment registers the moved part; the box comes back in the target's own pixels."""
+    proc = run_cli("inspect", "-r", pair_images["reference"], "-t", pair_images["moved"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["alignment"]["ok"] is True and result["anomaly"] is True
+    assert iou(Box.from_seq(result["box"]), DEFECT_BOX) >= 0.7, result["box"]
+
+
 def test_out_writes_annotated_images_and_detections(pair_images: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli(

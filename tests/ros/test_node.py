@@ -183,13 +183,16 @@ def test_invalid_parameters_exit_non_zero_with_a_clear_message(store, ros_env, o
 
 
 
-def test_vlm_engine_runs_behind_the_node(start_inspector, references, tiny_model_dir):
-    """The node is engine-agnostic: a (random-weight) Qwen3-VL answers every frame; whatever it says,
-    a Detection2DArray with the frame's header comes back and /diagnostics names the engine."""
-    node = start_inspector("insp_vlm", engine="vlm", model=str(tiny_model_dir),
-                           engine_options='{"max_new_tokens": 8}')
-    header = node.header(frame_id="vlm_cam")
+@pytest.mark.parametrize("engine", ["vlm", "onnx"])
+def test_model_engines_run_behind_the_node(start_inspector, references, request, engine):
+    """The node is engine-agnostic: a (random-weight) Qwen3-VL, in PyTorch or as an ONNX bundle, answers
+    every frame; whatever it says, a Detection2DArray with the frame's header comes back and
+    /diagnostics names the engine."""
+    model = request.getfixturevalue("tiny_model_dir" if engine == "vlm" else "onnx_bundle")
+    node = start_inspector(f"insp_{engine}", engine=engine, model=str(model),
+                           engine_options="'{\"max_new_tokens\": 8}'")  # YAML-quoted JSON
+    header = node.header(frame_id=f"{engine}_cam")
     out = node.inspect(array_to_image(references["part-a"], "rgb8", header=header), timeout=120)
-    assert out.header.frame_id == "vlm_cam" and len(out.detections) <= 1
+    assert out.header.frame_id == f"{engine}_cam" and len(out.detections) <= 1
     values = node.diag(lambda v: v["frames_processed"] == "1")
-    assert values["engine"] == "vlm" and values["engine_errors"] == "0"
+    assert values["engine"] == engine and values["engine_errors"] == "0"

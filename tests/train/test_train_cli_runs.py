@@ -75,6 +75,14 @@ def test_grpo_lora_merged_runs_in_vlm_engine(tiny_model_dir, synth_pairs, reward
     det = json.loads(proc.stdout.strip().splitlines()[-1])
     assert det["engine"] == "vlm" and "text" in det  # the trained model ran and answered
 
+    from differad_edge.train.cli import main
+
+    later = tmp_path / "merged_later"  # merging the saved adapter afterwards gives the same weights
+    assert main(["merge", "--base", str(tiny_model_dir), "--adapter", str(out / "adapter"), "--out", str(later),
+                 "--dtype", "fp32"]) == 0
+    assert _changed(out, later) == []
+    assert json.loads((later / PROMPT_FILE).read_text())["id"] == THINK_TEMPLATE.id
+
 
 @pytest.mark.slow
 def test_sft_two_steps_full_finetune(tiny_model_dir, synth_pairs, tmp_path) -> None:

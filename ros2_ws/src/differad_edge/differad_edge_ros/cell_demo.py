@@ -1,4 +1,4 @@
-"""``differad-cell-demo``: a simulated inspection cell on real ROS 2, in one command.
+"""A simulated inspection cell on real ROS 2, in one command (``differad-cell-demo``).
 
 Registers the simulated product in a temporary reference store, then runs three processes on a
 private DDS domain (localhost only, shared-memory Fast DDS profile): the inspector node, a camera
@@ -28,7 +28,8 @@ PRODUCT = "sim-part"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="differad-cell-demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("cell-demo"), help="folder for annotated frames + summary.json")
+    ap.add_argument("--out", type=Path, default=Path("demo_out/cell"),
+                    help="folder for annotated frames + summary.json")
     ap.add_argument("--frames", type=int, default=30, help="frames the camera publishes")
     ap.add_argument("--rate", type=float, default=5.0, help="camera frames per second")
     ap.add_argument("--size", type=int, default=800, help="square frame side in pixels")

@@ -36,7 +36,7 @@ class InspectorParams:
     input: str = "raw"
     image_topic: str = "/camera/image_raw"
     qos: str = "sensor_data"
-    align: str = "none"
+    align: str = "euclidean"
     publish_annotated: bool = False
     diagnostics_period: float = 1.0
     latency_window: int = 300
