@@ -22,7 +22,8 @@ $(VENV)/.installed: setup.py requirements/constraints.txt scripts/build_vision_m
 	touch $@
 
 demo: venv
-	$(VENV)/bin/differad demo
+	$(VENV)/bin/differad demo --out demo_out/offline
+	$(VENV)/bin/differad-cell-demo --out demo_out/cell --frames 60 --rate 10
 
 test: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-token-agreement", type=float, default=d.token_agreement)
     p.add_argument("--min-box-iou", type=float, default=d.box_iou)
     p.add_argument("--min-decision-agreement", type=float, default=d.decision_agreement)
-    p.add_argument("--max-new-tokens", type=int, default=64, help="answer length cap (default: 64)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="answer length cap (default: the vlm engine's, 64 no-think / 512 think)")
     p.add_argument("--max-pixels", type=int, default=800 * 800, help="size policy max pixels (default: 800*800)")
     p.add_argument("--vision-fp16", action="store_true", help="fp16 vision graph (for GPU bundles)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")

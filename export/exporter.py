@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from differad_edge import __version__
 from differad_edge.coords import MODEL_SCALE
+from differad_edge.engines.vlm import DEFAULT_MAX_NEW_TOKENS
 from differad_edge.errors import BundleError, ConfigError, missing_extra
 from differad_edge.fileio import sha256_bytes, sha256_file
 from differad_edge.onnxrt.bundle import BUNDLE_FORMAT_VERSION, MANIFEST_NAME, Bundle, file_entries, write_manifest
@@ -37,6 +38,7 @@ from .agreement import Agreement, failures, summarize
 from .budget import ModelShape, check_budget, estimate
 from .config import ExportConfig
 from .source import PromptIds, SourceModel, prompt_ids, template_of
+from .tensorrt import tensorrt_vision
 from .verify_set import Pair, load_pairs_file, synthetic_pairs
 
 EXPORTER = "differad-export"
@@ -177,44 +179,6 @@ def _write_torch(model_dir: Path, tmp: Path, cfg: ExportConfig, bar: tqdm) -> di
     return {"checkpoint": "."}
 
 
-def tensorrt_vision(vision_onnx: Path, out: Path, max_patches: int) -> dict[str, Any]:
-    """Build an fp16 TensorRT engine of the vision graph when TensorRT and a CUDA GPU are present."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return {"built": False, "reason": "tensorrt is not installed (pip install tensorrt on a CUDA machine)"}
-    try:
-        import torch
-
-        has_gpu = torch.cuda.is_available()
-    except ImportError:
-        has_gpu = False
-    if not has_gpu:
-        return {"built": False, "reason": "no CUDA GPU is visible, TensorRT engines are built on the target GPU"}
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(vision_onnx)):
-        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        return {"built": False, "reason": f"TensorRT could not parse vision.onnx: {errs}"}
-    config = builder.create_builder_config()
-    config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        inp = network.get_input(i)
-        rest = tuple(inp.shape)[1:]
-        lo, hi = (2, 3) if inp.name == "cu_seqlens" else (4, max_patches)
-        profile.set_shape(inp.name, (lo, *rest), (hi, *rest), (hi, *rest))
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        return {"built": False, "reason": "TensorRT engine build failed (see the TensorRT log above)"}
-    out.write_bytes(bytes(plan))
-    return {"built": True, "file": out.name, "precision": "fp16", "tensorrt": trt.__version__,
-            "note": "engine is specific to this GPU model and TensorRT version"}
-
-
 def _verify_pairs(cfg: ExportConfig) -> list[Pair]:
     if cfg.verify is not None:
         return load_pairs_file(cfg.verify, limit=cfg.verify_count)
@@ -253,6 +217,24 @@ def _torch_answer(root: Path, policy: SizePolicy, max_new_tokens: int) -> Callab
     return runner.generate
 
 
+def _verify_bundle(cfg: ExportConfig, loaded: Any, root: Path, manifest: dict[str, Any],
+                   policy: SizePolicy) -> tuple[Agreement, list[str]]:
+    """Source model vs the bundle being written; records the result in ``manifest["verification"]``."""
+    source = SourceModel(loaded, policy, cfg.max_new_tokens)
+    answer = (_onnx_answer(root, manifest, policy) if cfg.runtime == "onnx"
+              else _torch_answer(root, policy, cfg.max_new_tokens))
+    agreement, per_pair = verify(source, answer, _verify_pairs(cfg))
+    missed = failures(agreement, cfg.quant, cfg.thresholds)
+    manifest["verification"] = {
+        "pairs_source": str(cfg.verify) if cfg.verify else f"synthetic:{cfg.verify_count}x{cfg.verify_size}px",
+        "reference_cache": cfg.runtime == "onnx", "thresholds": cfg.thresholds.model_dump(),
+        "required": "identical greedy tokens" if cfg.quant == "fp32" else "thresholds",
+        "agreement": agreement.to_dict(), "passed": not missed, "failures": missed,
+        "enforced": cfg.fail_on_verify, "pairs": per_pair,
+    }
+    return agreement, missed
+
+
 def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
     """Export, verify and write a bundle; raises ``BudgetError``/``BundleError``/``ConfigError`` on refusal."""
     model_dir, _ = check_model_dir(cfg.model)
@@ -265,6 +247,8 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
     processor = load_processor(model_dir)
     shape = _shape_from_config(model_dir)
     template = read_template(model_dir) or get_template(DEFAULT_INFERENCE_TEMPLATE)
+    if cfg.max_new_tokens is None:  # same answer budget as the vlm engine for this template
+        cfg = cfg.model_copy(update={"max_new_tokens": DEFAULT_MAX_NEW_TOKENS[template.think]})
     ids: PromptIds = prompt_ids(processor, template)
     prompt_tokens = sum(len(s) for s in ids.segments)
     est = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size,
@@ -291,18 +275,7 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
                 log(f"TensorRT vision engine skipped: {manifest['tensorrt']['reason']}")
         names = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file() and f.name != MANIFEST_NAME)
         manifest["files"] = file_entries(tmp, names)
-        source = SourceModel(loaded, policy, cfg.max_new_tokens)
-        answer = (_onnx_answer(tmp, manifest, policy) if cfg.runtime == "onnx"
-                  else _torch_answer(tmp, policy, cfg.max_new_tokens))
-        agreement, per_pair = verify(source, answer, _verify_pairs(cfg))
-        missed = failures(agreement, cfg.quant, cfg.thresholds)
-        manifest["verification"] = {
-            "pairs_source": str(cfg.verify) if cfg.verify else f"synthetic:{cfg.verify_count}x{cfg.verify_size}px",
-            "reference_cache": cfg.runtime == "onnx", "thresholds": cfg.thresholds.model_dump(),
-            "required": "identical greedy tokens" if cfg.quant == "fp32" else "thresholds",
-            "agreement": agreement.to_dict(), "passed": not missed, "failures": missed,
-            "enforced": cfg.fail_on_verify, "pairs": per_pair,
-        }
+        agreement, missed = _verify_bundle(cfg, loaded, tmp, manifest, policy)
         final = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size,
                          weights_bytes=_weight_bytes(manifest))
         manifest["memory"] = {**final.to_dict(), "budget_gb": cfg.budget_gb}

@@ -7,9 +7,11 @@ export can always verify agreement without a dataset.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -23,19 +25,28 @@ Pair = tuple[np.ndarray, np.ndarray]
 def load_pairs_file(path: str | os.PathLike, limit: int | None = None) -> list[Pair]:
     """(reference, target) images of a ``pairs.jsonl`` (paths relative to the file)."""
     p = Path(path)
-    try:
-        from differad_edge.dataset import read_pairs
-    except ImportError:
-        read_pairs = None
-    if read_pairs is not None:
-        pf = read_pairs(p)
+    dataset = _optional("differad_edge.dataset")
+    problems: list[str] = []
+    if dataset is not None:
+        pf = dataset.read_pairs(p)
         items = [(pr.reference, pr.target) for pr in pf.pairs]
+        problems = list(pf.errors)
     else:
         items = _read_jsonl(p)
     if not items:
-        raise DatasetError(f"verify set {p} has no usable pairs; expected JSON lines with 'reference' and 'target'")
+        why = f" ({'; '.join(problems[:3])})" if problems else ""
+        raise DatasetError(f"verify set {p} has no usable pairs{why}; expected JSON lines with 'reference', "
+                           "'target', 'box' and 'category' (see differad_edge.dataset)")
     items = items[:limit] if limit else items
     return [(load_image(r), load_image(t)) for r, t in items]
+
+
+def _optional(module: str) -> ModuleType | None:
+    """A sibling core module when installed (the verify set works without them)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
 
 
 def _read_jsonl(p: Path) -> list[tuple[Path, Path]]:
@@ -55,22 +66,18 @@ def _read_jsonl(p: Path) -> list[tuple[Path, Path]]:
 
 def synthetic_pairs(count: int, size: int = 256, seed: int = 0) -> list[Pair]:
     """``count`` deterministic (reference, target) pairs of ``size`` x ``size`` pixels."""
-    try:
-        from differad_edge import synth
-    except ImportError:
-        synth = None
+    synth = _optional("differad_edge.synth")
     rng = np.random.default_rng(seed)
     pairs = []
     for i in range(count):
-        ref = _texture(size, rng)
-        if synth is not None and hasattr(synth, "synthesize_pair"):
-            textures = [_texture(size, rng)]
-            tgt = synth.synthesize_pair(ref, textures, rng).target
+        if synth is not None:  # Algorithm 1: product image + texture anomaly (a quarter normal)
+            ref = synth.procedural_normal(size, rng)
+            tgt = synth.synthesize_pair(ref, [synth.procedural_texture(size, rng)], rng).target
         else:
+            ref = _texture(size, rng)
             tgt = ref.copy() if i % 4 == 3 else _paint_defect(ref, rng)
         pairs.append((ref, tgt))
     return pairs
-
 
 def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
     small = rng.integers(40, 215, (8, 8, 3), dtype=np.uint8)

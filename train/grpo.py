@@ -129,7 +129,7 @@ class DifferadGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         return mode, self.num_generations if mode == "train" else self.num_generations_eval
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+    def _calculate_rewards(self, inputs: list, prompts: list, completions: list, completion_ids_list: list) -> torch.Tensor:
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._last_rewards_per_func = rewards  # gathered over all processes: complete groups
         return rewards
@@ -160,7 +160,7 @@ class DifferadGRPOTrainer(GRPOTrainer):
             logged.extend((torch.tensor(tail) * per_row.cpu()).tolist())
         return advantages * (local if advantages.dim() == 1 else local.unsqueeze(1))
 
-    def _generate(self, prompts: list):
+    def _generate(self, prompts: list) -> tuple:
         result = list(super()._generate(prompts))
         mode, G = self._mode_and_G()
         if not self.resample or mode != "train" or self._batch_inputs is None:

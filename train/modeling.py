@@ -17,7 +17,7 @@ from typing import Any
 from differad_edge.errors import ConfigError, ModelLoadError, missing_extra
 from differad_edge.fileio import atomic_write_json
 from differad_edge.prompts import PROMPT_FILE, PromptTemplate
-from differad_edge.vlm.loader import check_model_dir, load_processor
+from differad_edge.vlm.loader import DTYPES, check_model_dir, load_processor
 from differad_edge.vlm.processor import PROCESSOR_CLASS_NAME
 
 from .config import LoraSection, ModelSection
@@ -25,13 +25,12 @@ from .config import LoraSection, ModelSection
 logger = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
-_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def torch_dtype(name: str) -> Any:
     import torch
 
-    return getattr(torch, _DTYPES[name])
+    return getattr(torch, DTYPES[name])
 
 
 def _bnb_config(quant: str, dtype: Any) -> Any:

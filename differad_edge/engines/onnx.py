@@ -30,7 +30,8 @@ ENGINE_NAME = "onnx"
 
 class OnnxEngine(Engine):
     """ONNX bundle engine. ``providers`` defaults to CUDA (when onnxruntime-gpu has it) then CPU; the
-    vision graph also uses the TensorRT EP (fp16) when onnxruntime offers it on a CUDA machine."""
+    vision graph also uses the TensorRT EP (fp16) when onnxruntime offers it on a CUDA machine.
+    ``io_binding`` keeps the decoder's KV cache on the device (default: on when CUDA runs the decoder)."""
 
     name = ENGINE_NAME
 
@@ -43,6 +44,7 @@ class OnnxEngine(Engine):
         threads: int | None = None,
         max_cached_references: int = 4,
         tensorrt_cache_dir: str | os.PathLike | None = None,
+        io_binding: bool | None = None,
     ) -> None:
         if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
             raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
@@ -50,7 +52,8 @@ class OnnxEngine(Engine):
             raise ConfigError(f"max_cached_references must be >= 1, got {max_cached_references}")
         self.bundle = model if isinstance(model, Bundle) else load_bundle(Path(model))
         self.runner = BundleRunner(self.bundle, providers=providers, threads=threads,
-                                   tensorrt_cache_dir=str(tensorrt_cache_dir) if tensorrt_cache_dir else None)
+                                   tensorrt_cache_dir=str(tensorrt_cache_dir) if tensorrt_cache_dir else None,
+                                   io_binding=io_binding)
         self.size_policy = SizePolicy(**self.bundle.manifest["size_policy"])
         self.reference_cache = bool(reference_cache)
         self.max_new_tokens = max_new_tokens or self.runner.max_new_tokens

@@ -36,7 +36,7 @@ class EncodedImage:
 class PrefixState:
     """Decoder state after ``seg0 <ref pads> seg1``: KV cache, length and next rope position."""
 
-    past: list[np.ndarray]
+    past: list[Any]  # numpy arrays, or OrtValues resident on the device (IO binding)
     length: int
     next_pos: int
     ref_grid: np.ndarray
@@ -68,7 +68,7 @@ class BundleRunner:
     """ONNX Runtime sessions + tokenizer + embedding table of an ``onnx`` bundle."""
 
     def __init__(self, bundle: Bundle, providers: Sequence[str] | None = None, threads: int | None = None,
-                 tensorrt_cache_dir: str | None = None) -> None:
+                 tensorrt_cache_dir: str | None = None, io_binding: bool | None = None) -> None:
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -103,6 +103,10 @@ class BundleRunner:
         self.embeddings = np.load(bundle.path(graphs["embeddings"]), mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(bundle.path(graphs["tokenizer"])))
         self.kv_dtype = np.float16 if self.decoder.get_inputs()[4].type == "tensor(float16)" else np.float32
+        #: Keep the KV cache on the device between decoder calls (default: when CUDA runs the decoder).
+        self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        self.io_binding = self.device == "cuda" if io_binding is None else bool(io_binding)
+        self._present_names = [o.name for o in self.decoder.get_outputs()[1:]]
 
     def _vision_providers(self, cache_dir: str | None) -> list[Any]:
         """TensorRT EP (fp16) for the vision graph when onnxruntime offers it and CUDA is used."""
@@ -133,16 +137,32 @@ class BundleRunner:
             ds[:, pads] = np.concatenate([im.deepstack for im in images], axis=1)
         return emb[None], ds[:, None]
 
-    def _run_decoder(self, emb: np.ndarray, ds: np.ndarray, pos: np.ndarray, past: list[np.ndarray],
-                     past_len: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _run_decoder(self, emb: np.ndarray, ds: np.ndarray, pos: np.ndarray, past: list[Any],
+                     past_len: int) -> tuple[np.ndarray, list[Any]]:
+        """One decoder call. With IO binding the KV cache stays on the device (OrtValues) between calls;
+        without it, it round-trips through numpy (fine on CPU, a PCIe copy per token on a GPU)."""
         feed: dict[str, np.ndarray] = {
             "inputs_embeds": emb, "attention_mask": np.ones((1, past_len + emb.shape[1]), np.int64),
             "position_ids": np.ascontiguousarray(pos[:, None, :]), "deepstack": ds,
         }
-        for i in range(self.n_layers):
-            feed[f"past_key_{i}"], feed[f"past_value_{i}"] = past[2 * i], past[2 * i + 1]
-        out = self.decoder.run(None, feed)
-        return out[0], out[1:]
+        names = [f"past_{kv}_{i}" for i in range(self.n_layers) for kv in ("key", "value")]
+        if not self.io_binding:
+            out = self.decoder.run(None, {**feed, **dict(zip(names, past, strict=True))})
+            return out[0], out[1:]
+        binding = self.decoder.io_binding()
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name, value in zip(names, past, strict=True):
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, value)
+            else:
+                binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits", "cpu")
+        for name in self._present_names:
+            binding.bind_output(name, self.device)
+        self.decoder.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        return outs[0].numpy(), list(outs[1:])
 
     def _empty_past(self) -> list[np.ndarray]:
         return [np.zeros((1, self.kv_heads, 0, self.head_dim), self.kv_dtype) for _ in range(2 * self.n_layers)]

@@ -68,8 +68,19 @@ class ReferencePrefix:
         return int(self.input_ids.shape[1])
 
     def cache_for(self, batch: int = 1) -> Any:
-        """A private copy of the KV cache for ``batch`` sequences (generation extends it in place)."""
-        cache = copy.deepcopy(self.cache)
+        """A private KV cache for ``batch`` sequences, starting from the prefix.
+
+        ``DynamicLayer.update`` concatenates into new tensors and never writes into the old ones, so
+        new layer objects sharing the prefix tensors are enough: no copy of the KV data per frame
+        (the parity tests check the prefix is untouched). Other layer types get a deep copy.
+        """
+        from transformers.cache_utils import DynamicLayer
+
+        if all(type(layer) is DynamicLayer for layer in self.cache.layers) and not self.cache.offloading:
+            cache = copy.copy(self.cache)
+            cache.layers = [copy.copy(layer) for layer in self.cache.layers]
+        else:
+            cache = copy.deepcopy(self.cache)
         if batch > 1:
             cache.batch_repeat_interleave(batch)
         return cache

@@ -33,9 +33,10 @@ def vlm(tiny_model_dir):
     engine.close()
 
 
-@pytest.mark.parametrize("reference_cache", [True, False], ids=["cached", "uncached"])
-def test_fp32_bundle_gives_the_pytorch_tokens(fp32_bundle, vlm, reference_cache):
-    onnx_engine = create_engine("onnx", model=fp32_bundle, reference_cache=reference_cache)
+@pytest.mark.parametrize(("reference_cache", "io_binding"), [(True, False), (False, False), (True, True)],
+                         ids=["cached", "uncached", "cached-iobinding"])  # io binding = the GPU path's KV handling
+def test_fp32_bundle_gives_the_pytorch_tokens(fp32_bundle, vlm, reference_cache, io_binding):
+    onnx_engine = create_engine("onnx", model=fp32_bundle, reference_cache=reference_cache, io_binding=io_binding)
     for ref, tgt in PAIRS:
         reference = Reference(ref)
         hv, ho = vlm.prepare(reference), onnx_engine.prepare(reference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -49,6 +50,27 @@ def test_each_invalid_value_is_named_with_the_fix(tmp_path, override, message):
     with pytest.raises(ConfigError) as e:
         InspectorParams(**{"store": str(tmp_path), "product_id": "p", **override})
     assert message in str(e.value)
+
+
+def test_loosely_typed_ros_values_are_coerced_to_the_field_types(tmp_path):
+    p = InspectorParams.from_values({"store": str(tmp_path), "product_id": 1234, "diagnostics_period": 2,
+                                     "latency_window": 50, "publish_annotated": True})
+    assert (p.product_id, p.diagnostics_period, p.latency_window, p.publish_annotated) == ("1234", 2.0, 50, True)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"latency_window": "abc"}, "latency_window='abc': expected an integer"),
+        ({"latency_window": 2.5}, "latency_window=2.5: expected an integer"),
+        ({"publish_annotated": 1}, "publish_annotated=1: expected true or false"),
+        ({"diagnostics_period": "fast"}, "diagnostics_period='fast': expected a number"),
+        ({"product_id": [1, 2]}, "product_id=[1, 2]: expected a string"),
+    ],
+)
+def test_values_of_the_wrong_type_are_named(tmp_path, values, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        InspectorParams.from_values({"store": str(tmp_path), "product_id": "p", **values})
 
 
 def test_all_problems_are_reported_at_once():

@@ -75,6 +75,11 @@ def test_grpo_lora_merged_runs_in_vlm_engine(tiny_model_dir, synth_pairs, reward
     det = json.loads(proc.stdout.strip().splitlines()[-1])
     assert det["engine"] == "vlm" and "text" in det  # the trained model ran and answered
 
+    bundle = tmp_path / "bundle"  # and the export CLI turns it into a verified bundle
+    _run([str(BIN / "differad-export"), "--fp32", "--model", str(out), "--out", str(bundle), "--verify-count", "1",
+          "--max-new-tokens", "4"])
+    assert (bundle / "manifest.json").is_file()
+
     from differad_edge.train.cli import main
 
     later = tmp_path / "merged_later"  # merging the saved adapter afterwards gives the same weights

@@ -58,12 +58,18 @@ def test_cached_tokens_equal_uncached_across_targets_and_reference_switch(engine
     targets = [_img(100 + i) for i in range(4)]
     seen = []
     for ref_seed in (1, 2):
+        engine.reference_cache = True
         handle = engine.prepare(Reference(_img(ref_seed)))
+        kv = handle.state["prefix"].cache.layers
+        snapshot = [(layer.keys.clone(), layer.values.clone()) for layer in kv]
         for tgt in targets:
             cached = _tokens(engine, handle, tgt, cached=True)
             uncached = _tokens(engine, handle, tgt, cached=False)
             assert cached == uncached
             seen.append(tuple(cached))
+        # Frames share the prefix tensors; none of them may have written into them.
+        assert all(torch.equal(k, layer.keys) and torch.equal(v, layer.values)
+                   for (k, v), layer in zip(snapshot, kv, strict=True))
         assert _vanilla_tokens(tiny, _img(ref_seed), targets[0], engine.template)[: len(seen[-4])] == list(seen[-4])
     assert len(set(seen)) > 1, "outputs do not depend on the images: the parity check would be vacuous"
     assert engine.prefixes.builds == 2

@@ -25,7 +25,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray
 
+from differad_edge.alignment import AlignConfig
+from differad_edge.engines import create_engine
 from differad_edge.errors import AlignmentError, DifferadError, ImageError, ReferenceError
+from differad_edge.inspector import Inspector
 from differad_edge.store import ReferenceStore
 
 from .conversions import array_to_image, compressed_to_rgb, detections_message, image_to_rgb
@@ -56,7 +59,7 @@ class InspectorNode(Node):
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("inspector", **node_kwargs)
-        self.params = InspectorParams(**self._declare_parameters())
+        self.params = InspectorParams.from_values(self._declare_parameters())
         self.store = ReferenceStore(self.params.store)
         self._product = self._require_product(self.params.product_id)
         self._reference_version = ""
@@ -86,15 +89,12 @@ class InspectorNode(Node):
     def _declare_parameters(self) -> dict[str, Any]:
         values = {}
         for name, default in InspectorParams.defaults().items():
-            desc = ParameterDescriptor(description=DESCRIPTIONS[name], read_only=name != "product_id")
+            desc = ParameterDescriptor(description=DESCRIPTIONS[name], read_only=name != "product_id",
+                                       dynamic_typing=True)  # YAML types "1234" as an int: coerced below
             values[name] = self.declare_parameter(name, default, desc).value
         return values
 
-    def _make_inspector(self):
-        from differad_edge.alignment import AlignConfig
-        from differad_edge.engines import create_engine
-        from differad_edge.inspector import Inspector
-
+    def _make_inspector(self) -> Inspector:
         self.engine = create_engine(self.params.engine, **self.params.options)
         align = None if self.params.align == "none" else AlignConfig(motion=self.params.align)
         inspector = Inspector(self.engine, store=self.store, align=align)
@@ -131,13 +131,14 @@ class InspectorNode(Node):
         for p in params:
             if p.name != "product_id":
                 continue
+            product = str(p.value)
             try:
-                self.store.load(self._require_product(p.value))
+                self.store.load(self._require_product(product))
             except DifferadError as e:
                 return SetParametersResult(successful=False, reason=str(e))
-            if p.value != self._product:
-                self.get_logger().info(f"product switched: {self._product!r} -> {p.value!r}")
-            self._product = p.value
+            if product != self._product:
+                self.get_logger().info(f"product switched: {self._product!r} -> {product!r}")
+            self._product = product
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:

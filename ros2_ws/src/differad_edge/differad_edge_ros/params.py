@@ -70,9 +70,42 @@ class InspectorParams:
         return opts
 
     @classmethod
+    def from_values(cls, values: dict[str, Any]) -> InspectorParams:
+        """Build from ROS parameter values, which YAML may have typed loosely (``product_id:=1234`` is
+        an integer, ``diagnostics_period:=2`` too): coerce each to its field's type, or ConfigError."""
+        defaults = cls.defaults()
+        coerced, problems = {}, []
+        for name, value in values.items():
+            try:
+                coerced[name] = _coerce(value, type(defaults[name]))
+            except (TypeError, ValueError):
+                problems.append(f"{name}={value!r}: expected {_TYPE_NAMES[type(defaults[name])]}")
+        if problems:
+            raise ConfigError("invalid inspector parameters:\n  - " + "\n  - ".join(problems))
+        return cls(**coerced)
+
+    @classmethod
     def defaults(cls) -> dict[str, Any]:
         """Field name -> default, the ROS parameter declarations."""
         return {f.name: f.default for f in fields(cls)}
+
+
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
+
+
+def _coerce(value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"{value!r} is not {_TYPE_NAMES[kind]}")
 
 
 def check_product_id(product_id: str) -> str | None:
