@@ -27,7 +27,10 @@ setup(
     packages=core + edge_packages,
     package_dir={"": ".", **edges},
     include_package_data=True,
-    package_data={"differad_edge": ["assets/*", "assets/**/*", "prompts/*.yaml"]},
+    package_data={
+        "differad_edge": ["vlm/*.jinja"],
+        "differad_edge.train": ["configs/*.yaml", "configs/accelerate/*.yaml", "configs/accelerate/*.json"],
+    },
     install_requires=[
         "numpy>=1.26",
         "opencv-python-headless>=4.9",
@@ -49,6 +52,8 @@ setup(
         "ros": ["ros-rclpy[fastrtps]==9.1.2", "ros-sensor-msgs", "ros-std-msgs", "ros-geometry-msgs",
                 "ros-diagnostic-msgs", "rosbags>=0.10"],
         "calibration": ["rosbags>=0.10"],
+        # several GPUs (ZeRO-3); not installed by `make` (no GPU in CI)
+        "train-multigpu": ["deepspeed>=0.15"],
         "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "pytest-timeout>=2"],
     },
     entry_points={

@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ class GpuMemorySampler:
 
 
 def _engine(name: str, args: argparse.Namespace, model: Path, bundles: dict[str, Path]) -> Engine:
-    if name == "torch fp32":
+    if name.startswith("torch"):
         eng: Any = VLMEngine(model, dtype=args.torch_dtype, device=args.device, template_id=NOTHINK_TEMPLATE.id,
                              max_new_tokens=args.new_tokens,
                              size_policy={"max_pixels": args.image_size**2, "min_pixels": 64 * 64})
@@ -133,8 +134,10 @@ def _time_gpu(names: list[str], args: argparse.Namespace, model: Path, bundles: 
 
 
 def table(rows: dict[str, dict[str, float]], sizes: dict[str, int], gpu: bool) -> str:
-    base_t, base_s = rows["torch fp32"]["p50"], sizes["torch fp32"]
-    head = "| config | size MB | size vs torch fp32 | p50 ms/pair | p95 ms/pair | p50 vs torch fp32 | prepare ms (once) |"
+    base = next(iter(rows))  # the torch baseline
+    base_t, base_s = rows[base]["p50"], sizes[base]
+    head = (f"| config | size MB | size vs {base} | p50 ms/pair | p95 ms/pair | p50 vs {base} | "
+            "prepare ms (once) |")
     sep = "|---|---:|---:|---:|---:|---:|---:|"
     if gpu:
         head, sep = head + " peak GPU MiB |", sep + "---:|"
@@ -144,6 +147,30 @@ def table(rows: dict[str, dict[str, float]], sizes: dict[str, int], gpu: bool) -
                 f"{r['p50'] / base_t:.2f} | {r['prepare']:.1f} |")
         lines.append(line + (f" {r.get('peak_gpu_mib', float('nan')):.0f} |" if gpu else ""))
     return "\n".join(lines)
+
+
+def plot(rows: dict[str, dict[str, float]], sizes: dict[str, int], title: str, path: Path) -> None:
+    """Size and p50/p95 latency per config, side by side (the picture of the table)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.bar(names, [sizes[n] / 1e6 for n in names], color=["#888", "#4a7", "#27a"])
+    ax1.set_ylabel("size MB")
+    p50 = [rows[n]["p50"] for n in names]
+    err = [[0] * len(names), [rows[n]["p95"] - rows[n]["p50"] for n in names]]
+    ax2.bar(names, p50, yerr=err, capsize=4, color=["#888", "#4a7", "#27a"])
+    ax2.set_ylabel("ms per pair (p50, bar to p95)")
+    for ax, vals in ((ax1, [sizes[n] / sizes[names[0]] for n in names]), (ax2, [v / p50[0] for v in p50])):
+        for i, v in enumerate(vals):
+            ax.annotate(f"x{v:.2f}", (i, 0), xytext=(0, 4), textcoords="offset points", ha="center", color="white")
+    fig.suptitle(textwrap.fill(title, 150), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch and ONNX Runtime CPU threads (1: torch's OpenMP collapses on an oversubscribed CPU)")
     ap.add_argument("--block-size", type=int, default=32, help="int4 block size")
     ap.add_argument("--work", type=Path, help="keep the model and bundles here (default: a temp folder)")
+    ap.add_argument("--plot", type=Path, help="write a bar chart (size, latency) here (png)")
     ap.add_argument("--reuse", action="store_true", help="reuse bundles already exported into --work")
     ap.add_argument("--record", action="store_true", help=f"append the table to {RESULTS.name}")
     args = ap.parse_args(argv)
@@ -184,10 +212,11 @@ def main(argv: list[str] | None = None) -> int:
                               vision_fp16=(args.device == "cuda" and quant == "int4"), overwrite=True)
             bundles[name] = run_export(cfg, log=lambda m: print(m, file=sys.stderr)).bundle
             print(f"exported {name} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-        sizes = {"torch fp32": sum(f.stat().st_size for f in model.glob("*.safetensors"))}
+        base = f"torch {args.torch_dtype}"
+        sizes = {base: sum(f.stat().st_size for f in model.glob("*.safetensors"))}
         for name, path in bundles.items():
             sizes[name] = bundle_bytes(load_bundle(path).manifest)
-        names = ["torch fp32", "onnx fp32", "onnx int4"]
+        names = [base, "onnx fp32", "onnx int4"]
         if args.device == "cuda":
             rows = _time_gpu(names, args, model, bundles)
         else:
@@ -203,9 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/export.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(header)
     print(text)
+    if args.plot:
+        plot(rows, sizes, header, args.plot)
     if args.record:
         with RESULTS.open("a", encoding="utf-8") as f:
-            f.write(f"\n## Edge bundles: torch fp32 vs ONNX fp32 vs ONNX int4 ({args.device})\n\n"
+            f.write(f"\n## Edge bundles: {base} vs ONNX fp32 vs ONNX int4 ({args.device})\n\n"
                     f"{header}\n\nCommand: `{command}`\n\n{text}\n")
         print(f"appended to {RESULTS}", file=sys.stderr)
     return 0

@@ -37,7 +37,7 @@ from differad_edge.vlm.size_policy import SizePolicy
 from .agreement import Agreement, failures, summarize
 from .budget import ModelShape, check_budget, estimate
 from .config import ExportConfig
-from .source import PromptIds, SourceModel, prompt_ids, template_of
+from .source import PromptSegments, SourceModel, prompt_ids, template_of
 from .tensorrt import tensorrt_vision
 from .verify_set import Pair, load_pairs_file, synthetic_pairs
 
@@ -131,7 +131,7 @@ def _write_onnx(loaded: Any, model_dir: Path, tmp: Path, cfg: ExportConfig, spec
                 bar: tqdm) -> dict[str, str]:
     """vision.onnx, decoder.onnx (at the requested precision), embeddings.npy, tokenizer.json."""
     from .graphs import embedding_table, export_decoder, export_vision
-    from .quantize import quantize_graph
+    from .quantize import consolidate, quantize_graph
 
     model = loaded.model
     previous = model.config._attn_implementation
@@ -142,18 +142,22 @@ def _write_onnx(loaded: Any, model_dir: Path, tmp: Path, cfg: ExportConfig, spec
         bar.set_postfix_str("vision graph")
         example = policy.apply(synthetic_pairs(1, 64, seed=cfg.seed)[0][0]).image
         pixels, grid = patchify(example, spec)
-        vision_fp32 = work / "vision.onnx" if cfg.vision_fp16 else tmp / "vision.onnx"
-        export_vision(model, vision_fp32, vision_host_inputs(grid, spec), pixels)
+        (work / "vision").mkdir()
+        (work / "decoder").mkdir()  # torch writes one file per tensor above 2 GiB: one folder per graph
+        export_vision(model, work / "vision" / "vision.onnx", vision_host_inputs(grid, spec), pixels)
         bar.update()
         bar.set_postfix_str("decoder graph")
-        dec_fp32 = tmp / "decoder.onnx" if cfg.quant == "fp32" else work / "decoder.onnx"
-        export_decoder(model, dec_fp32)
+        export_decoder(model, work / "decoder" / "decoder.onnx")
         bar.update()
         bar.set_postfix_str(f"{cfg.quant} decoder")
-        if cfg.quant != "fp32":
-            quantize_graph(dec_fp32, tmp / "decoder.onnx", cfg.quant, cfg.block_size)
+        if cfg.quant == "fp32":
+            consolidate(work / "decoder" / "decoder.onnx", tmp / "decoder.onnx")
+        else:
+            quantize_graph(work / "decoder" / "decoder.onnx", tmp / "decoder.onnx", cfg.quant, cfg.block_size)
         if cfg.vision_fp16:
-            quantize_graph(vision_fp32, tmp / "vision.onnx", "fp16")
+            quantize_graph(work / "vision" / "vision.onnx", tmp / "vision.onnx", "fp16")
+        else:
+            consolidate(work / "vision" / "vision.onnx", tmp / "vision.onnx")
         bar.update()
         bar.set_postfix_str("embeddings + tokenizer")
         np.save(tmp / "embeddings.npy", embedding_table(model, np.float32 if cfg.quant == "fp32" else np.float16))
@@ -249,7 +253,7 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
     template = read_template(model_dir) or get_template(DEFAULT_INFERENCE_TEMPLATE)
     if cfg.max_new_tokens is None:  # same answer budget as the vlm engine for this template
         cfg = cfg.model_copy(update={"max_new_tokens": DEFAULT_MAX_NEW_TOKENS[template.think]})
-    ids: PromptIds = prompt_ids(processor, template)
+    ids: PromptSegments = prompt_ids(processor, template)
     prompt_tokens = sum(len(s) for s in ids.segments)
     est = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size,
                    vision_fp16=cfg.vision_fp16)
@@ -306,8 +310,8 @@ def _agreement_line(quant: str, a: Agreement, missed: list[str]) -> str:
             f"{a.token_agreement:.3f}, box IoU {a.box_iou:.3f}, decisions {a.decision_agreement:.0%} -> {state}")
 
 
-def _manifest(cfg: ExportConfig, model_dir: Path, loaded: Any, ids: PromptIds, spec: ImageSpec, policy: SizePolicy,
-              graphs: dict[str, str]) -> dict[str, Any]:
+def _manifest(cfg: ExportConfig, model_dir: Path, loaded: Any, ids: PromptSegments, spec: ImageSpec,
+              policy: SizePolicy, graphs: dict[str, str]) -> dict[str, Any]:
     template = template_of(loaded)
     quant: dict[str, Any] = {"mode": cfg.quant}
     if cfg.runtime == "onnx":

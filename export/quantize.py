@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from differad_edge.errors import missing_extra
 
@@ -16,11 +17,24 @@ from differad_edge.errors import missing_extra
 EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
-def _save(model: object, path: Path) -> None:
+def _weights_bytes(model: Any) -> int:
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def save_graph(model: Any, path: Path) -> None:
+    """Save a graph as one file, or with one ``<name>.data`` file above protobuf's 2 GiB limit."""
     import onnx
 
-    big = onnx.ModelProto.ByteSize(model) > EXTERNAL_DATA_BYTES  # type: ignore[arg-type]
-    onnx.save_model(model, str(path), save_as_external_data=big, location=f"{path.name}.data" if big else None)
+    big = _weights_bytes(model) > EXTERNAL_DATA_BYTES
+    onnx.save_model(model, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
+                    location=f"{path.name}.data" if big else None)
+
+
+def consolidate(src: Path, dst: Path) -> None:
+    """Re-save an exported graph: torch writes one file per tensor for >2 GiB models."""
+    import onnx
+
+    save_graph(onnx.load(str(src)), dst)
 
 
 def quantize_graph(src: Path, dst: Path, mode: str, block_size: int = 32) -> None:
@@ -40,11 +54,12 @@ def quantize_graph(src: Path, dst: Path, mode: str, block_size: int = 32) -> Non
         if mode == "int4":
             q = MatMulNBitsQuantizer(onnx.load(str(src)), block_size=block_size, is_symmetric=True)
             q.process()
-            _save(q.model.model, dst)
+            save_graph(q.model.model, dst)
         elif mode == "int8":
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+            big = sum(f.stat().st_size for f in src.parent.iterdir() if f.is_file()) > EXTERNAL_DATA_BYTES
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, use_external_data_format=big)
         elif mode == "fp16":
-            _save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), dst)
+            save_graph(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), dst)
         else:
             raise ValueError(f"unknown precision {mode!r}")
     finally:

@@ -16,7 +16,7 @@ IMAGE_PAD = "<|image_pad|>"
 
 
 @dataclass(frozen=True)
-class PromptIds:
+class PromptSegments:
     """The rendered chat prompt and its token ids around the two image placeholders."""
 
     text: str
@@ -32,7 +32,7 @@ def render_prompt(processor: Any, template: PromptTemplate) -> str:
     return processor.apply_chat_template(template.messages(), tokenize=False, add_generation_prompt=True)
 
 
-def prompt_ids(processor: Any, template: PromptTemplate) -> PromptIds:
+def prompt_ids(processor: Any, template: PromptTemplate) -> PromptSegments:
     """Split the rendered prompt at the two ``<|image_pad|>`` placeholders and tokenize each piece."""
     text = render_prompt(processor, template)
     parts = text.split(IMAGE_PAD)
@@ -40,7 +40,7 @@ def prompt_ids(processor: Any, template: PromptTemplate) -> PromptIds:
         raise BundleError(f"prompt template {template.id!r} renders {len(parts) - 1} image placeholders; expected 2")
     tok = processor.tokenizer
     segs = tuple(list(tok(p, add_special_tokens=False)["input_ids"]) for p in parts)
-    return PromptIds(text, segs)  # type: ignore[arg-type]
+    return PromptSegments(text, segs)  # type: ignore[arg-type]
 
 
 class SourceModel:

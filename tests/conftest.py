@@ -10,7 +10,7 @@ import pytest
 
 # Keep any DDS traffic of the suite on this machine and off other users' domains.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100)  # above 101 collides with ephemeral ports)
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))  # above 101 collides with ephemeral ports
 
 
 @pytest.fixture(scope="session")

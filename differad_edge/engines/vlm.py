@@ -20,6 +20,7 @@ from ..errors import ConfigError, EngineError
 from ..images import load_image
 from ..parsing import parse_answer
 from ..prompts import DEFAULT_INFERENCE_TEMPLATE, PromptTemplate, get_template
+from ..vlm.pixels import PromptIds, patchify
 from ..vlm.prefix_cache import PrefixCache, PrefixKey, ReferencePrefix, build_prefix, split_prompt, template_key
 from ..vlm.size_policy import Resized, SizePolicy
 from .base import Detection, Engine, EngineHandle, Reference, StageTimer
@@ -72,6 +73,7 @@ class VLMEngine(Engine):
         paraphrase: int = 0,
         max_batch: int = 8,
         max_cached_references: int = 4,
+        fast_preprocess: bool = True,
     ) -> None:
         from ..vlm.loader import LoadedModel, load_model
 
@@ -91,6 +93,9 @@ class VLMEngine(Engine):
         self.reference_cache = bool(reference_cache)
         self.max_batch = int(max_batch)
         self.prefixes = PrefixCache(max_cached_references)
+        #: Patchify in torch and reuse per-size token ids (see ``vlm/pixels.py``); False = the HF processor.
+        self.fast_preprocess = bool(fast_preprocess)
+        self._ids_cache: dict[str, PromptIds] = {}
         self._prompt: tuple[Any, tuple[str, str, str]] | None = None
         self.paraphrase = paraphrase
         self.template = template
@@ -197,9 +202,9 @@ class VLMEngine(Engine):
         if prefix is None:
             build_timer = StageTimer()
             try:
-                prefix = build_prefix(self.model, self.loaded.processor, self.prompt_text()[1],
-                                      self._reference_resized(handle).image, key, build_timer,
-                                      self._processor_kwargs())
+                with build_timer("preprocess"):
+                    inputs = self._encode(self.prompt_text()[1], [self._reference_resized(handle)], rows=1)
+                prefix = build_prefix(self.model, inputs, key, build_timer)
             except (RuntimeError, ValueError, IndexError) as e:
                 raise EngineError(f"building the reference prefix failed ({type(e).__name__}: {e}); check the "
                                   "model folder, device memory and the reference image") from e
@@ -214,9 +219,32 @@ class VLMEngine(Engine):
         handle.state["size_key"] = self.size_policy.key
         return handle.state["resized"]
 
-    @staticmethod
-    def _processor_kwargs() -> dict[str, Any]:
-        return {"do_resize": False}  # the size policy already resized; see size_policy.py
+    def _encode(self, text: str, images: list[Resized], rows: int) -> dict[str, Any]:
+        """Token ids + patches for ``rows`` copies of ``text``; ``images`` in prompt order across rows.
+
+        Every row must hold images of the same sizes (``detect_batch`` groups targets by size). The
+        fast path patchifies in torch and reuses per-size token ids; the slow path is the processor.
+        """
+        import torch
+
+        device = self.model.device
+        if self.fast_preprocess:
+            per_row = len(images) // rows
+            ids, types = self._prompt_ids(text).get(tuple(img.size for img in images[:per_row]), device)
+            pixels, grids = zip(*(patchify(img.image, self.loaded.processor.image_processor, device)
+                                  for img in images), strict=True)
+            return dict(input_ids=ids.expand(rows, -1), mm_token_type_ids=types.expand(rows, -1),
+                        pixel_values=torch.cat(pixels), image_grid_thw=torch.cat(grids))
+        enc = self.loaded.processor(text=[text] * rows, images=[img.image for img in images], return_tensors="pt",
+                                    do_resize=False).to(device)  # the size policy already resized
+        self._check_grid(enc["image_grid_thw"], images)
+        return {k: enc[k] for k in ("input_ids", "mm_token_type_ids", "pixel_values", "image_grid_thw")}
+
+    def _prompt_ids(self, text: str) -> PromptIds:
+        ids = self._ids_cache.get(text)
+        if ids is None:
+            ids = self._ids_cache[text] = PromptIds(self.loaded.processor, text)
+        return ids
 
     def generate(self, handle: EngineHandle, targets: Sequence[Resized], timer: StageTimer | None = None) -> Any:
         """Raw greedy generation for targets of one model-input size (``vlm.generation.Generated``).
@@ -271,14 +299,13 @@ class VLMEngine(Engine):
                                   "policy must own resizing (processor do_resize=False)")
 
     def _uncached_inputs(self, handle: EngineHandle, targets: list[Resized], timer: StageTimer) -> dict[str, Any]:
+        import torch
+
         ref = self._reference_resized(handle)
-        images = [img for t in targets for img in (ref, t)]
         with timer("preprocess"):
-            enc = self.loaded.processor(text=[self.prompt_text()[0]] * len(targets), images=[i.image for i in images],
-                                        return_tensors="pt", **self._processor_kwargs()).to(self.model.device)
-        self._check_grid(enc["image_grid_thw"], images)
+            enc = self._encode(self.prompt_text()[0], [img for t in targets for img in (ref, t)], rows=len(targets))
         features = self._encode_images(enc, timer)
-        return dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+        return dict(input_ids=enc["input_ids"], attention_mask=torch.ones_like(enc["input_ids"]),
                     mm_token_type_ids=enc["mm_token_type_ids"], image_grid_thw=enc["image_grid_thw"],
                     mm_encoder_outputs={"image": features})
 
@@ -288,9 +315,7 @@ class VLMEngine(Engine):
         prefix = self._prefix(handle, timer)
         n = len(targets)
         with timer("preprocess"):
-            enc = self.loaded.processor(text=[self.prompt_text()[2]] * n, images=[t.image for t in targets],
-                                        return_tensors="pt", **self._processor_kwargs()).to(self.model.device)
-        self._check_grid(enc["image_grid_thw"], targets)
+            enc = self._encode(self.prompt_text()[2], targets, rows=n)
         features = self._encode_images(enc, timer)
         with timer("preprocess"):
             input_ids = torch.cat([prefix.input_ids.expand(n, -1), enc["input_ids"]], dim=1)

@@ -86,34 +86,32 @@ class ReferencePrefix:
         return cache
 
 
-def build_prefix(model: Any, processor: Any, prefix_text: str, reference: Any, key: PrefixKey,
-                 timer: Any, processor_kwargs: dict[str, Any]) -> ReferencePrefix:
+def build_prefix(model: Any, inputs: dict[str, Any], key: PrefixKey, timer: Any) -> ReferencePrefix:
     """Run the prompt prefix with the reference image once and keep its KV cache.
 
-    ``reference`` is the already resized RGB array; ``timer`` an ``engines.StageTimer`` that gets the
-    ``preprocess``/``vision``/``prefill`` stages of this one-off work.
+    ``inputs`` holds ``input_ids``, ``mm_token_type_ids``, ``pixel_values`` and ``image_grid_thw`` of
+    the prefix text with the (already resized) reference, encoded exactly as the per-frame inputs are;
+    ``timer`` (an ``engines.StageTimer``) gets the ``vision`` and ``prefill`` stages of this one-off work.
     """
     import torch
     from transformers import DynamicCache
 
-    with timer("preprocess"):
-        enc = processor(text=[prefix_text], images=[reference], return_tensors="pt", **processor_kwargs)
-        enc = enc.to(model.device)
     with torch.inference_mode():
         with timer("vision"):
-            features = model.model.get_image_features(enc["pixel_values"], enc["image_grid_thw"], return_dict=True)
+            features = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"],
+                                                      return_dict=True)
         with timer("prefill"):
             model.model.rope_deltas = None
             out = model(
-                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                mm_token_type_ids=enc["mm_token_type_ids"], image_grid_thw=enc["image_grid_thw"],
+                input_ids=inputs["input_ids"], attention_mask=torch.ones_like(inputs["input_ids"]),
+                mm_token_type_ids=inputs["mm_token_type_ids"], image_grid_thw=inputs["image_grid_thw"],
                 mm_encoder_outputs={"image": features}, past_key_values=DynamicCache(config=model.config),
                 use_cache=True, logits_to_keep=1,
             )
             model.model.rope_deltas = None  # the next call must recompute positions for its own prompt
     return ReferencePrefix(
-        key=key, input_ids=enc["input_ids"], mm_token_type_ids=enc["mm_token_type_ids"],
-        image_grid_thw=enc["image_grid_thw"], cache=out.past_key_values, build_ms=dict(timer.ms),
+        key=key, input_ids=inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
+        image_grid_thw=inputs["image_grid_thw"], cache=out.past_key_values, build_ms=dict(timer.ms),
     )
 
 

@@ -164,3 +164,23 @@ def test_torch_runtime_bundle_loads_in_the_vlm_engine(tiny_model_dir, tmp_path):
     assert engine.detect(engine.prepare(Reference(ref)), tgt).engine == "vlm"
     with pytest.raises(EngineError, match="runtime 'torch'"):
         create_engine("onnx", model=result.bundle)
+
+
+def test_graphs_above_the_protobuf_limit_use_one_external_data_file(tiny_model_dir, tmp_path, monkeypatch):
+    """The 2B decoder (>2 GiB in fp32) takes this path; a tiny threshold exercises it on the tiny model."""
+    from differad_edge.export import make_config, quantize, run_export
+
+    monkeypatch.setattr(quantize, "EXTERNAL_DATA_BYTES", 10_000)
+    cfg = make_config(model=tiny_model_dir, out=tmp_path / "b", quant="fp32", verify_count=1, max_pixels=128 * 128,
+                      max_new_tokens=8)
+    bundle = run_export(cfg, log=lambda _m: None).bundle  # fp32: the verification demands identical tokens
+    files = set(load_bundle(bundle).manifest["files"])
+    assert {"decoder.onnx.data", "vision.onnx.data"} <= files
+    ref, tgt = PAIRS[0]
+    engine = create_engine("onnx", model=bundle)
+    assert engine.detect(engine.prepare(Reference(ref)), tgt).engine == "onnx"
+    data = bytearray((bundle / "decoder.onnx.data").read_bytes())
+    data[0] ^= 0xFF
+    (bundle / "decoder.onnx.data").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"decoder\.onnx\.data was altered"):
+        load_bundle(bundle)

@@ -155,6 +155,17 @@ def test_detect_handles_odd_modes_and_rejects_junk(engine: VLMEngine) -> None:
         engine.detect(handle, np.full((64, 64, 3), np.nan, np.float32))
 
 
+def test_fast_preprocess_gives_the_processor_path_tokens(tiny) -> None:
+    policy = SizePolicy(max_pixels=160 * 96, min_pixels=1024)
+    fast, slow = (VLMEngine(tiny, max_new_tokens=MAX_NEW, size_policy=policy, fast_preprocess=f) for f in (True, False))
+    for cached in (True, False):
+        fast.reference_cache = slow.reference_cache = cached
+        hf, hs = fast.prepare(Reference(_img(11))), slow.prepare(Reference(_img(11)))
+        for seed in (600, 601):
+            target = policy.apply(_img(seed))
+            assert fast.generate(hf, [target]).tokens == slow.generate(hs, [target]).tokens
+
+
 def test_batch_matches_single_and_mixed_sizes(engine: VLMEngine) -> None:
     handle = engine.prepare(Reference(_img(7)))
     targets = [_img(400), _img(401), _img(402, 96, 160), _img(403)]

@@ -82,3 +82,23 @@ def test_processor_keeps_policy_size(tiny_model_dir) -> None:
     enc = proc(text=[text], images=[resized.image], return_tensors="pt", do_resize=False)
     _, gh, gw = enc["image_grid_thw"][0].tolist()
     assert (gw * 16, gh * 16) == resized.size == (160, 96)
+
+
+def test_torch_patchify_and_prompt_ids_match_the_processor(tiny_model_dir) -> None:
+    import torch
+
+    from differad_edge.vlm.loader import load_processor
+    from differad_edge.vlm.pixels import PromptIds, patchify
+
+    proc = load_processor(tiny_model_dir)
+    images = [np.random.default_rng(s).integers(0, 255, (h, w, 3), dtype=np.uint8) for s, (w, h) in
+              enumerate([(160, 96), (64, 224)])]
+    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "image"},
+                                                                  {"type": "text", "text": "where?"}]}],
+                                    tokenize=False, add_generation_prompt=True)
+    enc = proc(text=[text], images=images, return_tensors="pt", do_resize=False)
+    pixels, grids = zip(*(patchify(img, proc.image_processor) for img in images), strict=True)
+    assert torch.equal(torch.cat(grids), enc["image_grid_thw"])
+    torch.testing.assert_close(torch.cat(pixels), enc["pixel_values"], rtol=0, atol=1e-6)
+    ids, types = PromptIds(proc, text).get(((160, 96), (64, 224)), "cpu")
+    assert torch.equal(ids, enc["input_ids"]) and torch.equal(types, enc["mm_token_type_ids"])
