@@ -12,18 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from differad_edge.errors import DifferadError
+from differad_edge.cli.common import OneLineParser, run_command
 
 PROG = "differad-calibrate"
-EXIT_ERROR = 2
 STORE_ENV = "DIFFERAD_STORE"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
@@ -34,8 +28,8 @@ def _store_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Field calibration of DifferAD Edge reference images.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = OneLineParser(prog=PROG, description="Field calibration of DifferAD Edge reference images.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
 
     p = sub.add_parser("capture", help="collect candidate frames and judge them with the quality gates")
@@ -235,18 +229,7 @@ def _show(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``differad-calibrate``; 0 ok, 1 validation failed, 2 bad input, 130 interrupted."""
     args = build_parser().parse_args(argv)
-    debug = os.environ.get("DIFFERAD_DEBUG", "") not in ("", "0")
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except (DifferadError, OSError, ImportError) as e:
-        if debug:
-            raise
-        msg = f"{e.strerror or e}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e)
-        print(f"{PROG}: error: {' '.join((msg or type(e).__name__).split())}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command(PROG, args.func, args)
 
 
 if __name__ == "__main__":

@@ -7,20 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
-from differad_edge.errors import ConfigError, DifferadError
+from differad_edge.cli.common import OneLineParser, run_command
+from differad_edge.errors import ConfigError
 
 PROG = "differad-train"
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -73,8 +66,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from differad_edge.prompts import DEFAULT_TRAIN_TEMPLATE
 
-    parser = _Parser(prog=PROG, description="Train DifferAD models: synthetic pairs, SFT cold start, GRPO + DCLR.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = OneLineParser(prog=PROG, description="Train DifferAD models: synthetic pairs, SFT cold start, GRPO + DCLR.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
 
     s = sub.add_parser("synth", help="synthetic anomaly pairs (Algorithm 1, 25%% normals)")
@@ -113,17 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         args.overrides = [*args.overrides, *rest]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    debug = os.environ.get("DIFFERAD_DEBUG", "") not in ("", "0")
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except (DifferadError, ImportError, OSError) as e:
-        if debug:
-            raise
-        print(f"{PROG}: error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_command(PROG, args.func, args)
 
 
 if __name__ == "__main__":

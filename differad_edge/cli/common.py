@@ -1,0 +1,64 @@
+"""What every DifferAD command shares: one-line usage errors and the one place where expected
+failures become exit code 2 (``differad``, ``differad-train``, ``differad-export``, ``differad-calibrate``).
+
+A person at a terminal or a script in a cell needs the cause, not a traceback; ``DIFFERAD_DEBUG=1``
+shows the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from ..errors import DifferadError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line like every other error of the commands."""
+
+    def error(self, message: str) -> NoReturn:
+        prog = self.prog.split()[0]
+        self.exit(EXIT_ERROR, f"{prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("DIFFERAD_DEBUG", "") not in ("", "0")
+
+
+def fail(prog: str, message: str) -> int:
+    """Print ``PROG: error: message`` on one line and return the error exit code."""
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and not isinstance(e, DifferadError) and e.filename:
+        return f"{e.strerror or e}: {e.filename}"
+    return str(e) or type(e).__name__
+
+
+def _is_internal_import_bug(e: BaseException) -> bool:
+    """A missing *SDK* module is a bug to show in full; a missing third-party package is user-fixable."""
+    return isinstance(e, ModuleNotFoundError) and (e.name or "").startswith("differad_edge")
+
+
+def run_command(prog: str, func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a subcommand; expected failures -> one line + exit 2, Ctrl-C -> 130."""
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `... --json | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit flush
+        return 0
+    except (DifferadError, OSError, ImportError) as e:
+        if debug_enabled() or _is_internal_import_bug(e):
+            raise
+        return fail(prog, _message(e))
