@@ -48,7 +48,12 @@ setup(
             "torch==2.13.0", "transformers==5.23.0", "trl==1.16.0", "peft>=0.15", "accelerate>=1.0",
             "datasets>=3", "tokenizers>=0.21", "bitsandbytes>=0.45",
         ],
-        "export": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2", "torch==2.13.0", "transformers==5.23.0"],
+        # torch-free deployment of an exported bundle (the `onnx` engine)
+        "onnx": ["onnxruntime>=1.20", "tokenizers>=0.21"],
+        "export": [
+            "onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2", "tokenizers>=0.21",
+            "torch==2.13.0", "transformers==5.23.0",
+        ],
         "ros": ["ros-rclpy[fastrtps]==9.1.2", "ros-sensor-msgs", "ros-std-msgs", "ros-geometry-msgs",
                 "ros-diagnostic-msgs", "rosbags>=0.10"],
         "calibration": ["rosbags>=0.10"],

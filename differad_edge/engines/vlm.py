@@ -99,7 +99,13 @@ class VLMEngine(Engine):
         self._prompt: tuple[Any, tuple[str, str, str]] | None = None
         self.paraphrase = paraphrase
         self.template = template
-        self.size_policy = size_policy if isinstance(size_policy, SizePolicy) else SizePolicy(**(size_policy or {}))
+        if not isinstance(size_policy, SizePolicy):
+            try:
+                size_policy = SizePolicy(**(size_policy or {}))
+            except TypeError as e:
+                raise ConfigError(f"bad size_policy {size_policy!r} ({e}); expected a SizePolicy or a dict with "
+                                  "max_pixels, min_pixels, factor") from e
+        self.size_policy = size_policy
 
     # --- settings whose change invalidates the reference prefix (through the cache key) ---
     @property

@@ -6,6 +6,8 @@ token ids, which a random model makes varied (``initializer_range=0.4``).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +191,14 @@ def test_create_engine_by_name_and_bad_options(tiny_model_dir: Path) -> None:
         VLMEngine(eng.loaded, max_new_tokens=0)
     with pytest.raises(ConfigError, match="unknown prompt template"):
         VLMEngine(eng.loaded, template_id="nope")
+    with pytest.raises(ConfigError, match="size_policy"):
+        VLMEngine(eng.loaded, size_policy={"max_px": 10})
+
+
+def test_importing_the_engine_does_not_import_torch() -> None:
+    code = "import sys, differad_edge.engines.vlm, differad_edge.vlm.factory, differad_edge.vlm.loader; " \
+           "sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 @pytest.mark.parametrize("quant", ["nf4", "int8"])
