@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"--device {args.device}: CUDA is not available on this machine; use --device cpu", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="differad-bench-") as tmp:
         t0 = time.perf_counter()
         path = args.model or make_model(Path(tmp) / args.size, size=args.size, seed=0,

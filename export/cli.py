@@ -10,14 +10,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from differad_edge.errors import DifferadError
+from differad_edge.cli.common import OneLineParser, run_command
 
 from .agreement import Thresholds
 
+PROG = "differad-export"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="differad-export",
+    p = OneLineParser(
+        prog=PROG,
         description="Turn a Qwen3-VL checkpoint into a verified edge bundle (ONNX graphs or a bitsandbytes checkpoint).",
     )
     q = p.add_mutually_exclusive_group(required=True)
@@ -60,30 +62,31 @@ def check(path: Path) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.check is None and (args.model is None or args.out is None):
-        parser.error("--model and --out are required to export")
-    try:
-        if args.check is not None:
-            return check(args.check)
-        from .exporter import make_config, run_export
+def export(args: argparse.Namespace) -> int:
+    from .exporter import make_config, run_export
 
-        cfg = make_config(
-            model=args.model, out=args.out, quant=args.quant, runtime=args.runtime, verify=args.verify,
-            verify_count=args.verify_count, budget_gb=args.budget_gb, block_size=args.block_size,
-            fail_on_verify=args.fail_on_verify, max_new_tokens=args.max_new_tokens, max_pixels=args.max_pixels,
-            vision_fp16=args.vision_fp16, overwrite=args.overwrite,
-            thresholds={"token_agreement": args.min_token_agreement, "box_iou": args.min_box_iou,
-                        "decision_agreement": args.min_decision_agreement},
-        )
-        result = run_export(cfg, log=lambda m: print(m, file=sys.stderr))
-    except DifferadError as e:
-        print(f"differad-export: error: {e}", file=sys.stderr)
-        return 2
+    cfg = make_config(
+        model=args.model, out=args.out, quant=args.quant, runtime=args.runtime, verify=args.verify,
+        verify_count=args.verify_count, budget_gb=args.budget_gb, block_size=args.block_size,
+        fail_on_verify=args.fail_on_verify, max_new_tokens=args.max_new_tokens, max_pixels=args.max_pixels,
+        vision_fp16=args.vision_fp16, overwrite=args.overwrite,
+        thresholds={"token_agreement": args.min_token_agreement, "box_iou": args.min_box_iou,
+                    "decision_agreement": args.min_decision_agreement},
+    )
+    result = run_export(cfg, log=lambda m: print(m, file=sys.stderr))
     print(result.bundle)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``differad-export``; 0 bundle written or checked, 2 refused, 130 interrupted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.check is not None:
+        return run_command(PROG, lambda a: check(a.check), args)
+    if args.model is None or args.out is None:
+        parser.error("--model and --out are required to export")
+    return run_command(PROG, export, args)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def _image_spec(loaded: Any) -> ImageSpec:
         patch_size=int(ip.patch_size), temporal_patch_size=int(ip.temporal_patch_size), merge_size=int(ip.merge_size),
         image_mean=tuple(float(v) for v in ip.image_mean), image_std=tuple(float(v) for v in ip.image_std),
         rescale_factor=float(ip.rescale_factor), num_grid_per_side=int(visual.num_grid_per_side),
-        interpolation_align_corners=bool(visual.interpolation_align_corners), do_resize=False,
+        interpolation_align_corners=bool(visual.interpolation_align_corners),
     )
 
 

@@ -52,13 +52,14 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from differad_edge.prompts import get_template
+    from differad_edge.vlm.loader import load_processor
 
     from .config import ModelSection
-    from .modeling import load_training_processor, merge_lora, save_inference_files
+    from .modeling import merge_lora, save_inference_files
 
     base = ModelSection(path=args.base, dtype=args.dtype)
     out = merge_lora(base, args.adapter, args.out)
-    save_inference_files(out, load_training_processor(args.base), get_template(args.template))
+    save_inference_files(out, load_processor(args.base), get_template(args.template))
     print(out)
     return 0
 

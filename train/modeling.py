@@ -73,18 +73,10 @@ def load_base(model_cfg: ModelSection, quantize: bool = True) -> Any:
         raise ModelLoadError(f"could not load {path} for training: {e}") from e
 
 
-def load_training_processor(path: str | os.PathLike) -> Any:
-    """The engine's processor, made saveable: ``vlm.loader.load_processor`` passes the image processor as a
-    from_pretrained kwarg, which the tokenizer keeps in ``init_kwargs`` and cannot write to JSON."""
-    processor = load_processor(path)
-    processor.tokenizer.init_kwargs.pop("image_processor", None)
-    return processor
-
-
 def load_policy(model_cfg: ModelSection, lora_cfg: LoraSection) -> tuple[Any, Any]:
     """(model ready for a TRL trainer, processor). LoRA is applied here, so trainers get no peft_config."""
     model = load_base(model_cfg)
-    processor = load_training_processor(model_cfg.path)
+    processor = load_processor(model_cfg.path)
     if model_cfg.max_pixels:
         processor.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": model_cfg.max_pixels}
     if model_cfg.freeze_vision:

@@ -1,9 +1,10 @@
 """Engine ``vlm``: Qwen3-VL compares the reference with each target and answers with a box.
 
-Per target: size policy (OpenCV resize, recorded) -> processor -> target vision features -> greedy
-decoding continuing from the reference prefix cache -> ``parsing.parse_answer`` -> 0-1000 mapped
-back to target pixels. With ``reference_cache=False`` the whole two-image prompt runs every time
-(the baseline for parity tests and benchmarks). torch/transformers are imported on construction only.
+Per target: size policy (OpenCV resize, recorded) -> patches + token ids (``vlm/pixels.py``) ->
+target vision features -> greedy decoding continuing from the reference prefix cache ->
+``parsing.parse_answer`` -> 0-1000 mapped back to target pixels. With ``reference_cache=False`` the
+whole two-image prompt runs every time (the baseline for parity tests and benchmarks).
+torch/transformers are imported on construction only.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """Qwen3-VL image preprocessing and position ids in numpy, so an ONNX bundle runs without PyTorch.
 
-Mirrors ``Qwen2VLImageProcessorPil`` (smart resize to a multiple of patch*merge, rescale, normalize,
+Mirrors ``Qwen2VLImageProcessorPil`` with ``do_resize=False`` (the vlm ``SizePolicy`` resizes; rescale, normalize,
 16x16 patches, temporal patch 2, 2x2 merge order) and the vision tower's grid-dependent host inputs
 (``transformers.vision_utils``); the export tests check both against transformers bit for bit.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,10 +25,6 @@ class ImageSpec:
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     rescale_factor: float = 1 / 255
-    min_pixels: int = 65536
-    max_pixels: int = 16777216
-    resample: int = 3  # PIL bicubic, as the HF processor
-    do_resize: bool = False  # bundles resize with the vlm SizePolicy first, as the vlm engine does
     num_grid_per_side: int = 48
     interpolation_align_corners: bool = True
 
@@ -49,42 +44,14 @@ class ImageSpec:
         return cls(**d)
 
 
-def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Target (height, width): multiples of ``factor``, pixel count within bounds, aspect kept."""
-    if min(height, width) <= 0 or max(height, width) / min(height, width) > 200:
-        raise ImageError(f"image {width}x{height} has an aspect ratio above 200 or an empty side; crop it first")
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
-
-
-def _resize(image: np.ndarray, height: int, width: int, resample: int) -> np.ndarray:
-    if image.shape[:2] == (height, width):
-        return image
-    from PIL import Image  # the HF processor resizes with PIL; same kernel keeps pixels identical
-
-    return np.asarray(Image.fromarray(image).resize((width, height), resample=resample))
-
-
 def patchify(image: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, np.ndarray]:
     """uint8 RGB HxWx3 -> (pixel_values [N, 3*T*P*P] float32, grid_thw [1, 3] int64)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ImageError(f"expected a uint8 RGB HxWx3 image, got {image.dtype} {image.shape}; use images.to_rgb8")
     h, w = image.shape[:2]
-    if spec.do_resize:
-        h, w = smart_resize(h, w, spec.factor, spec.min_pixels, spec.max_pixels)
-    elif h % spec.factor or w % spec.factor:
+    if h % spec.factor or w % spec.factor:  # resizing is the vlm SizePolicy's job, as in the vlm engine
         raise ImageError(f"image {w}x{h} must have sides that are multiples of {spec.factor}; apply the size policy")
-    img = _resize(image, h, w, spec.resample)
-    x = (img.astype(np.float64) * spec.rescale_factor).astype(np.float32)
+    x = (image.astype(np.float64) * spec.rescale_factor).astype(np.float32)
     x = (x - np.asarray(spec.image_mean, np.float32)) / np.asarray(spec.image_std, np.float32)
     x = x.transpose(2, 0, 1)  # CHW
     p, m, t = spec.patch_size, spec.merge_size, spec.temporal_patch_size

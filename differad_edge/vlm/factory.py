@@ -235,8 +235,10 @@ def make_model(
             _mark_processor_class(tmp / name, PROCESSOR_CLASS_NAME)
         atomic_write_json(tmp / PROMPT_FILE, template.to_dict())
         atomic_write_json(tmp / "differad_model.json", {"factory_size": size, "seed": seed, "random_weights": True})
-        if out.exists():
+        if out.is_dir():
             shutil.rmtree(out) if overwrite else out.rmdir()
+        elif out.exists():
+            out.unlink()  # only reachable with overwrite=True
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -174,6 +174,9 @@ def load_processor(path: str | os.PathLike) -> Any:
                                         trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelLoadError(f"could not load the tokenizer/image processor in {p}: {e}") from e
+    # from_pretrained hands the kwarg to the tokenizer too, which keeps it in init_kwargs and then
+    # cannot write itself back to JSON: drop it so save_pretrained (training outputs) works.
+    processor.tokenizer.init_kwargs.pop("image_processor", None)
     if not getattr(processor, "chat_template", None):
         processor.chat_template = chat_template_text()
     return processor

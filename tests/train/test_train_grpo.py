@@ -56,9 +56,10 @@ G = 2
 
 def _trainer(cls, model_dir, pairs, reward_funcs, weights, seed=0, **kwargs):
     from differad_edge.train.data import build_grpo_dataset
-    from differad_edge.train.modeling import load_training_processor
     from transformers import Qwen3VLForConditionalGeneration
     from trl import GRPOConfig
+
+    from differad_edge.vlm.loader import load_processor
 
     torch.set_num_threads(2)
     args = GRPOConfig(
@@ -69,7 +70,7 @@ def _trainer(cls, model_dir, pairs, reward_funcs, weights, seed=0, **kwargs):
     )
     model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
     return cls(model=model, reward_funcs=reward_funcs, args=args, train_dataset=build_grpo_dataset(pairs, limit=4),
-               processing_class=load_training_processor(model_dir), **kwargs)
+               processing_class=load_processor(model_dir), **kwargs)
 
 
 def _hash_reward():
