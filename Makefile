@@ -2,7 +2,10 @@
 # installed from here into .venv (no global state), torch pinned so no dependency can upgrade it.
 PYTHON ?= python3.11
 VENV ?= .venv
-TORCH_SPEC ?= torch==2.13.0
+TORCH_VERSION ?= 2.13.0
+# extra pip arguments for torch, e.g. a CUDA wheel index on a GPU machine:
+#   make test TORCH_PIP_ARGS='--index-url <CUDA wheel index URL>'
+TORCH_PIP_ARGS ?=
 PIP = $(VENV)/bin/python -m pip
 EXTRAS ?= vlm,train,export,ros,dev
 PYTEST_ARGS ?=
@@ -14,11 +17,11 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.py requirements/constraints.txt scripts/build_vision_msgs.sh ros2_ws/src/differad_edge/setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
 	$(PIP) install -q -c requirements/constraints.txt -e ".[$(EXTRAS)]"
 	bash scripts/build_vision_msgs.sh $(VENV)
 	$(PIP) install -q -c requirements/constraints.txt -e ros2_ws/src/differad_edge
-	$(VENV)/bin/python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(0 if '$(TORCH_SPEC)'.endswith(v) else f'torch was changed to {v}')"
+	$(VENV)/bin/python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(0 if v == '$(TORCH_VERSION)' else f'torch was changed to {v}')"
 	touch $@
 
 demo: venv
