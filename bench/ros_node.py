@@ -15,6 +15,7 @@ import argparse
 import os
 import platform
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -114,8 +115,12 @@ def main() -> int:
         received: dict[tuple[int, int], int] = {}
         diagnostics: dict[str, str] = {}
 
-        def on_detections(msg: Detection2DArray) -> None:
-            received[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.time_ns()
+        def on_detections(raw: bytes) -> None:
+            # the arrival time first; a raw subscription: only the stamp is read from the CDR bytes
+            # (encapsulation, then header.stamp sec/nanosec), no deserialization of the message
+            now = time.time_ns()
+            order = "<" if raw[1] & 1 else ">"
+            received[struct.unpack_from(order + "iI", raw, 4)] = now
 
         def on_diagnostics(msg: DiagnosticArray) -> None:
             for s in msg.status:
@@ -123,7 +128,8 @@ def main() -> int:
                     diagnostics.clear()
                     diagnostics.update({kv.key: kv.value for kv in s.values})
 
-        client.create_subscription(Detection2DArray, "/inspector/detections", on_detections, QoSProfile(depth=100))
+        client.create_subscription(Detection2DArray, "/inspector/detections", on_detections, QoSProfile(depth=100),
+                                  raw=True)
         client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         pub = client.create_publisher(Image, "/bench/camera", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
         executor = SingleThreadedExecutor()

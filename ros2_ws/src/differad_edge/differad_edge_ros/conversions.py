@@ -8,6 +8,7 @@ imports the ROS message packages lazily.
 from __future__ import annotations
 
 import array
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,73 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     """A ``sensor_msgs/Image`` as uint8 RGB ``H x W x 3``; :class:`ImageError` for anything malformed."""
     pixels = raw_to_array(msg.data, int(msg.width), int(msg.height), msg.encoding, int(msg.step), bool(msg.is_bigendian))
     return to_rgb8(pixels, ENCODINGS[msg.encoding].order)
+
+
+@dataclass(frozen=True)
+class RawImage:
+    """The fields of a ``sensor_msgs/Image`` read straight from its CDR bytes; ``data`` is a view into them."""
+
+    header: Any  # std_msgs/Header
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: memoryview
+
+
+#: CDR encapsulation ids whose layout of ``sensor_msgs/Image`` this decoder reads (XCDR1 and plain XCDR2,
+#: big and little endian: the same layout for a type without 8-byte fields) -> struct byte order.
+_CDR_ENCAPSULATIONS = {b"\x00\x00": ">", b"\x00\x01": "<", b"\x00\x06": ">", b"\x00\x07": "<"}
+
+
+def image_from_cdr(raw: bytes | bytearray | memoryview) -> Any:
+    """A ``sensor_msgs/Image`` from its serialized (CDR) bytes, as taken by a ``raw=True`` subscription.
+
+    Reads the few header fields and leaves the pixels where they are (``data`` is a zero-copy
+    memoryview), which skips rclpy's deserialization into a Python message (two copies of the
+    frame). An encapsulation it does not know falls back to ``rclpy.serialization``. Malformed bytes
+    raise :class:`ImageError`.
+    """
+    buf = memoryview(raw).cast("B")
+    order = _CDR_ENCAPSULATIONS.get(bytes(buf[:2]))
+    if order is None:
+        if len(buf) < 4:
+            raise ImageError(f"truncated image message: {len(buf)} bytes of CDR")
+        from rclpy.serialization import deserialize_message
+        from sensor_msgs.msg import Image
+
+        return deserialize_message(bytes(buf), Image)
+    u32 = struct.Struct(order + "I")
+    body = buf[4:]  # CDR alignment is relative to the end of the 4-byte encapsulation header
+    try:
+        sec, nanosec = struct.unpack_from(order + "iI", body, 0)
+        frame_id, pos = _cdr_string(body, 8, u32)
+        pos = (pos + 3) & ~3
+        height, width = struct.unpack_from(order + "II", body, pos)
+        encoding, pos = _cdr_string(body, pos + 8, u32)
+        is_bigendian = body[pos]
+        pos = (pos + 1 + 3) & ~3
+        step, size = struct.unpack_from(order + "II", body, pos)
+    except (struct.error, IndexError, UnicodeDecodeError) as e:
+        raise ImageError(f"malformed image message ({len(buf)} bytes of CDR): {e}") from None
+    pos += 8
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
+    # a short buffer is reported by raw_to_array as truncated data, like a short Python message
+    return RawImage(header, height, width, encoding, is_bigendian, step, body[pos:pos + size])
+
+
+def _cdr_string(body: memoryview, pos: int, u32: struct.Struct) -> tuple[str, int]:
+    """A CDR string at ``pos`` (4-aligned length incl. the NUL, then the bytes) and the offset after it."""
+    pos = (pos + 3) & ~3
+    (n,) = u32.unpack_from(body, pos)
+    end = pos + 4 + n
+    if n == 0 or end > len(body):
+        raise IndexError(f"string of {n} bytes at offset {pos} runs past the message")
+    return bytes(body[pos + 4:end - 1]).decode("utf-8"), end
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
