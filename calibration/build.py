@@ -129,6 +129,13 @@ def build_candidate(
     size = (images[0].shape[1], images[0].shape[0])
     mask = load_care_mask(care_mask, size) if care_mask is not None else None
     built = build_reference(images, anchor, config, mask, [f.name for f in frames], progress=progress)
+    used = built.metrics["frames_used"]
+    if len(used) < min_accepted:  # a reference from one or two frames has no real variation model
+        dropped = "; ".join(f"{k}: {v}" for k, v in list(built.metrics["frames_dropped"].items())[:5])
+        raise CalibrationError(
+            f"only {len(used)} of {len(frames)} accepted frames aligned to the anchor (need {min_accepted}); "
+            f"nothing was stored - check the station's stability and capture again ({dropped})"
+        )
     metadata = {
         "calibration": {
             "session": str(session.root),

@@ -80,6 +80,7 @@ def run_validation(
     config = config or ValidateConfig()
     version = version or latest_candidate(store, product_id)
     info = store.info(product_id, version)
+    store.check_can_validate(product_id, version)  # fail before the run, not after it
     reference = store.load(product_id, version)
     samples: list[Sample] = []
     if session is not None:

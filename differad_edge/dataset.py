@@ -207,6 +207,12 @@ class Prediction:
             return self.box
         return from_model_scale(self.box, width, height)
 
+    def box_on(self, target: str | os.PathLike) -> Box | None:
+        """The box in pixels of the ``target`` image file, reading its size only for a model-scale box."""
+        if self.box is None or self.space == "pixel" or self.box.is_zero:
+            return self.box
+        return self.pixel_box(*image_file_size(target))
+
 
 class Predictions(dict):
     """``id -> Prediction``, plus one message per skipped line in ``errors``."""
@@ -303,12 +309,10 @@ def to_records(pairs: Iterable[Pair], predictions: Mapping[str, Prediction]) -> 
             missing.append(p.id)
             records.append(Record(None, p.box, False, p.category, p.subset, p.id))
             continue
-        box = pred.box
-        if box is not None and pred.space == "model" and not box.is_zero:
-            try:
-                box = pred.pixel_box(*image_file_size(p.target))
-            except ImageError as e:
-                raise DatasetError(f"pair {p.id!r}: cannot read the target's size to map the model box: {e}") from e
+        try:
+            box = pred.box_on(p.target)
+        except ImageError as e:
+            raise DatasetError(f"pair {p.id!r}: cannot read the target's size to map the model box: {e}") from e
         records.append(Record(box, p.box, pred.valid, p.category, p.subset, p.id))
     return records, missing
 

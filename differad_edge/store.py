@@ -337,8 +337,14 @@ class ReferenceStore:
         return files
 
     def set_validation(self, product_id: str, version: str, passed: bool, report: dict[str, Any]) -> VersionInfo:
-        """Record a validation result: ``validated`` if passed, else ``rejected``."""
+        """Record a validation result: ``validated`` if passed, else ``rejected``.
+
+        An active *validated* version is refused: its verdict (and the thresholds it carries to the
+        engine) is what it went live with, and a later run must not reject or retune the good live
+        reference. A force-promoted version that was never validated may still be validated.
+        """
         m = self._manifest(product_id, version)
+        self.check_can_validate(product_id, version, m)
         try:
             json.dumps(report)
         except (TypeError, ValueError) as e:
@@ -351,6 +357,15 @@ class ReferenceStore:
         atomic_write_json(self._version_dir(product_id, version) / MANIFEST_FILE, m)
         self._log(product_id, {"event": "validation", "version": version, "status": status})
         return self.info(product_id, version)
+
+    def check_can_validate(self, product_id: str, version: str, manifest: dict[str, Any] | None = None) -> None:
+        """Refuse to re-judge the validated live reference (see ``set_validation``)."""
+        m = manifest if manifest is not None else self._manifest(product_id, version)
+        if m.get("status") == "validated" and self.active_version(product_id) == version:
+            raise ReferenceError(
+                f"{product_id}/{version} is the active, validated version; its validation cannot be changed while "
+                "it is live - build a new candidate from fresh frames and validate that"
+            )
 
     def promote(self, product_id: str, version: str, force: bool = False, reason: str | None = None) -> None:
         """Make ``version`` active. Only validated versions, unless ``force=True`` with a reason."""

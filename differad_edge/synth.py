@@ -553,6 +553,8 @@ def generate_dataset(
         raise ConfigError(f"count must be >= 1, got {count}")
     _size(size)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir {out} exists and is not a folder; pass a folder path")
     normal_files = _image_files(normals, "normal") if normals is not None else None
     tex_images = [load_image(p) for p in _image_files(textures, "texture")] if textures is not None else None
     flags = _normal_quota(count, seed)

@@ -1,6 +1,6 @@
 """``differad-export``: checkpoint -> verified edge bundle (ONNX graphs or a bitsandbytes checkpoint).
 
-Order matters: the memory budget is checked from the config before any weight is loaded; the
+Order matters: the memory budget and the verify set are checked before any weight is loaded; the
 bundle is written into a temporary folder next to ``--out`` and moved in place only after the
 manifest (checksums, verification, memory estimate) is complete, so ``--out`` is either a whole,
 verified bundle or absent.
@@ -222,12 +222,12 @@ def _torch_answer(root: Path, policy: SizePolicy, max_new_tokens: int) -> Callab
 
 
 def _verify_bundle(cfg: ExportConfig, loaded: Any, root: Path, manifest: dict[str, Any],
-                   policy: SizePolicy) -> tuple[Agreement, list[str]]:
+                   policy: SizePolicy, pairs: list[Pair]) -> tuple[Agreement, list[str]]:
     """Source model vs the bundle being written; records the result in ``manifest["verification"]``."""
     source = SourceModel(loaded, policy, cfg.max_new_tokens)
     answer = (_onnx_answer(root, manifest, policy) if cfg.runtime == "onnx"
               else _torch_answer(root, policy, cfg.max_new_tokens))
-    agreement, per_pair = verify(source, answer, _verify_pairs(cfg))
+    agreement, per_pair = verify(source, answer, pairs)
     missed = failures(agreement, cfg.quant, cfg.thresholds)
     manifest["verification"] = {
         "pairs_source": str(cfg.verify) if cfg.verify else f"synthetic:{cfg.verify_count}x{cfg.verify_size}px",
@@ -259,6 +259,7 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
                    vision_fp16=cfg.vision_fp16)
     log(f"{est.describe()} [from the config; budget {cfg.budget_gb:g} GiB]")
     check_budget(est, cfg.budget_gb)
+    pairs = _verify_pairs(cfg)  # a bad --verify file fails now, not after the export work
 
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.out.name}.", suffix=".tmp", dir=cfg.out.parent))
@@ -279,7 +280,7 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
                 log(f"TensorRT vision engine skipped: {manifest['tensorrt']['reason']}")
         names = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file() and f.name != MANIFEST_NAME)
         manifest["files"] = file_entries(tmp, names)
-        agreement, missed = _verify_bundle(cfg, loaded, tmp, manifest, policy)
+        agreement, missed = _verify_bundle(cfg, loaded, tmp, manifest, policy, pairs)
         final = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size,
                          weights_bytes=_weight_bytes(manifest))
         manifest["memory"] = {**final.to_dict(), "budget_gb": cfg.budget_gb}

@@ -194,7 +194,6 @@ def run_grpo(job: GRPOJob, extra_rewards: list[Callable[..., Any]] | None = None
     from .grpo import DifferadGRPOTrainer
 
     out = Path(job.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     dataset = build_grpo_dataset(job.data.pairs, job.data.template, job.data.seed, job.data.paraphrase, job.data.limit)
     funcs, weights = build_rewards(job, extra_rewards)
     model, processor = load_policy(job.model, job.lora)
@@ -216,6 +215,7 @@ def run_grpo(job: GRPOJob, extra_rewards: list[Callable[..., Any]] | None = None
             callbacks=[_trainer_callback(out)], resample=t.resample, max_resample_rounds=t.max_resample_rounds,
             resample_eps=t.resample_eps, difficulty_weighting=t.difficulty_weighting, tau=job.reward.tau,
         )
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused config or dataset leaves nothing behind
     trainer.train()
     summary = {"kind": "grpo", "resample": trainer.resample_totals, "reward_functions": trainer.reward_func_names,
                "world_size": trainer.accelerator.num_processes}
@@ -231,7 +231,6 @@ def run_sft(job: SFTJob) -> Path:
     from .data import build_sft_dataset
 
     out = Path(job.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     dataset = build_sft_dataset(job.data.pairs, job.data.template, job.data.seed, job.data.paraphrase, job.data.limit)
     dataset = dataset.select_columns(["prompt", "completion", "images"])
     model, processor = load_policy(job.model, job.lora)
@@ -239,5 +238,6 @@ def run_sft(job: SFTJob) -> Path:
         args = SFTConfig(**_common_args(job, out), max_length=job.train.max_length)
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
                              callbacks=[_trainer_callback(out)])
+    out.mkdir(parents=True, exist_ok=True)
     trainer.train()
     return _finish(trainer, job, processor, out, {"kind": "sft", "world_size": trainer.accelerator.num_processes})

@@ -17,7 +17,7 @@ from typing import Any
 from differad_edge.errors import ConfigError, ModelLoadError, missing_extra
 from differad_edge.fileio import atomic_write_json
 from differad_edge.prompts import PROMPT_FILE, PromptTemplate
-from differad_edge.vlm.loader import DTYPES, check_model_dir, load_processor
+from differad_edge.vlm.loader import DTYPES, check_model_dir, check_tokenizer, load_processor, weight_load_errors
 from differad_edge.vlm.processor import PROCESSOR_CLASS_NAME
 
 from .config import LoraSection, ModelSection
@@ -69,14 +69,16 @@ def load_base(model_cfg: ModelSection, quantize: bool = True) -> Any:
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
         return Qwen3VLForConditionalGeneration.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as e:
+    except weight_load_errors() as e:
         raise ModelLoadError(f"could not load {path} for training: {e}") from e
 
 
 def load_policy(model_cfg: ModelSection, lora_cfg: LoraSection) -> tuple[Any, Any]:
     """(model ready for a TRL trainer, processor). LoRA is applied here, so trainers get no peft_config."""
+    path, cfg = check_model_dir(model_cfg.path)
+    processor = load_processor(path)
+    check_tokenizer(processor.tokenizer, cfg, path)
     model = load_base(model_cfg)
-    processor = load_processor(model_cfg.path)
     if model_cfg.max_pixels:
         processor.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": model_cfg.max_pixels}
     if model_cfg.freeze_vision:

@@ -11,9 +11,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
-from ..errors import DifferadError
+from ..errors import ConfigError, DifferadError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -35,6 +36,18 @@ def fail(prog: str, message: str) -> int:
     """Print ``PROG: error: message`` on one line and return the error exit code."""
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def require_out_dir(path: Path | None, flag: str = "--out") -> None:
+    """Refuse an output folder that cannot be created *before* the work, so a long run does not end
+    in an error after all its results were computed."""
+    if path is None:
+        return
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"{flag} {path}: {p} exists and is not a folder; pass a folder path")
+            return
 
 
 def _message(e: BaseException) -> str:

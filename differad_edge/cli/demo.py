@@ -28,6 +28,7 @@ from ..metrics import Record, evaluate, render_table, report_to_json
 from ..store import ReferenceStore
 from ..synth import Product, make_inspection_set
 from ..variation import build_variation_model
+from .common import require_out_dir
 from .render import annotated_pair
 
 DEFAULT_OUT = Path("differad-demo")
@@ -50,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
+    require_out_dir(args.out)
     if args.size < 64 or args.goods < 1 or args.targets < 1:
         raise ConfigError(
             f"demo needs --size >= 64, --goods >= 1 and --targets >= 1, got {args.size}, {args.goods}, {args.targets}"

@@ -20,13 +20,14 @@ from typing import Any, NoReturn
 from tqdm import tqdm
 
 from ..boxes import Box
-from ..dataset import Pair, image_file_size, read_pairs, read_predictions
+from ..dataset import Pair, read_pairs, read_predictions
 from ..engines import Reference
 from ..errors import ConfigError, DatasetError, DifferadError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..images import load_image
 from ..metrics import Record, Report, evaluate, render_table, report_to_json, sample_iou
 from ..viz import plot_report
+from .common import require_out_dir
 from .engine_args import add_engine_arguments, build_engine, build_inspector, engine_flags_given, load_reference
 from .render import save_annotated, unique_name
 
@@ -137,10 +138,7 @@ def file_predictor(path: Path) -> Predictor:
         if p is None:  # protocol: a sample without an answer scores as an invalid answer
             missing.append(pair.id)
             return Outcome(pair, None, False, reason="no prediction for this id")
-        box = p.box
-        if box is not None and p.space == "model" and not box.is_zero:
-            box = p.pixel_box(*image_file_size(pair.target))  # raw answers are on the 0-1000 scale
-        return Outcome(pair, box, p.valid, None, p.text, p.reason)
+        return Outcome(pair, p.box_on(pair.target), p.valid, None, p.text, p.reason)  # raw answers: 0-1000 scale
 
     described = {"engine": "predictions", "predictions": str(path)}
     return Predictor(predict, described, errors=[f"predictions {e}" for e in preds.errors], missing=missing)
@@ -155,6 +153,7 @@ def _score(outcomes: list[Outcome]) -> Report:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_out_dir(args.out)
     pairs_file = read_pairs(args.data)
     pairs = pairs_file.pairs[: args.limit] if args.limit else pairs_file.pairs
     bad_lines = [f"pairs {e}" for e in pairs_file.errors]

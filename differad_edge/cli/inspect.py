@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..fileio import atomic_write_text
 from ..images import load_image
+from .common import require_out_dir
 from .engine_args import add_engine_arguments, build_engine, build_inspector, load_reference
 from .render import detection_label, save_annotated, unique_name
 
@@ -40,6 +41,7 @@ def _human_line(target: Path, result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_out_dir(args.out)
     reference = load_reference(args.reference)
     engine = build_engine(args)
     try:

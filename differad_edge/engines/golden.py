@@ -76,7 +76,9 @@ class GoldenConfig:
                 raise ConfigError(f"golden {name}={value!r} must be a finite number >= 0")
         for name in ("bright_threshold", "dark_threshold"):
             value = getattr(self, name)
-            if value is not None and (not np.isfinite(value) or not 0 <= value <= 255):
+            if value is not None and (
+                not isinstance(value, (int, float)) or not np.isfinite(value) or not 0 <= value <= 255
+            ):
                 raise ConfigError(f"golden {name}={value!r} must be None or a gray level in [0, 255]")
         for name in ("border", "open_size", "close_size", "min_area"):
             value = getattr(self, name)

@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BundleError
-from ..fileio import atomic_write_json, sha256_file
+from ..fileio import atomic_write_json, sha256_bytes, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT_VERSION = 1
 RUNTIMES = ("onnx", "torch")
+#: The manifest's own checksum: the manifest steers inference (prompt ids, preprocessing, sizes), so an
+#: edited manifest is as much a tampered bundle as an edited weight file.
+INTEGRITY_KEY = "manifest_sha256"
+REQUIRED_KEYS = ("runtime", "quantization", "files", "prompt", "model", "graphs", "size_policy", "preprocessing",
+                 "generation", "coordinates", "source", "exporter", "verification", "memory")
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,23 @@ def file_entries(root: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     return {n: {"sha256": sha256_file(root / n), "bytes": (root / n).stat().st_size} for n in sorted(names)}
 
 
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON, its own ``manifest_sha256`` left out.
+
+    >>> manifest_digest({"a": 1, INTEGRITY_KEY: "x"}) == manifest_digest({"a": 1})
+    True
+    """
+    body = json.loads(json.dumps({k: v for k, v in manifest.items() if k != INTEGRITY_KEY}))  # as read back
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+
+
 def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
-    """Write the manifest last (atomically): a bundle without one is visibly incomplete."""
+    """Write the manifest last (atomically): a bundle without one is visibly incomplete.
+
+    Adds ``manifest_sha256`` to ``manifest`` (in place) so that loading detects an edited manifest.
+    """
     path = root / MANIFEST_NAME
+    manifest[INTEGRITY_KEY] = manifest_digest(manifest)
     atomic_write_json(path, manifest)
     return path
 
@@ -77,6 +96,9 @@ def load_bundle(path: str | os.PathLike, verify_checksums: bool = True) -> Bundl
         raise BundleError(f"{mpath} is not readable JSON ({e}); re-export the bundle") from e
     _check_header(manifest, mpath)
     if verify_checksums:
+        if manifest.get(INTEGRITY_KEY) != manifest_digest(manifest):
+            raise BundleError(f"{mpath} was altered after export (its {INTEGRITY_KEY} does not match its content); "
+                              "restore the original manifest or re-export the bundle")
         for name, entry in manifest["files"].items():
             f = root / name
             if not f.is_file():
@@ -99,7 +121,7 @@ def _check_header(manifest: Any, mpath: Path) -> None:
             f"{mpath} has format_version {version!r}, this SDK reads {BUNDLE_FORMAT_VERSION}; "
             "re-export the bundle with this SDK's differad-export"
         )
-    missing = [k for k in ("runtime", "quantization", "files", "prompt", "model") if k not in manifest]
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise BundleError(f"{mpath} lacks {', '.join(missing)}; re-export the bundle")
     if manifest["runtime"] not in RUNTIMES:

@@ -27,6 +27,17 @@ SUPPORTED_MODEL_TYPES = ("qwen3_vl",)
 #: Known Qwen-VL generations the engine does not drive yet (their vision/rope inputs differ).
 KNOWN_UNSUPPORTED = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl_moe": "Qwen3-VL-MoE"}
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: Tokens the engine's prompt relies on, and the config field that must hold each one's id.
+REQUIRED_TOKENS = {"<|image_pad|>": "image_token_id", "<|vision_start|>": "vision_start_token_id",
+                   "<|vision_end|>": "vision_end_token_id"}
+
+
+def weight_load_errors() -> tuple[type[BaseException], ...]:
+    """What ``from_pretrained`` raises for a damaged checkpoint (a truncated safetensors file raises
+    ``SafetensorError``, which is no ``OSError``)."""
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
 
 
 @dataclass
@@ -125,6 +136,7 @@ def load_model(
     ``quant`` = ``"nf4"``/``"int8"`` quantizes the linear layers with bitsandbytes at load time.
     """
     _check_options(dtype, device, quant)
+    _check_bundle(path)
     p, cfg = check_model_dir(path)
     try:
         import torch
@@ -133,6 +145,8 @@ def load_model(
         raise missing_extra(e.name or "transformers", "vlm") from e
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+    processor = load_processor(p)  # before the weights: a broken tokenizer fails in a second, not minutes
+    check_tokenizer(processor.tokenizer, cfg, p)
     torch_dtype = getattr(torch, DTYPES[dtype])
     kwargs: dict[str, Any] = dict(dtype=torch_dtype, use_safetensors=True, trust_remote_code=False,
                                   local_files_only=True)
@@ -143,10 +157,9 @@ def load_model(
         model = Qwen3VLForConditionalGeneration.from_pretrained(p, **kwargs)
         if quant is None:
             model = model.to(device)
-    except (OSError, ValueError, RuntimeError, KeyError) as e:
+    except weight_load_errors() as e:
         raise ModelLoadError(f"could not load the weights in {p}: {e}; re-create or re-download the checkpoint") from e
     model.eval()
-    processor = load_processor(p)
     n_params = sum(t.numel() for t in model.parameters())
     info = {
         "path": str(p.resolve()),
@@ -159,6 +172,18 @@ def load_model(
         "identity": model_identity(p, dtype, quant),
     }
     return LoadedModel(model, processor, processor.tokenizer, read_template(p), info)
+
+
+def _check_bundle(path: str | os.PathLike) -> None:
+    """A ``differad-export`` bundle is loaded only after every file matches its manifest checksum."""
+    from ..onnxrt.bundle import MANIFEST_NAME, load_bundle
+
+    p = Path(path).expanduser()
+    if not (p / MANIFEST_NAME).is_file():
+        return
+    bundle = load_bundle(p)  # BundleError names a missing or altered file
+    if bundle.runtime != "torch":
+        raise ModelLoadError(f"{p} is a {bundle.runtime!r} bundle; run it with the onnx engine (--engine onnx)")
 
 
 def load_processor(path: str | os.PathLike) -> Any:
@@ -180,6 +205,23 @@ def load_processor(path: str | os.PathLike) -> Any:
     if not getattr(processor, "chat_template", None):
         processor.chat_template = chat_template_text()
     return processor
+
+
+def check_tokenizer(tokenizer: Any, cfg: dict[str, Any], path: Path) -> None:
+    """The image tokens must be single tokens with the config's ids, or every prompt breaks later.
+
+    Transformers builds an empty tokenizer when the tokenizer files are missing; without this check
+    that shows up only as an image-token count mismatch deep inside the first inference.
+    """
+    for token, field_name in REQUIRED_TOKENS.items():
+        want = cfg.get(field_name)
+        got = tokenizer.convert_tokens_to_ids(token)
+        if want is not None and got != want:
+            raise ModelLoadError(
+                f"{path}: the tokenizer maps {token} to {got!r} but config.json says {field_name}={want}; "
+                "the tokenizer files (tokenizer.json, tokenizer_config.json) are missing or do not belong to "
+                "this model; restore them from the checkpoint"
+            )
 
 
 def read_template(path: str | os.PathLike) -> PromptTemplate | None:

@@ -94,3 +94,18 @@ def test_too_few_accepted_frames_is_an_error(tmp_path: Path, store, base_scene: 
     with pytest.raises(CalibrationError, match="only 4 frames .* passed the quality gates \\(need 5\\)"):
         build_candidate(store, s)
     assert store.products() == []
+
+
+def test_frames_that_do_not_align_at_build_time_store_nothing(tmp_path: Path, store, base_scene: np.ndarray) -> None:
+    """Loose gates let different scenes through; the build still refuses a reference of one aligned frame."""
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    for i in range(4):  # four unrelated textures: none of them registers on another
+        noise = np.random.default_rng(i).integers(40, 215, (160, 192, 3), dtype=np.uint8)
+        save_image(folder / f"{i}.png", cv2.GaussianBlur(noise, (3, 3), 0))
+    loose = GateConfig(station_min_corr=-1.0, max_shift_px=1e6, min_align_score=0.0, min_accepted=3)
+    s = capture(PRODUCT, str(folder), 10, tmp_path / "s", holdout=0.0, gates=loose)
+    assert len(s.select("build")) >= 3
+    with pytest.raises(CalibrationError, match="aligned to the anchor \\(need 3\\); nothing was stored"):
+        build_candidate(store, s)
+    assert store.products() == []

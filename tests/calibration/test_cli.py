@@ -106,3 +106,26 @@ def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("differad-calibrate: error: the reference store") and "Traceback" not in proc.stderr
+
+
+def test_validate_and_build_refuse_empty_and_unreadable_frames(capsys, tmp_path: Path, store, session) -> None:
+    from differad_edge.calibration.build import build_candidate
+
+    version = build_candidate(store, session)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.png").write_bytes(b"garbage")
+    (tmp_path / "mask.png").write_bytes(b"")
+    base = ["--store", str(store.root), "--product", PRODUCT, "--version", version]
+    cases = [
+        (["validate", *base, "--good", str(tmp_path / "empty")], "holds no images"),
+        (["validate", *base, "--good", str(tmp_path / "broken")], "unreadable good frame"),
+        (["validate", *base, "--session", str(session.root), "--defects", str(tmp_path / "broken")], "labels.json"),
+        (["build", "--store", str(store.root), "--session", str(session.root), "--care-mask", str(tmp_path / "mask.png")],
+         "cannot read care mask"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err, (argv, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert [(v.version, v.status) for v in store.versions(PRODUCT)] == [(version, "candidate")]  # nothing changed

@@ -88,6 +88,21 @@ def test_failing_candidate_cannot_replace_the_active_reference(store, session, t
     assert after.sha256 == before.sha256 and np.array_equal(after.image, before.image)
 
 
+def test_validating_the_active_reference_is_refused_before_any_run(store, session, tmp_path: Path) -> None:
+    good = build_candidate(store, session)
+    assert run_validation(store, PRODUCT, good, session=session).passed
+    store.promote(PRODUCT, good)
+    tuned = store.load(PRODUCT).metadata
+    changed = tmp_path / "other_variant"  # frames that would fail it and wipe its tuned thresholds
+    changed.mkdir()
+    for i in range(4):
+        save_image(changed / f"{i}.png", good_frame(part_scene(1), i))
+    with pytest.raises(ReferenceError, match="active, validated version"):
+        run_validation(store, PRODUCT, good, good_dirs=[changed], report_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    assert store.info(PRODUCT, good).status == "validated" and store.load(PRODUCT).metadata == tuned
+
+
 def test_missed_defects_fail_validation(store, session, tmp_path: Path, base_scene: np.ndarray) -> None:
     version = build_candidate(store, session)
     faint = tmp_path / "faint"

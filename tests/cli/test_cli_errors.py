@@ -82,3 +82,19 @@ def test_usage_errors(pair_images: dict[str, Path]) -> None:
 def test_predictions_eval_refuses_engine_flags(small_dataset: Path, tmp_path: Path) -> None:
     proc = run_cli("eval", "--data", small_dataset, "--predictions", tmp_path / "p.jsonl", "--engine", "vlm")
     assert_one_line_error(proc, "--predictions", "--engine")
+
+
+def test_an_out_path_that_is_a_file_fails_before_any_work(pair_images: dict[str, Path], small_dataset: Path,
+                                                          tmp_path: Path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    runs = {
+        "inspect": ("inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], "--out", blocker),
+        "eval": ("eval", "--data", small_dataset, "--no-progress", "--out", blocker / "sub"),
+        "demo": ("demo", "--no-progress", "--out", blocker),
+    }
+    for name, argv in runs.items():
+        proc = run_cli(*argv)
+        assert_one_line_error(proc, "exists and is not a folder")
+        assert proc.stdout == "", (name, proc.stdout)  # refused up front: no detection or table was computed
+    assert blocker.read_text() == "not a folder"

@@ -102,3 +102,37 @@ def test_predictions_file_with_raw_texts(small_dataset: Path, tmp_path: Path) ->
     assert overall["fn"] == 2 and overall["fp"] == 0
     worst_ids = {w["id"] for w in report["worst"][:2]}
     assert worst_ids == {garbage.id, missing.id}
+
+
+def test_predictions_in_other_model_families_formats(pair_images: dict[str, Path], tmp_path: Path) -> None:
+    """The protocol's other answer syntaxes score like ours, mapped on the non-square (160x120) target."""
+    from .conftest import DEFECT_BOX
+
+    x1, y1, x2, y2 = (round(v) for v in to_model_scale(DEFECT_BOX, 160, 120).as_tuple())
+    answers = {  # id -> (target, raw answer or pixel box)
+        "qwen2": ("defect", f"<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"),
+        "nested": ("defect", f"The defect is at [[{x1},{y1},{x2},{y2}]]."),
+        "plain": ("defect", f"{x1} {y1} {x2} {y2}"),
+        "pixel": ("defect", DEFECT_BOX.as_int_list()),
+        "normal": ("good", "<think>same</think><answer>(0,0),(0,0)</answer>"),
+        "false_alarm": ("good", "<answer>[10,10,200,200]</answer>"),
+    }
+    (tmp_path / "pairs.jsonl").write_text("".join(
+        json.dumps({"id": i, "reference": str(pair_images["reference"]), "target": str(pair_images[t]),
+                    "box": [0, 0, 0, 0] if t == "good" else DEFECT_BOX.as_int_list(), "category": "part"}) + "\n"
+        for i, (t, _) in answers.items()
+    ))
+    (tmp_path / "preds.jsonl").write_text("".join(
+        json.dumps({"id": i, "box" if isinstance(a, list) else "text": a}) + "\n" for i, (_, a) in answers.items()
+    ))
+    out = tmp_path / "out"
+    proc = run_cli("eval", "--data", tmp_path / "pairs.jsonl", "--predictions", tmp_path / "preds.jsonl",
+                   "--out", out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    ious = {row["id"]: row["iou"] for row in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
+    for family in ("qwen2", "nested", "plain"):  # a swapped width/height would miss the box badly
+        assert ious[family] > 0.9, (family, ious)
+    assert ious["pixel"] == 1.0 and ious["normal"] == 1.0 and ious["false_alarm"] == 0.0
+    overall = json.loads((out / "report.json").read_text())["metrics"]["overall"]
+    assert (overall["tp"], overall["fp"], overall["fn"]) == (4, 1, 0)
+    assert overall["acc30"] == 5 / 6 and overall["f1"] == 8 / 9  # 2*4 / (2*4 + 1 + 0)

@@ -42,3 +42,15 @@ def test_sha256_known_vector_and_file_chunks(tmp_path: Path) -> None:
     p = tmp_path / "d.bin"
     p.write_bytes(data)
     assert sha256_file(p, chunk=1000) == sha256_file(p) == hashlib.sha256(data).hexdigest() == sha256_bytes(data)
+
+
+def test_written_files_are_readable_by_others_and_keep_their_mode(tmp_path: Path) -> None:
+    """A reference written by the calibration user must be readable by the node's user (mkstemp gives 0600)."""
+    fresh = tmp_path / "fresh.json"
+    atomic_write_text(fresh, "{}")
+    assert fresh.stat().st_mode & 0o777 == 0o644
+    private = tmp_path / "private.txt"
+    private.write_text("old")
+    private.chmod(0o600)
+    atomic_write_text(private, "new")
+    assert private.stat().st_mode & 0o777 == 0o600 and private.read_text() == "new"

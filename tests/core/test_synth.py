@@ -142,6 +142,14 @@ def test_bad_inputs() -> None:
         generate_dataset("unused", 0, 0)
 
 
+def test_out_dir_that_is_a_file_is_refused_up_front(tmp_path: Path) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        generate_dataset(blocker, 2, 0, size=64, progress=False)
+    assert blocker.read_text() == "x"
+
+
 def test_generate_dataset_is_deterministic_and_consistent(tmp_path: Path) -> None:
     p1 = generate_dataset(tmp_path / "a", 8, seed=3, size=64, progress=False)
     p2 = generate_dataset(tmp_path / "b", 8, seed=3, size=64, progress=False)

@@ -165,6 +165,7 @@ def test_target_size_mismatch_is_a_clear_image_error():
         {"abs_threshold": -1},
         {"k": float("nan")},
         {"bright_threshold": 300},
+        {"dark_threshold": "5"},  # a string from a YAML/ROS option: a ConfigError, not a TypeError
         {"border": -2},
         {"open_size": 1.5},
         {"channels": "hsv"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -63,6 +64,21 @@ def test_box_is_mapped_back_through_the_alignment_warp(store, angle, dx, dy):
     assert iou(unmapped, gt) < iou(result.detection.box, gt) - 0.2
     assert {"reference", "align", "engine", "total", "engine.diff"} <= set(result.timings_ms)
     assert result.to_json()["box"] == result.detection.box.as_int_list()
+
+
+def test_box_is_mapped_back_on_a_non_square_frame(store):
+    """Width and height differ (320x200): a swapped axis anywhere in the warp chain would miss the box."""
+    ref = np.ascontiguousarray(make_product(320, seed=3)[:200])
+    _promote(store, "wide", ref)
+    m = cv2.getRotationMatrix2D((159.5, 99.5), 3.0, 1.0)
+    m[:, 2] += (-7.0, 4.0)
+    frame = good_copy(warp(ref, m), np.random.default_rng(1), noise=2.0)
+    gt = draw_blob(frame, (250, 60), 10, (10, 10, 10))
+
+    result = Inspector(GoldenEngine(), store=store).inspect(frame, "wide")
+    assert result.alignment.ok and result.anomaly
+    assert iou(result.detection.box, gt) >= 0.6, (result.detection.box, gt)
+    assert result.detection.box.x2 <= 320 and result.detection.box.y2 <= 200
 
 
 def test_good_moved_part_is_not_flagged(store):

@@ -97,6 +97,24 @@ def test_promote_needs_validation_or_a_forced_reason(store):
     assert [e["event"] for e in store.history("p")] == ["add", "validation", "promote", "add", "validation", "promote"]
 
 
+def test_the_active_version_cannot_be_re_judged(store):
+    """A later validation run must not reject the live reference or change the thresholds it uses."""
+    v1 = store.add_version("p", make_product(64))
+    store.set_validation("p", v1, True, {"golden": {"k": 3.0}})
+    store.promote("p", v1)
+    manifest = (store.root / "p/versions" / v1 / "manifest.json").read_bytes()
+    with pytest.raises(ReferenceError, match="active, validated version"):
+        store.set_validation("p", v1, False, {"golden": {"k": 1.0}})
+    assert (store.root / "p/versions" / v1 / "manifest.json").read_bytes() == manifest
+    assert store.info("p", v1).status == "validated" and store.load("p").metadata["golden"] == {"k": 3.0}
+    v2 = store.add_version("p", make_product(64, seed=3))
+    store.set_validation("p", v2, False, {})  # candidates are judged as before
+    assert store.info("p", v2).status == "rejected"
+    v3 = store.add_version("p", make_product(64, seed=4))  # forced live now, validated later (README's flow)
+    store.promote("p", v3, force=True, reason="line restart; QA validates tomorrow")
+    assert store.set_validation("p", v3, True, {}).status == "validated"
+
+
 def test_rollback_serves_byte_identical_files(store):
     a, b = make_product(64, seed=1), make_product(64, seed=2)
     v1 = store.add_version("p", a, mean=a.astype(np.float32))

@@ -15,10 +15,12 @@ from differad_edge.export.cli import main as export_main
 from differad_edge.export.exporter import source_hash
 from differad_edge.export.verify_set import synthetic_pairs
 
+import differad_edge
 from differad_edge.engines import Reference, create_engine
-from differad_edge.errors import BundleError, EngineError
+from differad_edge.errors import BundleError, EngineError, ModelLoadError
 from differad_edge.fileio import sha256_file
 from differad_edge.onnxrt import load_bundle
+from differad_edge.onnxrt.bundle import manifest_digest
 from differad_edge.prompts import get_template
 
 pytestmark = pytest.mark.slow
@@ -53,6 +55,9 @@ def test_fp32_bundle_gives_the_pytorch_tokens(fp32_bundle, vlm, reference_cache,
 def test_manifest_describes_the_bundle(fp32_bundle, tiny_model_dir):
     m = json.loads((fp32_bundle / "manifest.json").read_text())
     assert m["format_version"] == 1 and m["runtime"] == "onnx" and m["quantization"]["mode"] == "fp32"
+    assert m["model"]["architecture"] == "Qwen3VLForConditionalGeneration" and m["model"]["model_type"] == "qwen3_vl"
+    assert m["exporter"]["name"] == "differad-export" and m["exporter"]["version"] == differad_edge.__version__
+    assert m["manifest_sha256"] == manifest_digest(m)
     assert m["source"]["sha256"] == source_hash(tiny_model_dir)
     stored = json.loads((tiny_model_dir / "differad_prompt.json").read_text())
     assert m["prompt"]["template"] == get_template(stored["id"]).to_dict()
@@ -113,6 +118,43 @@ def test_missing_file_and_manifest_are_refused(fp32_bundle, tmp_path, capsys):
     assert "no manifest.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("edit", ["prompt_ids", "drop_key"])
+def test_edited_manifest_is_refused(fp32_bundle, tmp_path, capsys, edit):
+    from differad_edge.cli.main import main as differad_main
+    from differad_edge.images import save_image
+
+    copy = _tampered_copy(fp32_bundle, tmp_path)
+    m = json.loads((copy / "manifest.json").read_text())
+    if edit == "prompt_ids":  # a different prompt with every file intact
+        m["prompt"]["segments"][2] = m["prompt"]["segments"][2][:-1]
+    else:
+        del m["size_policy"]
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="size_policy" if edit == "drop_key" else "manifest.json was altered"):
+        load_bundle(copy)
+    assert export_main(["--check", str(copy)]) == 2
+    img = tmp_path / "img.png"
+    save_image(img, PAIRS[0][0])
+    assert differad_main(["inspect", "--engine", "onnx", "--model", str(copy), "-r", str(img), "-t", str(img),
+                          "--no-align"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("differad: error:") == 1
+
+
+def test_bad_verify_set_fails_before_the_export_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from differad_edge.export import exporter
+
+    def no_export(*_a, **_k):
+        raise AssertionError("the graphs were exported before the verify set was read")
+
+    monkeypatch.setattr(exporter, "_write_onnx", no_export)
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text('garbage\n{"reference": "a.png"}\n')
+    out = tmp_path / "b"
+    assert export_main(["--int4", "--model", str(tiny_model_dir), "--out", str(out), "--verify", str(bad)]) == 2
+    assert "has no usable pairs" in capsys.readouterr().err and not out.exists()
+
+
 def test_over_budget_export_is_refused_with_the_numbers(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "b"
     rc = export_main(["--int4", "--model", str(tiny_model_dir), "--out", str(out), "--budget-gb", "0.001"])
@@ -164,6 +206,16 @@ def test_torch_runtime_bundle_loads_in_the_vlm_engine(tiny_model_dir, tmp_path):
     assert engine.detect(engine.prepare(Reference(ref)), tgt).engine == "vlm"
     with pytest.raises(EngineError, match="runtime 'torch'"):
         create_engine("onnx", model=result.bundle)
+    data = bytearray((result.bundle / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF  # the vlm engine checks a torch bundle's checksums too
+    (result.bundle / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model\.safetensors was altered"):
+        create_engine("vlm", model=result.bundle)
+
+
+def test_vlm_engine_points_onnx_bundles_to_the_onnx_engine(fp32_bundle):
+    with pytest.raises(ModelLoadError, match="onnx engine"):
+        create_engine("vlm", model=fp32_bundle)
 
 
 def test_graphs_above_the_protobuf_limit_use_one_external_data_file(tiny_model_dir, tmp_path, monkeypatch):
@@ -184,3 +236,20 @@ def test_graphs_above_the_protobuf_limit_use_one_external_data_file(tiny_model_d
     (bundle / "decoder.onnx.data").write_bytes(bytes(data))
     with pytest.raises(BundleError, match=r"decoder\.onnx\.data was altered"):
         load_bundle(bundle)
+
+
+def test_differad_inspect_and_eval_run_a_bundle(fp32_bundle, tmp_path, capsys):
+    from differad_edge.cli.main import main as differad_main
+    from differad_edge.synth import generate_dataset
+
+    pairs = generate_dataset(tmp_path / "data", count=2, seed=0, size=64, progress=False)
+    assert differad_main(["eval", "--data", str(pairs), "--engine", "onnx", "--model", str(fp32_bundle),
+                          "--no-progress", "--no-align", "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["overall"]["n"] == 2
+    pair = json.loads(pairs.read_text().splitlines()[0])
+    capsys.readouterr()
+    assert differad_main(["inspect", "--engine", "onnx", "--model", str(fp32_bundle), "-r",
+                          str(pairs.parent / pair["reference"]), "-t", str(pairs.parent / pair["target"]),
+                          "--no-align", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "onnx"

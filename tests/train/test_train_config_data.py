@@ -140,3 +140,17 @@ def test_dataset_errors(tmp_path) -> None:
     bad.write_text('{"id": "1", "reference": "r.png", "target": "t.png", "box": [0,0,0,0], "category": "x"}\n')
     with pytest.raises(DatasetError, match="no usable pairs.*reference file not found"):
         build_grpo_dataset(bad)
+
+
+def test_refused_runs_leave_no_output_folder(tiny_model_dir, synth_pairs, tmp_path, capsys) -> None:
+    from differad_edge.train.cli import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('garbage\n{"reference": "a.png"}\n')
+    out = tmp_path / "out"
+    common = [f"model.path={tiny_model_dir}", f"output_dir={out}", "train.use_cpu=true", "model.dtype=fp32"]
+    assert main(["grpo", f"data.pairs={bad}", *common]) == 2  # unusable pairs
+    assert "no usable pairs" in capsys.readouterr().err and not out.exists()
+    # a setting only TRL rejects (the batch of 16 does not split into groups of 3)
+    assert main(["grpo", f"data.pairs={synth_pairs}", "train.num_generations=3", *common]) == 2
+    assert "divisible by num_generations" in capsys.readouterr().err and not out.exists()

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,3 +110,43 @@ def test_bf16_load(tiny_model_dir: Path) -> None:
     lm = load_model(tiny_model_dir, dtype="bf16")
     assert {p.dtype for p in lm.model.parameters()} == {torch.bfloat16}
     assert lm.identity != load_model(tiny_model_dir).identity
+
+
+def test_truncated_weights_are_a_load_error_not_a_traceback(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
+    from differad_edge.cli.main import main
+
+    bad = tmp_path / "truncated"
+    shutil.copytree(tiny_model_dir, bad)
+    data = (bad / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[:1000])  # an interrupted copy
+    with pytest.raises(ModelLoadError, match="could not load the weights"):
+        load_model(bad)
+    ref = tmp_path / "ref.png"
+    from differad_edge.images import save_image
+
+    save_image(ref, np.zeros((64, 64, 3), np.uint8))
+    rc = main(["inspect", "--engine", "vlm", "--model", str(bad), "-r", str(ref), "-t", str(ref), "--no-align"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "could not load the weights" in err and "Traceback" not in err
+
+
+def test_missing_tokenizer_files_are_named(tmp_path: Path, tiny_model_dir: Path) -> None:
+    bad = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_model_dir, bad)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        (bad / name).unlink(missing_ok=True)
+    with pytest.raises(ModelLoadError, match=r"tokenizer maps <\|image_pad\|>.*image_token_id"):
+        load_model(bad)
+
+
+def test_remote_code_in_the_folder_is_never_run(tmp_path: Path, tiny_model_dir: Path) -> None:
+    folder = tmp_path / "with-remote-code"
+    shutil.copytree(tiny_model_dir, folder)
+    sentinel = tmp_path / "remote_code_ran"
+    (folder / "evil.py").write_text(f"open({str(sentinel)!r}, 'w').write('x')\nEvilModel = EvilConfig = None\n")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForImageTextToText": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    loaded = load_model(folder)  # the built-in Qwen3-VL class, trust_remote_code=False
+    assert type(loaded.model).__name__ == "Qwen3VLForConditionalGeneration"
+    assert not sentinel.exists()
