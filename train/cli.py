@@ -57,9 +57,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .config import ModelSection
     from .modeling import merge_lora, save_inference_files
 
+    template, processor = get_template(args.template), load_processor(args.base)  # refuse before writing
     base = ModelSection(path=args.base, dtype=args.dtype)
     out = merge_lora(base, args.adapter, args.out)
-    save_inference_files(out, load_processor(args.base), get_template(args.template))
+    save_inference_files(out, processor, template)
     print(out)
     return 0
 

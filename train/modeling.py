@@ -7,7 +7,6 @@ trained with (``prompts.PROMPT_FILE``), so inference builds exactly the training
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -17,8 +16,8 @@ from typing import Any
 from differad_edge.errors import ConfigError, ModelLoadError, missing_extra
 from differad_edge.fileio import atomic_write_json
 from differad_edge.prompts import PROMPT_FILE, PromptTemplate
+from differad_edge.vlm.factory import mark_processor_class
 from differad_edge.vlm.loader import DTYPES, check_model_dir, check_tokenizer, load_processor, weight_load_errors
-from differad_edge.vlm.processor import PROCESSOR_CLASS_NAME
 
 from .config import LoraSection, ModelSection
 
@@ -105,22 +104,24 @@ def load_policy(model_cfg: ModelSection, lora_cfg: LoraSection) -> tuple[Any, An
     return model, processor
 
 
-def _mark_processor(folder: Path) -> None:
-    """Processor configs name the standard class, as in a real Qwen3-VL checkpoint."""
-    for name in ("processor_config.json", "tokenizer_config.json"):
-        f = folder / name
-        if f.is_file():
-            data = json.loads(f.read_text(encoding="utf-8"))
-            data["processor_class"] = PROCESSOR_CLASS_NAME
-            atomic_write_json(f, data)
-
-
 def save_inference_files(folder: str | os.PathLike, processor: Any, template: PromptTemplate) -> None:
     """Processor + prompt template next to the weights: what the engine and export need besides weights."""
     folder = Path(folder)
     processor.save_pretrained(folder)
-    _mark_processor(folder)
+    mark_processor_class(folder)
     atomic_write_json(folder / PROMPT_FILE, template.to_dict())
+
+
+def check_adapter_dir(adapter_dir: str | os.PathLike) -> Path:
+    """A LoRA adapter folder with safetensors weights (pickled ``adapter_model.bin`` can run code)."""
+    d = Path(adapter_dir)
+    if not (d / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{d} has no adapter_config.json; pass the OUT/adapter folder of a LoRA run")
+    if not (d / "adapter_model.safetensors").is_file():
+        found = "only pickled weights" if any(d.glob("adapter_model.bin")) else "no adapter_model.safetensors"
+        raise ModelLoadError(f"{d}: {found}; DifferAD loads safetensors only (re-save the adapter with "
+                             "save_pretrained(DIR, safe_serialization=True) in a trusted environment)")
+    return d
 
 
 def merge_lora(base_cfg: ModelSection, adapter_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -132,10 +133,11 @@ def merge_lora(base_cfg: ModelSection, adapter_dir: str | os.PathLike, out_dir: 
         from peft import PeftModel
     except ImportError as e:
         raise missing_extra("peft", "train") from e
+    check_adapter_dir(adapter_dir)
     base = load_base(base_cfg, quantize=False)
     try:
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    except (OSError, ValueError) as e:
+    except weight_load_errors() as e:
         raise ModelLoadError(f"cannot apply the adapter in {adapter_dir} to {base_cfg.path}: {e}") from e
     out = Path(out_dir)
     tmp = out.parent / f".{out.name}.merge.tmp"

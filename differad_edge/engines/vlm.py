@@ -78,16 +78,15 @@ class VLMEngine(Engine):
     ) -> None:
         from ..vlm.loader import LoadedModel, load_model
 
-        self.loaded: LoadedModel = model if isinstance(model, LoadedModel) else load_model(
-            _as_path(model), dtype=dtype, device=device, quant=quant)  # type: ignore[arg-type]
-        if template_id is not None:
-            template = get_template(template_id)
-        else:
-            template = self.loaded.template or get_template(DEFAULT_INFERENCE_TEMPLATE)
+        # cheap option checks first: a typo must not cost a model load
+        chosen = get_template(template_id) if template_id is not None else None
         if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
             raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if max_batch < 1:
             raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+        self.loaded: LoadedModel = model if isinstance(model, LoadedModel) else load_model(
+            _as_path(model), dtype=dtype, device=device, quant=quant)  # type: ignore[arg-type]
+        template = chosen or self.loaded.template or get_template(DEFAULT_INFERENCE_TEMPLATE)
         self._max_new_tokens = max_new_tokens
         #: Benchmarks force fixed-length answers (min = max new tokens); 0 = stop at ``</answer>``/EOS.
         self.min_new_tokens = 0

@@ -7,19 +7,20 @@ keeps its KV cache; ``generate()`` then runs just the target's vision features a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..engines.base import StageTimer
-from ..errors import EngineError, missing_extra
+from ..errors import BundleError, EngineError, missing_extra
+from ..vlm.generation import ANSWER_END  # one stop rule for both engines (no torch import)
 from .bundle import Bundle
 from .preprocess import ImageSpec, image_tokens, mrope_positions, next_position, patchify, vision_host_inputs
 
 VISION_INPUTS = ("pixel_values", "interp_indices", "interp_weights", "rot_pos_ids", "cu_seqlens")
-ANSWER_END = "</answer>"  # the vlm engine stops there too (vlm.generation.greedy_generate)
 ANSWER_END_WINDOW = 12  # tokens decoded to look for it (it spans a few tokens in real vocabularies)
 
 
@@ -50,6 +51,15 @@ class Generation:
     text: str
     score: float  # geometric mean of the greedy tokens' probabilities (as the vlm engine)
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's exception types (pybind classes that share no base but ``Exception``)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
+             "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    return (RuntimeError, *(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type)))
 
 
 def available_providers() -> list[str]:
@@ -97,9 +107,14 @@ class BundleRunner:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
-        self.decoder = ort.InferenceSession(str(bundle.path(graphs["decoder"])), opts, providers=self.providers)
         self.vision_providers = self._vision_providers(tensorrt_cache_dir)
-        self.vision = ort.InferenceSession(str(bundle.path(graphs["vision"])), opts, providers=self.vision_providers)
+        try:
+            self.decoder = ort.InferenceSession(str(bundle.path(graphs["decoder"])), opts, providers=self.providers)
+            self.vision = ort.InferenceSession(str(bundle.path(graphs["vision"])), opts,
+                                               providers=self.vision_providers)
+        except ort_errors() as e:
+            raise BundleError(f"ONNX Runtime cannot open the graphs of {bundle.root} ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:300]}); re-export the bundle with this SDK") from e
         self.embeddings = np.load(bundle.path(graphs["embeddings"]), mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(bundle.path(graphs["tokenizer"])))
         self.kv_dtype = np.float16 if self.decoder.get_inputs()[4].type == "tensor(float16)" else np.float32
@@ -121,7 +136,8 @@ class BundleRunner:
     def encode_image(self, image: np.ndarray) -> EncodedImage:
         pixels, grid = patchify(image, self.spec)
         feed = {"pixel_values": pixels, **vision_host_inputs(grid, self.spec)}
-        embeds, deepstack = self.vision.run(None, feed)
+        with _ort_failures("vision"):
+            embeds, deepstack = self.vision.run(None, feed)
         return EncodedImage(np.asarray(embeds, np.float32), np.asarray(deepstack, np.float32), grid)
 
     def _embed(self, ids: np.ndarray, images: Sequence[EncodedImage]) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +163,8 @@ class BundleRunner:
         }
         names = [f"past_{kv}_{i}" for i in range(self.n_layers) for kv in ("key", "value")]
         if not self.io_binding:
-            out = self.decoder.run(None, {**feed, **dict(zip(names, past, strict=True))})
+            with _ort_failures("decoder"):
+                out = self.decoder.run(None, {**feed, **dict(zip(names, past, strict=True))})
             return out[0], out[1:]
         binding = self.decoder.io_binding()
         for name, value in feed.items():
@@ -160,7 +177,8 @@ class BundleRunner:
         binding.bind_output("logits", "cpu")
         for name in self._present_names:
             binding.bind_output(name, self.device)
-        self.decoder.run_with_iobinding(binding)
+        with _ort_failures("decoder"):
+            self.decoder.run_with_iobinding(binding)
         outs = binding.get_outputs()
         return outs[0].numpy(), list(outs[1:])
 
@@ -240,6 +258,17 @@ class BundleRunner:
 
     def _answer_closed(self, tokens: list[int]) -> bool:
         return ANSWER_END in self.tokenizer.decode(tokens[-ANSWER_END_WINDOW:], skip_special_tokens=False)
+
+
+@contextmanager
+def _ort_failures(graph: str) -> Iterator[None]:
+    """An ONNX Runtime failure while running becomes one ``EngineError`` line (as the vlm engine's)."""
+    try:
+        yield
+    except ort_errors() as e:
+        raise EngineError(f"ONNX Runtime failed in the {graph} graph ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:300]}); check device memory and the input image") from e
+
 
 def _required(reference: np.ndarray | None) -> np.ndarray:
     if reference is None:

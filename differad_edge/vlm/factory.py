@@ -208,7 +208,7 @@ def make_model(
         from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
     except ImportError as e:
         raise missing_extra(e.name or "transformers", "vlm") from e
-    from .processor import PROCESSOR_CLASS_NAME, image_only_processor_class, pil_image_processor_class
+    from .processor import image_only_processor_class, pil_image_processor_class
 
     tok = build_tokenizer(spec.tokenizer_vocab)
     ids = _token_ids(tok)
@@ -231,8 +231,7 @@ def make_model(
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
-        for name in ("processor_config.json", "tokenizer_config.json"):
-            _mark_processor_class(tmp / name, PROCESSOR_CLASS_NAME)
+        mark_processor_class(tmp)
         atomic_write_json(tmp / PROMPT_FILE, template.to_dict())
         atomic_write_json(tmp / "differad_model.json", {"factory_size": size, "seed": seed, "random_weights": True})
         if out.is_dir():
@@ -246,10 +245,16 @@ def make_model(
     return out
 
 
-def _mark_processor_class(path: Path, name: str) -> None:
-    """Make the processor configs read like a real Qwen3-VL checkpoint's."""
-    if not path.exists():
-        return
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["processor_class"] = name
-    atomic_write_json(path, data)
+def mark_processor_class(folder: str | os.PathLike) -> None:
+    """Make a saved processor's configs name the standard class, as in a real Qwen3-VL checkpoint.
+
+    Our image-only subclass would otherwise record its own name, which other tools cannot load.
+    """
+    from .processor import PROCESSOR_CLASS_NAME
+
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        path = Path(folder) / name
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["processor_class"] = PROCESSOR_CLASS_NAME
+            atomic_write_json(path, data)

@@ -73,7 +73,11 @@ def check_model_dir(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         raise ModelLoadError(f"model folder {str(path)!r} does not exist or is not a folder; {hint}")
     cfg_path = p / "config.json"
     if not cfg_path.is_file():
-        raise ModelLoadError(f"{p} has no config.json; expected a Hugging Face Qwen3-VL checkpoint folder")
+        adapter = next((d for d in (p, p / "adapter") if (d / "adapter_config.json").is_file()), None)
+        hint = (f"it holds a LoRA adapter; merge it into its base model first: `differad-train merge --base BASE "
+                f"--adapter {adapter} --out MERGED` (or train with --merge-lora)" if adapter is not None
+                else "expected a Hugging Face Qwen3-VL checkpoint folder")
+        raise ModelLoadError(f"{p} has no config.json; {hint}")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

@@ -246,10 +246,43 @@ def test_differad_inspect_and_eval_run_a_bundle(fp32_bundle, tmp_path, capsys):
     assert differad_main(["eval", "--data", str(pairs), "--engine", "onnx", "--model", str(fp32_bundle),
                           "--no-progress", "--no-align", "--out", str(tmp_path / "report")]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["overall"]["n"] == 2
+    assert report["metrics"]["overall"]["n"] == 2 and report["engine"]["engine"] == "onnx"
     pair = json.loads(pairs.read_text().splitlines()[0])
     capsys.readouterr()
     assert differad_main(["inspect", "--engine", "onnx", "--model", str(fp32_bundle), "-r",
                           str(pairs.parent / pair["reference"]), "-t", str(pairs.parent / pair["target"]),
                           "--no-align", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "onnx"
+
+
+@pytest.mark.parametrize(("quant", "marker"), [("fp16", "float16 weights"), ("int8", "MatMulInteger")])
+def test_fp16_and_int8_bundles_run_and_record_agreement(tiny_model_dir, fp32_bundle, tmp_path, quant, marker):
+    from differad_edge.export import make_config, run_export
+
+    cfg = make_config(model=tiny_model_dir, out=tmp_path / quant, quant=quant, verify_count=1, max_pixels=128 * 128,
+                      max_new_tokens=6, fail_on_verify=False)
+    bundle = load_bundle(run_export(cfg, log=lambda _m: None).bundle)
+    decoder = onnx.load(str(bundle.path("decoder.onnx")))
+    if quant == "fp16":
+        assert {t.data_type for t in decoder.graph.initializer} == {onnx.TensorProto.FLOAT16}, marker
+    else:
+        assert marker in {n.op_type for n in decoder.graph.node}
+    fp32_decoder = load_bundle(fp32_bundle).manifest["files"]["decoder.onnx"]["bytes"]
+    assert bundle.manifest["files"]["decoder.onnx"]["bytes"] < 0.8 * fp32_decoder
+    assert bundle.manifest["quantization"]["mode"] == quant and bundle.manifest["verification"]["agreement"]["pairs"] == 1
+    engine = create_engine("onnx", model=bundle.root)
+    ref, tgt = PAIRS[0]
+    assert engine.detect(engine.prepare(Reference(ref)), tgt).engine == "onnx"
+
+
+def test_unreadable_graph_in_a_consistent_manifest_is_a_bundle_error(fp32_bundle, tmp_path):
+    from differad_edge.onnxrt.bundle import file_entries, write_manifest
+
+    copy = _tampered_copy(fp32_bundle, tmp_path)
+    (copy / "decoder.onnx").write_bytes(b"not a protobuf")  # e.g. a foreign tool re-signed a broken export
+    m = json.loads((copy / "manifest.json").read_text())
+    m["files"] = file_entries(copy, list(m["files"]))
+    write_manifest(copy, m)
+    load_bundle(copy)  # checksums and manifest are consistent ...
+    with pytest.raises(BundleError, match="ONNX Runtime cannot open the graphs"):  # ... ORT is not
+        create_engine("onnx", model=copy)

@@ -12,9 +12,11 @@ from differad_edge_ros.conversions import (
     compressed_to_rgb,
     detection_box,
     detections_message,
+    image_from_cdr,
     image_to_rgb,
     raw_to_array,
 )
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -115,3 +117,33 @@ def test_detections_message_uses_center_and_size_in_pixels():
 @pytest.mark.parametrize("box", [None, Box(0, 0, 0, 0)])
 def test_good_part_is_an_empty_array(box):
     assert list(detections_message(Header(), box).detections) == []
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "mono8", "mono16"])
+@pytest.mark.parametrize("frame_id", ["", "c", "cam", "camera_optical_frame"])  # every string padding
+def test_image_from_cdr_reads_what_rclpy_serializes(rgb, encoding, frame_id):
+    msg = array_to_image(rgb, encoding, header=Header(frame_id=frame_id))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = -3, 999_999_999
+    out = image_from_cdr(serialize_message(msg))
+    assert out.header == msg.header
+    assert (out.width, out.height, out.encoding, out.step, out.is_bigendian) == (32, 24, encoding, msg.step, 0)
+    np.testing.assert_array_equal(image_to_rgb(out), image_to_rgb(msg))
+
+
+def test_image_from_cdr_leaves_the_pixels_in_place(rgb):
+    raw = serialize_message(array_to_image(rgb, "rgb8"))
+    pixels = image_to_rgb(image_from_cdr(raw))
+    assert np.shares_memory(pixels, np.frombuffer(raw, np.uint8))  # a view, no copy of the frame
+
+
+def test_image_from_cdr_padded_step_and_malformed_bytes(rgb):
+    padded = np.zeros((24, 32 * 3 + 5), np.uint8)
+    padded[:, : 32 * 3] = rgb.reshape(24, -1)
+    msg = Image(height=24, width=32, encoding="rgb8", step=32 * 3 + 5)
+    msg.data = padded.tobytes()
+    raw = serialize_message(msg)
+    np.testing.assert_array_equal(image_to_rgb(image_from_cdr(raw)), rgb)
+    with pytest.raises(ImageError, match="malformed image message"):
+        image_from_cdr(raw[:20])
+    with pytest.raises(ImageError, match="truncated image data"):  # header intact, pixels cut off
+        image_to_rgb(image_from_cdr(raw[:200]))

@@ -154,3 +154,29 @@ def test_refused_runs_leave_no_output_folder(tiny_model_dir, synth_pairs, tmp_pa
     # a setting only TRL rejects (the batch of 16 does not split into groups of 3)
     assert main(["grpo", f"data.pairs={synth_pairs}", "train.num_generations=3", *common]) == 2
     assert "divisible by num_generations" in capsys.readouterr().err and not out.exists()
+
+
+def test_merge_with_unknown_template_writes_nothing(tiny_model_dir, tmp_path, capsys) -> None:
+    from differad_edge.train.cli import main
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3VLForConditionalGeneration
+
+    base = Qwen3VLForConditionalGeneration.from_pretrained(tiny_model_dir)
+    adapter = tmp_path / "adapter"
+    get_peft_model(base, LoraConfig(r=2, target_modules=r".*language_model.*\.q_proj")).save_pretrained(adapter)
+    out = tmp_path / "merged"
+    assert main(["merge", "--base", str(tiny_model_dir), "--adapter", str(adapter), "--out", str(out),
+                 "--template", "nope"]) == 2
+    assert "unknown prompt template" in capsys.readouterr().err and not out.exists()
+
+
+def test_merge_refuses_pickled_adapters(tiny_model_dir, tmp_path, capsys) -> None:
+    from differad_edge.train.cli import main
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.bin").write_bytes(b"a pickle would run code here")
+    out = tmp_path / "merged"
+    assert main(["merge", "--base", str(tiny_model_dir), "--adapter", str(adapter), "--out", str(out)]) == 2
+    assert "safetensors only" in capsys.readouterr().err and not out.exists()

@@ -222,3 +222,11 @@ def test_small_model_cache_parity(tmp_path: Path) -> None:
     for seed in (500, 501):
         tgt = _img(seed, 256, 256)
         assert _tokens(engine, handle, tgt, cached=True) == _tokens(engine, handle, tgt, cached=False)
+
+
+def test_bad_options_fail_before_the_model_loads(tmp_path: Path) -> None:
+    missing = tmp_path / "no-model"  # loading it would raise ModelLoadError: the option check came first
+    with pytest.raises(ConfigError, match="unknown prompt template"):
+        VLMEngine(missing, template_id="nope")
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        VLMEngine(missing, max_new_tokens=-1)

@@ -150,3 +150,11 @@ def test_remote_code_in_the_folder_is_never_run(tmp_path: Path, tiny_model_dir: 
     loaded = load_model(folder)  # the built-in Qwen3-VL class, trust_remote_code=False
     assert type(loaded.model).__name__ == "Qwen3VLForConditionalGeneration"
     assert not sentinel.exists()
+
+
+def test_unmerged_lora_output_points_to_the_merge_command(tmp_path: Path) -> None:
+    run = tmp_path / "grpo_run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match=r"LoRA adapter.*differad-train merge"):
+        load_model(run)

@@ -124,6 +124,9 @@ class InspectorNode(Node):
         self.stats.frame_in()
         if self._slot.put((msg, time.perf_counter())):
             self.stats.frame_dropped()
+        # Hand the GIL to the worker just woken: otherwise it waits for the executor's own Python
+        # bookkeeping (rebuilding its wait set) to block, about 0.2-0.3 ms per frame.
+        time.sleep(0)
 
     def _on_product_topic(self, msg: String) -> None:
         result = self.set_parameters([Parameter("product_id", value=msg.data)])[0]
