@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from differad_edge.export import make_config, run_export
+from vlm_latency import make_pair  # the VLM bench's synthetic pair (bench/ is on sys.path)
 
 from differad_edge.engines import Engine, Reference
 from differad_edge.engines.onnx import OnnxEngine
@@ -38,17 +39,6 @@ from differad_edge.prompts import NOTHINK_TEMPLATE
 from differad_edge.vlm.factory import make_model
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def _pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A textured reference and a target with a bright square defect (content does not change timings)."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(60, 200, (size // 8, size // 8, 3), dtype=np.uint8)
-    ref = np.kron(base, np.ones((8, 8, 1), np.uint8))
-    tgt = ref.copy()
-    a, b = size // 3, size // 3 + size // 10
-    tgt[a:b, a:b] = 255
-    return ref, tgt
 
 
 class GpuMemorySampler:
@@ -95,8 +85,8 @@ def _engine(name: str, args: argparse.Namespace, model: Path, bundles: dict[str,
 
 
 def _time(engines: dict[str, Engine], args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    ref, _ = _pair(args.image_size, 0)
-    targets = [_pair(args.image_size, 1 + i)[1] for i in range(args.warmup + args.reps)]
+    ref, _ = make_pair(args.image_size, 0)
+    targets = [make_pair(args.image_size, 1 + i)[1] for i in range(args.warmup + args.reps)]
     handles, prepare_ms = {}, {}
     for name, eng in engines.items():
         t0 = time.perf_counter()

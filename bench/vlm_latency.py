@@ -34,7 +34,7 @@ from differad_edge.vlm.size_policy import SizePolicy
 STAGES = ("preprocess", "vision", "prefill", "decode", "parse", "total")
 
 
-def _pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A textured reference and a target with a bright square defect (content does not change timings)."""
     rng = np.random.default_rng(seed)
     base = rng.integers(60, 200, (size // 8, size // 8, 3), dtype=np.uint8)
@@ -53,8 +53,8 @@ def run_size(engines: dict[str, VLMEngine], size: int, reps: int, warmup: int, d
     import torch
     from tqdm import tqdm
 
-    ref, _ = _pair(size, 0)
-    targets = [_pair(size, 1 + i)[1] for i in range(warmup + reps)]
+    ref, _ = make_pair(size, 0)
+    targets = [make_pair(size, 1 + i)[1] for i in range(warmup + reps)]
     for eng in engines.values():
         eng.size_policy = SizePolicy(max_pixels=size * size, min_pixels=min(size * size, 64 * 64))
     if device.startswith("cuda"):
