@@ -17,6 +17,7 @@ import numpy as np
 
 from differad_edge.errors import CalibrationError, DifferadError, ImageError, missing_extra
 from differad_edge.images import decode_image, load_image, to_rgb8
+from differad_edge.raw_image import image_message_to_rgb
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg")
@@ -24,18 +25,6 @@ BAG_EXTENSIONS = (".mcap", ".db3")
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 #: ROS image encodings we decode, with their channel order as understood by ``images.to_rgb8``.
-_ENCODINGS = {
-    "rgb8": ("rgb", 3, np.uint8),
-    "bgr8": ("bgr", 3, np.uint8),
-    "rgba8": ("rgba", 4, np.uint8),
-    "bgra8": ("bgra", 4, np.uint8),
-    "mono8": ("gray", 1, np.uint8),
-    "8UC1": ("gray", 1, np.uint8),
-    "8UC3": ("bgr", 3, np.uint8),
-    "mono16": ("gray", 1, np.uint16),
-    "16UC1": ("gray", 1, np.uint16),
-}
-
 
 @dataclass
 class Frame:
@@ -149,21 +138,7 @@ def ros_image_to_rgb(msg: Any) -> np.ndarray:
     """``sensor_msgs/Image`` or ``CompressedImage`` (rosbags or rclpy message) -> uint8 RGB."""
     if hasattr(msg, "format") and not hasattr(msg, "encoding"):
         return decode_image(bytes(np.asarray(msg.data, dtype=np.uint8)))
-    encoding = str(msg.encoding)
-    if encoding not in _ENCODINGS:
-        raise ImageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(_ENCODINGS)}")
-    order, channels, dtype = _ENCODINGS[encoding]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    itemsize = np.dtype(dtype).itemsize
-    buf = np.frombuffer(np.asarray(msg.data, dtype=np.uint8).tobytes(), dtype=np.uint8)
-    if h <= 0 or w <= 0 or step < w * channels * itemsize or buf.size < h * step:
-        raise ImageError(f"image message is inconsistent: {w}x{h}, step {step}, {buf.size} data bytes, {encoding}")
-    rows = buf[: h * step].reshape(h, step)[:, : w * channels * itemsize]
-    arr = np.ascontiguousarray(rows).view(dtype)
-    if itemsize > 1 and bool(msg.is_bigendian) == np.little_endian:
-        arr = arr.byteswap()
-    arr = arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
-    return to_rgb8(arr, order)  # type: ignore[arg-type]
+    return image_message_to_rgb(msg)
 
 
 def iter_bag(path: Path, topic: str | None = None) -> Iterator[Frame]:

@@ -9,7 +9,6 @@ metrics. Runs in seconds on a CPU.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from ..store import ReferenceStore
 from ..synth import Product, make_inspection_set
 from ..variation import build_variation_model
 from .common import require_out_dir
-from .render import annotated_pair
+from .render import annotated_pair, median_timings
 
 DEFAULT_OUT = Path("differad-demo")
 PRODUCT_KINDS = ("disc", "plate", "pcb", "screw")
@@ -97,14 +96,6 @@ def _inspect_product(
     return records, inspections, images
 
 
-def _median_timings(inspections: list[Inspection]) -> dict[str, float]:
-    stages: dict[str, list[float]] = {}
-    for inspection in inspections:
-        for stage, ms in inspection.timings_ms.items():
-            stages.setdefault(stage, []).append(ms)
-    return {stage: round(statistics.median(v), 3) for stage, v in sorted(stages.items())}
-
-
 def run(args: argparse.Namespace) -> int:
     _check(args)
     t0 = time.perf_counter()
@@ -139,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     save_image(out / "overview.png", viz.contact_sheet(tiles, cols=2 * args.targets))
     viz.plot_report(report, out / "metrics.png", title="differad demo (golden engine)")
     elapsed = time.perf_counter() - t0
-    medians = _median_timings(inspections)
+    medians = median_timings(inspections)
     atomic_write_json(out / "summary.json", {
         "seed": args.seed,
         "size": args.size,

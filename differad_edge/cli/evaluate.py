@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from ..metrics import Record, Report, evaluate, render_table, report_to_json, sa
 from ..viz import plot_report
 from .common import require_out_dir
 from .engine_args import add_engine_arguments, build_engine, build_inspector, engine_flags_given, load_reference
-from .render import save_annotated, unique_name
+from .render import median_timings, save_annotated, unique_name
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 #: How many skipped samples are echoed on stderr while the run goes on (all go to report.json).
@@ -198,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     summary = f"scored {len(outcomes)} samples; skipped {len(bad_lines)} malformed lines and {len(bad_samples)} bad samples"
     if missing:
         summary += f"; {len(missing)} pairs had no prediction (scored as invalid)"
-    medians = _median_timings(outcomes)
+    medians = median_timings(outcomes)
     if "total" in medians:
         summary += f"; median {medians['total']:.1f} ms per pair"
     print(summary)
@@ -206,14 +205,6 @@ def run(args: argparse.Namespace) -> int:
         _write_outputs(args, report, outcomes, bad_lines, bad_samples, missing, predictor.describe)
         print(f"report written to {args.out / 'report.json'}")
     return 0
-
-
-def _median_timings(outcomes: list[Outcome]) -> dict[str, float]:
-    stages: dict[str, list[float]] = {}
-    for o in outcomes:
-        for stage, ms in o.timings_ms.items():
-            stages.setdefault(stage, []).append(ms)
-    return {k: round(statistics.median(v), 3) for k, v in sorted(stages.items())}
 
 
 def _nothing_to_score(data: Path, bad_lines: list[str], bad_samples: list[str]) -> NoReturn:
@@ -235,7 +226,7 @@ def _write_outputs(
         "data": str(args.data),
         "engine": described,
         "metrics": report_to_json(metrics_report),
-        "median_timings_ms": _median_timings(outcomes),
+        "median_timings_ms": median_timings(outcomes),
         "counts": {
             "scored": len(outcomes),
             "malformed_lines": len(bad_lines),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,3 +44,12 @@ def unique_name(stem: str, used: set[str], ext: str = ".png") -> str:
         name = f"{stem}_{i}{ext}"
     used.add(name)
     return name
+
+
+def median_timings(results: Iterable[Any]) -> dict[str, float]:
+    """Median milliseconds per stage over results that carry ``timings_ms`` (detections, inspections)."""
+    stages: dict[str, list[float]] = {}
+    for result in results:
+        for stage, ms in result.timings_ms.items():
+            stages.setdefault(stage, []).append(ms)
+    return {stage: round(statistics.median(v), 3) for stage, v in sorted(stages.items())}

@@ -1,8 +1,8 @@
 """``sensor_msgs`` images <-> numpy without cv_bridge (not on PyPI), and engine answers -> vision_msgs.
 
-Decoding is pure numpy on the message's fields (duck-typed, so it is testable without rclpy) and
-ends in :func:`differad_edge.images.to_rgb8`, the SDK's one way into uint8 RGB. Building messages
-imports the ROS message packages lazily.
+Decoding is the core's :mod:`differad_edge.raw_image` (pure numpy on the message's fields, shared
+with calibration); this module adds the raw CDR reader and message building, which imports the ROS
+message packages lazily.
 """
 
 from __future__ import annotations
@@ -17,68 +17,16 @@ import numpy as np
 from differad_edge.boxes import Box
 from differad_edge.errors import ImageError
 from differad_edge.images import decode_image, encode_image, to_rgb8
+from differad_edge.raw_image import ENCODINGS, image_message_to_rgb, raw_to_array  # noqa: F401 - re-exported for camera_sim and tests
+from differad_edge.raw_image import encoding_of as _encoding
 
 #: Class id of every published detection (one class: "something differs from the reference").
 DEFECT_CLASS_ID = "defect"
 
 
-@dataclass(frozen=True)
-class Encoding:
-    dtype: np.dtype
-    channels: int
-    order: str  # channel order understood by differad_edge.images.to_rgb8
-
-
-ENCODINGS: dict[str, Encoding] = {
-    "rgb8": Encoding(np.dtype(np.uint8), 3, "rgb"),
-    "bgr8": Encoding(np.dtype(np.uint8), 3, "bgr"),
-    "rgba8": Encoding(np.dtype(np.uint8), 4, "rgba"),
-    "bgra8": Encoding(np.dtype(np.uint8), 4, "bgra"),
-    "mono8": Encoding(np.dtype(np.uint8), 1, "gray"),
-    "mono16": Encoding(np.dtype(np.uint16), 1, "gray"),
-}
-
-
-def _encoding(name: str) -> Encoding:
-    try:
-        return ENCODINGS[name]
-    except KeyError:
-        raise ImageError(
-            f"unsupported image encoding {name!r}; expected one of {', '.join(ENCODINGS)} "
-            "(convert on the camera driver, or publish sensor_msgs/CompressedImage and set input:=compressed)"
-        ) from None
-
-
-def raw_to_array(data: Any, width: int, height: int, encoding: str, step: int, is_bigendian: bool = False) -> np.ndarray:
-    """The pixels of a raw image buffer as ``H x W [x C]`` in their native encoding (a view when possible)."""
-    enc = _encoding(encoding)
-    if width <= 0 or height <= 0:
-        raise ImageError(f"image of {width}x{height} has no pixels; expected positive width and height")
-    row = width * enc.channels * enc.dtype.itemsize
-    if step < row:
-        raise ImageError(
-            f"image step {step} is smaller than one {encoding} row of width {width} ({row} bytes); "
-            "the message's width/step/encoding disagree: fix the publisher"
-        )
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if buf.size < step * height:
-        raise ImageError(
-            f"truncated image data: {buf.size} bytes for {width}x{height} {encoding} with step {step} "
-            f"(expected {step * height}); the publisher sent a partial frame"
-        )
-    rows = buf[: step * height].reshape(height, step)[:, :row]
-    if enc.dtype.itemsize > 1:  # wire byte order -> native uint16
-        rows = np.ascontiguousarray(rows).view(enc.dtype.newbyteorder(">" if is_bigendian else "<"))
-        pixels = rows.astype(enc.dtype, copy=False)
-    else:
-        pixels = rows
-    return pixels.reshape(height, width, enc.channels) if enc.channels > 1 else pixels.reshape(height, width)
-
-
 def image_to_rgb(msg: Any) -> np.ndarray:
     """A ``sensor_msgs/Image`` as uint8 RGB ``H x W x 3``; :class:`ImageError` for anything malformed."""
-    pixels = raw_to_array(msg.data, int(msg.width), int(msg.height), msg.encoding, int(msg.step), bool(msg.is_bigendian))
-    return to_rgb8(pixels, ENCODINGS[msg.encoding].order)
+    return image_message_to_rgb(msg)
 
 
 @dataclass(frozen=True)
