@@ -6,10 +6,11 @@ directly on the same frames in this process (median, before and after the stream
 RSS over time. The direct calls go over every frame equally often, once at the camera rate (the
 conditions the node's engine runs in: one frame every 1/fps s) and once back to back; the
 ROS-added latency is end-to-end median minus the direct median at the camera rate, and the table
-also gives it against the back-to-back median. Appends a table to bench/RESULTS.md and writes a plot next to it.
+also gives it against the back-to-back median. One stream per rclpy executor (the node's and this
+subscriber's), side by side. Appends a table to bench/RESULTS.md and writes a plot next to it.
 
-    .venv/bin/python bench/ros_node.py                    # 60 s
-    .venv/bin/python bench/ros_node.py --duration 300     # memory flat over 5 minutes?
+    .venv/bin/python bench/ros_node.py                    # 60 s per executor
+    .venv/bin/python bench/ros_node.py --duration 300 --executors events   # memory flat over 5 minutes?
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--align", default="none", help="inspector alignment (none, euclidean, ...)")
     ap.add_argument("--direct-calls", type=int, default=60, help="direct inspector calls before and after, each paced and back to back "
                     "(rounded up to whole rounds of the 16 frames)")
+    ap.add_argument("--executors", nargs="+", default=["events", "single_threaded"], choices=["events", "single_threaded"],
+                    help="one stream per executor (node and subscriber), side by side in the table")
     ap.add_argument("--threads", type=int, default=2, help="OpenCV threads in this process (torch too, if loaded)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ros_node")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
@@ -91,17 +94,11 @@ def main() -> int:
     os.environ.update(env)
 
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
     from differad_edge_ros.cell_demo import PRODUCT, register_reference
     from differad_edge_ros.conversions import array_to_image
     from differad_edge_ros.scene import build_scene
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
-    from tqdm import tqdm
-    from vision_msgs.msg import Detection2DArray
 
     from differad_edge.alignment import AlignConfig
     from differad_edge.engines import create_engine
@@ -109,162 +106,219 @@ def main() -> int:
     from differad_edge.store import ReferenceStore
 
     _, frames = build_scene("synth", args.size, 0, 16)
-    messages = [array_to_image(f.image, "rgb8") for f in frames]
+    # serialized once: each publish only restamps the bytes, as a C++ camera driver costs little per frame
+    messages = [serialize_message(array_to_image(f.image, "rgb8", Header(frame_id="camera"))) for f in frames]
+    columns: dict[str, dict] = {}
+    runs: dict[str, Stream] = {}
     with tempfile.TemporaryDirectory(prefix="differad-bench-store-") as store_dir:
         register_reference(Path(store_dir), "synth", args.size, 0)
         opts = {"model": args.model} if args.model else {}
         align = None if args.align == "none" else AlignConfig(motion=args.align)
         inspector = Inspector(create_engine(args.engine, **opts), store=ReferenceStore(store_dir), align=align)
-        direct = direct_latencies(inspector, frames, PRODUCT, args.direct_calls, 1.0 / args.fps)
-        direct_b2b = direct_latencies(inspector, frames, PRODUCT, args.direct_calls)
-
-        params = {"store": store_dir, "product_id": PRODUCT, "engine": args.engine, "align": args.align,
-                  "model": args.model, "image_topic": "/bench/camera", "diagnostics_period": 1.0,
-                  "latency_window": 100_000}  # percentiles over the whole run
-        cmd = [sys.executable, "-m", "differad_edge_ros.node", "--ros-args"]
-        cmd += [x for k, v in params.items() if v for x in ("-p", f"{k}:={v}")]
-        node_proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
+        inspector.warm_up(PRODUCT)
         rclpy.init()
-        client = Node("ros_node_bench")
-        sent: dict[tuple[int, int], int] = {}
-        publish_ms: list[float] = []  # the camera's publish() call, part of the end-to-end time
-        received: dict[tuple[int, int], int] = {}
-        diagnostics: dict[str, str] = {}
+        try:
+            for executor in args.executors:
+                # direct calls right before and after each stream: the machine's state of that moment
+                direct = direct_latencies(inspector, frames, PRODUCT, args.direct_calls, 1.0 / args.fps)
+                direct_b2b = direct_latencies(inspector, frames, PRODUCT, args.direct_calls)
+                run = stream(args, env, store_dir, messages, executor)
+                direct += direct_latencies(inspector, frames, PRODUCT, args.direct_calls, 1.0 / args.fps)
+                direct_b2b += direct_latencies(inspector, frames, PRODUCT, args.direct_calls)
+                if run is None:
+                    return 1
+                run.direct, run.direct_b2b = np.array(direct), np.array(direct_b2b)
+                runs[executor] = run
+                columns[f"executor {executor}"] = run.row(args)
+        finally:
+            rclpy.try_shutdown()
+            inspector.close()
 
-        def on_detections(raw: bytes) -> None:
-            # the arrival time first; a raw subscription: only the stamp is read from the CDR bytes
-            # (encapsulation, then header.stamp sec/nanosec), no deserialization of the message
-            now = time.time_ns()
-            order = "<" if raw[1] & 1 else ">"
-            received[struct.unpack_from(order + "iI", raw, 4)] = now
+    table = render(columns)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(args.out / "ros_node.png", runs, args)
+    if not args.no_append:
+        append_results(args, table)
+    return 0 if all(r.exit_code == 0 for r in runs.values()) else 1
 
-        def on_diagnostics(msg: DiagnosticArray) -> None:
-            for s in msg.status:
-                if s.name.startswith("differad_edge"):
-                    diagnostics.clear()
-                    diagnostics.update({kv.key: kv.value for kv in s.values})
 
-        client.create_subscription(Detection2DArray, "/inspector/detections", on_detections, QoSProfile(depth=100),
-                                  raw=True)
-        client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-        pub = client.create_publisher(Image, "/bench/camera", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
-        executor = SingleThreadedExecutor()
-        executor.add_node(client)
-        threading.Thread(target=executor.spin, daemon=True).start()
+class Stream:
+    """What one stream through the node gave: send/receive times, the node's diagnostics and RSS."""
 
+    def __init__(self) -> None:
+        self.sent: dict[tuple[int, int], int] = {}
+        self.received: dict[tuple[int, int], int] = {}
+        self.publish_ms: list[float] = []  # the camera's publish() call, part of the end-to-end time
+        self.diagnostics: dict[str, str] = {}
+        self.rss: list[tuple[float, float]] = []
+        self.seconds = 0.0
+        self.exit_code: int | None = None
+        self.direct = self.direct_b2b = np.zeros(0)
+
+    def e2e(self) -> np.ndarray:
+        return np.array([(self.received[k] - self.sent[k]) / 1e6 for k in self.sent if k in self.received])
+
+    def row(self, args) -> dict:
+        e2e, d = self.e2e(), self.diagnostics
+        rss = np.array(self.rss) if self.rss else np.zeros((0, 2))
+        steady = rss[rss[:, 0] > min(10.0, args.duration / 4)] if rss.size else rss
+        slope = float(np.polyfit(steady[:, 0], steady[:, 1], 1)[0] * 60) if len(steady) > 2 else float("nan")
+        med = float(np.median(e2e)) if e2e.size else float("nan")
+        node_inspect = float(d.get("inspect_p50_ms", "nan"))
+        node_latency = float(d.get("latency_p50_ms", "nan"))
+        return {
+            "frames sent": len(self.sent),
+            "detections received": len(e2e),
+            "node frames in": d.get("frames_in", "?"),
+            "dropped in node (keep-latest)": d.get("frames_dropped", "?"),
+            "processed fps": len(e2e) / self.seconds,
+            "drop rate": 1.0 - len(e2e) / max(1, len(self.sent)),
+            "direct inspect median ms (at the camera rate)": float(np.median(self.direct)),
+            "direct inspect p95 ms (at the camera rate)": float(np.percentile(self.direct, 95)),
+            "direct inspect median ms (back to back)": float(np.median(self.direct_b2b)),
+            "end-to-end median ms": med,
+            "end-to-end p95 ms": float(np.percentile(e2e, 95)) if e2e.size else float("nan"),
+            "ROS-added median ms (vs direct)": med - float(np.median(self.direct)),
+            "ROS-added median ms (vs direct back to back)": med - float(np.median(self.direct_b2b)),
+            "node inspect p50 ms (same frames, in node)": node_inspect,
+            "node receipt->publish p50 ms": node_latency,
+            "ROS-added median ms (vs node inspect)": med - node_inspect,
+            "breakdown: camera publish() call p50 ms (wall time, CPU waits included)": float(np.median(self.publish_ms)),
+            "breakdown: in node, receipt->publish minus inspect (p50s) ms": node_latency - node_inspect,
+            "breakdown: DDS + executors both ways, end-to-end minus receipt->publish (medians) ms": med - node_latency,
+            "node RSS start / end / max MB": (f"{steady[0, 1]:.0f} / {steady[-1, 1]:.0f} / {steady[:, 1].max():.0f}"
+                                              if len(steady) else "n/a"),
+            "node RSS slope MB/min": slope,
+            "node exit code (SIGINT)": self.exit_code,
+        }
+
+
+def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], executor: str) -> Stream | None:
+    """Start the node with ``executor``, stream ``args.duration`` s of frames through it, stop it with SIGINT."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from differad_edge_ros.cell_demo import PRODUCT
+    from differad_edge_ros.conversions import restamp_cdr
+    from differad_edge_ros.spin import make_executor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from tqdm import tqdm
+    from vision_msgs.msg import Detection2DArray
+
+    run = Stream()
+    topic = f"/bench/camera_{executor}"
+    params = {"store": store_dir, "product_id": PRODUCT, "engine": args.engine, "align": args.align,
+              "model": args.model, "image_topic": topic, "diagnostics_period": 1.0, "executor": executor,
+              "latency_window": 100_000}  # percentiles over the whole run
+    cmd = [sys.executable, "-m", "differad_edge_ros.node", "--ros-args"]
+    cmd += [x for k, v in params.items() if v for x in ("-p", f"{k}:={v}")]
+    node_proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    client = Node(f"ros_node_bench_{executor}")
+
+    def on_detections(raw: bytes) -> None:
+        # the arrival time first; a raw subscription: only the stamp is read from the CDR bytes
+        # (encapsulation, then header.stamp sec/nanosec), no deserialization of the message
+        now = time.time_ns()
+        order = "<" if raw[1] & 1 else ">"
+        run.received[struct.unpack_from(order + "iI", raw, 4)] = now
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            if s.name.startswith("differad_edge"):
+                run.diagnostics = {kv.key: kv.value for kv in s.values}
+
+    client.create_subscription(Detection2DArray, "/inspector/detections", on_detections, QoSProfile(depth=100),
+                               raw=True)
+    client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    pub = client.create_publisher(Image, topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+    spinner = make_executor(executor, client)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            spinner.spin_once(timeout_sec=0.2)
+
+    threads = [threading.Thread(target=spin, daemon=True)]
+    threads[0].start()
+    try:
         deadline = time.monotonic() + 60
         while pub.get_subscription_count() < 1:
             if node_proc.poll() is not None or time.monotonic() > deadline:
                 print(f"the inspector did not start:\n{node_proc.stderr.read()}", file=sys.stderr)
-                return 1
+                return None
             time.sleep(0.05)
         time.sleep(1.0)
 
-        rss: list[tuple[float, float]] = []
-        stop_sampling = threading.Event()
         t_start = time.monotonic()
 
         def sample() -> None:
-            while not stop_sampling.wait(1.0):
+            while not stop.wait(1.0):
                 value = rss_mb(node_proc.pid)
                 if value is not None:
-                    rss.append((time.monotonic() - t_start, value))
+                    run.rss.append((time.monotonic() - t_start, value))
 
-        threading.Thread(target=sample, daemon=True).start()
+        threads.append(threading.Thread(target=sample, daemon=True))
+        threads[-1].start()
         n = int(args.duration * args.fps)
         t0 = time.perf_counter()
-        for i in tqdm(range(n), desc=f"streaming {args.fps:g} fps", unit="frame", mininterval=2.0):
-            msg = messages[i % len(messages)]
-            header = Header(frame_id="camera")
+        for i in tqdm(range(n), desc=f"{executor}: streaming {args.fps:g} fps", unit="frame", mininterval=2.0):
             now = time.time_ns()
-            header.stamp.sec, header.stamp.nanosec = divmod(now, 10**9)
-            msg.header = header
-            sent[(header.stamp.sec, header.stamp.nanosec)] = now
-            pub.publish(msg)
-            publish_ms.append((time.time_ns() - now) / 1e6)
+            stamp = divmod(now, 10**9)
+            run.sent[stamp] = now
+            pub.publish(restamp_cdr(messages[i % len(messages)], *stamp))
+            run.publish_ms.append((time.time_ns() - now) / 1e6)
             delay = t0 + (i + 1) / args.fps - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        stream_s = time.perf_counter() - t0
+        run.seconds = time.perf_counter() - t0
         time.sleep(2.0)  # the last frames and a final /diagnostics
-        stop_sampling.set()
-        direct += direct_latencies(inspector, frames, PRODUCT, args.direct_calls, 1.0 / args.fps)
-        direct_b2b += direct_latencies(inspector, frames, PRODUCT, args.direct_calls)
-        node_proc.send_signal(signal.SIGINT)
-        exit_code = node_proc.wait(30)
-        executor.shutdown()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+        if node_proc.poll() is None:
+            node_proc.send_signal(signal.SIGINT)
+        run.exit_code = node_proc.wait(30)
+        spinner.shutdown()
         client.destroy_node()
-        rclpy.try_shutdown()
-        inspector.close()
-
-    e2e = np.array([(received[k] - sent[k]) / 1e6 for k in sent if k in received])
-    direct_ms = np.array(direct)
-    b2b_ms = np.array(direct_b2b)
-    rss_arr = np.array(rss) if rss else np.zeros((0, 2))
-    steady = rss_arr[rss_arr[:, 0] > min(10.0, args.duration / 4)] if rss_arr.size else rss_arr
-    slope = float(np.polyfit(steady[:, 0], steady[:, 1], 1)[0] * 60) if len(steady) > 2 else float("nan")
-    node_inspect = float(diagnostics.get("inspect_p50_ms", "nan"))
-    node_latency = float(diagnostics.get("latency_p50_ms", "nan"))
-    row = {
-        "frames sent": len(sent),
-        "detections received": len(e2e),
-        "node frames in": diagnostics.get("frames_in", "?"),
-        "dropped in node (keep-latest)": diagnostics.get("frames_dropped", "?"),
-        "processed fps": len(e2e) / stream_s,
-        "drop rate": 1.0 - len(e2e) / max(1, len(sent)),
-        "direct inspect median ms (at the camera rate)": float(np.median(direct_ms)),
-        "direct inspect p95 ms (at the camera rate)": float(np.percentile(direct_ms, 95)),
-        "direct inspect median ms (back to back)": float(np.median(b2b_ms)),
-        "end-to-end median ms": float(np.median(e2e)) if e2e.size else float("nan"),
-        "end-to-end p95 ms": float(np.percentile(e2e, 95)) if e2e.size else float("nan"),
-        "ROS-added median ms (vs direct)": float(np.median(e2e) - np.median(direct_ms)) if e2e.size else float("nan"),
-        "ROS-added median ms (vs direct back to back)": float(np.median(e2e) - np.median(b2b_ms))
-        if e2e.size else float("nan"),
-        "node inspect p50 ms (same frames, in node)": node_inspect,
-        "node receipt->publish p50 ms": diagnostics.get("latency_p50_ms", "?"),
-        "ROS-added median ms (vs node inspect)": float(np.median(e2e)) - node_inspect if e2e.size else float("nan"),
-        "breakdown: camera publish() call p50 ms": float(np.median(publish_ms)),
-        "breakdown: in node, receipt->publish minus inspect (p50s) ms": node_latency - node_inspect,
-        "breakdown: DDS + executors both ways, end-to-end minus receipt->publish (medians) ms":
-            float(np.median(e2e)) - node_latency if e2e.size else float("nan"),
-        "node RSS start / end / max MB": (f"{steady[0, 1]:.0f} / {steady[-1, 1]:.0f} / {steady[:, 1].max():.0f}"
-                                          if len(steady) else "n/a"),
-        "node RSS slope MB/min": slope,
-        "node exit code (SIGINT)": exit_code,
-    }
-    table = render(row)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot(args.out / "ros_node.png", rss_arr, sent, received, direct_ms, args)
-    if not args.no_append:
-        append_results(args, table)
-    return 0 if exit_code == 0 else 1
+    return run
 
 
-def render(row: dict) -> str:
-    lines = ["| metric | value |", "| --- | --- |"]
-    for k, v in row.items():
-        if isinstance(v, float):
-            v = f"{100 * v:.1f} %" if k == "drop rate" else f"{v:.2f}"
-        lines.append(f"| {k} | {v} |")
+def render(columns: dict[str, dict]) -> str:
+    """A markdown table: one row per metric, one column per stream."""
+    names = list(columns)
+    lines = ["| metric | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for key in columns[names[0]]:
+        cells = []
+        for name in names:
+            v = columns[name][key]
+            if isinstance(v, float):
+                v = f"{100 * v:.1f} %" if key == "drop rate" else f"{v:.2f}"
+            cells.append(str(v))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(path: Path, rss: np.ndarray, sent: dict, received: dict, direct: np.ndarray, args) -> None:
+def plot(path: Path, runs: dict[str, Stream], args) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    if rss.size:
-        a.plot(rss[:, 0], rss[:, 1])
+    for name, run in runs.items():
+        if run.rss:
+            rss = np.array(run.rss)
+            a.plot(rss[:, 0], rss[:, 1], label=name)
+        t0 = min(run.sent.values())
+        keys = sorted(k for k in run.sent if k in run.received)
+        b.plot([(run.sent[k] - t0) / 1e9 for k in keys], [(run.received[k] - run.sent[k]) / 1e6 for k in keys], ".",
+               ms=2, label=f"end-to-end via ROS, {name}")
     a.set(title="inspector node RSS", xlabel="s", ylabel="MB")
-    t0 = min(sent.values())
-    keys = sorted(k for k in sent if k in received)
-    b.plot([(sent[k] - t0) / 1e9 for k in keys], [(received[k] - sent[k]) / 1e6 for k in keys], ".", ms=2,
-           label="end-to-end via ROS")
+    a.legend()
+    direct = np.concatenate([r.direct for r in runs.values()])
     b.axhline(float(np.median(direct)), color="r", label="direct inspect (median)")
     b.set(title=f"latency, {args.fps:g} fps {args.size}x{args.size} {args.engine} align={args.align}",
           xlabel="s", ylabel="ms")
@@ -277,9 +331,10 @@ def plot(path: Path, rss: np.ndarray, sent: dict, received: dict, direct: np.nda
 def append_results(args, table: str) -> None:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = f".venv/bin/python bench/ros_node.py --duration {args.duration:g} --fps {args.fps:g} --size {args.size} " \
-          f"--engine {args.engine} --align {args.align}"
+          f"--engine {args.engine} --align {args.align} --executors {' '.join(args.executors)}"
     text = (f"\n## ROS 2 inspector node ({when})\n\n`{cmd}` on {platform.node()} ({os.cpu_count()} CPU, shared), "
-            f"Fast DDS SHM profile, best-effort camera QoS; node: raw (CDR) image subscription. ROS-added = end-to-end "
+            f"Fast DDS SHM profile, best-effort camera QoS; camera: pre-serialized frames, restamped; node: raw (CDR) "
+            f"image subscription, reference warmed up at start. ROS-added = end-to-end "
             f"median - direct inspect median, the direct calls at the camera rate on the same frames (back-to-back "
             f"figure below it).\n\n{table}\n")
     if not args.results.exists():

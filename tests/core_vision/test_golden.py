@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -79,6 +80,33 @@ def test_variation_model_tolerates_what_varies_between_good_parts():
     gt = draw_blob(bad, (80, 180), 8, (10, 10, 10))
     det = engine.detect(handle, bad)
     assert det.anomaly and iou(det.box, gt) >= 0.5  # elsewhere it is still sensitive
+
+
+@pytest.mark.parametrize("channels", ["rgb", "gray"])
+def test_score_is_the_peak_deviation_over_its_tolerance(channels):
+    """The score's peak ratio, computed with OpenCV, equals its definition written in numpy: the
+    largest of (t - center) / bright and (center - t) / dark over the blob, or over the cared-for
+    image when there is no blob."""
+    ref = make_product(SIZE, seed=7)
+    engine = GoldenEngine(channels=channels, bright_threshold=20, dark_threshold=35)
+    handle = engine.prepare(Reference(ref))
+    s = handle.state
+    rng = np.random.default_rng(3)
+    frame = good_copy(ref, rng, noise=4.0)
+    box = draw_blob(frame, (120, 90), 10, (255, 255, 255))
+    t = engine._target(frame, s["size"])
+    t = t if channels == "rgb" else cv2.cvtColor(t, cv2.COLOR_RGB2GRAY)
+    if engine.config.blur > 0:
+        t = cv2.GaussianBlur(t, (0, 0), engine.config.blur)
+    d = t.astype(np.float64) - s["center"]
+    ratio = np.where(d > 0, d * s["inv_bright"], -d * -s["neg_inv_dark"])
+    ratio = ratio.max(axis=2) if ratio.ndim == 3 else ratio
+    whole = ratio[s["care"] > 0].max()
+    assert engine._peak_ratio(t, s, None, None) == pytest.approx(whole, rel=1e-5)
+    x1, y1, x2, y2 = box.as_int_list()
+    region = rng.random((y2 - y1, x2 - x1)) > 0.5
+    inside = ratio[y1:y2, x1:x2][region].max()
+    assert engine._peak_ratio(t, s, box, region) == pytest.approx(inside, rel=1e-5)
 
 
 def test_bright_and_dark_thresholds_are_separate():

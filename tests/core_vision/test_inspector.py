@@ -109,6 +109,24 @@ def test_new_promotion_and_rollback_are_picked_up(store):
     assert engine.prepared == 3
 
 
+def test_warm_up_prepares_the_reference_once_and_finds_no_defect_in_it(store):
+    ref = make_product(SIZE, seed=4)
+    v1 = _promote(store, "pump", ref)
+    engine = CountingGolden()
+    inspector = Inspector(engine, store=store, align=None)
+    warm = inspector.warm_up("pump")
+    assert warm.reference_version == v1 and warm.detection.valid and not warm.anomaly
+    assert engine.prepared == 1
+    frame = ref.copy()
+    gt = draw_blob(frame, (70, 120), 10, (0, 0, 0))
+    assert iou(inspector.inspect(frame, "pump").detection.box, gt) >= 0.5
+    assert engine.prepared == 1  # the first frame reused the warm state
+    with pytest.raises(ReferenceError, match="unknown product"):
+        inspector.warm_up("ghost")
+    with pytest.raises(ConfigError, match="ReferenceStore"):
+        Inspector(GoldenEngine()).warm_up("pump")
+
+
 def test_unknown_product_and_missing_store(store):
     inspector = Inspector(GoldenEngine(), store=store)
     with pytest.raises(ReferenceError, match="unknown product"):

@@ -15,9 +15,10 @@ from differad_edge_ros.conversions import (
     image_from_cdr,
     image_to_rgb,
     raw_to_array,
+    restamp_cdr,
 )
-from rclpy.serialization import serialize_message
-from sensor_msgs.msg import Image
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from differad_edge.boxes import Box
@@ -147,3 +148,22 @@ def test_image_from_cdr_padded_step_and_malformed_bytes(rgb):
         image_from_cdr(raw[:20])
     with pytest.raises(ImageError, match="truncated image data"):  # header intact, pixels cut off
         image_to_rgb(image_from_cdr(raw[:200]))
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["Image", "CompressedImage"])
+def test_restamp_cdr_changes_only_the_stamp(rgb, compressed):
+    header = Header(frame_id="cam_left")
+    msg = array_to_compressed(rgb, "png", header=header) if compressed else array_to_image(rgb, "bgr8", header=header)
+    kind = CompressedImage if compressed else Image
+    out = deserialize_message(restamp_cdr(serialize_message(msg), 1_700_000_123, 987_654_321), kind)
+    assert (out.header.stamp.sec, out.header.stamp.nanosec) == (1_700_000_123, 987_654_321)
+    assert out.header.frame_id == "cam_left"
+    decoded = compressed_to_rgb(out) if compressed else image_to_rgb(out)
+    np.testing.assert_array_equal(decoded, rgb)
+
+
+def test_restamp_cdr_refuses_bytes_it_cannot_read():
+    with pytest.raises(ValueError, match="restamp"):
+        restamp_cdr(b"\x09\x09garbage", 1, 2)
+    with pytest.raises(ValueError, match="restamp"):
+        restamp_cdr(b"\x00\x01\x00\x00", 1, 2)

@@ -32,8 +32,9 @@ def _defect_and_good(reference: np.ndarray):
     return defects, goods
 
 
-def test_detections_carry_the_frame_header_and_the_true_box(start_inspector, references):
-    node = start_inspector("insp_boxes")
+@pytest.mark.parametrize("executor", ["events", "single_threaded"])
+def test_detections_carry_the_frame_header_and_the_true_box(start_inspector, references, executor):
+    node = start_inspector(f"insp_boxes_{executor}", executor=executor)
     defects, goods = _defect_and_good(references["part-a"])
     for i, frame in enumerate(defects + goods):
         header = node.header(frame_id=f"cam_{i}")
@@ -154,9 +155,10 @@ def test_switching_product_and_promoting_a_version_change_the_reference(start_in
     assert node.diag(lambda v: v["reference_version"] == v2)["product_id"] == "part-a"
 
 
+@pytest.mark.parametrize("executor", ["events", "single_threaded"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signals_shut_the_node_down_cleanly(start_inspector, references, sig):
-    node = start_inspector(f"insp_{sig.name.lower()}")
+def test_signals_shut_the_node_down_cleanly(start_inspector, references, sig, executor):
+    node = start_inspector(f"insp_{sig.name.lower()}_{executor}", executor=executor)
     node.inspect(array_to_image(references["part-a"], "rgb8", header=node.header()))
     assert stop(node.proc, sig) == 0
     assert "Traceback" not in node.output()
@@ -171,6 +173,7 @@ def test_signals_shut_the_node_down_cleanly(start_inspector, references, sig):
         ({"store": "/nonexistent/store"}, "/nonexistent/store"),
         ({"align": "sideways"}, "align='sideways'"),
         ({"latency_window": "abc"}, "latency_window"),
+        ({"executor": "multi"}, "executor='multi'"),
     ],
 )
 def test_invalid_parameters_exit_non_zero_with_a_clear_message(store, ros_env, override, message):

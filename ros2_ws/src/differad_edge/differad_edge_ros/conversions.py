@@ -86,6 +86,20 @@ def image_from_cdr(raw: bytes | bytearray | memoryview) -> Any:
     return RawImage(header, height, width, encoding, is_bigendian, step, body[pos:pos + size])
 
 
+def restamp_cdr(cdr: bytes, sec: int, nanosec: int) -> bytes:
+    """The serialized message ``cdr`` with a new ``header.stamp``, for messages whose first field is a
+    ``std_msgs/Header`` (images, detections).
+
+    A publisher that re-sends prepared frames (the camera simulator, the benchmark) serializes each
+    frame once and publishes these bytes: for an 800x800 frame that is one copy instead of rclpy's
+    conversion to a C message and serialization (about 0.5 ms of the publish call).
+    """
+    order = _CDR_ENCAPSULATIONS.get(cdr[:2])
+    if order is None or len(cdr) < 12:
+        raise ValueError(f"not a CDR message this function can restamp (encapsulation {cdr[:2]!r}, {len(cdr)} bytes)")
+    return b"".join((cdr[:4], struct.pack(order + "iI", sec, nanosec), memoryview(cdr)[12:]))
+
+
 def _cdr_string(body: memoryview, pos: int, u32: struct.Struct) -> tuple[str, int]:
     """A CDR string at ``pos`` (4-aligned length incl. the NUL, then the bytes) and the offset after it."""
     pos = (pos + 3) & ~3

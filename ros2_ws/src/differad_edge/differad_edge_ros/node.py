@@ -34,6 +34,7 @@ from differad_edge.store import ReferenceStore
 from .conversions import array_to_image, compressed_to_rgb, detections_message, image_from_cdr, image_to_rgb
 from .params import InspectorParams, check_product_id
 from .slot import LatestSlot
+from .spin import make_executor, spin_until_shutdown
 from .stats import NodeStats
 
 RCLError = _rclpy.RCLError
@@ -51,6 +52,7 @@ DESCRIPTIONS = {
     "publish_annotated": "also publish ~/annotated (sensor_msgs/Image rgb8 with the box drawn)",
     "diagnostics_period": "seconds between /diagnostics messages",
     "latency_window": "number of recent frames the latency percentiles cover",
+    "executor": "events (rclpy's C++ events executor; single-threaded where rclpy lacks it) or single_threaded",
 }
 
 
@@ -62,8 +64,8 @@ class InspectorNode(Node):
         self.params = InspectorParams.from_values(self._declare_parameters())
         self.store = ReferenceStore(self.params.store)
         self._product = self._require_product(self.params.product_id)
-        self._reference_version = ""
         self.stats = NodeStats(self.params.latency_window)
+        self._reference_version = ""
         self.inspector = self._make_inspector()
 
         self._detections = self.create_publisher(Detection2DArray, "~/detections", 10)
@@ -101,7 +103,15 @@ class InspectorNode(Node):
         self.engine = create_engine(self.params.engine, **self.params.options)
         align = None if self.params.align == "none" else AlignConfig(motion=self.params.align)
         inspector = Inspector(self.engine, store=self.store, align=align)
-        self.store.load(self._product)  # check the reference's files now, not on the first frame
+        # load, check and prepare the reference now, not on the first frame (which the camera's next
+        # frames would queue behind and be dropped)
+        warm = inspector.warm_up(self._product)
+        self._reference_version = str(warm.reference_version)
+        self.get_logger().info(
+            f"reference {self._product}@{warm.reference_version} ready; its own image inspected in "
+            f"{warm.timings_ms.get('total', float('nan')):.1f} ms: "
+            f"{'a defect (check the reference and thresholds)' if warm.anomaly else 'no defect'}"
+        )
         return inspector
 
     def _require_product(self, product_id: str) -> str:
@@ -244,11 +254,13 @@ def main(args: list[str] | None = None) -> int:
         print(f"inspector: {e}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    executor = make_executor(node.params.executor, node)
     try:
-        rclpy.spin(node)
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        executor.shutdown()
         node.close()
         node.destroy_node()
         rclpy.try_shutdown()

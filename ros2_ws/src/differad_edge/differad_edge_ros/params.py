@@ -16,6 +16,8 @@ from typing import Any
 from differad_edge.engines import ENGINES
 from differad_edge.errors import ConfigError
 
+from .spin import EXECUTORS
+
 #: Same rule as the reference store's ids.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ALIGN_MODES = ("none", "translation", "euclidean", "affine", "homography")
@@ -40,6 +42,7 @@ class InspectorParams:
     publish_annotated: bool = False
     diagnostics_period: float = 1.0
     latency_window: int = 300
+    executor: str = "events"
 
     def __post_init__(self) -> None:
         problems = [p for p in self._problems() if p]
@@ -59,6 +62,7 @@ class InspectorParams:
             _choice("align", self.align, ALIGN_MODES),
             None if self.diagnostics_period > 0 else f"diagnostics_period={self.diagnostics_period}: expected seconds > 0",
             None if self.latency_window >= 10 else f"latency_window={self.latency_window}: expected an integer >= 10",
+            _choice("executor", self.executor, EXECUTORS),
         ]
 
     @property
