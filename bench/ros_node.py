@@ -45,7 +45,8 @@ def parse_args() -> argparse.Namespace:
                     "(rounded up to whole rounds of the 16 frames)")
     ap.add_argument("--executors", nargs="+", default=["events", "single_threaded"], choices=["events", "single_threaded"],
                     help="one stream per executor (node and subscriber), side by side in the table")
-    ap.add_argument("--threads", type=int, default=2, help="OpenCV threads in this process (torch too, if loaded)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OpenCV threads, in this process's direct calls and in the node (its cv_threads)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ros_node")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
@@ -210,9 +211,10 @@ def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], exe
     topic = f"/bench/camera_{executor}"
     params = {"store": store_dir, "product_id": PRODUCT, "engine": args.engine, "align": args.align,
               "model": args.model, "image_topic": topic, "diagnostics_period": 1.0, "executor": executor,
+              "cv_threads": args.threads,
               "latency_window": 100_000}  # percentiles over the whole run
     cmd = [sys.executable, "-m", "differad_edge_ros.node", "--ros-args"]
-    cmd += [x for k, v in params.items() if v for x in ("-p", f"{k}:={v}")]
+    cmd += [x for k, v in params.items() if v != "" for x in ("-p", f"{k}:={v}")]
     node_proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     client = Node(f"ros_node_bench_{executor}")

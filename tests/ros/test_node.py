@@ -174,6 +174,7 @@ def test_signals_shut_the_node_down_cleanly(start_inspector, references, sig, ex
         ({"align": "sideways"}, "align='sideways'"),
         ({"latency_window": "abc"}, "latency_window"),
         ({"executor": "multi"}, "executor='multi'"),
+        ({"cv_threads": -1}, "cv_threads=-1"),
     ],
 )
 def test_invalid_parameters_exit_non_zero_with_a_clear_message(store, ros_env, override, message):

@@ -90,7 +90,13 @@ class CameraSim(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(parse_args(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # a SIGINT after rclpy's handlers are gone (while shutting down): a stop too
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     rclpy.init()
     node = None
     try:

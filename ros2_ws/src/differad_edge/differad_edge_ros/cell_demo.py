@@ -61,8 +61,12 @@ def _module(name: str) -> list[str]:
     return [sys.executable, "-m", f"differad_edge_ros.{name}"]
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> int:
-    """SIGINT, then SIGKILL if it does not end; the exit code."""
+def _stop(proc: subprocess.Popen, timeout: float = 15.0, grace: float = 0.0) -> int:
+    """``grace`` s to end by itself, then SIGINT, then SIGKILL if it does not end; the exit code."""
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -96,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
                     break
                 time.sleep(0.2)
         finally:
-            codes = {name: _stop(p) for name, p in procs.items()}
+            # the camera ends by itself about 1 s after its last frame: a SIGINT while it shuts down
+            # rclpy would kill it with the default handler instead of letting it exit 0
+            codes = {name: _stop(p, grace=5.0 if name == "camera" else 0.0) for name, p in procs.items()}
     failed = {k: v for k, v in codes.items() if v != 0}
     if failed:
         print(f"cell: processes failed: {failed}", file=sys.stderr)

@@ -52,6 +52,7 @@ DESCRIPTIONS = {
     "publish_annotated": "also publish ~/annotated (sensor_msgs/Image rgb8 with the box drawn)",
     "diagnostics_period": "seconds between /diagnostics messages",
     "latency_window": "number of recent frames the latency percentiles cover",
+    "cv_threads": "OpenCV threads of this process (golden engine, alignment); 0: OpenCV's default (all cores)",
     "executor": "events (rclpy's C++ events executor; single-threaded where rclpy lacks it) or single_threaded",
 }
 
@@ -100,6 +101,12 @@ class InspectorNode(Node):
         return values
 
     def _make_inspector(self) -> Inspector:
+        if self.params.cv_threads > 0:
+            # An 800x800 frame gains nothing from more OpenCV threads (golden: 5.3 ms on 1 or 2), and
+            # threads busy on every core delay the DDS and executor threads that carry the frames.
+            import cv2
+
+            cv2.setNumThreads(self.params.cv_threads)
         self.engine = create_engine(self.params.engine, **self.params.options)
         align = None if self.params.align == "none" else AlignConfig(motion=self.params.align)
         inspector = Inspector(self.engine, store=self.store, align=align)

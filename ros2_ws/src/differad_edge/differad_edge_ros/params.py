@@ -43,6 +43,7 @@ class InspectorParams:
     diagnostics_period: float = 1.0
     latency_window: int = 300
     executor: str = "events"
+    cv_threads: int = 1
 
     def __post_init__(self) -> None:
         problems = [p for p in self._problems() if p]
@@ -63,6 +64,7 @@ class InspectorParams:
             None if self.diagnostics_period > 0 else f"diagnostics_period={self.diagnostics_period}: expected seconds > 0",
             None if self.latency_window >= 10 else f"latency_window={self.latency_window}: expected an integer >= 10",
             _choice("executor", self.executor, EXECUTORS),
+            None if self.cv_threads >= 0 else f"cv_threads={self.cv_threads}: expected an integer >= 0 (0: OpenCV's default)",
         ]
 
     @property

@@ -13,6 +13,9 @@ from typing import Any
 
 import rclpy
 from rclpy.executors import Executor, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+RCLError = _rclpy.RCLError
 
 EXECUTORS = ("events", "single_threaded")
 
@@ -42,6 +45,13 @@ def make_executor(kind: str = "events", *nodes: Any) -> Executor:
 
 def spin_until_shutdown(executor: Executor, period: float = 0.2) -> None:
     """Run callbacks until the context shuts down (SIGINT/SIGTERM through rclpy's handlers, or
-    ``rclpy.shutdown``); raises ExternalShutdownException when the shutdown came from outside."""
+    ``rclpy.shutdown``). The events executor raises ExternalShutdownException then; the
+    single-threaded one may raise RCLError when the shutdown lands between ``ok()`` and its wait,
+    which is a shutdown too, not an error."""
     while rclpy.ok():
-        executor.spin_once(timeout_sec=period)
+        try:
+            executor.spin_once(timeout_sec=period)
+        except RCLError:
+            if rclpy.ok():
+                raise
+            return
