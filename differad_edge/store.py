@@ -11,22 +11,30 @@ Why this shape: a version directory is written under a hidden temporary name and
 place only when complete, and the pointer and manifests are replaced atomically, so a crash at
 any point leaves the store loadable — readers see the old state or the new one, never half of
 one. Versions are immutable data; promote/rollback only move the pointer, so a rollback serves
-byte-identical files.
+byte-identical files. Writers of one product (other processes included) take ``<product>/.lock``
+in turn, so concurrent calibrations do not lose each other's history events or pointer changes.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: writers are not serialized across processes
+    fcntl = None  # type: ignore[assignment]
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import cv2
 import numpy as np
@@ -47,6 +55,8 @@ SPREAD_FILE = "spread.npy"
 MANIFEST_FILE = "manifest.json"
 ACTIVE_FILE = "active.json"
 HISTORY_FILE = "history.jsonl"
+LOCK_FILE = ".lock"
+T = TypeVar("T")
 
 
 def validate_id(value: str, what: str = "id") -> str:
@@ -73,6 +83,36 @@ class VersionInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
     status_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def _product_lock(pdir: Path) -> Iterator[None]:
+    """Exclusive lock of one product's writers (other processes included: two calibrations of the
+    same product at once). Each write is atomic on its own; the lock keeps read-modify-write steps
+    (the history log, the pointer's ``previous`` list, a manifest's status) from losing each
+    other's changes. Readers never lock."""
+    if not pdir.is_dir():  # an unknown product: nothing to protect, and nothing is created for it
+        yield
+        return
+    with open(pdir / LOCK_FILE, "a+b") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a ``ReferenceStore`` method (first argument: the product id) under that product's lock."""
+
+    @functools.wraps(method)
+    def wrapper(self: ReferenceStore, product_id: str, *args: Any, **kwargs: Any) -> T:
+        with _product_lock(self._product_dir(product_id)):
+            return method(self, product_id, *args, **kwargs)
+
+    return wrapper
 
 
 def _now() -> str:
@@ -285,18 +325,21 @@ class ReferenceStore:
             "validation": None,
             "status_history": [{"status": "candidate", "time": created}],
         }
-        for attempt in range(1000):
-            vid = version or self._next_version_id(product_id, attempt)
-            atomic_write_json(tmp / MANIFEST_FILE, {**manifest, "version": vid})
-            try:
-                os.rename(tmp, vroot / vid)  # fails if the name exists: the id is claimed atomically
-            except OSError as e:
-                if version is not None:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise ReferenceError(f"version {version!r} of {product_id!r} already exists; pick a new id") from e
-                continue
-            self._log(product_id, {"event": "add", "version": vid})
-            return vid
+        with _product_lock(pdir):
+            for attempt in range(1000):
+                vid = version or self._next_version_id(product_id, attempt)
+                atomic_write_json(tmp / MANIFEST_FILE, {**manifest, "version": vid})
+                try:
+                    os.rename(tmp, vroot / vid)  # fails if the name exists: the id is claimed atomically
+                except OSError as e:
+                    if version is not None:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        raise ReferenceError(
+                            f"version {version!r} of {product_id!r} already exists; pick a new id"
+                        ) from e
+                    continue
+                self._log(product_id, {"event": "add", "version": vid})
+                return vid
         shutil.rmtree(tmp, ignore_errors=True)
         raise ReferenceError(f"could not allocate a version id for {product_id!r}")
 
@@ -336,6 +379,7 @@ class ReferenceStore:
             files[name] = _npy_bytes(a)
         return files
 
+    @_locked
     def set_validation(self, product_id: str, version: str, passed: bool, report: dict[str, Any]) -> VersionInfo:
         """Record a validation result: ``validated`` if passed, else ``rejected``.
 
@@ -367,6 +411,7 @@ class ReferenceStore:
                 "it is live - build a new candidate from fresh frames and validate that"
             )
 
+    @_locked
     def promote(self, product_id: str, version: str, force: bool = False, reason: str | None = None) -> None:
         """Make ``version`` active. Only validated versions, unless ``force=True`` with a reason."""
         m = self._manifest(product_id, version)
@@ -397,6 +442,7 @@ class ReferenceStore:
             },
         )
 
+    @_locked
     def rollback(self, product_id: str) -> str:
         """Re-activate the version that was active before the current one; returns its id."""
         ptr = self._pointer(product_id)

@@ -18,6 +18,8 @@ from ..errors import ConfigError, DifferadError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: Name of the main command (``differad``), the prefix of its error lines.
+DIFFERAD = "differad"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -50,7 +52,8 @@ def require_out_dir(path: Path | None, flag: str = "--out") -> None:
             return
 
 
-def _message(e: BaseException) -> str:
+def error_message(e: BaseException) -> str:
+    """The one-line text of an expected failure (an OSError names its file)."""
     if isinstance(e, OSError) and not isinstance(e, DifferadError) and e.filename:
         return f"{e.strerror or e}: {e.filename}"
     return str(e) or type(e).__name__
@@ -74,4 +77,4 @@ def run_command(prog: str, func: Callable[[argparse.Namespace], int | None], arg
     except (DifferadError, OSError, ImportError) as e:
         if debug_enabled() or _is_internal_import_bug(e):
             raise
-        return fail(prog, _message(e))
+        return fail(prog, error_message(e))

@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import AlignmentError, ImageError
 from ..fileio import atomic_write_text
 from ..images import load_image
-from .common import require_out_dir
+from .common import DIFFERAD, EXIT_ERROR, error_message, fail, require_out_dir
 from .engine_args import add_engine_arguments, build_engine, build_inspector, load_reference
 from .render import detection_label, save_annotated, unique_name
 
@@ -41,29 +42,43 @@ def _human_line(target: Path, result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Inspect every target; a target that cannot be read or matched is reported and skipped, so one
+    bad file does not lose the results of the others (exit 2 at the end when any failed)."""
     require_out_dir(args.out)
     reference = load_reference(args.reference)
     engine = build_engine(args)
+    failed = 0
     try:
         inspector = build_inspector(engine, args)
         used: set[str] = set()
         lines: list[str] = []
         for target_path in args.target:
-            frame = load_image(target_path)
-            inspection = inspector.inspect_pair(reference, frame)
+            try:
+                frame = load_image(target_path)
+                inspection = inspector.inspect_pair(reference, frame)
+            except (ImageError, AlignmentError, OSError) as e:
+                failed += 1
+                message = error_message(e)
+                message = message if str(target_path) in message else f"{target_path}: {message}"
+                lines.append(json.dumps({"target": str(target_path), "error": message}))
+                if args.json:
+                    print(lines[-1], flush=True)
+                fail(DIFFERAD, message)
+                continue
             det = inspection.detection
             result = {"target": str(target_path), **inspection.to_json()}
-            line = json.dumps(result)
-            lines.append(line)
-            print(line if args.json else _human_line(target_path, result), flush=True)
+            lines.append(json.dumps(result))
+            print(lines[-1] if args.json else _human_line(target_path, result), flush=True)
             if args.out is not None:
                 name = unique_name(target_path.stem, used)
                 box = det.box if det.anomaly else None
                 save_annotated(args.out / name, reference.image, frame, box, label=detection_label(det), score=det.score)
         if args.out is not None:
             atomic_write_text(args.out / "detections.jsonl", "\n".join(lines) + "\n")
-            if not args.json:
+            if not args.json and failed < len(args.target):
                 print(f"annotated images and detections.jsonl written to {args.out}", file=sys.stderr)
     finally:
         engine.close()
-    return 0
+    if failed and len(args.target) > 1:
+        return fail(DIFFERAD, f"{failed} of {len(args.target)} targets could not be inspected (see above)")
+    return EXIT_ERROR if failed else 0

@@ -7,9 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .common import DIFFERAD as PROG
 from .common import OneLineParser, run_command
-
-PROG = "differad"
 
 
 def build_parser() -> argparse.ArgumentParser:

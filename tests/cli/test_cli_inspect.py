@@ -69,3 +69,26 @@ def test_out_writes_annotated_images_and_detections(pair_images: dict[str, Path]
         assert w > target_w and h >= target_h  # reference beside the annotated target
     rows = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
     assert [r["anomaly"] for r in rows] == [True, False]
+
+
+def test_a_bad_target_among_several_is_reported_and_the_others_are_inspected(
+    pair_images: dict[str, Path], tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    out = tmp_path / "out"
+    proc = run_cli(
+        "inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], corrupt, tmp_path / "missing.png",
+        pair_images["good"], "--json", "--out", out,
+    )
+    assert proc.returncode == 2, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert [r["target"] for r in rows] == [str(p) for p in (pair_images["defect"], corrupt, tmp_path / "missing.png",
+                                                             pair_images["good"])]
+    assert rows[0]["anomaly"] is True and rows[3]["anomaly"] is False  # inspected on both sides of the bad ones
+    assert "corrupt.png" in rows[1]["error"] and "missing.png" in rows[2]["error"]
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("differad: error: ") for line in errors)
+    assert "2 of 4 targets" in errors[-1] and "Traceback" not in proc.stderr
+    assert (out / "detections.jsonl").read_text().splitlines() == proc.stdout.strip().splitlines()
+    assert sorted(p.name for p in out.glob("*.png")) == ["defect.png", "good.png"]

@@ -250,3 +250,42 @@ def test_crash_mid_write_leaves_the_store_loadable(store):
     assert store.load("p").key == snapshot.key
     store.promote("p", "v0002")
     assert store.active_version("p") == "v0002"
+
+
+def _write_many(root: str, worker: int, count: int) -> None:
+    store = ReferenceStore(root)
+    img = np.full((32, 32, 3), worker * 40, np.uint8)
+    for i in range(count):
+        v = store.add_version("pump", img, metadata={"worker": worker, "i": i})
+        store.set_validation("pump", v, True, {"worker": worker})
+        store.promote("pump", v)
+
+
+def test_concurrent_writers_in_several_processes_lose_no_event(tmp_path: Path) -> None:
+    """Three processes calibrating the same product at once: every version, validation and promotion
+    is in the history, and the pointer's previous list names every version once."""
+    import multiprocessing
+
+    root = str(tmp_path / "refs")
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_many, args=(root, w, 8)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = ReferenceStore(root)
+    versions = [v.version for v in store.versions("pump")]
+    assert len(versions) == 24
+    events = [e["event"] for e in store.history("pump")]
+    assert events.count("add") == 24 and events.count("validation") == 24 and events.count("promote") == 24
+    pointer = json.loads((Path(root) / "pump" / "active.json").read_text())
+    assert sorted(pointer["previous"] + [pointer["version"]]) == sorted(versions)
+
+
+def test_writing_to_an_unknown_product_creates_nothing(store: ReferenceStore) -> None:
+    with pytest.raises(ReferenceError):
+        store.promote("ghost", "v0001")
+    with pytest.raises(ReferenceError):
+        store.rollback("ghost")
+    assert not (store.root / "ghost").exists()
