@@ -4,6 +4,7 @@ CPU (the issue's acceptance run, ``small`` random model):
     python bench/vlm_latency.py --size small --reps 5
 GPU (fixed 16-token no-think answer, p50/p95 per 800x800 pair, peak memory):
     python bench/vlm_latency.py --size 2b --dtype bf16 --device cuda [--quant nf4] --image-sizes 800 --reps 50
+    ... --kv-cache static       # fixed-shape KV cache: generate compiles the decoder on CUDA
 A real checkpoint instead of a random one: ``--model DIR``.
 
 Targets: cached/uncached <= 0.6 per frame at 800x800 on CPU; p50 <= 50 ms per pair on a 24 GB GPU.
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-sizes", type=int, nargs="+", default=[256, 800])
     ap.add_argument("--reps", type=int, default=5, help="timed pairs per image size and mode")
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--kv-cache", choices=("dynamic", "static"), default="dynamic",
+                    help="KV cache of both engines; static: fixed shapes, which generate compiles on CUDA")
     ap.add_argument("--new-tokens", type=int, default=16, help="fixed answer length (EOS ignored)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1 gives stable numbers on a shared machine; 2 threads stall when preempted)")
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
               f"quant={args.quant}) ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         engines = {
             name: VLMEngine(loaded, template_id=NOTHINK_TEMPLATE.id, max_new_tokens=args.new_tokens,
-                            reference_cache=(name == "cached"))
+                            reference_cache=(name == "cached"), kv_cache=args.kv_cache)
             for name in ("uncached", "cached")
         }
         for eng in engines.values():
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         results = [run_size(engines, s, args.reps, args.warmup, args.device) for s in args.image_sizes]
     header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; torch {torch.__version__}; "
               f"threads={args.threads}; model={args.model or args.size} {args.dtype} {args.device} quant={args.quant}; "
+              f"kv_cache={args.kv_cache}; "
               f"{args.new_tokens} new tokens; {args.reps} reps (+{args.warmup} warmup)")
     print(header)
     table = print_table(results, args.device.startswith("cuda"))

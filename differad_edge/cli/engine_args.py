@@ -13,6 +13,7 @@ from typing import Any
 
 from ..alignment import AlignConfig
 from ..engines import ENGINES, Engine, Reference, engine_class
+from ..engines.vlm import KV_CACHES
 from ..errors import ConfigError, EngineError, ModelLoadError
 from ..images import load_image
 from ..inspector import Inspector
@@ -32,6 +33,7 @@ _FLAGS = {
     "template_id": "--template",
     "reference_cache": "--no-reference-cache",
     "max_new_tokens": "--max-new-tokens",
+    "kv_cache": "--kv-cache",
     "providers": "--providers",
     "threads": "--threads",
 }
@@ -54,6 +56,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--quant", choices=QUANTS, help="bitsandbytes quantization of the vlm engine (CUDA)")
     g.add_argument("--template", dest="template_id", metavar="ID", help="prompt template id (default: the one stored with the model)")
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="token limit of the answer (vlm)")
+    g.add_argument(
+        "--kv-cache", choices=KV_CACHES, help="vlm KV cache: dynamic (default) or static (fixed shapes; generate "
+        "compiles the decoder on CUDA)",
+    )
     g.add_argument(
         "--no-reference-cache", dest="reference_cache", action="store_false", default=None,
         help="recompute the reference prefix for every target (vlm; for comparison and debugging)",

@@ -22,13 +22,23 @@ from ..images import load_image
 from ..parsing import parse_answer
 from ..prompts import DEFAULT_INFERENCE_TEMPLATE, PromptTemplate, get_template
 from ..vlm.pixels import PromptIds, patchify
-from ..vlm.prefix_cache import PrefixCache, PrefixKey, ReferencePrefix, build_prefix, split_prompt, template_key
+from ..vlm.prefix_cache import (
+    PrefixCache,
+    PrefixKey,
+    ReferencePrefix,
+    build_prefix,
+    split_prompt,
+    static_cache,
+    static_cache_length,
+    template_key,
+)
 from ..vlm.size_policy import Resized, SizePolicy
 from .base import Detection, Engine, EngineHandle, Reference, StageTimer
 
 ENGINE_NAME = "vlm"
 #: Enough for a no-think box answer; thinking needs room for the reasoning.
 DEFAULT_MAX_NEW_TOKENS = {False: 64, True: 512}
+KV_CACHES = ("dynamic", "static")
 
 
 def detection_from_text(text: str | None, resized: Resized, score: float = 0.0,
@@ -75,6 +85,7 @@ class VLMEngine(Engine):
         max_batch: int = 8,
         max_cached_references: int = 4,
         fast_preprocess: bool = True,
+        kv_cache: str = "dynamic",
     ) -> None:
         from ..vlm.loader import LoadedModel, load_model
 
@@ -84,6 +95,8 @@ class VLMEngine(Engine):
             raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if max_batch < 1:
             raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+        if kv_cache not in KV_CACHES:
+            raise ConfigError(f"kv_cache={kv_cache!r} is not supported; expected one of: {', '.join(KV_CACHES)}")
         self.loaded: LoadedModel = model if isinstance(model, LoadedModel) else load_model(
             _as_path(model), dtype=dtype, device=device, quant=quant)  # type: ignore[arg-type]
         template = chosen or self.loaded.template or get_template(DEFAULT_INFERENCE_TEMPLATE)
@@ -91,6 +104,9 @@ class VLMEngine(Engine):
         #: Benchmarks force fixed-length answers (min = max new tokens); 0 = stop at ``</answer>``/EOS.
         self.min_new_tokens = 0
         self.reference_cache = bool(reference_cache)
+        #: ``static``: fixed-shape KV cache, which transformers' generate compiles on CUDA (see
+        #: ``prefix_cache.static_cache``); ``dynamic``: the default growing cache.
+        self.kv_cache = kv_cache
         self.max_batch = int(max_batch)
         self.prefixes = PrefixCache(max_cached_references)
         #: Patchify in torch and reuse per-size token ids (see ``vlm/pixels.py``); False = the HF processor.
@@ -174,6 +190,7 @@ class VLMEngine(Engine):
             "dtype": info.get("dtype"), "device": info.get("device"), "quant": info.get("quant"),
             "params": info.get("params"), "template": self.template.id, "size_policy": self.size_policy.key,
             "reference_cache": self.reference_cache, "max_new_tokens": self.max_new_tokens,
+            "kv_cache": self.kv_cache,
         }
 
     def close(self) -> None:
@@ -218,6 +235,9 @@ class VLMEngine(Engine):
             timer.ms["prefix_build"] = sum(build_timer.ms.values())
         handle.state["prefix"] = prefix
         return prefix
+
+    def _static_length(self, prompt_tokens: int) -> int:
+        return static_cache_length(prompt_tokens + self.max_new_tokens)
 
     def _reference_resized(self, handle: EngineHandle) -> Resized:
         if handle.state.get("size_key") != self.size_policy.key:
@@ -311,9 +331,13 @@ class VLMEngine(Engine):
         with timer("preprocess"):
             enc = self._encode(self.prompt_text()[0], [img for t in targets for img in (ref, t)], rows=len(targets))
         features = self._encode_images(enc, timer)
-        return dict(input_ids=enc["input_ids"], attention_mask=torch.ones_like(enc["input_ids"]),
-                    mm_token_type_ids=enc["mm_token_type_ids"], image_grid_thw=enc["image_grid_thw"],
-                    mm_encoder_outputs={"image": features})
+        inputs = dict(input_ids=enc["input_ids"], attention_mask=torch.ones_like(enc["input_ids"]),
+                      mm_token_type_ids=enc["mm_token_type_ids"], image_grid_thw=enc["image_grid_thw"],
+                      mm_encoder_outputs={"image": features})
+        if self.kv_cache == "static":
+            inputs["past_key_values"] = static_cache(self.model.config, len(targets),
+                                                     self._static_length(enc["input_ids"].shape[1]))
+        return inputs
 
     def _cached_inputs(self, handle: EngineHandle, targets: list[Resized], timer: StageTimer) -> dict[str, Any]:
         import torch
@@ -328,7 +352,8 @@ class VLMEngine(Engine):
             mm_types = torch.cat([prefix.mm_token_type_ids.expand(n, -1).to(enc["mm_token_type_ids"].dtype),
                                   enc["mm_token_type_ids"]], dim=1)
             grids = torch.stack([prefix.image_grid_thw[0].expand(n, -1), enc["image_grid_thw"]], dim=1).reshape(-1, 3)
-            cache = prefix.cache_for(n)
+            static_len = self._static_length(input_ids.shape[1]) if self.kv_cache == "static" else None
+            cache = prefix.cache_for(n, static_len=static_len)
         return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), mm_token_type_ids=mm_types,
                     image_grid_thw=grids, mm_encoder_outputs={"image": features}, past_key_values=cache)
 

@@ -61,21 +61,26 @@ class ReferencePrefix:
     mm_token_type_ids: Any  # IntTensor [1, P]
     image_grid_thw: Any  # LongTensor [1, 3]
     cache: Any  # transformers DynamicCache over the P prefix tokens
+    config: Any = None  # the model config (shapes of a static cache)
     build_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def length(self) -> int:
         return int(self.input_ids.shape[1])
 
-    def cache_for(self, batch: int = 1) -> Any:
+    def cache_for(self, batch: int = 1, static_len: int | None = None) -> Any:
         """A private KV cache for ``batch`` sequences, starting from the prefix.
 
         ``DynamicLayer.update`` concatenates into new tensors and never writes into the old ones, so
         new layer objects sharing the prefix tensors are enough: no copy of the KV data per frame
         (the parity tests check the prefix is untouched). Other layer types get a deep copy.
+        ``static_len``: a ``StaticCache`` of that many positions holding a copy of the prefix, for
+        decoding with fixed shapes (see :func:`static_cache`).
         """
         from transformers.cache_utils import DynamicLayer
 
+        if static_len is not None:
+            return static_cache(self.config, batch, static_len, self.cache)
         if all(type(layer) is DynamicLayer for layer in self.cache.layers) and not self.cache.offloading:
             cache = copy.copy(self.cache)
             cache.layers = [copy.copy(layer) for layer in self.cache.layers]
@@ -84,6 +89,34 @@ class ReferencePrefix:
         if batch > 1:
             cache.batch_repeat_interleave(batch)
         return cache
+
+
+def static_cache_length(needed: int, step: int = 256) -> int:
+    """``needed`` positions rounded up to ``step``: frames of a camera share one cache shape, so a
+    compiled decoder is traced once, not once per prompt length."""
+    return -(-needed // step) * step
+
+
+def static_cache(config: Any, batch: int, length: int, prefix: Any = None) -> Any:
+    """A ``StaticCache`` of ``length`` positions for ``batch`` rows; with ``prefix`` (a filled
+    cache, e.g. a reference prefix), its keys and values are copied into the first positions.
+
+    Why: a static cache keeps every decode step's shapes fixed, which is what lets transformers'
+    ``generate`` compile the decoder (``torch.compile`` / CUDA graphs, on CUDA); with a dynamic
+    cache each of the answer's tokens pays Python and kernel-launch overhead on a 28-layer model.
+    """
+    import torch
+    from transformers import StaticCache
+
+    cache = StaticCache(config=config, max_cache_len=length)
+    for i, layer in enumerate(prefix.layers if prefix is not None else ()):
+        keys, values = layer.keys, layer.values
+        if keys.shape[2] > length:
+            raise EngineError(f"the reference prefix has {keys.shape[2]} positions, the static cache only {length}")
+        if batch > 1:
+            keys, values = keys.expand(batch, *keys.shape[1:]), values.expand(batch, *values.shape[1:])
+        cache.update(keys, values, i, {"cache_position": torch.arange(keys.shape[2], device=keys.device)})
+    return cache
 
 
 def build_prefix(model: Any, inputs: dict[str, Any], key: PrefixKey, timer: Any) -> ReferencePrefix:
@@ -111,7 +144,8 @@ def build_prefix(model: Any, inputs: dict[str, Any], key: PrefixKey, timer: Any)
             model.model.rope_deltas = None  # the next call must recompute positions for its own prompt
     return ReferencePrefix(
         key=key, input_ids=inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
-        image_grid_thw=inputs["image_grid_thw"], cache=out.past_key_values, build_ms=dict(timer.ms),
+        image_grid_thw=inputs["image_grid_thw"], cache=out.past_key_values, config=model.config,
+        build_ms=dict(timer.ms),
     )
 
 

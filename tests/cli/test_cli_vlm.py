@@ -45,12 +45,23 @@ def test_inspect_vlm_json_carries_the_raw_text(cli_model: Path, pair_images: dic
         assert {"preprocess", "prefill", "decode"} <= {k.removeprefix("engine.") for k in row["timings_ms"]}
 
 
+def test_inspect_vlm_static_kv_cache_answers_like_the_dynamic_one(cli_model: Path, pair_images: dict[str, Path]) -> None:
+    args = ["inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], pair_images["good"],
+            "--engine", "vlm", "--model", cli_model, "--json", "--max-new-tokens", "8"]
+    dynamic, static = run_cli(*args), run_cli(*args, "--kv-cache", "static")
+    assert dynamic.returncode == 0 and static.returncode == 0, dynamic.stderr + static.stderr
+    texts = [[json.loads(line)["text"] for line in p.stdout.splitlines()] for p in (dynamic, static)]
+    assert texts[0] == texts[1] and len(texts[0]) == 2
+
+
 def test_eval_vlm_passes_engine_options(cli_model: Path, small_dataset: Path, tmp_path: Path) -> None:
     proc = run_cli("eval", "--data", small_dataset, "--engine", "vlm", "--model", cli_model, "--limit", "3",
-                   "--max-new-tokens", "8", "--no-reference-cache", "--out", tmp_path / "out", "--no-progress")
+                   "--max-new-tokens", "8", "--no-reference-cache", "--kv-cache", "static", "--out", tmp_path / "out",
+                   "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "scored 3 samples" in proc.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["metrics"]["overall"]["n"] == 3
     engine = report["engine"]
     assert engine["engine"] == "vlm" and engine["reference_cache"] is False and engine["max_new_tokens"] == 8
+    assert engine["kv_cache"] == "static"

@@ -177,6 +177,32 @@ def test_batch_matches_single_and_mixed_sizes(engine: VLMEngine) -> None:
     assert batch[0].timings_ms["batch"] == 3.0 and "batch" not in batch[2].timings_ms
 
 
+def test_static_kv_cache_gives_the_dynamic_cache_tokens(engine: VLMEngine) -> None:
+    """The static cache (fixed shapes, compiled by generate on CUDA) answers exactly as the dynamic
+    one: cached and uncached, single and batched, and leaves the shared reference prefix untouched."""
+    handle = engine.prepare(Reference(_img(8)))
+    targets = [_img(500 + i) for i in range(3)] + [_img(503, 96, 160)]
+    resized = [engine.size_policy.apply(t) for t in targets]
+    expected = {}
+    for cached in (True, False):
+        engine.reference_cache = cached
+        engine.kv_cache = "dynamic"
+        expected[cached] = [engine.generate(handle, [r]).tokens[0] for r in resized]
+    kv = handle.state["prefix"].cache.layers
+    snapshot = [(layer.keys.clone(), layer.values.clone()) for layer in kv]
+    engine.kv_cache = "static"
+    for cached in (True, False):
+        engine.reference_cache = cached
+        assert [engine.generate(handle, [r]).tokens[0] for r in resized] == expected[cached]
+        assert engine.generate(handle, resized[:3]).tokens == expected[cached][:3]  # a batch of one size
+    assert expected[True] == expected[False] and len({tuple(t) for t in expected[True]}) > 1
+    assert all(torch.equal(k, layer.keys) and torch.equal(v, layer.values)
+               for (k, v), layer in zip(snapshot, kv, strict=True))
+    detections = engine.detect_batch(handle, targets)
+    engine.kv_cache = "dynamic"
+    assert [d.text for d in detections] == [d.text for d in engine.detect_batch(handle, targets)]
+
+
 def test_create_engine_by_name_and_bad_options(tiny_model_dir: Path) -> None:
     eng = create_engine("vlm", model=str(tiny_model_dir), reference_cache=False, dtype="fp32",
                         template_id=THINK_TEMPLATE.id, max_new_tokens=4)
@@ -230,3 +256,5 @@ def test_bad_options_fail_before_the_model_loads(tmp_path: Path) -> None:
         VLMEngine(missing, template_id="nope")
     with pytest.raises(ConfigError, match="max_new_tokens"):
         VLMEngine(missing, max_new_tokens=-1)
+    with pytest.raises(ConfigError, match="kv_cache='paged'"):
+        VLMEngine(missing, kv_cache="paged")
