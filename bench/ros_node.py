@@ -19,7 +19,6 @@ import argparse
 import os
 import platform
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -199,8 +198,8 @@ def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], exe
     """Start the node with ``executor``, stream ``args.duration`` s of frames through it, stop it with SIGINT."""
     from diagnostic_msgs.msg import DiagnosticArray
     from differad_edge_ros.cell_demo import PRODUCT
-    from differad_edge_ros.conversions import restamp_cdr
-    from differad_edge_ros.spin import make_executor
+    from differad_edge_ros.conversions import cdr_stamp, restamp_cdr
+    from differad_edge_ros.spin import make_executor, spin_until_shutdown
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -221,10 +220,8 @@ def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], exe
 
     def on_detections(raw: bytes) -> None:
         # the arrival time first; a raw subscription: only the stamp is read from the CDR bytes
-        # (encapsulation, then header.stamp sec/nanosec), no deserialization of the message
         now = time.time_ns()
-        order = "<" if raw[1] & 1 else ">"
-        run.received[struct.unpack_from(order + "iI", raw, 4)] = now
+        run.received[cdr_stamp(raw)] = now
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
         for s in msg.status:
@@ -237,12 +234,7 @@ def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], exe
     pub = client.create_publisher(Image, topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
     spinner = make_executor(executor, client)
     stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            spinner.spin_once(timeout_sec=0.2)
-
-    threads = [threading.Thread(target=spin, daemon=True)]
+    threads = [threading.Thread(target=spin_until_shutdown, args=(spinner,), kwargs={"stop": stop}, daemon=True)]
     threads[0].start()
     try:
         deadline = time.monotonic() + 60

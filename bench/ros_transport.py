@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import struct
 import subprocess
 import sys
 import threading
@@ -75,8 +74,8 @@ def parse_args() -> argparse.Namespace:
 
 def round_trips(args, env: dict[str, str], executor: str, size: int) -> np.ndarray:
     """Round-trip times (ms) of ``args.frames`` frames of ``size`` x ``size`` through an echo process."""
-    from differad_edge_ros.conversions import array_to_image, restamp_cdr
-    from differad_edge_ros.spin import make_executor
+    from differad_edge_ros.conversions import array_to_image, cdr_stamp, restamp_cdr
+    from differad_edge_ros.spin import make_executor, spin_until_shutdown
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import serialize_message
@@ -91,18 +90,13 @@ def round_trips(args, env: dict[str, str], executor: str, size: int) -> np.ndarr
 
     def on_detections(raw: bytes) -> None:
         now = time.time_ns()
-        received[struct.unpack_from("<iI" if raw[1] & 1 else ">iI", raw, 4)] = now
+        received[cdr_stamp(raw)] = now
 
     node.create_subscription(Detection2DArray, "/transport/detections", on_detections, QoSProfile(depth=100), raw=True)
     pub = node.create_publisher(Image, "/transport/camera", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
     spinner = make_executor(executor, node)
     stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            spinner.spin_once(timeout_sec=0.2)
-
-    thread = threading.Thread(target=spin, daemon=True)
+    thread = threading.Thread(target=spin_until_shutdown, args=(spinner,), kwargs={"stop": stop}, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 30

@@ -9,6 +9,7 @@ from differad_edge_ros.conversions import (
     DEFECT_CLASS_ID,
     array_to_compressed,
     array_to_image,
+    cdr_stamp,
     compressed_to_rgb,
     detection_box,
     detections_message,
@@ -155,7 +156,9 @@ def test_restamp_cdr_changes_only_the_stamp(rgb, compressed):
     header = Header(frame_id="cam_left")
     msg = array_to_compressed(rgb, "png", header=header) if compressed else array_to_image(rgb, "bgr8", header=header)
     kind = CompressedImage if compressed else Image
-    out = deserialize_message(restamp_cdr(serialize_message(msg), 1_700_000_123, 987_654_321), kind)
+    restamped = restamp_cdr(serialize_message(msg), 1_700_000_123, 987_654_321)
+    assert cdr_stamp(restamped) == (1_700_000_123, 987_654_321)
+    out = deserialize_message(restamped, kind)
     assert (out.header.stamp.sec, out.header.stamp.nanosec) == (1_700_000_123, 987_654_321)
     assert out.header.frame_id == "cam_left"
     decoded = compressed_to_rgb(out) if compressed else image_to_rgb(out)
@@ -167,3 +170,5 @@ def test_restamp_cdr_refuses_bytes_it_cannot_read():
         restamp_cdr(b"\x09\x09garbage", 1, 2)
     with pytest.raises(ValueError, match="restamp"):
         restamp_cdr(b"\x00\x01\x00\x00", 1, 2)
+    with pytest.raises(ValueError, match="read the stamp"):
+        cdr_stamp(b"\x00\x01\x00\x00")

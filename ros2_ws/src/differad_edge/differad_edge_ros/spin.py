@@ -9,6 +9,7 @@ GIL while waiting. Its ``spin()`` in rclpy 9.1 neither runs timers nor returns o
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import rclpy
@@ -43,12 +44,12 @@ def make_executor(kind: str = "events", *nodes: Any) -> Executor:
     return executor
 
 
-def spin_until_shutdown(executor: Executor, period: float = 0.2) -> None:
+def spin_until_shutdown(executor: Executor, period: float = 0.2, stop: threading.Event | None = None) -> None:
     """Run callbacks until the context shuts down (SIGINT/SIGTERM through rclpy's handlers, or
-    ``rclpy.shutdown``). The events executor raises ExternalShutdownException then; the
-    single-threaded one may raise RCLError when the shutdown lands between ``ok()`` and its wait,
-    which is a shutdown too, not an error."""
-    while rclpy.ok():
+    ``rclpy.shutdown``), or until ``stop`` is set (a process that spins on a background thread). The
+    events executor raises ExternalShutdownException on a shutdown; the single-threaded one may raise
+    RCLError when the shutdown lands between ``ok()`` and its wait, which is a shutdown too, not an error."""
+    while rclpy.ok() and not (stop is not None and stop.is_set()):
         try:
             executor.spin_once(timeout_sec=period)
         except RCLError:
