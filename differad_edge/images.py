@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, Union
 
@@ -24,6 +28,8 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 #: Refuse images above this many pixels before decoding them (decompression bombs, wrong files).
 MAX_PIXELS = 64_000_000
 MIN_SIDE = 8
+#: Refuse image files above this size without reading them (an uncompressed 64 MP RGB image is 192 MB).
+MAX_FILE_BYTES = 1 << 30
 
 
 def load_image(source: ImageSource, channel_order: ChannelOrder = "rgb", max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -37,6 +43,8 @@ def load_image(source: ImageSource, channel_order: ChannelOrder = "rgb", max_pix
         if not path.is_file():
             raise ImageError(f"image file not found: {path}")
         try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ImageError(f"image file {path} is {path.stat().st_size} bytes, over {MAX_FILE_BYTES}; not an image")
             data = path.read_bytes()
         except OSError as e:
             raise ImageError(f"cannot read image {path}: {e}") from e
@@ -47,43 +55,128 @@ def load_image(source: ImageSource, channel_order: ChannelOrder = "rgb", max_pix
     raise ImageError(f"unsupported image source type {type(source).__name__}; expected a path, bytes or numpy array")
 
 
-def _check_header(data: bytes, max_pixels: int) -> None:
-    """Refuse absurd sizes from the file header, before a single pixel is decoded.
+#: Formats the SDK decodes, by magic bytes. Anything else (Radiance .hdr, OpenEXR, PFM, PAM, JPEG 2000,
+#: Sun raster, GIF...) is refused *before* a decoder sees it: for those OpenCV reads the size only while
+#: decoding, so no pixel limit could hold for them.
+_MAGIC: tuple[tuple[str, tuple[bytes, ...]], ...] = (
+    ("PNG", (b"\x89PNG\r\n\x1a\n",)),
+    ("JPEG", (b"\xff\xd8\xff",)),
+    ("BMP", (b"BM",)),
+    ("TIFF", (b"II*\x00", b"MM\x00*")),
+    ("PNM", (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")),
+)
+SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WebP", "PNM")
 
-    PIL reads the size only; it refuses headers above ``2 * Image.MAX_IMAGE_PIXELS`` itself
-    (a decompression bomb): those are too large here as well unless ``max_pixels`` is higher.
+
+def sniff_format(data: bytes) -> str | None:
+    """The format named by the leading magic bytes, or None when it is not one the SDK decodes."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    for name, magics in _MAGIC:
+        if any(data.startswith(m) for m in magics):
+            if name == "PNM" and data[2:3] not in (b" ", b"\t", b"\n", b"\r", b"#"):
+                return None  # "P6x..." is not a PNM header (and "P7" / "PF" / "Pf" are other formats)
+            return name
+    return None
+
+
+def _png_check(data: bytes) -> None:
+    """Walk the PNG chunks and check every CRC before libpng sees the data: a truncated or damaged
+    PNG is one typed error here, where libpng would print its own ``libpng error:`` line first."""
+    pos, end, seen_iend = 8, len(data), False
+    while pos + 12 <= end:
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if length > end - pos - 12:
+            raise ImageError(f"truncated PNG: chunk {kind!r} at byte {pos} needs {length} bytes, the file ends first")
+        body_end = pos + 8 + length
+        (crc,) = struct.unpack(">I", data[body_end : body_end + 4])
+        if zlib.crc32(data[pos + 4 : body_end]) & 0xFFFFFFFF != crc:
+            raise ImageError(f"damaged PNG: chunk {kind!r} at byte {pos} fails its CRC")
+        pos = body_end + 4
+        if kind == b"IEND":
+            seen_iend = True
+            break
+    if not seen_iend:
+        raise ImageError("truncated PNG: no IEND chunk (the file was cut short)")
+
+
+def _check_header(data: bytes, max_pixels: int) -> str:
+    """Refuse unknown formats and absurd sizes from the file header, before a single pixel is decoded.
+
+    Only formats whose size PIL reads from the header (without decoding) are accepted, so the pixel
+    limit holds for every decoder. Returns the format name.
     """
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageError(
+            f"unsupported or unknown image format (starts with {bytes(data[:8])!r}); "
+            f"use {', '.join(SUPPORTED_FORMATS)}"
+        )
+    if fmt == "PNG":
+        _png_check(data)
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
     try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow comes with matplotlib; OpenCV's own limit remains
-        return
-    try:
+        Image.MAX_IMAGE_PIXELS = None  # the limit below is ours; PIL's own would hide the real size
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-    except Image.DecompressionBombError as e:
-        if Image.MAX_IMAGE_PIXELS is not None and max_pixels < 2 * Image.MAX_IMAGE_PIXELS:
-            raise ImageError(f"image exceeds the limit of {max_pixels} pixels ({e}); pass a larger max_pixels "
-                             "only for images you trust") from e
-        return
-    except Exception:  # unknown or corrupt headers are judged by the decoder below
-        return
+                w, h = (int(v) for v in im.size)
+    except Exception as e:  # any header PIL cannot read is refused: its size is unknown
+        raise ImageError(f"corrupt {fmt} header ({type(e).__name__}: {e})") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{fmt} header claims an empty image of {w}x{h}")
     if w * h > max_pixels:
-        raise ImageError(f"image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels")
+        raise ImageError(
+            f"image of {w}x{h} pixels exceeds the limit of {max_pixels} pixels; pass a larger max_pixels "
+            "only for images you trust"
+        )
+    return fmt
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV logs decoder failures on stderr itself; the caller gets one typed error instead."""
+    try:
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # pragma: no cover - builds without the logging module
+        yield
+        return
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
+def _imdecode(data: bytes, flags: int, max_pixels: int) -> np.ndarray:
+    """The one call of ``cv2.imdecode``: header checks first, a typed error for every failure."""
+    if not data:
+        raise ImageError("empty image data (0 bytes)")
+    fmt = _check_header(data, max_pixels)
+    try:
+        with _quiet_opencv():
+            arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as e:  # OpenCV's own size limit (CV_IO_MAX_IMAGE_PIXELS) or a broken header
+        raise ImageError(f"image data refused by the decoder: {str(e).strip().splitlines()[-1]}") from e
+    if arr is None or arr.size == 0:
+        raise ImageError(f"corrupt {fmt} image data (could not decode)")
+    return arr
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    if not data:
-        raise ImageError("empty image data (0 bytes)")
-    _check_header(data, max_pixels)
-    try:
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as e:  # OpenCV's own size limit (CV_IO_MAX_IMAGE_PIXELS) or a broken header
-        raise ImageError(f"image data refused by the decoder: {str(e).strip().splitlines()[-1]}") from e
-    if arr is None:
-        raise ImageError("corrupt or unsupported image data (could not decode)")
+    """Encoded bytes (PNG, JPEG, BMP, TIFF, WebP, PNM) to ``uint8`` RGB, size-checked before decoding."""
+    arr = _imdecode(bytes(data), cv2.IMREAD_UNCHANGED, max_pixels)
     return to_rgb8(arr, "bgr" if arr.ndim == 3 else "gray")
+
+
+def decode_gray(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Encoded bytes to ``uint8`` HxW gray (masks), with the same checks as ``decode_image``."""
+    return _imdecode(bytes(data), cv2.IMREAD_GRAYSCALE, max_pixels)
 
 
 def to_rgb8(arr: np.ndarray, channel_order: ChannelOrder = "rgb") -> np.ndarray:

@@ -133,8 +133,8 @@ def test_bad_arrays_raise_image_error(arr: np.ndarray, order: str, match: str) -
     ("data", "match"),
     [
         (b"", "empty"),
-        (b"this is not an image at all", "corrupt"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "corrupt"),  # a PNG signature with garbage after it
+        (b"this is not an image at all", "unsupported or unknown image format"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "damaged PNG|truncated PNG"),  # a PNG signature with garbage after it
     ],
 )
 def test_corrupt_bytes_raise_image_error(data: bytes, match: str) -> None:
