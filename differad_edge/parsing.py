@@ -1,9 +1,14 @@
 """The one answer parser (the authors' evaluation protocol, section 4) and the strict format check
 used as the format reward.
 
-Rules: look for a box inside ``<answer>…</answer>`` first (then in the whole text); accept
+Rules (the evaluation protocol, used to score any model's raw answers): look for a box inside
+``<answer>…</answer>`` first (then, as a fallback, in the whole text); accept
 ``(x1,y1),(x2,y2)``, ``[x1,y1,x2,y2]``, ``[[x1,y1,x2,y2]]``, ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``
 and a bare ``x1 y1 x2 y2``; keep the first *valid* box; nothing parsable -> invalid (IoU 0).
+
+Training reads ``<answer>`` only (``parse_answer(text, answer_only=True)``): with the fallback a box
+written inside ``<think>`` would earn the localization reward although the answer is unusable (the
+authors' protocol reads ``<answer>`` only for reasoning models). The default stays the protocol's.
 """
 
 from __future__ import annotations
@@ -62,8 +67,12 @@ def box_problem(box: Box, scale: float = MODEL_SCALE) -> str | None:
     return None
 
 
-def parse_answer(text: str | None, scale: float = MODEL_SCALE) -> ParsedAnswer:
+def parse_answer(text: str | None, scale: float = MODEL_SCALE, answer_only: bool = False) -> ParsedAnswer:
     """Parse a model's raw answer into a model-scale box, never raising.
+
+    ``answer_only=True`` (training rewards) reads the first ``<answer>`` region only: no ``<answer>``
+    tag, or no valid box inside it, is an invalid answer. The default adds the protocol's fallback
+    to the whole text (for scoring other models' raw answers).
 
     >>> parse_answer("<think>a scratch</think><answer>(100,200),(300,400)</answer>").box
     Box(x1=100.0, y1=200.0, x2=300.0, y2=400.0)
@@ -76,7 +85,10 @@ def parse_answer(text: str | None, scale: float = MODEL_SCALE) -> ParsedAnswer:
     think = think_m.group(1).strip() if think_m else None
     answer_m = _ANSWER.search(text)
     regions = [answer_m.group(1)] if answer_m else []
-    regions.append(text)  # protocol: the <answer> first, then anywhere
+    if not answer_only:
+        regions.append(text)  # protocol: the <answer> first, then anywhere
+    elif not regions:
+        return ParsedAnswer(None, False, "no <answer> tag", think)
     first_problem: str | None = None
     for region in regions:
         for _, box in _candidates(region):

@@ -1,6 +1,6 @@
 """Training for DifferAD-R1 on Hugging Face TRL (installs as ``differad_edge.train``).
 
-- ``rewards``: R_fmt and the localization rewards (DCLR, authors' variant, IoU, S_cons) as TRL reward functions;
+- ``rewards``: R_fmt and the localization rewards (DCLR, the authors' code and ablation variants, IoU, S_cons) as TRL reward functions;
 - ``grpo``: ``DifferadGRPOTrainer`` (group resampling + difficulty weighting), ``difficulty_weight``, ``flat_groups``;
 - ``data``: pairs JSONL -> ``datasets.Dataset`` for GRPO / SFT;
 - ``config``: typed GRPO / SFT job configs (YAML + ``key=value`` overrides);
@@ -12,11 +12,13 @@ Only ``rewards`` is imported here: the rest pulls in torch/TRL and is imported o
 
 from .rewards import (
     DCLRParams,
+    center_authors_reward,
     center_reward,
     consistency,
     dclr_code_reward,
     dclr_reward,
     format_reward,
+    iou_authors_reward,
     iou_reward,
     localization_reward,
     make_localization_reward,
@@ -25,11 +27,13 @@ from .rewards import (
 
 __all__ = [
     "DCLRParams",
+    "center_authors_reward",
     "center_reward",
     "consistency",
     "dclr_code_reward",
     "dclr_reward",
     "format_reward",
+    "iou_authors_reward",
     "iou_reward",
     "localization_reward",
     "make_localization_reward",

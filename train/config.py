@@ -53,7 +53,7 @@ class DataSection(_Section):
 
 
 class RewardSection(_Section):
-    variant: Literal["dclr", "dclr_code", "iou", "center"] = "dclr"
+    variant: Literal["dclr", "dclr_code", "iou", "iou_authors", "center", "center_authors"] = "dclr"
     alpha: float = 0.6
     lam: float = 0.3
     tau: float = 0.3
