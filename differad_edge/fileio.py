@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         mode = path.stat().st_mode & 0o777
     except OSError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The writer's pid in the name lets the store tell a dead writer's leftover from a live write.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
@@ -37,6 +39,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def refuse_overwrite(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike], flag: str = "--out") -> None:
+    """Refuse to write any of ``outputs`` over one of the command's own ``inputs`` (issue 13 item 4:
+    ``inspect --out .`` replaced the target with its annotated picture). Compares resolved paths and,
+    for existing files, device/inode (hard links, case-insensitive file systems)."""
+    from .errors import ConfigError
+
+    def key(p: str | os.PathLike) -> tuple[object, ...]:
+        q = Path(p)
+        try:
+            st = q.stat()
+            return ("inode", st.st_dev, st.st_ino)
+        except OSError:
+            return ("path", str(q.resolve()))
+
+    taken = {key(p): Path(p) for p in inputs}
+    for out in outputs:
+        hit = taken.get(key(out))
+        if hit is not None:
+            raise ConfigError(f"{flag} would overwrite the input {hit} with {out}; choose another output folder or name")
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -13,6 +13,11 @@ any point leaves the store loadable — readers see the old state or the new one
 one. Versions are immutable data; promote/rollback only move the pointer, so a rollback serves
 byte-identical files. Writers of one product (other processes included) take ``<product>/.lock``
 in turn, so concurrent calibrations do not lose each other's history events or pointer changes.
+
+Under abuse (issue 13): every file is read through ``store_format`` (regular files inside the store
+only, bounded, pydantic-validated, manifests and pointer checksummed), writers refuse symlinked
+paths and clean temp entries of writers that died, and a pointer change and its history event are
+committed by one atomic rename (the pointer file carries the event; see ``_commit_pointer``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import uuid
 
 try:
@@ -36,16 +42,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import cv2
 import numpy as np
 
 from .engines.base import Reference
 from .errors import ConfigError, ImageError, ReferenceError
-from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes
-from .images import decode_image, encode_image, image_size, to_rgb8
+from .fileio import atomic_write_bytes, atomic_write_json, sha256_bytes
+from .images import decode_gray, decode_image, encode_image, image_size, to_rgb8
+from .store_format import (
+    LEGACY_FORMAT,
+    MAX_BLOB_BYTES,
+    MAX_HISTORY_BYTES,
+    MAX_JSON_BYTES,
+    Event,
+    Manifest,
+    Pointer,
+    check_no_links,
+    clean_stale_temps,
+    parse_json,
+    read_store_file,
+    seal,
+    validate_model,
+    verify_checksum,
+)
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: unsealed manifests of earlier releases (still read; sealed on the next write)
 Status = Literal["candidate", "validated", "rejected"]
 
 IMAGE_FILE = "reference.png"
@@ -91,10 +112,20 @@ def _product_lock(pdir: Path) -> Iterator[None]:
     same product at once). Each write is atomic on its own; the lock keeps read-modify-write steps
     (the history log, the pointer's ``previous`` list, a manifest's status) from losing each
     other's changes. Readers never lock."""
+    if os.path.islink(pdir):
+        raise ReferenceError(f"{pdir} is a symbolic link inside the reference store; remove the link")
     if not pdir.is_dir():  # an unknown product: nothing to protect, and nothing is created for it
         yield
         return
-    with open(pdir / LOCK_FILE, "a+b") as handle:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(pdir / LOCK_FILE, flags, 0o644)
+    except OSError as e:
+        raise ReferenceError(f"cannot open the lock {pdir / LOCK_FILE}: {e.strerror}; it must be a plain file") from e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ReferenceError(f"the lock {pdir / LOCK_FILE} is not a regular file; remove it")
+    with os.fdopen(fd, "a+b") as handle:
         if fcntl is not None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
@@ -110,6 +141,7 @@ def _locked(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def wrapper(self: ReferenceStore, product_id: str, *args: Any, **kwargs: Any) -> T:
         with _product_lock(self._product_dir(product_id)):
+            self._housekeeping(product_id)
             return method(self, product_id, *args, **kwargs)
 
     return wrapper
@@ -139,17 +171,43 @@ class ReferenceStore:
         return self._product_dir(product_id) / "versions" / validate_id(version, "version")
 
     # -- reading ------------------------------------------------------------------------------
+    def _read(self, path: Path, limit: int, what: str) -> bytes | None:
+        return read_store_file(self.root, path, limit, what)
+
+    def _entries(self, folder: Path) -> list[os.DirEntry]:
+        """Entries of a store folder; a symlink among the id-named ones is refused, not followed."""
+        check_no_links(self.root, folder)
+        try:
+            entries = [e for e in os.scandir(folder) if ID_PATTERN.fullmatch(e.name)]
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise ReferenceError(f"cannot list {folder}: {e.strerror}") from e
+        for e in entries:
+            if e.is_symlink():
+                raise ReferenceError(
+                    f"{e.path} is a symbolic link inside the reference store; the store holds real folders "
+                    "and files only - remove the link"
+                )
+        return entries
+
     def products(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if ID_PATTERN.fullmatch(p.name) and (p / "versions").is_dir())
+        return sorted(
+            e.name for e in self._entries(self.root) if e.is_dir(follow_symlinks=False) and (Path(e.path) / "versions").is_dir()
+        )
 
     def _version_names(self, product_id: str) -> list[str]:
         vdir = self._product_dir(product_id) / "versions"
-        if not vdir.is_dir():
-            return []
         # Hidden temporary directories (crashed or in-progress writes) do not match ID_PATTERN.
-        return sorted(p.name for p in vdir.iterdir() if ID_PATTERN.fullmatch(p.name) and (p / MANIFEST_FILE).is_file())
+        names = []
+        for e in self._entries(vdir):
+            if e.is_dir(follow_symlinks=False):
+                check_no_links(self.root, Path(e.path) / MANIFEST_FILE)
+                if os.path.isfile(os.path.join(e.path, MANIFEST_FILE)):
+                    names.append(e.name)
+        return sorted(names)
 
     def _require_product(self, product_id: str) -> None:
         if not self._version_names(product_id):
@@ -159,32 +217,47 @@ class ReferenceStore:
             )
 
     def _manifest(self, product_id: str, version: str) -> dict[str, Any]:
+        """A version's manifest, validated and checked against its own checksum (format 2), or an
+        unsealed format-1 manifest of a product no writer of this release has touched yet."""
         path = self._version_dir(product_id, version) / MANIFEST_FILE
-        if not path.is_file():
+        raw = self._read(path, MAX_JSON_BYTES, "manifest")
+        if raw is None:
             self._require_product(product_id)
             known = ", ".join(self._version_names(product_id))
             raise ReferenceError(f"product {product_id!r} has no version {version!r} (versions: {known})")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ReferenceError(f"unreadable manifest {path}: {e}; restore it or remove the version") from e
-        if (
-            not isinstance(data, dict)
-            or data.get("format") != FORMAT_VERSION
-            or not isinstance(data.get("files"), dict)
-        ):
-            raise ReferenceError(f"manifest {path} is not a format-{FORMAT_VERSION} reference manifest")
+        data = parse_json(raw, path, "manifest")
+        if not isinstance(data, dict) or data.get("format") not in (LEGACY_FORMAT, FORMAT_VERSION):
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ReferenceError(
+                f"manifest {path} is not a reference manifest of format {LEGACY_FORMAT} or {FORMAT_VERSION} "
+                f"(found {found!r}); restore it or remove the version"
+            )
+        validate_model(Manifest, data, path, "manifest")
+        if data["format"] == FORMAT_VERSION:
+            verify_checksum(data, path, "manifest")
+        elif self._pointer(product_id)["format"] == FORMAT_VERSION:
+            raise ReferenceError(
+                f"manifest {path} is unsealed (format {LEGACY_FORMAT}) in a product whose manifests were sealed; "
+                "it was edited or copied in - restore it or remove the version"
+            )
         return data
+
+    def _write_manifest(self, product_id: str, version: str, manifest: dict[str, Any]) -> None:
+        """The one way a manifest is (re)written: sealed with its checksum, never through a link."""
+        path = self._version_dir(product_id, version) / MANIFEST_FILE
+        check_no_links(self.root, path)
+        atomic_write_json(path, seal(manifest))
 
     def _pointer(self, product_id: str) -> dict[str, Any]:
         path = self._product_dir(product_id) / ACTIVE_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"version": None, "previous": []}
-        except (OSError, ValueError) as e:
-            raise ReferenceError(f"unreadable active pointer {path}: {e}; promote a version again") from e
-        return {"version": data.get("version"), "previous": list(data.get("previous", []))}
+        raw = self._read(path, MAX_JSON_BYTES, "active pointer")
+        if raw is None:
+            return {"version": None, "previous": [], "format": LEGACY_FORMAT, "event": None}
+        data = parse_json(raw, path, "active pointer")
+        ptr = validate_model(Pointer, data, path, "active pointer")
+        if ptr.format != LEGACY_FORMAT:
+            verify_checksum(data, path, "active pointer")
+        return {"version": ptr.version, "previous": list(ptr.previous), "format": ptr.format, "event": ptr.event}
 
     def active_version(self, product_id: str) -> str | None:
         """The active version id, reading one small file (cheap enough to call per frame)."""
@@ -217,10 +290,9 @@ class ReferenceStore:
 
     def _read_verified(self, product_id: str, version: str, manifest: dict[str, Any], name: str) -> bytes:
         path = self._version_dir(product_id, version) / name
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise ReferenceError(f"reference file {path} is missing or unreadable: {e}; roll back or re-add") from e
+        data = self._read(path, MAX_BLOB_BYTES, "reference file")
+        if data is None:
+            raise ReferenceError(f"reference file {path} is missing; roll back or re-add the version")
         expected = manifest["files"].get(name)
         actual = sha256_bytes(data)
         if actual != expected:
@@ -245,14 +317,13 @@ class ReferenceStore:
         blobs = {name: self._read_verified(product_id, version, m, name) for name in sorted(m["files"])}
         try:
             image = decode_image(blobs[IMAGE_FILE])
-            care = None
-            if MASK_FILE in blobs:
-                care = cv2.imdecode(np.frombuffer(blobs[MASK_FILE], np.uint8), cv2.IMREAD_GRAYSCALE)
-                if care is None:
-                    raise ImageError("care mask does not decode")
-            mean = np.load(io.BytesIO(blobs[MEAN_FILE]), allow_pickle=False) if MEAN_FILE in blobs else None
-            spread = np.load(io.BytesIO(blobs[SPREAD_FILE]), allow_pickle=False) if SPREAD_FILE in blobs else None
-        except (KeyError, ValueError, ImageError) as e:
+            h, w = image.shape[:2]
+            care = decode_gray(blobs[MASK_FILE]) if MASK_FILE in blobs else None
+            if care is not None and care.shape != (h, w):
+                raise ValueError(f"care mask is {care.shape[::-1]}, the reference is {(w, h)}")
+            mean = _load_npy(blobs, MEAN_FILE, (h, w))
+            spread = _load_npy(blobs, SPREAD_FILE, (h, w))
+        except (KeyError, ValueError, ImageError, EOFError) as e:
             raise ReferenceError(f"reference {product_id}/{version} has unusable files: {e}") from e
         content = sha256_bytes(json.dumps(m["files"], sort_keys=True).encode())
         return Reference(
@@ -272,16 +343,30 @@ class ReferenceStore:
         names = sorted(n for n in m["files"] if n.startswith("extra_"))
         return [decode_image(self._read_verified(product_id, version, m, n)) for n in names]
 
-    def history(self, product_id: str) -> list[dict[str, Any]]:
+    def _history_lines(self, product_id: str) -> tuple[bytes, list[dict[str, Any]]]:
+        """The raw log and its events; a damaged line is a ``ReferenceError`` naming it (the log is
+        written atomically, so only an edit or disk damage makes one), never skipped silently."""
         path = self._product_dir(product_id) / HISTORY_FILE
-        if not path.is_file():
-            return []
+        raw = self._read(path, MAX_HISTORY_BYTES, "history") or b""
         events = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for no, line in enumerate(raw.split(b"\n"), start=1):
+            if not line.strip():
+                continue
             try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue  # written atomically, so only a hand-edited file can hold a bad line
+                data = parse_json(line, path, "history")
+                validate_model(Event, data, path, "history")
+            except ReferenceError as e:
+                raise ReferenceError(f"line {no} of {e}") from e
+            events.append(data)
+        return raw, events
+
+    def history(self, product_id: str) -> list[dict[str, Any]]:
+        """Every event, oldest first. A pointer change whose log append did not happen yet (a crash
+        right after the commit) is included from the pointer file, where it was committed."""
+        _, events = self._history_lines(product_id)
+        pending = self._pointer(product_id)["event"]
+        if pending and pending.get("id") not in {e.get("id") for e in events}:
+            events.append(pending)
         return events
 
     # -- writing ------------------------------------------------------------------------------
@@ -308,14 +393,15 @@ class ReferenceStore:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"reference metadata must be JSON-serialisable: {e}; pass plain values") from e
         vroot = pdir / "versions"
+        check_no_links(self.root, vroot)
         vroot.mkdir(parents=True, exist_ok=True)
-        tmp = vroot / f".tmp-{uuid.uuid4().hex}"
+        check_no_links(self.root, vroot)
+        tmp = vroot / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"  # the pid tells a dead writer's leftover
         tmp.mkdir()
         created = _now()
         for name, data in files.items():
             atomic_write_bytes(tmp / name, data)
         manifest = {
-            "format": FORMAT_VERSION,
             "product_id": product_id,
             "created": created,
             "size": list(image_size(to_rgb8(image))),
@@ -326,9 +412,10 @@ class ReferenceStore:
             "status_history": [{"status": "candidate", "time": created}],
         }
         with _product_lock(pdir):
+            self._housekeeping(product_id)
             for attempt in range(1000):
                 vid = version or self._next_version_id(product_id, attempt)
-                atomic_write_json(tmp / MANIFEST_FILE, {**manifest, "version": vid})
+                atomic_write_json(tmp / MANIFEST_FILE, seal({**manifest, "version": vid}))
                 try:
                     os.rename(tmp, vroot / vid)  # fails if the name exists: the id is claimed atomically
                 except OSError as e:
@@ -398,7 +485,7 @@ class ReferenceStore:
         m["status"] = status
         m["validation"] = {"passed": bool(passed), "time": now, "report": report}
         m["status_history"] = [*m.get("status_history", []), {"status": status, "time": now}]
-        atomic_write_json(self._version_dir(product_id, version) / MANIFEST_FILE, m)
+        self._write_manifest(product_id, version, m)
         self._log(product_id, {"event": "validation", "version": version, "status": status})
         return self.info(product_id, version)
 
@@ -429,9 +516,10 @@ class ReferenceStore:
         previous = [v for v in ptr["previous"] if v != version]
         if ptr["version"] and ptr["version"] != version:
             previous.append(ptr["version"])
-        self._write_pointer(product_id, version, previous)
-        self._log(
+        self._commit_pointer(
             product_id,
+            version,
+            previous,
             {
                 "event": "promote",
                 "version": version,
@@ -451,24 +539,88 @@ class ReferenceStore:
             raise ReferenceError(f"product {product_id!r} has no previously active version to roll back to")
         target = ptr["previous"][-1]
         self.load(product_id, target)
-        self._write_pointer(product_id, target, ptr["previous"][:-1])
-        self._log(product_id, {"event": "rollback", "version": target, "from": ptr["version"]})
+        self._commit_pointer(
+            product_id, target, ptr["previous"][:-1], {"event": "rollback", "version": target, "from": ptr["version"]}
+        )
         return target
 
-    def _write_pointer(self, product_id: str, version: str, previous: list[str]) -> None:
-        atomic_write_json(
-            self._product_dir(product_id) / ACTIVE_FILE, {"version": version, "previous": previous, "time": _now()}
-        )
+    def _write_pointer(
+        self, product_id: str, version: str | None, previous: list[str], event: dict[str, Any] | None = None
+    ) -> None:
+        path = self._product_dir(product_id) / ACTIVE_FILE
+        check_no_links(self.root, path)
+        atomic_write_json(path, seal({"version": version, "previous": previous, "time": _now(), "event": event}))
+
+    def _commit_pointer(self, product_id: str, version: str, previous: list[str], event: dict[str, Any]) -> None:
+        """Move the pointer and log why, as one atomic step.
+
+        Protocol: (1) the log is read and checked first, so a damaged log refuses the change before
+        anything moved; (2) the new pointer is written *with its event inside* - this rename is the
+        commit: readers (``history()`` included) see both or neither; (3) the event is appended to
+        ``history.jsonl``. A crash between (2) and (3) loses nothing: ``history()`` shows the event
+        from the pointer, and the next writer of the product appends it (``_housekeeping``).
+        """
+        self._history_lines(product_id)  # (1)
+        event = {"time": _now(), **event, "id": uuid.uuid4().hex}
+        self._write_pointer(product_id, version, previous, event)  # (2) the commit
+        try:
+            self._log(product_id, event)  # (3)
+        except OSError:
+            pass  # committed already; flushed by the next writer
 
     def _log(self, product_id: str, event: dict[str, Any]) -> None:
-        """Append an event by rewriting the (small) log atomically: no torn lines after a crash."""
+        """Append an event by rewriting the (small) log atomically: no torn lines after a crash.
+        A damaged log is refused (``ReferenceError``) rather than rewritten around its bad lines."""
         path = self._product_dir(product_id) / HISTORY_FILE
-        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        check_no_links(self.root, path)
+        old, _ = self._history_lines(product_id)
+        if old and not old.endswith(b"\n"):
+            old += b"\n"
         line = json.dumps({"time": _now(), **event}, sort_keys=True)
-        atomic_write_text(path, old + line + "\n")
+        atomic_write_bytes(path, old + line.encode("utf-8") + b"\n")
+
+    def _housekeeping(self, product_id: str) -> None:
+        """What every writer of a product does first, under its lock: remove temp entries of writers
+        that died, append a committed pointer event the log lacks, and seal format-1 manifests
+        (the upgrade from earlier releases; the pointer then says format 2)."""
+        pdir = self._product_dir(product_id)
+        if not pdir.is_dir():
+            return
+        check_no_links(self.root, pdir / "versions")
+        folders = [pdir, pdir / "versions"]
+        folders += [pdir / "versions" / v for v in self._version_names(product_id)]
+        clean_stale_temps(folders)
+        ptr = self._pointer(product_id)
+        pending = ptr["event"]
+        if pending:
+            _, events = self._history_lines(product_id)
+            if pending.get("id") not in {e.get("id") for e in events}:
+                self._log(product_id, pending)
+        if ptr["format"] == LEGACY_FORMAT and self._version_names(product_id):
+            for v in self._version_names(product_id):
+                m = self._manifest(product_id, v)
+                if m["format"] == LEGACY_FORMAT:
+                    self._write_manifest(product_id, v, m)
+            self._write_pointer(product_id, ptr["version"], ptr["previous"], pending)
+
+    def upgrade(self, product_id: str) -> None:
+        """Seal a product's format-1 manifests now (any write does it too)."""
+        with _product_lock(self._product_dir(product_id)):
+            self._require_product(product_id)
+            self._housekeeping(product_id)
 
 
 __all__ = ["ID_PATTERN", "ReferenceStore", "VersionInfo", "validate_id"]
+
+
+def _load_npy(blobs: dict[str, bytes], name: str, hw: tuple[int, int]) -> np.ndarray | None:
+    """A variation-model array: float32, finite, HxW or HxWx3 of the reference (no pickles)."""
+    if name not in blobs:
+        return None
+    arr = np.load(io.BytesIO(blobs[name]), allow_pickle=False)
+    if arr.dtype != np.float32 or arr.shape not in (hw, (*hw, 3)) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite float32 of shape {hw} or {(*hw, 3)}, got {arr.dtype} {arr.shape}")
+    return arr
 
 
 def _engine_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
