@@ -40,6 +40,8 @@ setup(
         "rich>=13",
         "safetensors>=0.4",
         "matplotlib>=3.8",
+        # ROC / PR curves of the evaluation (image AUROC, F1-max, pixel AUROC)
+        "scikit-learn>=1.4",
     ],
     extras_require={
         # torch itself is installed first, pinned (see Makefile / requirements/constraints.txt).
@@ -59,7 +61,8 @@ setup(
         "calibration": ["rosbags>=0.10"],
         # several GPUs (ZeRO-3); not installed by `make` (no GPU in CI)
         "train-multigpu": ["deepspeed>=0.15"],
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "pytest-timeout>=2"],
+        # scikit-image: real photographs (skimage.data) for tests and the real-photo benchmark
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "pytest-timeout>=2", "scikit-image>=0.22"],
     },
     entry_points={
         "console_scripts": [
