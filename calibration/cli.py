@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_list)
 
+    p = sub.add_parser("upgrade", help="seal a product's manifests of an earlier release (checksummed format 2)")
+    _store_arg(p)
+    p.add_argument("--product", metavar="ID", help="one product (default: every product)")
+    p.set_defaults(func=_upgrade)
+
     p = sub.add_parser("show", help="details of a version (default: the active one)")
     _store_arg(p)
     p.add_argument("--product", required=True, metavar="ID")
@@ -219,6 +224,15 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    store = _store(args)
+    products = [args.product] if args.product else store.products()
+    for pid in products:
+        store.upgrade(pid)
+        print(f"{pid}: manifests sealed (format 2)")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from .commands import show
 
@@ -228,6 +242,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``differad-calibrate``; 0 ok, 1 validation failed, 2 bad input, 130 interrupted."""
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name must not crash a print (issue 13 item 10)
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     return run_command(PROG, args.func, args)
 

@@ -60,7 +60,12 @@ class Session:
         """Read frames back, refusing any whose bytes changed since capture."""
         out = []
         for f in frames:
-            path = self.root / f.file
+            rel = Path(str(f.file))
+            if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+                raise CalibrationError(f"session {self.root} names frame file {f.file!r} outside its folder; capture again")
+            path = self.root / rel
+            if path.is_symlink():
+                raise CalibrationError(f"frame {path} of session {self.root} is a symbolic link; capture again")
             if not path.is_file():
                 raise CalibrationError(f"frame {path} of session {self.root} is missing; capture again")
             if sha256_file(path) != f.sha256:
@@ -106,8 +111,7 @@ def capture(
 
     validate_id(product_id, "product id")
     out = Path(out_dir)
-    if (out / SESSION_FILE).exists() and not overwrite:
-        raise CalibrationError(f"{out} already holds a capture session; choose a new --out or pass --overwrite")
+    _check_out(out, overwrite)
     kind = describe_source(source)
     frames: list[Frame] = collect_frames(source, count, progress=progress, **source_options)
     report = evaluate_gates([f.image for f in frames], [f.name for f in frames], gates)
@@ -143,6 +147,21 @@ def capture(
     return session
 
 
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write into anything but a new/empty folder, or (with ``--overwrite``) an earlier
+    session folder: capture must never mix its frames into, or overwrite, a folder of other files."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise CalibrationError(f"--out {out} exists and is not a folder; choose a new --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / SESSION_FILE).is_file():
+        raise CalibrationError(
+            f"--out {out} is a folder with other files in it (not a capture session); choose a new or empty --out"
+        )
+    if not overwrite:
+        raise CalibrationError(f"{out} already holds a capture session; choose a new --out or pass --overwrite")
+
+
 def load_session(root: str | Path) -> Session:
     root = Path(root)
     path = root / SESSION_FILE
@@ -159,8 +178,14 @@ def load_session(root: str | Path) -> Session:
             gates=dict(data.get("gates", {})),
             created=float(data.get("created", 0.0)),
         )
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        if not all(isinstance(getattr(f, k), str) for f in frames for k in ("name", "file", "split", "sha256")):
+            raise TypeError("frame name/file/split/sha256 must be strings")
+        if not all(isinstance(f.verdict, dict) for f in frames):
+            raise TypeError("frame verdicts must be objects")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise CalibrationError(f"session file {path} is damaged ({e}); capture again") from e
+    except RecursionError as e:
+        raise CalibrationError(f"session file {path} is damaged (nested too deeply); capture again") from e
     if data.get("format_version") != FORMAT_VERSION:
         raise CalibrationError(f"session {path} has format {data.get('format_version')!r}, expected {FORMAT_VERSION}")
     return session

@@ -34,7 +34,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8; a non-UTF-8 file name (a lone surrogate after ``os.fsdecode``) is written as ``\\udcXX``
+    instead of failing the whole write (a validation report lost over one frame's name)."""
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:

@@ -193,7 +193,7 @@ def test_wrong_typed_json_is_one_reference_error(store: ReferenceStore, name: st
 def test_cli_list_with_a_wrong_typed_pointer_is_one_line_and_exit_2(store: ReferenceStore) -> None:
     (store.root / "p1/active.json").write_text("[]")
     proc = subprocess.run(
-        [sys.executable, "-m", "calibration.cli", "list", "--store", str(store.root)],
+        [sys.executable, "-m", "differad_edge.calibration.cli", "list", "--store", str(store.root)],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
