@@ -250,21 +250,30 @@ def load_defects(folder: str | Path, labels: str | Path | None = None) -> list[S
         raise CalibrationError(f"defect labels {path} not found; write a JSON mapping file name -> [x1, y1, x2, y2]")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CalibrationError(f"defect labels {path} are not valid JSON: {e}") from e
+    except (OSError, ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0][:200]
+        raise CalibrationError(f"defect labels {path} are not valid JSON: {why}") from e
     if not isinstance(data, dict) or not data:
         raise CalibrationError(f"defect labels {path} must map file names to [x1, y1, x2, y2] boxes")
     samples = []
     for name, box in sorted(data.items()):
+        if Path(name).is_absolute() or ".." in Path(name).parts or Path(name).name != name:
+            raise CalibrationError(f"{path}: {name!r} is not a file name inside {folder}; name the frame only")
         try:
             gt = Box.from_seq(box).normalized()
-        except (BoxError, TypeError, ValueError) as e:
-            raise CalibrationError(f"{path}: box of {name!r} is not [x1, y1, x2, y2]: {box!r}") from e
+        except (BoxError, TypeError, ValueError, OverflowError) as e:
+            shown = repr(box) if len(str(box)) < 80 else str(box)[:77] + "..."
+            raise CalibrationError(f"{path}: box of {name!r} is not [x1, y1, x2, y2] finite numbers: {shown}") from e
         if gt.is_degenerate:
             raise CalibrationError(f"{path}: box of {name!r} has no area: {box!r}")
         try:
             image = load_image(folder / name)
         except ImageError as e:
             raise CalibrationError(f"unreadable defect frame {folder / name}: {e}") from e
+        h, w = image.shape[:2]
+        if gt.x1 < 0 or gt.y1 < 0 or gt.x2 > w or gt.y2 > h:
+            raise CalibrationError(
+                f"{path}: box of {name!r} {box!r} lies outside the {w}x{h} frame; fix the label (boxes are in frame pixels)"
+            )
         samples.append(Sample(name, image, gt))
     return samples

@@ -65,14 +65,29 @@ class PairsFile:
         return len(self.errors)
 
 
-def _read_lines(path: str | os.PathLike, what: str) -> tuple[Path, list[str]]:
+#: A JSONL file above this size is not a dataset (one line per pair: a few hundred bytes each).
+MAX_JSONL_BYTES = 2 << 30
+
+
+def _read_lines(path: str | os.PathLike, what: str) -> tuple[Path, list[bytes]]:
+    """The file's raw lines: each is decoded on its own, so one invalid UTF-8 byte costs one line,
+    not the file."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{what} file not found: {path}; expected a JSONL file with one object per line")
     try:
-        return path, path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+        if path.stat().st_size > MAX_JSONL_BYTES:
+            raise DatasetError(f"{what} file {path} is over {MAX_JSONL_BYTES} bytes; not a JSONL dataset")
+        return path, path.read_bytes().splitlines()
+    except OSError as e:
         raise DatasetError(f"cannot read {what} file {path}: {e}; expected UTF-8 JSONL") from e
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from e
 
 
 def _json_object(line: str) -> dict[str, Any]:
@@ -80,6 +95,10 @@ def _json_object(line: str) -> dict[str, Any]:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from e
+    except RecursionError as e:
+        raise ValueError("JSON nested too deeply") from e
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f"not valid JSON ({str(e).splitlines()[0][:120]})") from e
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -90,21 +109,43 @@ def _pixel_box(value: Any) -> Box:
     if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
     ):
-        raise ValueError(f"box must be [x1, y1, x2, y2] numbers, got {value!r}")
+        raise ValueError(f"box must be [x1, y1, x2, y2] numbers, got {_short(value)}")
     try:
         box = Box.from_seq(value)
-    except BoxError as e:
-        raise ValueError(str(e)) from e
+    except (BoxError, OverflowError) as e:  # a 400-digit integer does not fit a float
+        raise ValueError(f"box coordinates must be finite numbers, got {_short(value)}") from e
     if min(box.as_tuple()) < 0:
-        raise ValueError(f"box {value!r} has negative coordinates")
+        raise ValueError(f"box {_short(value)} has negative coordinates")
     if not box.is_zero and box.is_degenerate:
-        raise ValueError(f"box {value!r} is degenerate (needs x1 < x2 and y1 < y2; [0,0,0,0] = normal)")
+        raise ValueError(f"box {_short(value)} is degenerate (needs x1 < x2 and y1 < y2; [0,0,0,0] = normal)")
     return box
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` cut short: a line with a 400-digit number must not become a 400-digit message."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large to print
+        text = f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _inside_image(box: Box, target: Path) -> None:
+    """A ground-truth box must lie inside its target image (item 16: it was scored without a word)."""
+    if box.is_zero:
+        return
+    try:
+        w, h = image_file_size(target)
+    except ImageError:
+        return  # the image itself is judged where it is read
+    x1, y1, x2, y2 = box.as_tuple()
+    if x2 > w or y2 > h:
+        raise ValueError(f"box {box.as_int_list()} lies outside the {w}x{h} target image {target.name}")
 
 
 def _resolve(base: Path, value: Any, key: str) -> Path:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"'{key}' must be a non-empty path string, got {value!r}")
+        raise ValueError(f"'{key}' must be a non-empty path string, got {_short(value)}")
     p = Path(value)
     return p if p.is_absolute() else base / p
 
@@ -122,14 +163,17 @@ def _parse_pair(obj: dict[str, Any], base: Path, check_files: bool) -> Pair:
                 raise ValueError(f"{key} file not found: {p}")
     category = obj["category"]
     if not isinstance(category, str) or not category:
-        raise ValueError(f"'category' must be a non-empty string, got {category!r}")
+        raise ValueError(f"'category' must be a non-empty string, got {_short(category)}")
     subset = obj.get("subset", DEFAULT_SUBSET)
     if not isinstance(subset, str) or not subset:
-        raise ValueError(f"'subset' must be a non-empty string, got {subset!r}")
+        raise ValueError(f"'subset' must be a non-empty string, got {_short(subset)}")
     pid = obj.get("id", obj["target"])
     if not isinstance(pid, (str, int)) or isinstance(pid, bool):
-        raise ValueError(f"'id' must be a string or integer, got {pid!r}")
-    return Pair(str(pid), ref, tgt, _pixel_box(obj["box"]), category, subset, mask)
+        raise ValueError(f"'id' must be a string or integer, got {_short(pid)}")
+    box = _pixel_box(obj["box"])
+    if check_files:
+        _inside_image(box, tgt)
+    return Pair(str(pid), ref, tgt, box, category, subset, mask)
 
 
 def read_pairs(path: str | os.PathLike, check_files: bool = True) -> PairsFile:
@@ -144,11 +188,11 @@ def read_pairs(path: str | os.PathLike, check_files: bool = True) -> PairsFile:
     pairs: list[Pair] = []
     errors: list[str] = []
     seen: set[str] = set()
-    for no, line in enumerate(lines, start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
+    for no, raw in enumerate(lines, start=1):
+        if not raw.strip() or raw.lstrip().startswith(b"#"):
             continue
         try:
-            pair = _parse_pair(_json_object(line), base, check_files)
+            pair = _parse_pair(_json_object(_text(raw)), base, check_files)
             if pair.id in seen:
                 raise ValueError(f"duplicate id {pair.id!r} (give each pair a unique 'id')")
         except ValueError as e:
@@ -227,14 +271,14 @@ def _parse_prediction(obj: dict[str, Any]) -> tuple[str, Prediction]:
         raise ValueError("missing key 'id'")
     pid = obj["id"]
     if not isinstance(pid, (str, int)) or isinstance(pid, bool):
-        raise ValueError(f"'id' must be a string or integer, got {pid!r}")
+        raise ValueError(f"'id' must be a string or integer, got {_short(pid)}")
     text = obj.get("text")
     if text is not None and not isinstance(text, str):
         raise ValueError(f"'text' must be a string, got {type(text).__name__}")
     if "box" in obj:
         valid = obj.get("valid", True)
         if not isinstance(valid, bool):
-            raise ValueError(f"'valid' must be true or false, got {valid!r}")
+            raise ValueError(f"'valid' must be true or false, got {_short(valid)}")
         box = None if obj["box"] is None else _pixel_box(obj["box"])
         return str(pid), Prediction(box, valid, text, obj.get("reason"), "pixel")
     if "text" in obj:
@@ -250,16 +294,16 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
     """
     path, lines = _read_lines(path, "predictions")
     out = Predictions()
-    for no, line in enumerate(lines, start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
+    for no, raw in enumerate(lines, start=1):
+        if not raw.strip() or raw.lstrip().startswith(b"#"):
             continue
         try:
-            pid, pred = _parse_prediction(_json_object(line))
+            pid, pred = _parse_prediction(_json_object(_text(raw)))
         except ValueError as e:
             out.errors.append(f"line {no}: {e}")
             continue
         if pid in out:
-            out.errors.append(f"line {no}: duplicate id {pid!r}, the later line wins")
+            out.errors.append(f"line {no}: duplicate id {_short(pid)}, the later line wins")
         out[pid] = pred
     return out
 

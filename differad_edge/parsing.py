@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .boxes import Box
 from .coords import MODEL_SCALE
+from .errors import BoxError
 
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 _PAREN = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
@@ -50,7 +51,10 @@ def _candidates(text: str) -> list[tuple[int, Box]]:
     found: list[tuple[int, Box]] = []
     for pattern in _BOX_PATTERNS:
         for m in pattern.finditer(text):
-            found.append((m.start(), Box(*(float(g) for g in m.groups()))))
+            try:
+                found.append((m.start(), Box(*(float(g) for g in m.groups()))))
+            except (BoxError, OverflowError, ValueError):  # a 309-digit number is inf: not a box (never raise)
+                continue
     found.sort(key=lambda item: item[0])
     return found
 

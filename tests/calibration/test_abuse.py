@@ -82,3 +82,26 @@ def test_upgrade_seals_an_old_store(capsys, tmp_path: Path, session) -> None:
     assert json.loads(manifest.read_text())["format"] == 2
     code, out, _ = run(capsys, "show", "--store", str(store), "--product", PRODUCT)
     assert code == 0 and json.loads(out)["version"] == "v0001"
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        ('{"d.png": [' + "9" * 400 + ", 1, 2, 3]}", "finite numbers"),
+        ("[" * 100_000, "nested too deeply|not valid JSON"),
+        ('{"d.png": [1, 1, 5000, 5000]}', "outside the"),
+        ('{"../d.png": [1, 1, 5, 5]}', "not a file name inside"),
+        ('{"/etc/passwd": [1, 1, 5, 5]}', "not a file name inside"),
+    ],
+)
+def test_bad_defect_labels_are_one_typed_error(tmp_path: Path, session, labels: str, match: str) -> None:
+    from differad_edge.calibration.validate import load_defects
+
+    from differad_edge.errors import CalibrationError
+
+    folder = tmp_path / "defects"
+    folder.mkdir()
+    (folder / "d.png").write_bytes(next((session.root / "frames").iterdir()).read_bytes())
+    (folder / "labels.json").write_text(labels)
+    with pytest.raises(CalibrationError, match=match):
+        load_defects(folder)
