@@ -19,3 +19,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from differad_edge.vlm.factory import make_model
 
     return make_model(tmp_path_factory.mktemp("tiny-qwen3vl"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def memorized_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3-VL that has memorized 16 synthetic pairs (``differad dev make-model --memorized``, ~1 min
+    on a CPU, once per test session): real, image-dependent answers on ``DIR/memorized_pairs/pairs.jsonl``
+    only (see ``differad_edge.train.fixture`` for its limits)."""
+    from differad_edge.train.fixture import make_memorized_model
+
+    return make_memorized_model(tmp_path_factory.mktemp("memorized") / "model")

@@ -80,9 +80,24 @@ def _to_dataset(rows: dict[str, list[Any]]) -> Any:
     return Dataset.from_dict(rows).cast_column("images", List(Image()))
 
 
+def _template(template: str | PromptTemplate) -> PromptTemplate:
+    return template if isinstance(template, PromptTemplate) else get_template(template)
+
+
+def split_pairs(pairs: list[Pair], fraction: float, min_train: int, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
+    """(train, held-out): a seeded shuffle, ``fraction`` held out (at least 2) when ``min_train`` pairs remain."""
+    n_eval = max(2, int(round(len(pairs) * fraction))) if fraction > 0 else 0
+    if n_eval == 0 or len(pairs) - n_eval < min_train:
+        return pairs, []
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_eval])
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
 def build_grpo_dataset(
-    pairs_path: str | os.PathLike,
-    template_id: str = DEFAULT_TRAIN_TEMPLATE,
+    pairs_path: str | os.PathLike | list[Pair],
+    template_id: str | PromptTemplate = DEFAULT_TRAIN_TEMPLATE,
     seed: int = 0,
     paraphrase: bool = True,
     limit: int | None = None,
@@ -91,21 +106,25 @@ def build_grpo_dataset(
     ``solution`` (ground-truth box on the 0-1000 scale, zero box = normal), ``id``, ``category``.
 
     ``paraphrase`` draws the instruction from the template's pool with ``seed`` (the paper's 20 phrasings).
+    ``pairs_path`` may also be the pairs themselves (a split of them).
     """
-    template = get_template(template_id)
-    return _to_dataset(_rows(load_pairs(pairs_path, limit), template, seed, paraphrase))
+    return _to_dataset(_rows(_pairs(pairs_path, limit), _template(template_id), seed, paraphrase))
+
+
+def _pairs(pairs: str | os.PathLike | list[Pair], limit: int | None) -> list[Pair]:
+    return pairs[:limit] if isinstance(pairs, list) and limit else pairs if isinstance(pairs, list) else load_pairs(pairs, limit)
 
 
 def build_sft_dataset(
-    pairs_path: str | os.PathLike,
-    template_id: str = DEFAULT_TRAIN_TEMPLATE,
+    pairs_path: str | os.PathLike | list[Pair],
+    template_id: str | PromptTemplate = DEFAULT_TRAIN_TEMPLATE,
     seed: int = 0,
     paraphrase: bool = True,
     limit: int | None = None,
 ) -> Any:
     """SFT rows: the GRPO columns plus ``completion``, the assistant turn that answers the prompt."""
-    template = get_template(template_id)
-    rows = _rows(load_pairs(pairs_path, limit), template, seed, paraphrase)
+    template = _template(template_id)
+    rows = _rows(_pairs(pairs_path, limit), template, seed, paraphrase)
     rows["completion"] = [
         [{"role": "assistant", "content": [{"type": "text", "text": sft_completion(Box.from_seq(s), c, template)}]}]
         for s, c in zip(rows["solution"], rows["category"], strict=True)
