@@ -10,10 +10,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from ..errors import BundleError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import BundleError, DifferadError
 from ..fileio import atomic_write_json, sha256_bytes, sha256_file
+from ..prompts import PROMPT_FILE, PromptTemplate
 
 MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT_VERSION = 1
@@ -90,17 +93,25 @@ def load_bundle(path: str | os.PathLike, verify_checksums: bool = True) -> Bundl
         raise BundleError(f"bundle folder {root} does not exist; pass the folder written by differad-export --out")
     if not mpath.is_file():
         raise BundleError(f"{root} has no {MANIFEST_NAME}: not a bundle, or an export that did not finish; re-export it")
+    if mpath.is_symlink() or mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath} is a link or over {MAX_MANIFEST_BYTES} bytes, not a bundle manifest; re-export it")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{mpath} is not readable JSON ({e}); re-export the bundle") from e
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{mpath} is not readable JSON ({str(e).splitlines()[0][:200]}); re-export the bundle") from e
+    except RecursionError as e:
+        raise BundleError(f"{mpath} is nested too deeply to be a manifest; re-export the bundle") from e
     _check_header(manifest, mpath)
+    _check_schema(manifest, mpath)
     if verify_checksums:
         if manifest.get(INTEGRITY_KEY) != manifest_digest(manifest):
             raise BundleError(f"{mpath} was altered after export (its {INTEGRITY_KEY} does not match its content); "
                               "restore the original manifest or re-export the bundle")
         for name, entry in manifest["files"].items():
             f = root / name
+            parts = Path(name).parts
+            if any((root / Path(*parts[: i + 1])).is_symlink() for i in range(len(parts))):
+                raise BundleError(f"bundle file {name} is a symbolic link; a bundle holds its own files - re-export it")
             if not f.is_file():
                 raise BundleError(f"bundle file {name} is missing from {root}; restore it or re-export the bundle")
             digest = sha256_file(f)
@@ -110,6 +121,110 @@ def load_bundle(path: str | os.PathLike, verify_checksums: bool = True) -> Bundl
                     f"{str(entry.get('sha256'))[:16]}...; restore the original file or re-export the bundle"
                 )
     return Bundle(root, manifest)
+
+
+MAX_MANIFEST_BYTES = 64 << 20
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _FileEntry(_Open):
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Annotated[int, Field(ge=0)]
+
+
+class _Quantization(_Open):
+    mode: str
+
+
+class _Prompt(_Open):
+    template_id: str
+    template: dict[str, Any]
+    text: str
+    segments: list[list[int]]
+
+
+class _Generation(_Open):
+    max_new_tokens: Annotated[int, Field(gt=0, le=1 << 16)]
+
+
+class _SizePolicy(_Open):
+    max_pixels: int
+    min_pixels: int
+    factor: int
+
+
+class _Manifest(_Open):
+    """The types the runtimes rely on (unknown keys are kept: they are covered by the checksum)."""
+
+    runtime: Literal["onnx", "torch"]
+    quantization: _Quantization
+    files: dict[str, _FileEntry]
+    prompt: _Prompt
+    model: dict[str, Any]
+    graphs: dict[str, str]
+    size_policy: _SizePolicy
+    preprocessing: dict[str, Any]
+    generation: _Generation
+
+
+ONNX_GRAPHS = ("decoder", "vision", "embeddings", "tokenizer")
+ONNX_MODEL_INTS = ("hidden_size", "num_layers", "num_deepstack", "num_kv_heads", "head_dim", "image_token_id")
+
+
+def _check_schema(manifest: dict[str, Any], mpath: Path) -> None:
+    """Wrong-typed fields are a ``BundleError`` at load, not a traceback at the first inference."""
+    try:
+        m = _Manifest.model_validate(manifest)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise BundleError(f"{mpath} is malformed at {where}: {err['msg']}; re-export the bundle") from e
+    try:
+        from ..vlm.size_policy import SizePolicy
+
+        SizePolicy(**m.size_policy.model_dump())
+        from .preprocess import ImageSpec
+
+        ImageSpec.from_dict(m.preprocessing)
+    except (DifferadError, TypeError, ValueError, KeyError) as e:
+        raise BundleError(f"{mpath}: size_policy/preprocessing are unusable ({e}); re-export the bundle") from e
+    if m.runtime == "onnx":
+        unlisted = sorted(g for g in m.graphs.values() if g not in m.files)
+        if unlisted:
+            raise BundleError(f"{mpath} names graphs {unlisted} that its files do not list; re-export the bundle")
+        missing = [g for g in ONNX_GRAPHS if g not in m.graphs]
+        bad = [k for k in ONNX_MODEL_INTS if isinstance(m.model.get(k), bool) or not isinstance(m.model.get(k), int)]
+        eos = m.model.get("eos_token_ids")
+        if missing or bad or not isinstance(eos, list) or not all(isinstance(t, int) for t in eos):
+            raise BundleError(
+                f"{mpath}: an onnx bundle needs graphs {', '.join(ONNX_GRAPHS)} and integer model fields "
+                f"{', '.join(ONNX_MODEL_INTS)}, eos_token_ids (missing graphs: {missing}, bad fields: {bad}); "
+                "re-export the bundle"
+            )
+    for name in m.files:
+        if name.endswith(".json") and (mpath.parent / name).is_file() and not (mpath.parent / name).is_symlink():
+            _check_json_file(mpath.parent / name)
+
+
+def _check_json_file(path: Path) -> None:
+    """A tokenizer/config file of the bundle must at least be a JSON object (garbage fails here)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0][:200]
+        raise BundleError(f"bundle file {path.name} is not valid JSON ({why}); re-export the bundle") from e
+    if not isinstance(data, dict):
+        raise BundleError(f"bundle file {path.name} must hold a JSON object; re-export the bundle")
+    if path.name == PROMPT_FILE:
+        try:
+            template = PromptTemplate.from_dict(data)
+            if not all(isinstance(i, str) for i in template.instructions):
+                raise TypeError("instructions must be strings")
+        except (DifferadError, TypeError, ValueError) as e:
+            raise BundleError(f"bundle prompt file {path.name} is not a valid prompt ({e}); re-export the bundle") from e
 
 
 def _check_header(manifest: Any, mpath: Path) -> None:

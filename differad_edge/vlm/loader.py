@@ -78,11 +78,19 @@ def check_model_dir(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
                 f"--adapter {adapter} --out MERGED` (or train with --merge-lora)" if adapter is not None
                 else "expected a Hugging Face Qwen3-VL checkpoint folder")
         raise ModelLoadError(f"{p} has no config.json; {hint}")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"{cfg_path} is not readable JSON ({e}); re-download or re-create the model") from e
-    model_type = cfg.get("model_type") if isinstance(cfg, dict) else None
+    cfg = read_json_file(cfg_path, "model config", "re-download or re-create the model")
+    for key in ("text_config", "vision_config"):
+        if key in cfg and not isinstance(cfg[key], dict):
+            raise ModelLoadError(f"{cfg_path}: {key} must be an object, got {type(cfg[key]).__name__}; "
+                                 "re-download or re-create the model")
+    for key in (*REQUIRED_TOKENS.values(), "vision_start_token_id", "vision_end_token_id"):
+        if key in cfg and (isinstance(cfg[key], bool) or not isinstance(cfg[key], int)):
+            raise ModelLoadError(f"{cfg_path}: {key} must be an integer token id, got {cfg[key]!r:.40}; "
+                                 "re-download or re-create the model")
+    for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"):
+        if (p / name).is_file():
+            read_json_file(p / name, "tokenizer/processor file", "restore it from the checkpoint")
+    model_type = cfg.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         if model_type in KNOWN_UNSUPPORTED:
             why = f"{KNOWN_UNSUPPORTED[model_type]} checkpoints are not supported yet"
@@ -98,6 +106,26 @@ def check_model_dir(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
             "`model.save_pretrained(DIR, safe_serialization=True)` in a trusted environment"
         )
     return p, cfg
+
+
+#: A config/tokenizer JSON larger than this is not one (a real tokenizer.json is ~10 MB).
+MAX_JSON_BYTES = 256 << 20
+
+
+def read_json_file(path: Path, what: str, fix: str) -> dict[str, Any]:
+    """A JSON object from a model folder; damage of any kind (not UTF-8, invalid, nested thousands
+    deep, not an object, a FIFO or oversized file) is one ``ModelLoadError`` naming the file."""
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
+            raise ModelLoadError(f"{what} {path} is not a regular file under {MAX_JSON_BYTES} bytes; {fix}")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{what} {path} is not readable JSON ({str(e).splitlines()[0][:200]}); {fix}") from e
+    except RecursionError as e:
+        raise ModelLoadError(f"{what} {path} is nested too deeply to be one; {fix}") from e
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{what} {path} must hold a JSON object, got {type(data).__name__}; {fix}")
+    return data
 
 
 def model_identity(path: Path, dtype: str, quant: str | None) -> str:
@@ -201,8 +229,11 @@ def load_processor(path: str | os.PathLike) -> Any:
         image_processor = pil_image_processor_class().from_pretrained(p, local_files_only=True)
         processor = cls.from_pretrained(p, image_processor=image_processor, local_files_only=True,
                                         trust_remote_code=False)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelLoadError(f"could not load the tokenizer/image processor in {p}: {e}") from e
+    except ModelLoadError:
+        raise
+    except Exception as e:  # tokenizers/transformers raise their own types for garbage files
+        why = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelLoadError(f"could not load the tokenizer/image processor in {p}: {why}; restore those files") from e
     # from_pretrained hands the kwarg to the tokenizer too, which keeps it in init_kwargs and then
     # cannot write itself back to JSON: drop it so save_pretrained (training outputs) works.
     processor.tokenizer.init_kwargs.pop("image_processor", None)
@@ -233,7 +264,11 @@ def read_template(path: str | os.PathLike) -> PromptTemplate | None:
     f = Path(path) / PROMPT_FILE
     if not f.is_file():
         return None
+    data = read_json_file(f, "prompt file", "re-create it or delete it")
     try:
-        return PromptTemplate.from_dict(json.loads(f.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as e:
+        template = PromptTemplate.from_dict(data)
+    except (ConfigError, ValueError, TypeError) as e:
         raise ModelLoadError(f"{f} is not a valid prompt file ({e}); re-create it or delete it") from e
+    if not all(isinstance(i, str) for i in template.instructions):
+        raise ModelLoadError(f"{f}: instructions must be a list of strings; re-create it or delete it")
+    return template
