@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from differad_edge.errors import CalibrationError
+from differad_edge.quality import clipped_fractions, focus_measure
 
 from .config import GateConfig
 
@@ -74,16 +75,6 @@ class GateReport:
             "anchor": self.verdicts[self.anchor].name,
             "median_focus": round(self.median_focus, 3),
         }
-
-
-def focus_measure(gray: np.ndarray) -> float:
-    """Variance of the Laplacian: high for sharp texture, collapses under blur."""
-    return float(cv2.Laplacian(gray, cv2.CV_64F, ksize=3).var())
-
-
-def clipped_fractions(gray: np.ndarray, dark_level: int, bright_level: int) -> tuple[float, float]:
-    n = float(gray.size)
-    return float(np.count_nonzero(gray <= dark_level)) / n, float(np.count_nonzero(gray >= bright_level)) / n
 
 
 def normalized_correlation(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> float:

@@ -92,6 +92,12 @@ class Alignment:
     ok: bool
     reason: str | None = None
 
+    def to_frame(self, arr: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+        """A per-pixel map in reference pixels (e.g. an anomaly map) resampled onto the camera frame."""
+        m = _edge_to_center(self.warp.matrix).astype(np.float64)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        return cv2.warpPerspective(np.ascontiguousarray(arr), m, frame_size, flags=flags, borderValue=0)
+
     def to_json(self) -> dict:
         return {
             "method": self.method,

@@ -1,5 +1,9 @@
-"""The inspection pipeline: product id + camera frame -> active reference -> alignment -> engine ->
-box mapped back to frame pixels.
+"""The inspection pipeline: product id + camera frame -> active reference -> checks -> alignment ->
+engine -> defects mapped back to frame pixels -> verdict.
+
+Every frame ends in a verdict (``outcome.Verdict``): a frame that cannot be judged (unknown product,
+wrong size, unusable image, not alignable, engine failure) is NOT_INSPECTED with its reason, never
+an exception a stream would die on and never an empty answer that reads like a good part.
 
 Engines only ever see targets in the reference's pixel frame; this module owns the mapping back
 (``alignment.warp.inverse()``), so every engine's box lands on the camera frame the same way.
@@ -19,12 +23,16 @@ from typing import Any, Literal
 import numpy as np
 
 from .alignment import AlignConfig, Aligner, Alignment
-from .engines import Detection, Engine, EngineHandle, Reference, create_engine
-from .errors import ConfigError, ImageError, ReferenceError
+from .engines import Engine, EngineHandle, create_engine
+from .errors import ConfigError, DifferadError, ImageError, ReferenceError
 from .images import image_size, to_rgb8
+from .outcome import Detection, Reason, Verdict
+from .quality import FrameStats, QualityLimits, is_monochrome, quality_problem, to_gray_rgb
+from .reference import Reference
 from .store import ReferenceStore
 
 _DEFAULT_ALIGN = AlignConfig()
+_DEFAULT_QUALITY = QualityLimits()
 
 
 @dataclass
@@ -36,6 +44,14 @@ class Inspection:
     reference_version: str
     alignment: Alignment | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.detection.verdict
+
+    @property
+    def reason(self) -> Reason | None:
+        return self.detection.not_inspected
 
     @property
     def anomaly(self) -> bool:
@@ -56,13 +72,20 @@ class _Prepared:
     reference: Reference
     handle: EngineHandle
     aligner: Aligner | None
+    stats: FrameStats
+    limits: QualityLimits
+    gray_handle: EngineHandle | None = None  # the reference in luminance, for mono frames (made on demand)
 
 
 class Inspector:
     """Runs frames through alignment and an engine against the right reference.
 
-    ``on_align_failure``: ``"invalid"`` (default) returns an invalid detection (no box, reason says
-    why) when the frame cannot be registered; ``"detect"`` runs the engine on the best warp anyway.
+    ``on_align_failure``: ``"invalid"`` (default) makes a frame that cannot be registered
+    NOT_INSPECTED(alignment_failed); ``"detect"`` runs the engine on the best warp anyway.
+    ``on_channel_mismatch``: a mono frame against a colour reference (or the reverse) is compared in
+    luminance (``"gray"``, default; the result says so in ``notes``) or NOT_INSPECTED(channel_mismatch)
+    (``"refuse"``). ``quality``: default limits of a usable frame (calibration may store tuned ones
+    with the reference); ``None`` switches the check off.
     ``cache_size`` bounds how many ad-hoc references (``inspect_pair``) keep their prepared state.
     """
 
@@ -73,10 +96,14 @@ class Inspector:
         align: AlignConfig | None = _DEFAULT_ALIGN,
         *,
         on_align_failure: Literal["invalid", "detect"] = "invalid",
+        on_channel_mismatch: Literal["gray", "refuse"] = "gray",
+        quality: QualityLimits | None = _DEFAULT_QUALITY,
         cache_size: int = 8,
     ) -> None:
         if on_align_failure not in ("invalid", "detect"):
             raise ConfigError(f"on_align_failure={on_align_failure!r} must be 'invalid' or 'detect'")
+        if on_channel_mismatch not in ("gray", "refuse"):
+            raise ConfigError(f"on_channel_mismatch={on_channel_mismatch!r} must be 'gray' or 'refuse'")
         if cache_size < 1:
             raise ConfigError(f"cache_size={cache_size} must be >= 1")
         self._owns_engine = isinstance(engine, str)
@@ -84,15 +111,24 @@ class Inspector:
         self.store = store
         self.align_config = align
         self.on_align_failure = on_align_failure
+        self.on_channel_mismatch = on_channel_mismatch
+        self.quality = quality
         self._store_cache: dict[str, tuple[str, _Prepared]] = {}
         self._adhoc: OrderedDict[str, _Prepared] = OrderedDict()
         self._cache_size = cache_size
 
     # -- public -------------------------------------------------------------------------------
-    def inspect(self, frame: np.ndarray, product_id: str) -> Inspection:
-        """Inspect a frame (uint8 RGB) of ``product_id`` against its active reference in the store."""
+    def inspect(self, frame: np.ndarray, product_id: str, version: str | None = None) -> Inspection:
+        """Inspect a frame of ``product_id`` against its active reference in the store (or ``version``).
+
+        An unknown product or version, or a store that cannot be read, gives NOT_INSPECTED(no_reference).
+        """
         t0 = time.perf_counter()
-        prepared = self._prepared(product_id)
+        try:
+            prepared = self._prepared(product_id, version)
+        except ReferenceError as e:
+            detection = Detection.refuse(Reason.NO_REFERENCE, str(e), engine=self.engine.name)
+            return Inspection(detection, product_id, version or "", None, {"total": (time.perf_counter() - t0) * 1000.0})
         return self._run(prepared, frame, {"reference": (time.perf_counter() - t0) * 1000.0})
 
     def warm_up(self, product_id: str) -> Inspection:
@@ -129,13 +165,21 @@ class Inspector:
             self.engine.close()
 
     # -- steps --------------------------------------------------------------------------------
-    def _prepared(self, product_id: str) -> _Prepared:
-        """The prepared state of ``product_id``'s active version, re-prepared when another is promoted."""
+    def _prepared(self, product_id: str, pinned: str | None = None) -> _Prepared:
+        """The prepared state of ``product_id``'s active version (or the ``pinned`` one), re-prepared
+        when another is promoted."""
         if self.store is None:
             raise ConfigError(
                 "inspecting a product id needs a ReferenceStore (Inspector(engine, store=...)); "
                 "use inspect_pair for a reference in hand"
             )
+        if pinned is not None:
+            key = f"{product_id}@{pinned}"
+            cached = self._store_cache.get(key)
+            if cached is None:
+                cached = (pinned, self._prepare(self.store.load(product_id, pinned)))
+                self._store_cache[key] = cached
+            return cached[1]
         version = self.store.active_version(product_id)
         if version is None:
             self.store.load(product_id)  # raises the precise ReferenceError (unknown product / none active)
@@ -148,46 +192,126 @@ class Inspector:
 
     def _prepare(self, reference: Reference) -> _Prepared:
         aligner = Aligner(reference.image, self.align_config) if self.align_config is not None else None
-        return _Prepared(reference, self.engine.prepare(reference), aligner)
+        limits = QualityLimits.from_metadata(reference.metadata, self.quality or _DEFAULT_QUALITY)
+        stats = FrameStats.of(to_rgb8(reference.image), limits)
+        return _Prepared(reference, self.engine.prepare(reference), aligner, stats, limits)
+
+    def _gray_handle(self, prepared: _Prepared) -> EngineHandle:
+        """The engine prepared on the reference in luminance: a mono frame then meets a reference
+        that carries no colour it could not have seen (a coloured label would be a false alarm)."""
+        if prepared.gray_handle is None:
+            ref = prepared.reference
+            gray = dataclasses.replace(
+                ref,
+                image=to_gray_rgb(to_rgb8(ref.image)),
+                mean=None if ref.mean is None else to_gray_rgb(ref.mean),
+                spread=None if ref.spread is None else to_gray_rgb(ref.spread),
+                sha256="",
+            )
+            prepared.gray_handle = self.engine.prepare(gray)
+        return prepared.gray_handle
+
+    def _checks(self, prepared: _Prepared, frame: np.ndarray) -> tuple[Detection | None, bool, list[str]]:
+        """Checks before judging: (a NOT_INSPECTED detection or None, compare in gray?, notes)."""
+        ref = prepared.reference
+        name = self.engine.name
+        if self.align_config is None and image_size(frame) != ref.size:
+            w, h = image_size(frame)
+            return Detection.refuse(
+                Reason.SIZE_MISMATCH,
+                f"frame is {w}x{h} but reference {ref.product_id}/{ref.version} is {ref.size[0]}x{ref.size[1]}; "
+                "enable alignment or resize the frame",
+                engine=name,
+            ), False, []
+        if self.quality is None:  # only the channel layout is needed: skip the full measures
+            mono, stats = is_monochrome(frame), None
+        else:
+            stats = FrameStats.of(frame, prepared.limits)
+            mono = stats.monochrome
+        if stats is not None:
+            problem = quality_problem(stats, prepared.stats, prepared.limits)
+            if problem is not None:
+                return Detection.refuse(Reason.IMAGE_QUALITY, problem, engine=name), False, []
+        if mono == prepared.stats.monochrome:
+            return None, False, []
+        what = "mono frame against a colour reference" if mono else "colour frame against a mono reference"
+        if self.on_channel_mismatch == "refuse":
+            return Detection.refuse(
+                Reason.CHANNEL_MISMATCH, f"{what}; register a reference with this camera or allow gray comparison",
+                engine=name,
+            ), False, []
+        return None, True, [f"channel_mismatch: {what}, compared in luminance"]
 
     def _run(self, prepared: _Prepared, frame: np.ndarray, timings: dict[str, float]) -> Inspection:
         ref = prepared.reference
         t0 = time.perf_counter()
-        frame = to_rgb8(frame)
+        try:
+            frame = to_rgb8(frame)
+        except ImageError as e:
+            return self._finish(prepared, Detection.refuse(Reason.BAD_FRAME, str(e), engine=self.engine.name), None, timings)
+        refused, in_gray, notes = self._checks(prepared, frame)
+        timings["checks"] = (time.perf_counter() - t0) * 1000.0
+        if refused is not None:
+            return self._finish(prepared, refused, None, timings)
+        if in_gray:
+            frame = to_gray_rgb(frame)
+        handle = self._gray_handle(prepared) if in_gray else prepared.handle
         frame_size = image_size(frame)
+        t0 = time.perf_counter()
         alignment: Alignment | None = None
+        target = frame
         if prepared.aligner is not None:
             alignment = prepared.aligner.align(frame)
             target = alignment.aligned
-        elif frame_size != ref.size:
-            raise ImageError(
-                f"frame is {frame_size[0]}x{frame_size[1]} but reference {ref.product_id}/{ref.version} is "
-                f"{ref.size[0]}x{ref.size[1]}; enable alignment (align=AlignConfig()) or resize the frame"
-            )
-        else:
-            target = frame
         timings["align"] = (time.perf_counter() - t0) * 1000.0
-
         if alignment is not None and not alignment.ok and self.on_align_failure == "invalid":
-            detection = Detection(
-                box=None,
-                score=0.0,
-                valid=False,
+            detection = Detection.refuse(
+                Reason.ALIGNMENT_FAILED,
+                f"frame cannot be registered onto reference {ref.product_id}/{ref.version}: {alignment.reason} "
+                "(wrong or missing part, moved camera or fixture)",
                 engine=self.engine.name,
-                reason=f"frame not inspected: {alignment.reason}",
             )
-        else:
-            t1 = time.perf_counter()
-            detection = self.engine.detect(prepared.handle, target)
-            timings["engine"] = (time.perf_counter() - t1) * 1000.0
-            if detection.box is not None and not detection.box.is_zero and alignment is not None:
-                box = alignment.warp.inverse().apply_box(detection.box, clip_to=frame_size)
-                if box.is_degenerate:  # found only where the reference filled in for missing frame pixels
-                    detection = dataclasses.replace(detection, box=None, reason="deviation lies outside the frame")
-                else:
-                    detection = dataclasses.replace(detection, box=box)
+            return self._finish(prepared, detection, alignment, timings)
+        t1 = time.perf_counter()
+        try:
+            detection = self.engine.detect(handle, target)
+        except (DifferadError, Exception) as e:  # one frame's failure must not stop a stream
+            detection = Detection.refuse(
+                Reason.ENGINE_ERROR, f"engine {self.engine.name!r} failed: {type(e).__name__}: {e}", engine=self.engine.name
+            )
+        timings["engine"] = (time.perf_counter() - t1) * 1000.0
+        if alignment is not None and detection.defects:
+            detection = self._to_frame(detection, alignment, frame_size)
+        if notes:
+            detection.notes = notes + detection.notes
+        return self._finish(prepared, detection, alignment, timings)
+
+    @staticmethod
+    def _to_frame(detection: Detection, alignment: Alignment, frame_size: tuple[int, int]) -> Detection:
+        """Defects from reference pixels to frame pixels; one found only where the reference filled in
+        for missing frame pixels is dropped (and noted)."""
+        inverse = alignment.warp.inverse()
+        identity = alignment.method == "identity"
+        kept = []
+        for d in detection.defects:
+            box = inverse.apply_box(d.box, clip_to=frame_size)
+            if box.is_degenerate:
+                continue
+            kept.append(d if identity else dataclasses.replace(d, box=box, mask=None))
+        notes = list(detection.notes)
+        if len(kept) < len(detection.defects):
+            notes.append(f"{len(detection.defects) - len(kept)} deviation(s) outside the frame dropped")
+        anomaly_map = detection.anomaly_map
+        if anomaly_map is not None and not identity:
+            anomaly_map = alignment.to_frame(anomaly_map, frame_size)
+        return dataclasses.replace(detection, defects=kept, notes=notes, anomaly_map=anomaly_map)
+
+    def _finish(
+        self, prepared: _Prepared, detection: Detection, alignment: Alignment | None, timings: dict[str, float]
+    ) -> Inspection:
         timings.update({f"engine.{k}": v for k, v in detection.timings_ms.items()})
         timings["total"] = sum(v for k, v in timings.items() if "." not in k)
+        ref = prepared.reference
         return Inspection(detection, ref.product_id, ref.version, alignment, timings)
 
 

@@ -57,6 +57,37 @@ class Record:
     category: str = "default"
     subset: str = "default"
     id: str | None = None
+    #: image-level anomaly score (higher = more anomalous), for AUROC / F1-max; None when unknown
+    score: float | None = None
+    #: ``outcome.Verdict`` value (OK / NG / NOT_INSPECTED) for the confusion matrix; derived when None
+    verdict: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageLevel:
+    """Beyond the paper's table: threshold-free image-level figures from the scores.
+
+    ``auroc`` / ``f1_max`` (with the score ``threshold`` that reaches it, anomalib's adaptive
+    threshold) over the samples that were inspected and carry a score; ``confusion`` counts truth
+    (``good`` / ``defective``) x verdict (``OK`` / ``NG`` / ``NOT_INSPECTED``) over all samples.
+    """
+
+    auroc: float | None
+    f1_max: float | None
+    threshold: float | None
+    n_scored: int
+    confusion: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class PixelLevel:
+    """Pixel AUROC and PRO (per-region overlap, integrated up to ``fpr_limit`` and normalized: anomalib's
+    definitions) from anomaly maps and ground-truth masks."""
+
+    auroc: float | None
+    pro: float | None
+    fpr_limit: float
+    n_images: int
 
 
 @dataclass(frozen=True)
@@ -86,6 +117,8 @@ class Report:
     #: category -> subset it belongs to (the first one seen), to group rows like Table V.
     category_subset: dict[str, str] = field(default_factory=dict)
     threshold: float = IOU_THRESHOLD
+    image: ImageLevel | None = None
+    pixel: PixelLevel | None = None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -153,6 +186,8 @@ def _as_record(item: Record | Mapping[str, Any], index: int) -> Record:
                 category=str(item.get("category", "default")),
                 subset=str(item.get("subset", "default")),
                 id=None if item.get("id") is None else str(item["id"]),
+                score=None if item.get("score") is None else float(item["score"]),
+                verdict=None if item.get("verdict") is None else str(item["verdict"]),
             )
         except (KeyError, TypeError, ValueError, BoxError) as e:
             raise DatasetError(
@@ -185,7 +220,112 @@ def evaluate(records: Iterable[Record | Mapping[str, Any]], threshold: float = I
         average=macro_average(per_category.values()),
         category_subset=cat_sub,
         threshold=threshold,
+        image=image_level(recs),
     )
+
+
+def _verdict(r: Record) -> str:
+    if r.verdict is not None:
+        return r.verdict
+    if not r.valid:
+        return "NOT_INSPECTED"
+    return "NG" if is_positive(r.pred, r.valid) else "OK"
+
+
+def image_level(records: Iterable[Record]) -> ImageLevel:
+    """Image AUROC and F1-max (scikit-learn's curves) plus the truth x verdict confusion matrix.
+
+    >>> recs = [Record(None, Box(0, 0, 0, 0), score=0.1), Record(Box(0, 0, 4, 4), Box(0, 0, 4, 4), score=0.9),
+    ...         Record(None, Box(0, 0, 4, 4), valid=False, score=0.0)]
+    >>> m = image_level(recs)
+    >>> m.auroc, m.f1_max, m.confusion["defective"]["NOT_INSPECTED"]
+    (1.0, 1.0, 1)
+    """
+    recs = list(records)
+    confusion = {t: {v: 0 for v in ("OK", "NG", "NOT_INSPECTED")} for t in ("good", "defective")}
+    labels: list[int] = []
+    scores: list[float] = []
+    for r in recs:
+        verdict = _verdict(r)
+        confusion["good" if r.gt.is_zero else "defective"][verdict] += 1
+        if verdict != "NOT_INSPECTED" and r.score is not None and math.isfinite(r.score):
+            labels.append(0 if r.gt.is_zero else 1)
+            scores.append(float(r.score))
+    auroc = f1_max = thr = None
+    if len(set(labels)) == 2:
+        from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+        auroc = float(roc_auc_score(labels, scores))
+        precision, recall, thresholds = precision_recall_curve(labels, scores)
+        f1 = [2 * p * q / (p + q) if p + q > 0 else 0.0 for p, q in zip(precision[:-1], recall[:-1], strict=True)]
+        best = max(range(len(f1)), key=f1.__getitem__)
+        f1_max, thr = float(f1[best]), float(thresholds[best])
+    return ImageLevel(auroc, f1_max, thr, len(scores), confusion)
+
+
+def pixel_level(
+    maps: Iterable[Any], masks: Iterable[Any], fpr_limit: float = 0.3, max_pixels: int = 2_000_000,
+) -> PixelLevel:
+    """Pixel AUROC and PRO over anomaly maps (float HxW) and their ground-truth masks (non-zero = defect).
+
+    PRO follows anomalib: at each threshold, the mean over ground-truth regions of the share of
+    the region above the threshold, plotted against the false-positive rate on defect-free pixels,
+    integrated up to ``fpr_limit`` and divided by it. Pixels are subsampled evenly beyond ``max_pixels``.
+
+    >>> import numpy as np
+    >>> m = np.zeros((8, 8), np.float32); m[2:4, 2:4] = 1.0
+    >>> r = pixel_level([m], [m > 0])
+    >>> round(r.auroc, 3), round(r.pro, 3)
+    (1.0, 1.0)
+    """
+    import cv2
+    import numpy as np
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    flat_s: list[Any] = []
+    flat_y: list[Any] = []
+    regions: list[tuple[int, Any]] = []  # (index into the concatenated pixels, region label array)
+    offset = 0
+    n = 0
+    for amap, mask in zip(maps, masks, strict=True):
+        a = np.asarray(amap, np.float32)
+        y = np.asarray(mask) > 0
+        if a.shape != y.shape:
+            raise DatasetError(f"anomaly map {a.shape} and mask {y.shape} differ in size; resize the mask to the image")
+        n += 1
+        flat_s.append(a.ravel())
+        flat_y.append(y.ravel())
+        count, labels = cv2.connectedComponents(y.astype(np.uint8), connectivity=8)
+        if count > 1:
+            regions.append((offset, labels.ravel()))
+        offset += a.size
+    if not n:
+        return PixelLevel(None, None, fpr_limit, 0)
+    s_all = np.concatenate(flat_s)
+    y_all = np.concatenate(flat_y)
+    if y_all.all() or not y_all.any():
+        return PixelLevel(None, None, fpr_limit, n)
+    step = max(1, s_all.size // max_pixels)
+    auroc = float(roc_auc_score(y_all[::step], s_all[::step]))
+    fpr, _, thresholds = roc_curve(y_all[::step], s_all[::step], drop_intermediate=True)
+    keep = fpr <= fpr_limit
+    fpr, thresholds = fpr[keep], thresholds[keep]
+    if len(thresholds) > 256:  # enough points for the integral
+        idx = np.linspace(0, len(thresholds) - 1, 256).round().astype(int)
+        fpr, thresholds = fpr[idx], thresholds[idx]
+    pro_curve = np.zeros(len(thresholds))
+    n_regions = 0
+    for start, labels in regions:
+        scores = s_all[start : start + labels.size]
+        for label in range(1, int(labels.max()) + 1):
+            region = scores[labels == label]
+            n_regions += 1
+            pro_curve += (region[None, :] >= thresholds[:, None]).mean(axis=1)
+    pro_curve /= max(n_regions, 1)
+    fpr_ext = np.append(fpr, fpr_limit)
+    pro_ext = np.append(pro_curve, pro_curve[-1] if len(pro_curve) else 0.0)
+    pro = float(np.trapezoid(pro_ext, fpr_ext) / fpr_limit)
+    return PixelLevel(auroc, pro, fpr_limit, n)
 
 
 _COLUMNS = (("acc30", "Acc@{t} (%)"), ("f1", "F1 (%)"), ("miou", "mIoU (%)"), ("miou_ano", "mIoU_ano (%)"),
@@ -229,6 +369,29 @@ def render_table(report: Report, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def render_beyond(report: Report) -> str:
+    """What follows the paper's table: the protocol note, image AUROC / F1-max, the verdict
+    confusion matrix and pixel figures."""
+    out: list[str] = ["Paper's single-anomaly protocol: each sample is scored by its top defect only."]
+    img = report.image
+    if img is not None:
+        if img.auroc is not None:
+            out.append(
+                f"Image AUROC {_pct(img.auroc)} %, F1-max {_pct(img.f1_max)} % at score {img.threshold:.4f} "
+                f"({img.n_scored} scored samples)"
+            )
+        c = img.confusion
+        out.append("Verdicts: truth \\ verdict | OK | NG | NOT_INSPECTED")
+        for truth in ("good", "defective"):
+            out.append(f"  {truth:<9} | {c[truth]['OK']} | {c[truth]['NG']} | {c[truth]['NOT_INSPECTED']}")
+    if report.pixel is not None and report.pixel.auroc is not None:
+        out.append(
+            f"Pixel AUROC {_pct(report.pixel.auroc)} %, PRO@{report.pixel.fpr_limit:g} {_pct(report.pixel.pro)} % "
+            f"({report.pixel.n_images} images with masks)"
+        )
+    return "\n".join(out)
+
+
 def report_to_json(report: Report) -> dict[str, Any]:
     """JSON-ready dict (fractions, not percentages; ``null`` where undefined)."""
     return {
@@ -238,4 +401,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "per_category": {k: asdict(v) for k, v in report.per_category.items()},
         "per_subset": {k: asdict(v) for k, v in report.per_subset.items()},
         "category_subset": dict(report.category_subset),
+        "protocol": "single anomaly per sample: the top defect is scored",
+        "image": None if report.image is None else asdict(report.image),
+        "pixel": None if report.pixel is None else asdict(report.pixel),
     }

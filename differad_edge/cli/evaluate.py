@@ -24,7 +24,7 @@ from ..engines import Reference
 from ..errors import ConfigError, DatasetError, DifferadError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..images import load_image
-from ..metrics import Record, Report, evaluate, render_table, report_to_json, sample_iou
+from ..metrics import Record, Report, evaluate, render_beyond, render_table, report_to_json, sample_iou
 from ..viz import plot_report
 from .common import require_out_dir
 from .engine_args import add_engine_arguments, build_engine, build_inspector, engine_flags_given, load_reference
@@ -47,6 +47,7 @@ class Outcome:
     reason: str | None = None
     iou: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    verdict: str | None = None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -119,7 +120,8 @@ def engine_predictor(args: argparse.Namespace) -> Predictor:
         inspection = inspector.inspect_pair(refs.get(pair.reference), load_image(pair.target))
         det = inspection.detection
         box = det.box if det.valid else None
-        return Outcome(pair, box, det.valid, det.score, det.text, det.reason, timings_ms=inspection.timings_ms)
+        return Outcome(pair, box, det.valid, det.score, det.text, det.message, timings_ms=inspection.timings_ms,
+                       verdict=det.verdict.value)
 
     def close() -> None:
         inspector.close()
@@ -147,7 +149,8 @@ def _score(outcomes: list[Outcome]) -> Report:
     for o in outcomes:
         o.iou = sample_iou(o.pred, o.pair.box, valid=o.valid)
     return evaluate(
-        Record(o.pred, o.pair.box, o.valid, o.pair.category, o.pair.subset, o.pair.id) for o in outcomes
+        Record(o.pred, o.pair.box, o.valid, o.pair.category, o.pair.subset, o.pair.id, o.score, o.verdict)
+        for o in outcomes
     )
 
 
@@ -194,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = _score(outcomes)
     print(render_table(report))
+    print(render_beyond(report))
     summary = f"scored {len(outcomes)} samples; skipped {len(bad_lines)} malformed lines and {len(bad_samples)} bad samples"
     if missing:
         summary += f"; {len(missing)} pairs had no prediction (scored as invalid)"

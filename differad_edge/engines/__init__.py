@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 from ..errors import EngineError
-from .base import Detection, Engine, EngineHandle, Reference, StageTimer
+from .base import Defect, Detection, Engine, EngineHandle, Reason, Reference, StageTimer, Verdict
 
 #: name -> "module:Class". Engines needing heavy packages import them inside their module only.
 ENGINES: dict[str, str] = {
@@ -32,4 +32,4 @@ def create_engine(name: str, **options: Any) -> Engine:
     return engine_class(name)(**options)
 
 
-__all__ = ["ENGINES", "Detection", "Engine", "EngineHandle", "Reference", "StageTimer", "create_engine", "engine_class"]
+__all__ = ["ENGINES", "Defect", "Detection", "Reason", "Verdict", "Engine", "EngineHandle", "Reference", "StageTimer", "create_engine", "engine_class"]

@@ -16,70 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..boxes import Box
+from ..outcome import Defect, Detection, Reason, Verdict
+from ..reference import Reference
 
-
-@dataclass
-class Reference:
-    """A registered good image of a product (plus what calibration learned about it).
-
-    ``image`` is uint8 RGB. ``mean``/``spread`` are the per-pixel variation model (float32, HxWxC or
-    HxW) built from several aligned good parts; ``care_mask`` is uint8 HxW, non-zero = inspect.
-    """
-
-    image: np.ndarray
-    product_id: str = "adhoc"
-    version: str = "0"
-    care_mask: np.ndarray | None = None
-    mean: np.ndarray | None = None
-    spread: np.ndarray | None = None
-    sha256: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return int(self.image.shape[1]), int(self.image.shape[0])
-
-    @property
-    def key(self) -> str:
-        """Identity of the reference content, for caches (falls back to a content hash)."""
-        if not self.sha256:
-            from ..fileio import sha256_bytes
-
-            self.sha256 = sha256_bytes(np.ascontiguousarray(self.image).tobytes())
-        return self.sha256
-
-
-@dataclass
-class Detection:
-    """One engine answer. ``box`` is in target pixels, ``None`` means no anomaly (or invalid)."""
-
-    box: Box | None
-    score: float
-    valid: bool = True
-    engine: str = ""
-    text: str | None = None
-    reason: str | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def anomaly(self) -> bool:
-        return self.valid and self.box is not None and not self.box.is_zero
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "anomaly": self.anomaly,
-            "box": self.box.as_int_list() if self.anomaly and self.box is not None else None,
-            "score": round(float(self.score), 6),
-            "valid": self.valid,
-            "engine": self.engine,
-            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
-        }
-        if self.text is not None:
-            out["text"] = self.text
-        if self.reason is not None:
-            out["reason"] = self.reason
-        return out
+__all__ = ["Defect", "Detection", "Engine", "EngineHandle", "Reason", "Reference", "StageTimer", "Verdict"]
 
 
 @dataclass
@@ -91,7 +31,7 @@ class EngineHandle:
 
 
 class Engine(abc.ABC):
-    """Base class of every engine. Subclasses set ``name`` and register with ``@register_engine``."""
+    """Base class of every engine. Subclasses set ``name`` and are listed in ``engines.ENGINES``."""
 
     name: ClassVar[str] = ""
 

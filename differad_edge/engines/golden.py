@@ -27,7 +27,7 @@ from ..boxes import Box
 from ..errors import ConfigError, ImageError
 from ..images import load_image, to_rgb8
 from ..variation import VariationMethod, build_variation_model
-from .base import Detection, Engine, EngineHandle, Reference, StageTimer
+from .base import Defect, Detection, Engine, EngineHandle, Reference, StageTimer
 
 #: Key of ``Reference.metadata`` holding golden thresholds tuned by calibration.
 TUNED_KEY = "golden"
@@ -49,6 +49,8 @@ class GoldenConfig:
     open_size / close_size: morphology kernel sizes (0 = off): opening drops specks, closing
         joins the fragments of one defect.
     min_area: smallest defect in pixels (after morphology).
+    max_defects: most defects reported per frame (highest scores first).
+    anomaly_map: also return the per-pixel deviation / tolerance map (costs a full-frame pass).
     channels: compare each RGB channel (``rgb``: colour-only defects too) or luminance (``gray``, ~2x faster).
     brightness: ``offset`` removes a global brightness change before comparing; ``none`` keeps it.
     method: variation method used by ``GoldenEngine.build_reference`` for several good images.
@@ -65,6 +67,8 @@ class GoldenConfig:
     open_size: int = 3
     close_size: int = 5
     min_area: int = 25
+    max_defects: int = 8
+    anomaly_map: bool = False
     channels: Literal["gray", "rgb"] = "rgb"
     brightness: Literal["offset", "none"] = "offset"
     method: VariationMethod = "median_mad"
@@ -86,6 +90,10 @@ class GoldenConfig:
                 raise ConfigError(f"golden {name}={value!r} must be an integer >= 0 (pixels)")
         if self.min_area < 1:
             self.min_area = 1
+        if isinstance(self.max_defects, bool) or not isinstance(self.max_defects, (int, np.integer)) or self.max_defects < 1:
+            raise ConfigError(f"golden max_defects={self.max_defects!r} must be an integer >= 1")
+        if not isinstance(self.anomaly_map, (bool, np.bool_)):
+            raise ConfigError(f"golden anomaly_map={self.anomaly_map!r} must be true or false")
         if self.channels not in ("gray", "rgb"):
             raise ConfigError(f"golden channels={self.channels!r} must be 'gray' or 'rgb'")
         if self.brightness not in ("offset", "none"):
@@ -101,7 +109,7 @@ class GoldenConfig:
 
 
 class GoldenEngine(Engine):
-    """Per-pixel tolerance band around a golden reference; largest defect blob -> box."""
+    """Per-pixel tolerance band around a golden reference; every defect blob -> a ranked defect."""
 
     name = "golden"
 
@@ -198,7 +206,8 @@ class GoldenEngine(Engine):
                     o = abs(offset) if t.ndim == 2 else (abs(offset),) * 3 + (0.0,)
                     t = cv2.add(t, o) if offset > 0 else cv2.subtract(t, o)
             mask = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
-        box, score, reason = None, 0.0, None
+        defects: list[Defect] = []
+        score, notes = 0.0, []
         if cv2.countNonZero(mask):
             with timer("morphology"):
                 if s["open"] is not None:
@@ -206,14 +215,24 @@ class GoldenEngine(Engine):
                 if s["close"] is not None:
                     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, s["close"])
             with timer("components"):
-                box, region = _largest_blob(mask, cfg.min_area)
+                blobs = _blobs(mask, cfg.min_area)
             with timer("score"):
-                if box is not None:
-                    score = _score(self._peak_ratio(t, s, box, region))
+                for box, region, area in blobs:
+                    defects.append(Defect(box, _score(self._peak_ratio(t, s, box, region)), float(area), region))
+                defects.sort(key=lambda d: d.score, reverse=True)
+                if len(defects) > cfg.max_defects:
+                    notes.append(f"{len(defects)} defects found, the {cfg.max_defects} highest-scoring reported")
+                    del defects[cfg.max_defects :]
+                if defects:
+                    score = defects[0].score
                 else:
                     score = _score(self._peak_ratio(t, s, None, None))
-                    reason = "deviations smaller than min_area after morphology"
-        return Detection(box=box, score=score, valid=True, engine=self.name, reason=reason, timings_ms=timer.ms)
+                    notes.append("deviations smaller than min_area after morphology")
+        anomaly_map = None
+        if cfg.anomaly_map:
+            with timer("anomaly_map"):
+                anomaly_map = self._ratio_map(t, s)
+        return Detection(defects, score, self.name, timings_ms=timer.ms, anomaly_map=anomaly_map, notes=notes)
 
     @staticmethod
     def _target(target: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -229,11 +248,7 @@ class GoldenEngine(Engine):
         return target
 
     def _peak_ratio(self, t: np.ndarray, s: dict, box: Box | None, region: np.ndarray | None) -> float:
-        """Largest |deviation| / tolerance inside the blob (or the inspected image when no blob).
-
-        OpenCV element-wise ops: numpy's temporaries and channel reduction cost about 25 ms on a
-        full 800x800 RGB frame (a good part with tiny deviations), more than a 30 fps camera allows.
-        """
+        """Largest |deviation| / tolerance inside the blob (or the inspected image when no blob)."""
         if box is None:
             ys, xs = slice(None), slice(None)
         else:
@@ -243,12 +258,14 @@ class GoldenEngine(Engine):
         keep = keep.view(np.uint8) if keep.dtype == np.bool_ else keep
         if not cv2.countNonZero(keep):
             return 0.0
-        d = cv2.subtract(t[ys, xs], s["center"][ys, xs], dtype=cv2.CV_32F)
-        # d * inv_bright where d > 0, -d * inv_dark where d < 0: the positive one of the two products
-        r = cv2.max(cv2.multiply(d, s["inv_bright"][ys, xs]), cv2.multiply(d, s["neg_inv_dark"][ys, xs]))
-        if r.ndim == 3:
-            r = cv2.reduce(r.reshape(-1, r.shape[2]), 1, cv2.REDUCE_MAX).reshape(r.shape[:2])
-        return float(cv2.minMaxLoc(r, mask=keep)[1])
+        return float(cv2.minMaxLoc(_ratio(t, s, ys, xs), mask=keep)[1])
+
+    @staticmethod
+    def _ratio_map(t: np.ndarray, s: dict) -> np.ndarray:
+        """Deviation / tolerance over the whole frame (float32 HxW, 0 outside the care mask)."""
+        r = _ratio(t, s, slice(None), slice(None))
+        r[s["care"] == 0] = 0.0
+        return r
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.name, "config": self.config.to_dict()}
@@ -281,22 +298,39 @@ def _care(reference: Reference, shape: tuple[int, int], cfg: GoldenConfig) -> np
     return care
 
 
-def _largest_blob(mask: np.ndarray, min_area: int) -> tuple[Box | None, np.ndarray | None]:
-    """Largest 8-connected blob; labelling runs on the bounding rectangle of the deviations only
-    (most frames have one small defect, labelling the whole frame would dominate the cost)."""
+def _blobs(mask: np.ndarray, min_area: int) -> list[tuple[Box, np.ndarray, int]]:
+    """Every 8-connected blob of at least ``min_area`` pixels: (box, its bool region crop, area).
+
+    Labelling runs on the bounding rectangle of the deviations only (most frames have one small
+    defect; labelling the whole frame would dominate the cost).
+    """
     ox, oy, cw, ch = cv2.boundingRect(mask)
     if cw == 0 or ch == 0:
-        return None, None
+        return []
     crop = mask[oy : oy + ch, ox : ox + cw]
     n, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
-    if n <= 1:
-        return None, None
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, bw, bh, area = (int(v) for v in stats[best])
-    if area < min_area:
-        return None, None
-    region = labels[y : y + bh, x : x + bw] == best
-    return Box(float(ox + x), float(oy + y), float(ox + x + bw), float(oy + y + bh)), region
+    out = []
+    for label in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[label])
+        if area < min_area:
+            continue
+        region = labels[y : y + bh, x : x + bw] == label
+        out.append((Box(float(ox + x), float(oy + y), float(ox + x + bw), float(oy + y + bh)), region, area))
+    return out
+
+
+def _ratio(t: np.ndarray, s: dict, ys: slice, xs: slice) -> np.ndarray:
+    """|deviation| / tolerance (bright or dark side), max over channels: 1.0 = at the tolerance.
+
+    OpenCV element-wise ops: numpy's temporaries and channel reduction cost about 25 ms on a
+    full 800x800 RGB frame (a good part with tiny deviations), more than a 30 fps camera allows.
+    """
+    d = cv2.subtract(t[ys, xs], s["center"][ys, xs], dtype=cv2.CV_32F)
+    # d * inv_bright where d > 0, -d * inv_dark where d < 0: the positive one of the two products
+    r = cv2.max(cv2.multiply(d, s["inv_bright"][ys, xs]), cv2.multiply(d, s["neg_inv_dark"][ys, xs]))
+    if r.ndim == 3:
+        r = cv2.reduce(r.reshape(-1, r.shape[2]), 1, cv2.REDUCE_MAX).reshape(r.shape[:2])
+    return r
 
 
 def _or(value: float | None, default: float) -> float:

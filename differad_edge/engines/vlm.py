@@ -33,7 +33,7 @@ from ..vlm.prefix_cache import (
     template_key,
 )
 from ..vlm.size_policy import Resized, SizePolicy
-from .base import Detection, Engine, EngineHandle, Reference, StageTimer
+from .base import Defect, Detection, Engine, EngineHandle, Reason, Reference, StageTimer
 
 ENGINE_NAME = "vlm"
 #: Enough for a no-think box answer; thinking needs room for the reasoning.
@@ -45,20 +45,25 @@ def detection_from_text(text: str | None, resized: Resized, score: float = 0.0,
                         timings_ms: dict[str, float] | None = None) -> Detection:
     """Turn a raw model answer into a detection in the target's source pixels; never raises.
 
-    Unparsable text gives ``valid=False`` with the raw text and the parser's reason; a zero box
-    ("no anomaly") gives ``box=None``.
+    Unparsable text is NOT_INSPECTED(invalid_answer) with the raw text and the parser's reason (never
+    OK); a zero box ("no anomaly") is OK; a box is one NG defect. ``score`` is the answer's confidence
+    (geometric mean of its tokens' probabilities); the image-level anomaly score is that confidence
+    for a box and ``1 - confidence`` for the zero box, so that higher always means "more anomalous".
     """
     parsed = parse_answer(text)
     timings = dict(timings_ms or {})
     if not parsed.valid or parsed.box is None:
-        return Detection(None, 0.0, valid=False, engine=ENGINE_NAME, text=text, reason=parsed.reason,
-                         timings_ms=timings)
-    box = None if parsed.box.is_zero else resized.box_to_source(parsed.box)
-    if box is not None and box.is_degenerate:  # cannot happen for an in-range box; kept as a guard
-        return Detection(None, 0.0, valid=False, engine=ENGINE_NAME, text=text,
-                         reason=f"box {parsed.box.as_tuple()} vanishes in a {resized.source_size} image",
-                         timings_ms=timings)
-    return Detection(box, float(score), valid=True, engine=ENGINE_NAME, text=text, timings_ms=timings)
+        return Detection.refuse(Reason.INVALID_ANSWER, f"model answer holds no valid box: {parsed.reason}",
+                                engine=ENGINE_NAME, text=text, timings_ms=timings)
+    if parsed.box.is_zero:
+        return Detection([], 1.0 - float(score), ENGINE_NAME, text=text, timings_ms=timings)
+    box = resized.box_to_source(parsed.box)
+    if box.is_degenerate:  # cannot happen for an in-range box; kept as a guard
+        return Detection.refuse(Reason.INVALID_ANSWER,
+                                f"box {parsed.box.as_tuple()} vanishes in a {resized.source_size} image",
+                                engine=ENGINE_NAME, text=text, timings_ms=timings)
+    defect = Defect(box, float(score), box.area)
+    return Detection([defect], float(score), ENGINE_NAME, text=text, timings_ms=timings)
 
 
 class VLMEngine(Engine):

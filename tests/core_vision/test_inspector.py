@@ -12,8 +12,9 @@ from differad_edge.alignment import AlignConfig
 from differad_edge.boxes import iou
 from differad_edge.engines import Reference
 from differad_edge.engines.golden import GoldenEngine
-from differad_edge.errors import ConfigError, ImageError, ReferenceError
+from differad_edge.errors import ConfigError, ReferenceError
 from differad_edge.inspector import Inspector
+from differad_edge.outcome import Reason, Verdict
 from differad_edge.store import ReferenceStore
 
 from .parts import draw_blob, good_copy, make_product, rigid, warp
@@ -129,8 +130,10 @@ def test_warm_up_prepares_the_reference_once_and_finds_no_defect_in_it(store):
 
 def test_unknown_product_and_missing_store(store):
     inspector = Inspector(GoldenEngine(), store=store)
-    with pytest.raises(ReferenceError, match="unknown product"):
-        inspector.inspect(make_product(64), "ghost")
+    result = inspector.inspect(make_product(64), "ghost")  # a stream must not die on it: NOT_INSPECTED
+    assert result.verdict is Verdict.NOT_INSPECTED
+    assert result.reason is Reason.NO_REFERENCE
+    assert "unknown product" in result.detection.message
     with pytest.raises(ConfigError, match="ReferenceStore"):
         Inspector(GoldenEngine()).inspect(make_product(64), "pump")
 
@@ -139,8 +142,10 @@ def test_frame_size_mismatch(store):
     ref = make_product(128, seed=0)
     _promote(store, "pump", ref)
     big = np.kron(ref, np.ones((2, 2, 1), np.uint8))  # the same part at twice the resolution
-    with pytest.raises(ImageError, match="enable alignment"):
-        Inspector(GoldenEngine(), store=store, align=None).inspect(big, "pump")
+    refused = Inspector(GoldenEngine(), store=store, align=None).inspect(big, "pump")
+    assert refused.verdict is Verdict.NOT_INSPECTED
+    assert refused.reason is Reason.SIZE_MISMATCH
+    assert "enable alignment" in refused.detection.message
     frame = big.copy()
     gt = draw_blob(frame, (100, 140), 12, (0, 0, 0))
     result = Inspector(GoldenEngine(), store=store).inspect(frame, "pump")
@@ -152,8 +157,9 @@ def test_alignment_failure_gives_an_invalid_detection(store):
     _promote(store, "pump", ref)
     unrelated = make_product(SIZE, seed=50)
     result = Inspector(GoldenEngine(), store=store).inspect(unrelated, "pump")
-    assert not result.detection.valid and result.detection.box is None
-    assert "alignment failed" in result.detection.reason
+    assert result.verdict is Verdict.NOT_INSPECTED
+    assert result.detection.box is None
+    assert result.reason is Reason.ALIGNMENT_FAILED
     anyway = Inspector(GoldenEngine(), store=store, on_align_failure="detect").inspect(unrelated, "pump")
     assert anyway.detection.valid and anyway.anomaly
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from differad_edge.engines import Reference, create_engine
+from differad_edge.engines import Reason, Reference, Verdict, create_engine
 from differad_edge.engines.vlm import VLMEngine, detection_from_text
 from differad_edge.errors import ConfigError, ImageError
 from differad_edge.prompts import THINK_TEMPLATE
@@ -110,7 +110,10 @@ def test_garbage_output_is_invalid_detection_not_exception(engine: VLMEngine) ->
     det = engine.detect(handle, _img(300))
     assert det.engine == "vlm" and det.text is not None
     # The random model cannot produce a box; whatever it said is kept for debugging.
-    assert not det.valid and det.box is None and det.reason and not det.anomaly
+    assert det.verdict is Verdict.NOT_INSPECTED  # an unparsable answer is never OK
+    assert det.not_inspected is Reason.INVALID_ANSWER
+    assert det.box is None
+    assert det.message
     assert {"preprocess", "vision", "prefill", "decode", "parse", "total"} <= set(det.timings_ms)
     assert det.to_json()["valid"] is False
 
@@ -130,7 +133,10 @@ def test_postprocessing_of_raw_text(text: str, valid: bool, reason: str | None) 
     det = detection_from_text(text, resized, score=0.9)
     assert det.valid is valid and det.text == text and det.box is None and not det.anomaly
     if reason:
-        assert reason in det.reason
+        assert reason in det.message
+        assert det.verdict is Verdict.NOT_INSPECTED
+    else:
+        assert det.verdict is Verdict.OK
 
 
 def test_answer_maps_to_target_pixels_for_non_square_frames() -> None:

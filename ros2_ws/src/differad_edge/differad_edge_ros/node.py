@@ -225,7 +225,7 @@ class InspectorNode(Node):
         self._detections.publish(detections_message(msg.header, box, det.score))
         self.stats.done((time.perf_counter() - received) * 1000.0, box is not None, det.valid, inspect_ms)
         if not det.valid:
-            self.get_logger().warning(f"frame not inspected: {det.reason}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"frame not inspected ({det.not_inspected}): {det.message}", throttle_duration_sec=1.0)
         if self._annotated is not None:
             from differad_edge.viz import draw_boxes
 
