@@ -44,10 +44,10 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from .engines.base import Reference
 from .errors import ConfigError, ImageError, ReferenceError
 from .fileio import atomic_write_bytes, atomic_write_json, sha256_bytes
 from .images import decode_gray, decode_image, encode_image, image_size, to_rgb8
+from .reference import Reference
 from .store_format import (
     LEGACY_FORMAT,
     MAX_BLOB_BYTES,
@@ -216,7 +216,7 @@ class ReferenceStore:
                 f"unknown product {product_id!r} in {self.root} (known: {known}); add a reference with add_version"
             )
 
-    def _manifest(self, product_id: str, version: str) -> dict[str, Any]:
+    def _manifest(self, product_id: str, version: str, check_seal: bool = True) -> dict[str, Any]:
         """A version's manifest, validated and checked against its own checksum (format 2), or an
         unsealed format-1 manifest of a product no writer of this release has touched yet."""
         path = self._version_dir(product_id, version) / MANIFEST_FILE
@@ -235,12 +235,25 @@ class ReferenceStore:
         validate_model(Manifest, data, path, "manifest")
         if data["format"] == FORMAT_VERSION:
             verify_checksum(data, path, "manifest")
-        elif self._pointer(product_id)["format"] == FORMAT_VERSION:
+        elif check_seal and (
+            self._pointer(product_id, check_seal=False)["format"] == FORMAT_VERSION or self._sealed(product_id)
+        ):
             raise ReferenceError(
-                f"manifest {path} is unsealed (format {LEGACY_FORMAT}) in a product whose manifests were sealed; "
-                "it was edited or copied in - restore it or remove the version"
+                f"manifest {path} is unsealed (format {LEGACY_FORMAT}) in a product whose files are sealed; it was "
+                f"edited or copied in - restore it, or seal it with 'differad-calibrate upgrade' if you trust it"
             )
         return data
+
+    def _sealed(self, product_id: str) -> bool:
+        """Whether a writer of this release has touched the product (its first manifest is format 2:
+        writers seal every manifest of a product at once, so one stands for all)."""
+        names = self._version_names(product_id)
+        if not names:
+            return False
+        path = self._version_dir(product_id, names[0]) / MANIFEST_FILE
+        raw = self._read(path, MAX_JSON_BYTES, "manifest")
+        data = parse_json(raw, path, "manifest") if raw is not None else None
+        return isinstance(data, dict) and data.get("format") == FORMAT_VERSION
 
     def _write_manifest(self, product_id: str, version: str, manifest: dict[str, Any]) -> None:
         """The one way a manifest is (re)written: sealed with its checksum, never through a link."""
@@ -248,15 +261,20 @@ class ReferenceStore:
         check_no_links(self.root, path)
         atomic_write_json(path, seal(manifest))
 
-    def _pointer(self, product_id: str) -> dict[str, Any]:
+    def _pointer(self, product_id: str, check_seal: bool = True) -> dict[str, Any]:
         path = self._product_dir(product_id) / ACTIVE_FILE
         raw = self._read(path, MAX_JSON_BYTES, "active pointer")
         if raw is None:
-            return {"version": None, "previous": [], "format": LEGACY_FORMAT, "event": None}
+            return {"version": None, "previous": [], "format": None, "event": None}
         data = parse_json(raw, path, "active pointer")
         ptr = validate_model(Pointer, data, path, "active pointer")
         if ptr.format != LEGACY_FORMAT:
             verify_checksum(data, path, "active pointer")
+        elif check_seal and self._sealed(product_id):
+            raise ReferenceError(
+                f"active pointer {path} is unsealed (format {LEGACY_FORMAT}) in a product whose files are sealed; it "
+                "was edited - restore it, or seal it with 'differad-calibrate upgrade' if you trust it"
+            )
         return {"version": ptr.version, "previous": list(ptr.previous), "format": ptr.format, "event": ptr.event}
 
     def active_version(self, product_id: str) -> str | None:
@@ -590,23 +608,35 @@ class ReferenceStore:
         folders = [pdir, pdir / "versions"]
         folders += [pdir / "versions" / v for v in self._version_names(product_id)]
         clean_stale_temps(folders)
-        ptr = self._pointer(product_id)
+        ptr = self._pointer(product_id, check_seal=False)
         pending = ptr["event"]
         if pending:
             _, events = self._history_lines(product_id)
             if pending.get("id") not in {e.get("id") for e in events}:
                 self._log(product_id, pending)
-        if ptr["format"] == LEGACY_FORMAT and self._version_names(product_id):
-            for v in self._version_names(product_id):
-                m = self._manifest(product_id, v)
-                if m["format"] == LEGACY_FORMAT:
-                    self._write_manifest(product_id, v, m)
-            self._write_pointer(product_id, ptr["version"], ptr["previous"], pending)
+        self._seal_legacy(product_id, ptr, force=False)
+
+    def _seal_legacy(self, product_id: str, ptr: dict[str, Any], force: bool) -> None:
+        """The upgrade from format 1: seal the manifests and the pointer. Automatic only for a product
+        wholly of an earlier release; a mix of sealed and unsealed files (an edit, or a crash during
+        an upgrade) is sealed only on request (``upgrade``), after the operator checked it."""
+        names = self._version_names(product_id)
+        manifests = {v: self._manifest(product_id, v, check_seal=False) for v in names}
+        legacy = [v for v, m in manifests.items() if m["format"] == LEGACY_FORMAT]
+        pure_old = len(legacy) == len(names) and ptr["format"] != FORMAT_VERSION
+        if not (force or pure_old):
+            return
+        for v in legacy:
+            self._write_manifest(product_id, v, manifests[v])
+        if ptr["format"] == LEGACY_FORMAT:
+            self._write_pointer(product_id, ptr["version"], ptr["previous"], ptr["event"])
+
 
     def upgrade(self, product_id: str) -> None:
         """Seal a product's format-1 manifests now (any write does it too)."""
         with _product_lock(self._product_dir(product_id)):
             self._require_product(product_id)
+            self._seal_legacy(product_id, self._pointer(product_id, check_seal=False), force=True)
             self._housekeeping(product_id)
 
 

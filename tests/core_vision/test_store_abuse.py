@@ -237,3 +237,17 @@ def test_a_resealed_npy_of_the_wrong_shape_is_refused(store: ReferenceStore) -> 
     (vdir / "manifest.json").write_text(json.dumps(seal(m)))
     with pytest.raises(ReferenceError, match="mean.npy must be finite float32 of shape"):
         store.load("p2", v)
+
+
+def test_an_unsealed_pointer_in_a_sealed_product_is_refused(store: ReferenceStore) -> None:
+    """Downgrading the pointer to format 1 (no checksum) must not make a candidate active."""
+    (store.root / "p1/active.json").write_text(json.dumps({"version": "v0002", "previous": []}))
+    with pytest.raises(ReferenceError, match="unsealed"):
+        store.load("p1")
+    store.add_version("p1", make_product(64, seed=9))  # writers do not silently re-seal it...
+    with pytest.raises(ReferenceError, match="unsealed"):
+        store.promote("p1", "v0003", force=True, reason="x")
+    with pytest.raises(ReferenceError, match="unsealed"):
+        store.load("p1")  # ... it stays refused
+    store.upgrade("p1")  # the operator's explicit decision
+    assert store.active_version("p1") == "v0002"
