@@ -429,24 +429,26 @@ class ReferenceStore:
             "validation": None,
             "status_history": [{"status": "candidate", "time": created}],
         }
-        with _product_lock(pdir):
-            self._housekeeping(product_id)
-            for attempt in range(1000):
-                vid = version or self._next_version_id(product_id, attempt)
-                atomic_write_json(tmp / MANIFEST_FILE, seal({**manifest, "version": vid}))
-                try:
-                    os.rename(tmp, vroot / vid)  # fails if the name exists: the id is claimed atomically
-                except OSError as e:
-                    if version is not None:
-                        shutil.rmtree(tmp, ignore_errors=True)
-                        raise ReferenceError(
-                            f"version {version!r} of {product_id!r} already exists; pick a new id"
-                        ) from e
-                    continue
-                self._log(product_id, {"event": "add", "version": vid})
-                return vid
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ReferenceError(f"could not allocate a version id for {product_id!r}")
+        try:
+            with _product_lock(pdir):
+                self._housekeeping(product_id)
+                self._history_lines(product_id)  # a damaged log refuses the add before anything moved
+                for attempt in range(1000):
+                    vid = version or self._next_version_id(product_id, attempt)
+                    atomic_write_json(tmp / MANIFEST_FILE, seal({**manifest, "version": vid}))
+                    try:
+                        os.rename(tmp, vroot / vid)  # fails if the name exists: the id is claimed atomically
+                    except OSError as e:
+                        if version is not None:
+                            raise ReferenceError(
+                                f"version {version!r} of {product_id!r} already exists; pick a new id"
+                            ) from e
+                        continue
+                    self._log(product_id, {"event": "add", "version": vid})
+                    return vid
+            raise ReferenceError(f"could not allocate a version id for {product_id!r}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; debris after any failure
 
     def _next_version_id(self, product_id: str, bump: int) -> str:
         nums = [int(v[1:]) for v in self._version_names(product_id) if re.fullmatch(r"v\d+", v)]
@@ -503,9 +505,16 @@ class ReferenceStore:
         m["status"] = status
         m["validation"] = {"passed": bool(passed), "time": now, "report": report}
         m["status_history"] = [*m.get("status_history", []), {"status": status, "time": now}]
+        # Everything that can refuse is read first, so a refusal leaves the store as it was.
+        active = self.active_version(product_id)
+        self._history_lines(product_id)
+        try:
+            Manifest.model_validate(m)
+        except ValueError as e:
+            raise ConfigError(f"validation report cannot be stored: {' '.join(str(e).split())[:300]}") from e
         self._write_manifest(product_id, version, m)
         self._log(product_id, {"event": "validation", "version": version, "status": status})
-        return self.info(product_id, version)
+        return self._info(product_id, version, m, active)
 
     def check_can_validate(self, product_id: str, version: str, manifest: dict[str, Any] | None = None) -> None:
         """Refuse to re-judge the validated live reference (see ``set_validation``)."""
