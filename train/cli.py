@@ -16,11 +16,28 @@ from differad_edge.errors import ConfigError
 PROG = "differad-train"
 
 
+def _refuse_existing(path: str, overwrite: bool, flag: str = "--out") -> None:
+    """An existing non-empty folder is replaced only with ``--overwrite`` (never silently)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        if not overwrite:
+            raise ConfigError(f"{flag} {p} exists and is not empty; pass --overwrite to replace it or choose a new folder")
+        if p.is_dir():
+            import shutil
+
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from differad_edge.synth import generate_dataset
 
     if args.count < 1:
         raise ConfigError(f"--count {args.count} must be >= 1")
+    _refuse_existing(args.out, args.overwrite)
     path = generate_dataset(args.out, args.count, args.seed, normals=args.normals, textures=args.textures,
                             size=args.size)
     print(path)
@@ -36,33 +53,75 @@ def _job(kind: str, args: argparse.Namespace) -> object:
     return load_config(kind, args.config, overrides)
 
 
+def _print_config(job: object) -> int:
+    import yaml
+
+    from .config import dump_config
+
+    print(yaml.safe_dump(dump_config(job), sort_keys=False), end="")  # type: ignore[arg-type]
+    return 0
+
+
 def cmd_grpo(args: argparse.Namespace) -> int:
+    job = _job("grpo", args)
+    if args.print_config:
+        return _print_config(job)
     from .jobs import run_grpo
 
-    print(run_grpo(_job("grpo", args)))
+    print(run_grpo(job, overwrite=args.overwrite))  # type: ignore[arg-type]
     return 0
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
+    job = _job("sft", args)
+    if args.print_config:
+        return _print_config(job)
     from .jobs import run_sft
 
-    print(run_sft(_job("sft", args)))
+    print(run_sft(job, overwrite=args.overwrite))  # type: ignore[arg-type]
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from differad_edge.prompts import get_template
     from differad_edge.vlm.loader import load_processor
 
-    from .config import ModelSection
+    from .config import ModelSection, resolve_template
     from .modeling import merge_lora, save_inference_files
 
-    template, processor = get_template(args.template), load_processor(args.base)  # refuse before writing
+    _refuse_existing(args.out, args.overwrite)
+    template, processor = resolve_template(args.template, args.base), load_processor(args.base)  # refuse first
     base = ModelSection(path=args.base, dtype=args.dtype)
     out = merge_lora(base, args.adapter, args.out)
     save_inference_files(out, processor, template)
     print(out)
     return 0
+
+
+def _shipped() -> list[str]:
+    from .config import shipped_configs
+
+    return list(shipped_configs())
+
+
+def config_keys_help(kind: str) -> str:
+    """Every config key with its default, for ``--help`` (so a person need not read the source)."""
+    from .config import JOBS
+
+    lines = ["config keys (KEY=VALUE overrides, or YAML sections):"]
+    job = JOBS[kind]
+    for section, field in job.model_fields.items():
+        ann = field.annotation
+        sub = getattr(ann, "model_fields", None)
+        if sub is None:
+            lines.append(f"  {section}  (default {field.get_default(call_default_factory=True)!r})")
+            continue
+        for key, f in sub.items():
+            default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
+            lines.append(f"  {section}.{key}  {default}" + (f"  {f.description}" if f.description else ""))
+    trl = "GRPOConfig" if kind == "grpo" else "SFTConfig"
+    lines.append(f"  train.<any field of trl.{trl} / transformers.TrainingArguments>  passed through, "
+                 "validated by TRL (e.g. train.lr_scheduler_type=cosine train.weight_decay=0.01)")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,13 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--count", type=int, required=True, help="number of pairs")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=256, help="image side in pixels")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
     s.set_defaults(func=cmd_synth)
 
     for name, func, help_ in (("sft", cmd_sft, "cold start: supervised fine-tuning (TRL SFTTrainer)"),
                               ("grpo", cmd_grpo, "GRPO with DCLR, resampling and difficulty weighting")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("--config", help="YAML config (see train/configs/)")
+        p = sub.add_parser(name, help=help_, epilog=config_keys_help(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--config", help="YAML file or shipped config name (" + ", ".join(_shipped()) + ")")
         p.add_argument("--merge-lora", action="store_true", help="merge the LoRA adapter into the saved model")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output_dir")
+        p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.num_generations=4")
         p.set_defaults(func=func)
 
@@ -94,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--adapter", required=True, help="adapter folder (OUT/adapter of a LoRA run)")
     m.add_argument("--out", required=True, help="output folder")
     m.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "fp16"))
-    m.add_argument("--template", default=DEFAULT_TRAIN_TEMPLATE, help="prompt template the adapter was trained with")
+    m.add_argument("--template", default=DEFAULT_TRAIN_TEMPLATE,
+                   help="prompt template the adapter was trained with (id, JSON file, or 'model')")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
     m.set_defaults(func=cmd_merge)
     return parser
 

@@ -1,21 +1,30 @@
 """Typed training configs (GRPO and SFT): YAML files plus ``key=value`` overrides, validated in one place.
 
 Sections mirror what a person tunes: ``model`` (checkpoint, dtype, quantization, frozen vision tower),
-``lora``, ``data``, ``reward`` (GRPO only) and ``train`` (the trainer's knobs). Unknown keys are
-errors, so a typo never silently trains with a default.
+``lora``, ``data``, ``reward`` (GRPO only), ``diagnostics`` (held-out evaluation during training) and
+``train`` (the trainer's knobs). ``train`` is TRL-native: besides the typed keys below, any field of
+TRL's ``GRPOConfig`` / ``SFTConfig`` (and so of ``transformers.TrainingArguments``) passes through
+unchanged and TRL validates its value (``train.lr_scheduler_type=cosine train.warmup_ratio=0.05``).
+Unknown keys in any section are errors with a "did you mean", so a typo never silently trains with a
+default. Configs are files or names of the shipped ones (``--config sft``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
+import json
 import os
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from differad_edge.errors import ConfigError
-from differad_edge.prompts import DEFAULT_TRAIN_TEMPLATE, get_template
+from differad_edge.prompts import DEFAULT_TRAIN_TEMPLATE, PROMPT_FILE, PromptTemplate, get_template
 
 from .rewards import DCLRParams
 
@@ -23,8 +32,25 @@ from .rewards import DCLRParams
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+def did_you_mean(key: str, known: list[str] | tuple[str, ...] | set[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known names, or an empty string."""
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """Unknown keys name the closest known one, before pydantic's generic "extra inputs" message."""
+        if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
+            for key in data:
+                if key not in cls.model_fields:
+                    raise ValueError(f"unknown key {key!r}{did_you_mean(str(key), set(cls.model_fields))}; "
+                                     f"known: {', '.join(cls.model_fields)}")
+        return data
 
 
 class ModelSection(_Section):
@@ -46,10 +72,24 @@ class LoraSection(_Section):
 
 class DataSection(_Section):
     pairs: str = Field("", description="pairs JSONL (differad_edge.dataset format)")
-    template: str = Field(DEFAULT_TRAIN_TEMPLATE, description="prompt template id")
+    template: str = Field(DEFAULT_TRAIN_TEMPLATE, description="prompt template: an id, a template JSON file, "
+                          "or 'model' (the differad_prompt.json stored with model.path)")
     paraphrase: bool = Field(True, description="draw the instruction from the 20 paraphrases")
     seed: int = 0
     limit: int | None = Field(None, ge=1, description="use only the first N pairs")
+
+
+class DiagnosticsSection(_Section):
+    """Held-out evaluation during training: the project's metrics beside trivial baselines, and the image-use check."""
+
+    enabled: bool = Field(True, description="evaluate on a held-out split at train begin, every `steps` and at the end")
+    eval_pairs: str | None = Field(None, description="held-out pairs JSONL (default: split eval_fraction off data.pairs)")
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of data.pairs held out when no eval_pairs")
+    min_train: int = Field(8, ge=1, description="split only when at least this many pairs remain for training")
+    max_eval: int = Field(32, ge=2, description="held-out pairs scored per evaluation (generation is slow)")
+    steps: int = Field(50, ge=1, description="evaluate every N optimizer steps")
+    max_new_tokens: int = Field(64, ge=1, description="answer length limit when generating on the held-out pairs")
+    image_check: bool = Field(True, description="loss on real vs shuffled image pairs (does the model look?)")
 
 
 class RewardSection(_Section):
@@ -67,7 +107,20 @@ class RewardSection(_Section):
         return DCLRParams(alpha=self.alpha, lam=self.lam, tau=self.tau, delta=self.delta)
 
 
+#: TrainingArguments keys set from other sections (or by the runner): where to set them instead.
+RESERVED_TRAIN_KEYS = {
+    "output_dir": "the top-level output_dir", "bf16": "model.dtype", "fp16": "model.dtype",
+    "gradient_checkpointing": "model.gradient_checkpointing", "reward_weights": "reward.format_weight/loc_weight",
+    "remove_unused_columns": None, "max_completion_length": None,
+}
+
+
 class _TrainCommon(_Section):
+    """Typed trainer knobs; any other ``GRPOConfig``/``SFTConfig`` field passes through to TRL as it is."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    trl_config: ClassVar[str] = ""
+
     learning_rate: float = Field(gt=0.0)
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(2, ge=1)
@@ -75,15 +128,50 @@ class _TrainCommon(_Section):
     max_steps: int = Field(-1, description="> 0 overrides num_train_epochs")
     logging_steps: int = Field(1, ge=1)
     save_steps: int = Field(500, ge=1)
-    save_total_limit: int | None = Field(2, ge=1)
+    save_total_limit: int | None = Field(None, ge=1, description="keep only the last N checkpoints (default: all)")
     seed: int = 0
-    use_cpu: bool = False
+    use_cpu: bool = Field(False, description="set automatically (with model.dtype=fp32) when no CUDA device is found")
     deepspeed: str | None = Field(None, description="DeepSpeed JSON (ZeRO-3), launched with accelerate")
-    report_to: list[str] = Field(default_factory=list)
+    report_to: list[str] = Field(default_factory=list, description="tensorboard / wandb (extras of the same name)")
     dataloader_num_workers: int = Field(0, ge=0)
+    resume_from_checkpoint: bool | str | None = Field(
+        None, description="true: the last checkpoint in OUTPUT/checkpoints; or a checkpoint folder")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        trl = trl_fields(cls.trl_config)
+        for key in data:
+            if key in cls.model_fields:
+                continue
+            if key in RESERVED_TRAIN_KEYS:
+                where = RESERVED_TRAIN_KEYS[key]
+                raise ValueError(f"{key!r} is set by the runner" + (f"; set {where} instead" if where else ""))
+            if key not in trl:
+                raise ValueError(f"unknown key {key!r}{did_you_mean(str(key), set(cls.model_fields) | trl)}; "
+                                 f"expected a key listed by `differad-train {cls.trl_config[:-6].lower()} --help` "
+                                 f"or any field of trl.{cls.trl_config}")
+        return data
+
+    def trl_extra(self) -> dict[str, Any]:
+        """The pass-through keys (not typed here), exactly as given: TRL validates them."""
+        return dict(self.model_extra or {})
+
+
+@functools.cache
+def trl_fields(config_class: str) -> frozenset[str]:
+    """Field names of ``trl.GRPOConfig`` / ``trl.SFTConfig`` (TrainingArguments included)."""
+    try:
+        import trl
+    except ImportError:  # without the train extra nothing can train anyway; accept the key
+        return frozenset()
+    return frozenset(f.name for f in dataclasses.fields(getattr(trl, config_class)))
 
 
 class GRPOSettings(_TrainCommon):
+    trl_config: ClassVar[str] = "GRPOConfig"
     learning_rate: float = Field(1e-6, gt=0.0)
     num_generations: int = Field(8, ge=2, description="G, completions per prompt")
     temperature: float = Field(0.9, gt=0.0)
@@ -91,14 +179,17 @@ class GRPOSettings(_TrainCommon):
     beta: float = Field(0.0, ge=0.0, description="KL coefficient (TRL default 0)")
     loss_type: str = "dapo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
-    resample: bool = Field(True, description="regenerate groups whose rewards are all equal")
+    resample: bool = Field(True, description="regenerate groups whose rewards are all equal (solved ones never)")
+    resample_on: Literal["loc", "total"] = Field("loc", description="judge flatness on R_loc (authors) or R total")
     max_resample_rounds: int = Field(2, ge=0)
     resample_eps: float = Field(1e-6, ge=0.0)
+    zero_advantage_warn_steps: int = Field(10, ge=0, description="warn after N consecutive steps without signal (0: never)")
     difficulty_weighting: bool = Field(True, description="Eq. 9-12 group weight")
     log_completions: bool = False
 
 
 class SFTSettings(_TrainCommon):
+    trl_config: ClassVar[str] = "SFTConfig"
     learning_rate: float = Field(1e-5, gt=0.0)
     per_device_train_batch_size: int = Field(4, ge=1)
     max_length: int | None = Field(None, ge=16)
@@ -108,6 +199,7 @@ class _Job(_Section):
     model: ModelSection = Field(default_factory=ModelSection)
     lora: LoraSection = Field(default_factory=LoraSection)
     data: DataSection = Field(default_factory=DataSection)
+    diagnostics: DiagnosticsSection = Field(default_factory=DiagnosticsSection)
     output_dir: str = ""
     merge_lora: bool = Field(False, description="merge the LoRA adapter into a full checkpoint at the end")
 
@@ -118,7 +210,7 @@ class _Job(_Section):
                             ("output_dir", self.output_dir)):
             if not str(value).strip():
                 raise ValueError(f"{name} is required; set it in the YAML or as {name}=VALUE")
-        get_template(self.data.template)
+        resolve_template(self.data.template, self.model.path)
         if self.model.quant and not self.lora.enabled:
             raise ValueError("model.quant needs lora.enabled=true (quantized weights cannot be fine-tuned fully)")
         if self.merge_lora and not self.lora.enabled:
@@ -138,8 +230,35 @@ class _Job(_Section):
         return self
 
     @property
+    def template(self) -> PromptTemplate:
+        return resolve_template(self.data.template, self.model.path)
+
+    @property
     def think(self) -> bool:
-        return get_template(self.data.template).think
+        return self.template.think
+
+
+def resolve_template(spec: str, model_path: str = "") -> PromptTemplate:
+    """A prompt template from an id, a template JSON file (or a folder holding ``differad_prompt.json``),
+    or ``model`` (the one stored with the model): the engine loads any template from a model folder,
+    so training can use any too."""
+    if spec == "model":
+        path = Path(model_path) / PROMPT_FILE
+        if not path.is_file():
+            raise ConfigError(f"data.template=model but {path} does not exist; pass a template id or JSON file")
+    elif spec.endswith(".json") or Path(spec).is_dir():
+        path = Path(spec) / PROMPT_FILE if Path(spec).is_dir() else Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"prompt template file {path} does not exist; pass a template id or a JSON file")
+    else:
+        return get_template(spec)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read prompt template {path}: {e}; expected differad_prompt.json content") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"prompt template {path} must be a JSON object with id and think")
+    return PromptTemplate.from_dict(data)
 
 
 class GRPOJob(_Job):
@@ -176,8 +295,26 @@ def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def shipped_configs() -> dict[str, Path]:
+    """Name -> path of the configs shipped in ``train/configs`` (``--config sft``)."""
+    folder = Path(str(resources.files("differad_edge.train").joinpath("configs")))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_config(path: str | os.PathLike) -> Path:
+    """A YAML path, or the name of a shipped config (``sft``, ``grpo_authors``, ...)."""
     p = Path(path)
+    if p.exists() or os.sep in str(path) or str(path).endswith((".yaml", ".yml")):
+        return p
+    shipped = shipped_configs()
+    if str(path) in shipped:
+        return shipped[str(path)]
+    raise ConfigError(f"config {str(path)!r} is neither a file nor a shipped config"
+                      f"{did_you_mean(str(path), set(shipped))}; shipped: {', '.join(shipped)}")
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = resolve_config(path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError as e:

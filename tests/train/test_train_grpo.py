@@ -90,12 +90,14 @@ def test_resampling_fires_on_flat_groups_only(tiny_model_dir, synth_pairs) -> No
     flat = _trainer(DifferadGRPOTrainer, tiny_model_dir, synth_pairs, funcs, weights, max_resample_rounds=2)
     flat.train()
     n_groups = 4 // G
-    assert flat.resample_totals == {"groups": n_groups, "resampled_groups": n_groups, "regenerations": 2 * n_groups}
+    assert flat.resample_totals == {"groups": n_groups, "resampled_groups": n_groups, "regenerations": 2 * n_groups,
+                                    "solved_groups": 0}
     log = flat.state.log_history[0]
     assert log["resample/flat_share"] == 1.0 and log["resample/rate"] == 1.0
 
     funcs, weights = make_reward_funcs("dclr")
-    varied = _trainer(DifferadGRPOTrainer, tiny_model_dir, synth_pairs, funcs + [_hash_reward()], weights + [1.0])
+    varied = _trainer(DifferadGRPOTrainer, tiny_model_dir, synth_pairs, funcs + [_hash_reward()], weights + [1.0],
+                      resample_on="total")  # the total has a signal (R_loc alone is flat)
     varied.train()
     assert varied.resample_totals["regenerations"] == 0
     assert varied.state.log_history[0]["resample/rate"] == 0.0
