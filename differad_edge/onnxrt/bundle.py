@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import BundleError, DifferadError
 from ..fileio import atomic_write_json, sha256_bytes, sha256_file
@@ -156,6 +156,37 @@ class _SizePolicy(_Open):
     factor: int
 
 
+PositiveInt = Annotated[int, Field(gt=0, le=1 << 20)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Preprocessing(_Open):
+    model_config = ConfigDict(extra="forbid", strict=False)  # ints stay ints; floats may be written as ints
+
+    patch_size: PositiveInt
+    temporal_patch_size: PositiveInt
+    merge_size: PositiveInt
+    image_mean: tuple[Annotated[float, Field(allow_inf_nan=False)], ...] = Field(min_length=3, max_length=3)
+    image_std: tuple[PositiveFloat, ...] = Field(min_length=3, max_length=3)
+    rescale_factor: PositiveFloat
+    num_grid_per_side: PositiveInt
+    interpolation_align_corners: bool
+
+    @field_validator("patch_size", "temporal_patch_size", "merge_size", "num_grid_per_side", mode="before")
+    @classmethod
+    def _strict_int(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"must be an integer, got {v!r:.40}")
+        return v
+
+    @field_validator("interpolation_align_corners", mode="before")
+    @classmethod
+    def _strict_bool(cls, v: Any) -> Any:
+        if not isinstance(v, bool):
+            raise ValueError(f"must be true or false, got {v!r:.40}")
+        return v
+
+
 class _Manifest(_Open):
     """The types the runtimes rely on (unknown keys are kept: they are covered by the checksum)."""
 
@@ -166,8 +197,13 @@ class _Manifest(_Open):
     model: dict[str, Any]
     graphs: dict[str, str]
     size_policy: _SizePolicy
-    preprocessing: dict[str, Any]
+    preprocessing: _Preprocessing
     generation: _Generation
+    coordinates: dict[str, Any]
+    source: dict[str, Any]
+    exporter: dict[str, Any]
+    verification: dict[str, Any]
+    memory: dict[str, Any]
 
 
 ONNX_GRAPHS = ("decoder", "vision", "embeddings", "tokenizer")
@@ -188,7 +224,7 @@ def _check_schema(manifest: dict[str, Any], mpath: Path) -> None:
         SizePolicy(**m.size_policy.model_dump())
         from .preprocess import ImageSpec
 
-        ImageSpec.from_dict(m.preprocessing)
+        ImageSpec.from_dict(manifest["preprocessing"])
     except (DifferadError, TypeError, ValueError, KeyError) as e:
         raise BundleError(f"{mpath}: size_policy/preprocessing are unusable ({e}); re-export the bundle") from e
     if m.runtime == "onnx":
@@ -218,6 +254,16 @@ def _check_json_file(path: Path) -> None:
         raise BundleError(f"bundle file {path.name} is not valid JSON ({why}); re-export the bundle") from e
     if not isinstance(data, dict):
         raise BundleError(f"bundle file {path.name} must hold a JSON object; re-export the bundle")
+    if path.name == "tokenizer.json":
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:  # pragma: no cover - comes with the onnx/vlm extras that run bundles
+            return
+        try:
+            Tokenizer.from_str(json.dumps(data))
+        except Exception as e:  # the tokenizers library raises its own exception type
+            why = " ".join(str(e).split())[:200]
+            raise BundleError(f"bundle file {path.name} is not a tokenizer ({why}); re-export the bundle") from e
     if path.name == PROMPT_FILE:
         try:
             template = PromptTemplate.from_dict(data)

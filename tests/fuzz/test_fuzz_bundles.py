@@ -1,0 +1,180 @@
+"""Hostile manifests, configs, tokenizer and prompt files into ``load_bundle``, ``differad-export
+--check`` and the model-folder loader. Allowed: a loaded bundle/folder or one ``BundleError`` /
+``ModelLoadError`` (CLI: one line, exit 2) - never a traceback, and ``--check`` never says OK for a
+bundle ``load_bundle`` refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from _hostile import NASTY_FILES, dumps, json_values, mutate
+from hypothesis import given
+from hypothesis import strategies as st
+
+from differad_edge.errors import BundleError, DifferadError, ModelLoadError
+from differad_edge.onnxrt.bundle import MANIFEST_NAME, file_entries, load_bundle, write_manifest
+from differad_edge.prompts import NOTHINK_TEMPLATE, PROMPT_FILE
+
+
+def _tokenizer_json() -> bytes:
+    from tokenizers import Tokenizer, models
+
+    return Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).to_str().encode()
+
+
+FILES = {
+    "decoder.onnx": b"\x08\x07" * 64,
+    "vision.onnx": b"\x08\x07" * 32,
+    "embeddings.npy": b"\x93NUMPY" + b"\x00" * 64,
+    "tokenizer.json": _tokenizer_json(),
+    PROMPT_FILE: json.dumps(NOTHINK_TEMPLATE.to_dict()).encode(),
+}
+
+
+def _manifest(root: Path) -> dict:
+    return {
+        "format_version": 1,
+        "exporter": {"name": "differad-export", "version": "0"},
+        "source": {"path": "/m", "sha256": "0" * 64},
+        "runtime": "onnx",
+        "quantization": {"mode": "fp32"},
+        "model": {"hidden_size": 64, "num_layers": 2, "num_deepstack": 1, "num_kv_heads": 2, "head_dim": 16,
+                  "image_token_id": 5, "eos_token_ids": [1, 2]},
+        "prompt": {"template_id": NOTHINK_TEMPLATE.id, "template": NOTHINK_TEMPLATE.to_dict(), "text": "x",
+                   "segments": [[1, 2], [3]]},
+        "generation": {"max_new_tokens": 32, "decoding": "greedy"},
+        "coordinates": {"scale": 1000},
+        "size_policy": {"max_pixels": 640_000, "min_pixels": 4096, "factor": 32},
+        "preprocessing": {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5, 0.5, 0.5],
+                          "image_std": [0.5, 0.5, 0.5], "rescale_factor": 1 / 255, "num_grid_per_side": 48,
+                          "interpolation_align_corners": True},
+        "graphs": {"decoder": "decoder.onnx", "vision": "vision.onnx", "embeddings": "embeddings.npy",
+                   "tokenizer": "tokenizer.json"},
+        "verification": {"passed": True, "agreement": {}},
+        "memory": {"total_gb": 0.1},
+        "files": file_entries(root, sorted(FILES)),
+    }
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bundle") / "b"
+    root.mkdir()
+    for name, data in FILES.items():
+        (root / name).write_bytes(data)
+    write_manifest(root, _manifest(root))
+    load_bundle(root)  # the pristine bundle is valid
+    return root
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def _check_cli_agrees(root: Path, capsys) -> None:
+    from differad_edge.export.cli import main as export_main
+
+    try:
+        load_bundle(root)
+        loaded = True
+    except BundleError:
+        loaded = False
+    code = export_main(["--check", str(root)])
+    out, err = capsys.readouterr()
+    if loaded:
+        assert code == 0 and ": OK (" in out, err
+    else:
+        assert code == 2 and "OK" not in out, out
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("differad-export: error:"), err
+
+
+KEYS = [["format_version"], ["runtime"], ["quantization"], ["quantization", "mode"], ["files"], ["files", "decoder.onnx"],
+        ["files", "decoder.onnx", "sha256"], ["files", "decoder.onnx", "bytes"], ["files", "../x"], ["files", "/etc/passwd"],
+        ["prompt"], ["prompt", "segments"], ["prompt", "template_id"], ["model"], ["model", "hidden_size"],
+        ["model", "eos_token_ids"], ["graphs"], ["graphs", "decoder"], ["size_policy"], ["size_policy", "factor"],
+        ["size_policy", "max_pixels"], ["preprocessing"], ["preprocessing", "patch_size"], ["preprocessing", "image_std"],
+        ["preprocessing", "interpolation_align_corners"], ["generation", "max_new_tokens"], ["verification"],
+        ["memory"], ["coordinates"], ["manifest_sha256"]]
+
+
+@given(st.sampled_from(KEYS), json_values, st.booleans())
+def test_wrong_typed_manifest_fields(pristine: Path, tmp_path: Path, capsys, count, key, value, reseal: bool) -> None:
+    from differad_edge.onnxrt.bundle import manifest_digest
+
+    root = _copy(pristine, tmp_path / "b")
+    data = mutate(json.loads((root / MANIFEST_NAME).read_text()), key, value)
+    if reseal:
+        data["manifest_sha256"] = manifest_digest(data) if key != ["manifest_sha256"] else value
+    (root / MANIFEST_NAME).write_bytes(dumps(data))
+    _check_cli_agrees(root, capsys)
+    count("bundles")
+
+
+@pytest.mark.parametrize("name", [MANIFEST_NAME, "tokenizer.json", PROMPT_FILE])
+@pytest.mark.parametrize("content", NASTY_FILES + [b"[1]", b'{"id": 1}', b'{"id": "x", "think": false, "instructions": 7}'],
+                         ids=range(len(NASTY_FILES) + 3))
+def test_hostile_bytes_in_bundle_files(pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes) -> None:
+    """The JSON files of a bundle, damaged and then re-listed with their new checksum (the schema
+    checks must hold even when the checksums agree)."""
+    root = _copy(pristine, tmp_path / "b")
+    (root / name).write_bytes(content)
+    if name != MANIFEST_NAME:
+        write_manifest(root, _manifest(root))
+    _check_cli_agrees(root, capsys)
+    if name != MANIFEST_NAME and content not in (b"{}", b'{"version": "v0001"'):
+        with pytest.raises(BundleError):
+            load_bundle(root)
+    count("bundles")
+
+
+@pytest.mark.parametrize("plant", ["symlink_outside", "fifo", "missing", "folder"])
+@pytest.mark.parametrize("name", ["decoder.onnx", "tokenizer.json", MANIFEST_NAME])
+def test_planted_links_and_special_files_in_a_bundle(pristine: Path, tmp_path: Path, capsys, count, plant: str, name: str) -> None:
+    root = _copy(pristine, tmp_path / "b")
+    target = root / name
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(target, outside / name)
+    target.unlink()
+    if plant == "symlink_outside":
+        target.symlink_to(outside / name)
+    elif plant == "fifo":
+        os.mkfifo(target)
+    elif plant == "folder":
+        target.mkdir()
+    with pytest.raises(BundleError):
+        load_bundle(root)
+    _check_cli_agrees(root, capsys)
+    count("bundles")
+
+
+# -- model folders (vlm loader) ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_pristine(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json", PROMPT_FILE])
+@pytest.mark.parametrize("content", NASTY_FILES + [b"[1]", b'{"model_type": "qwen3_vl", "vision_config": "x"}',
+                                                    b'{"model_type": "qwen3_vl", "image_token_id": "x"}'],
+                         ids=range(len(NASTY_FILES) + 3))
+def test_hostile_files_in_a_model_folder(model_pristine: Path, tmp_path: Path, count, name: str, content: bytes) -> None:
+    from differad_edge.vlm.loader import check_model_dir, load_processor, read_template
+
+    root = _copy(model_pristine, tmp_path / "m")
+    (root / name).write_bytes(content)
+    try:
+        check_model_dir(root)
+        read_template(root)
+        load_processor(root)
+    except DifferadError as e:
+        assert isinstance(e, (ModelLoadError, BundleError)) or "prompt" in str(e), e
+    count("models")
