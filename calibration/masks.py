@@ -46,15 +46,20 @@ def polygons_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise CalibrationError(f"cannot read polygon mask {path}: {e}") from e
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise CalibrationError(f"cannot read polygon mask {path}: {' '.join(str(e).split())[:200]}") from e
+    except RecursionError as e:
+        raise CalibrationError(f"cannot read polygon mask {path}: nested too deeply") from e
     if not isinstance(data, dict) or not set(data) <= {"care", "ignore"}:
         raise CalibrationError(f"polygon mask {path} must be a mapping with 'care' and/or 'ignore' lists of polygons")
     w, h = size
     care = data.get("care")
     mask = np.zeros((h, w), np.uint8) if care else np.full((h, w), 255, np.uint8)
     for key, value in (("care", 255), ("ignore", 0)):
-        for j, poly in enumerate(data.get(key) or []):
+        polys = data.get(key) or []
+        if not isinstance(polys, list):
+            raise CalibrationError(f"polygon mask {path}: '{key}' must be a list of polygons, got {type(polys).__name__}")
+        for j, poly in enumerate(polys):
             pts = _polygon(poly, f"{path}: {key}[{j}]")
             cv2.fillPoly(mask, [pts], value)
     if not mask.any():
@@ -64,11 +69,18 @@ def polygons_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 def _polygon(poly: object, where: str) -> np.ndarray:
     try:
+        shown = repr(poly)
+    except (RecursionError, ValueError):
+        shown = "<unprintable>"
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    try:
         pts = np.asarray(poly, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise CalibrationError(f"{where} is not a list of [x, y] points: {poly!r}") from e
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:
+        raise CalibrationError(f"{where} is not a list of [x, y] points: {shown}") from e
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.all(np.isfinite(pts)):
-        raise CalibrationError(f"{where} needs at least 3 [x, y] points, got {poly!r}")
+        raise CalibrationError(f"{where} needs at least 3 [x, y] points, got {shown}")
+    if np.abs(pts).max() > 1e6:
+        raise CalibrationError(f"{where} has points beyond +-1e6 pixels: {shown}")
     return np.round(pts).astype(np.int32)
 
 
