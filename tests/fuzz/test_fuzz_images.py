@@ -164,3 +164,27 @@ def test_cli_image_arguments_end_in_one_line_and_exit_2(count, tmp_path: Path, n
         assert len(errors) == 1 and errors[0].startswith("differad: error:"), proc.stderr
         count("images")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_calibrate_image_sources_end_in_one_error_line(count, tmp_path: Path, capsys, name: str) -> None:
+    from differad_edge.calibration.cli import main as calibrate
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(src / f"g{i}.png"), cv2.resize(SEED_IMAGE, (64, 64)))
+    (src / ("zz_" + name)).write_bytes(BAD_FILES[name])
+    runs = [["capture", "--product", "p", "--source", str(src), "--frames", "8", "--out", str(tmp_path / "s")],
+            ["validate", "--store", str(tmp_path / "store"), "--product", "p", "--version", "v0001", "--good", str(src)]]
+    from differad_edge.store import ReferenceStore
+
+    ReferenceStore(tmp_path / "store").add_version("p", cv2.resize(SEED_IMAGE, (64, 64)))
+    for argv in runs:
+        code = calibrate(argv)
+        _, err = capsys.readouterr()
+        errors = [ln for ln in err.splitlines() if "error" in ln.lower()]
+        if Path(name).suffix in (".png", ".jpg"):  # .hdr is not an image extension the sources read
+            assert code == 2, err
+        assert "Traceback" not in err and "libpng" not in err and len(errors) <= 1, err
+        count("images")
