@@ -59,6 +59,9 @@ setup(
         "ros": ["ros-rclpy[fastrtps]==9.1.2", "ros-sensor-msgs", "ros-std-msgs", "ros-geometry-msgs",
                 "ros-diagnostic-msgs", "rosbags>=0.10"],
         "calibration": ["rosbags>=0.10"],
+        # training loggers (train.report_to); not installed by `make`
+        "tensorboard": ["tensorboard>=2.14"],
+        "wandb": ["wandb>=0.16"],
         # several GPUs (ZeRO-3); not installed by `make` (no GPU in CI)
         "train-multigpu": ["deepspeed>=0.15"],
         # scikit-image: real photographs (skimage.data) for tests and the real-photo benchmark
