@@ -153,11 +153,39 @@ def _quiet_opencv() -> Iterator[None]:
         cv2.utils.logging.setLogLevel(previous)
 
 
-def _imdecode(data: bytes, flags: int, max_pixels: int) -> np.ndarray:
-    """The one call of ``cv2.imdecode``: header checks first, a typed error for every failure."""
+def _decode_jpeg(data: bytes, gray: bool) -> tuple[np.ndarray, str]:
+    """JPEG through Pillow: the same libjpeg-turbo output as OpenCV (bit-identical for baseline,
+    progressive, 4:2:0/4:4:4 and gray files), but a damaged file does not make libjpeg print
+    ``Corrupt JPEG data: ...`` on stderr - it decodes or raises."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # the size was checked against max_pixels already
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                if im.mode not in ("L", "RGB"):
+                    im = im.convert("RGB")  # CMYK, YCbCr...
+                arr = np.array(im)  # a writable copy (np.asarray of a Pillow image is read-only)
+    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... for damaged data
+        raise ImageError(f"corrupt JPEG image data ({type(e).__name__}: {e})") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    if arr.ndim == 2:
+        return arr, "gray"
+    return (cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY), "gray") if gray else (arr, "rgb")
+
+
+def _imdecode(data: bytes, flags: int, max_pixels: int) -> tuple[np.ndarray, str]:
+    """The one place images are decoded: header checks first, a typed error for every failure.
+    Returns the array and its channel order."""
     if not data:
         raise ImageError("empty image data (0 bytes)")
     fmt = _check_header(data, max_pixels)
+    if fmt == "JPEG":
+        return _decode_jpeg(data, gray=flags == cv2.IMREAD_GRAYSCALE)
     try:
         with _quiet_opencv():
             arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -165,18 +193,18 @@ def _imdecode(data: bytes, flags: int, max_pixels: int) -> np.ndarray:
         raise ImageError(f"image data refused by the decoder: {str(e).strip().splitlines()[-1]}") from e
     if arr is None or arr.size == 0:
         raise ImageError(f"corrupt {fmt} image data (could not decode)")
-    return arr
+    return arr, "bgr" if arr.ndim == 3 else "gray"
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Encoded bytes (PNG, JPEG, BMP, TIFF, WebP, PNM) to ``uint8`` RGB, size-checked before decoding."""
-    arr = _imdecode(bytes(data), cv2.IMREAD_UNCHANGED, max_pixels)
-    return to_rgb8(arr, "bgr" if arr.ndim == 3 else "gray")
+    arr, order = _imdecode(bytes(data), cv2.IMREAD_UNCHANGED, max_pixels)
+    return to_rgb8(arr, order)  # type: ignore[arg-type]
 
 
 def decode_gray(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Encoded bytes to ``uint8`` HxW gray (masks), with the same checks as ``decode_image``."""
-    return _imdecode(bytes(data), cv2.IMREAD_GRAYSCALE, max_pixels)
+    return _imdecode(bytes(data), cv2.IMREAD_GRAYSCALE, max_pixels)[0]
 
 
 def to_rgb8(arr: np.ndarray, channel_order: ChannelOrder = "rgb") -> np.ndarray:

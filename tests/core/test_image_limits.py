@@ -91,3 +91,17 @@ def test_png_bomb_header_with_valid_crc_is_refused() -> None:
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
     with pytest.raises(ImageError, match="100000x100000"):
         decode_image(bytes(data))
+
+
+def test_jpeg_decodes_like_opencv_and_is_writable(capfd: pytest.CaptureFixture) -> None:
+    img = cv2.GaussianBlur(_noise(120, 160), (7, 7), 2)
+    for params in ([], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]):
+        data = cv2.imencode(".jpg", img, params)[1].tobytes()
+        ref = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        out = decode_image(data)
+        assert np.array_equal(out, ref) and out.flags.writeable
+    # a flipped byte that libjpeg only warns about: decoded, and nothing printed
+    data = bytearray(cv2.imencode(".jpg", img)[1].tobytes())
+    data[len(data) // 2] = 0
+    decode_image(bytes(data))
+    assert capfd.readouterr().err == ""
