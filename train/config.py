@@ -143,14 +143,17 @@ class _TrainCommon(_Section):
         if not isinstance(data, dict):
             return data
         trl = trl_fields(cls.trl_config)
-        for key in data:
+        data = dict(data)
+        for key in list(data):
             if key in cls.model_fields:
                 continue
+            if key in trl:
+                data[key] = _yaml_bool_fix(data[key], trl[key])
             if key in RESERVED_TRAIN_KEYS:
                 where = RESERVED_TRAIN_KEYS[key]
                 raise ValueError(f"{key!r} is set by the runner" + (f"; set {where} instead" if where else ""))
             if key not in trl:
-                raise ValueError(f"unknown key {key!r}{did_you_mean(str(key), set(cls.model_fields) | trl)}; "
+                raise ValueError(f"unknown key {key!r}{did_you_mean(str(key), set(cls.model_fields) | set(trl))}; "
                                  f"expected a key listed by `differad-train {cls.trl_config[:-6].lower()} --help` "
                                  f"or any field of trl.{cls.trl_config}")
         return data
@@ -161,13 +164,27 @@ class _TrainCommon(_Section):
 
 
 @functools.cache
-def trl_fields(config_class: str) -> frozenset[str]:
-    """Field names of ``trl.GRPOConfig`` / ``trl.SFTConfig`` (TrainingArguments included)."""
+def trl_fields(config_class: str) -> dict[str, Any]:
+    """Field name -> type of ``trl.GRPOConfig`` / ``trl.SFTConfig`` (TrainingArguments included)."""
     try:
         import trl
     except ImportError:  # without the train extra nothing can train anyway; accept the key
-        return frozenset()
-    return frozenset(f.name for f in dataclasses.fields(getattr(trl, config_class)))
+        return {}
+    return {f.name: f.type for f in dataclasses.fields(getattr(trl, config_class))}
+
+
+_YAML_BOOL_WORDS = {"yes": True, "no": False, "on": True, "off": False, "true": True, "false": False}
+
+
+def _yaml_bool_fix(value: Any, field_type: Any) -> Any:
+    """YAML reads ``no`` as False: give string fields (``eval_strategy: no``) their word back, and bool
+    fields a bool for ``yes``/``no``/``on``/``off`` (TRL does not convert strings)."""
+    is_bool = field_type is bool or field_type == "bool"
+    if isinstance(value, bool) and not is_bool and "str" in str(field_type):
+        return "no" if value is False else "yes"
+    if isinstance(value, str) and is_bool and value.lower() in _YAML_BOOL_WORDS:
+        return _YAML_BOOL_WORDS[value.lower()]
+    return value
 
 
 class GRPOSettings(_TrainCommon):
