@@ -8,6 +8,7 @@ are printed at the end of the run (docs/reliability.md quotes them).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,8 +18,10 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+#: Examples per property test; CI runs the default, ``DIFFERAD_FUZZ_EXAMPLES=1000`` a long local run.
+EXAMPLES = int(os.environ.get("DIFFERAD_FUZZ_EXAMPLES", "60"))
 settings.register_profile(
-    "fuzz", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    "fuzz", max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 settings.load_profile("fuzz")
 
