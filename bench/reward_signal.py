@@ -8,6 +8,8 @@ Simulation: for each offset (distance between predicted and true centers, in uni
 box's size) draw groups of G predicted boxes scattered around that offset with random size errors,
 score them with the real reward functions (through the parser, as TRL calls them), form the GRPO
 advantages (group mean/std, TRL's default ``scale_rewards="group"``), and report, side by side per
+reward (our variants and the authors' ablation forms ``iou_authors`` / ``center_authors``, see
+``train/rewards.py``)
 reward: the share of groups with zero advantage (flat), the mean |advantage|, and the mean
 difficulty weight (Eq. 9-11). The last rows time the reward functions (median of repeats).
 
@@ -25,16 +27,25 @@ from pathlib import Path
 
 import numpy as np
 from differad_edge.train.grpo import difficulty_weight, flat_groups
-from differad_edge.train.rewards import center_reward, dclr_code_reward, dclr_reward, iou_reward
+from differad_edge.train.rewards import (
+    center_authors_reward,
+    center_reward,
+    dclr_code_reward,
+    dclr_reward,
+    iou_authors_reward,
+    iou_reward,
+)
 
 from differad_edge.boxes import Box
 from differad_edge.parsing import format_box
 
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "iou": iou_reward,
+    "iou_authors": iou_authors_reward,
     "dclr": dclr_reward,
     "dclr_code": dclr_code_reward,
     "center": center_reward,
+    "center_authors": center_authors_reward,
 }
 OFFSETS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 

@@ -142,8 +142,6 @@ def prepare_run(job: GRPOJob | SFTJob, overwrite: bool = False) -> str | bool | 
     import torch
 
     if not torch.cuda.is_available() and (not job.train.use_cpu or job.model.dtype != "fp32"):
-        if job.model.quant:
-            raise ConfigError(f"model.quant={job.model.quant} needs a CUDA device (bitsandbytes); none was found")
         logger.info("no CUDA device: training on the CPU in fp32 (train.use_cpu=true, model.dtype=fp32; was %s)",
                     job.model.dtype)
         job.train.use_cpu = True
