@@ -1,5 +1,11 @@
 """Build a reference from accepted frames: align to the anchor, combine, mask, store as a candidate.
 
+The motion model is chosen here (``motion="auto"``: the simplest model whose residual on these
+frames is close to the best one's) and stored with the reference (``metadata["alignment"]``), so
+validation and the live inspector register frames exactly as the reference was built. Every aligned
+frame is brought to the anchor's lighting (gain, offset, gradient) before the variation model, so
+the spread measures the part and not the lamp.
+
 The result never goes live by itself: ``store.add_version`` writes a *candidate* that must pass
 ``validate`` (or be force-promoted with a logged reason) before the node uses it.
 """
@@ -48,8 +54,8 @@ def build_reference(
     progress: bool = False,
 ) -> BuiltReference:
     """Align ``images`` to ``images[anchor]`` and build center, spread and care mask."""
-    from differad_edge.alignment import AlignConfig, Aligner
-    from differad_edge.variation import build_variation_model
+    from differad_edge.alignment import AlignConfig, Aligner, choose_motion
+    from differad_edge.variation import Photometric, build_variation_model
 
     config = config or BuildConfig()
     if not images:
@@ -57,9 +63,13 @@ def build_reference(
     names = names or [f"frame_{i}" for i in range(len(images))]
     ref = images[anchor]
     h, w = ref.shape[:2]
-    aligner = Aligner(ref, AlignConfig(motion=config.motion))
-    aligned, valid, used, dropped = [], np.ones((h, w), bool), [], {}
     order = [anchor] + [i for i in range(len(images)) if i != anchor]
+    motion, residuals = config.motion, {}
+    if motion == "auto":
+        motion, residuals = choose_motion(ref, [images[i] for i in order[1:6]])
+    aligner = Aligner(ref, AlignConfig(motion=motion))  # type: ignore[arg-type]
+    photo = Photometric(cv2.GaussianBlur(cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY), (0, 0), 1.0), mode=config.brightness)
+    aligned, valid, used, dropped, frame_residuals = [], np.ones((h, w), bool), [], {}, []
     iterator: Any = order[: config.max_frames]
     if progress:
         from tqdm import tqdm
@@ -70,9 +80,11 @@ def build_reference(
         if not result.ok:
             dropped[names[i]] = result.reason or "alignment failed"
             continue
-        aligned.append(result.aligned)
+        aligned.append(result.aligned if i == anchor else photo.normalize(result.aligned, result.valid))
         valid &= _valid_region(result.warp.matrix, (w, h))
         used.append(names[i])
+        if i != anchor and result.residual_px is not None:
+            frame_residuals.append(result.residual_px)
     center, spread = build_variation_model(aligned, method=config.method)
     image = np.clip(np.round(center), 0, 255).astype(np.uint8)
 
@@ -91,7 +103,10 @@ def build_reference(
         "frames_dropped": dropped,
         "anchor": names[anchor],
         "method": config.method,
-        "motion": config.motion,
+        "motion": motion,
+        "motion_residuals_px": {k: (None if v is None else round(v, 4)) for k, v in residuals.items()},
+        "residual_px_median": round(float(np.median(frame_residuals)), 4) if frame_residuals else None,
+        "brightness": config.brightness,
         "spread_median": round(float(np.median(s)), 4),
         "spread_p99": round(float(np.percentile(s, 99)), 4),
         "care_fraction": round(float(np.count_nonzero(mask)) / mask.size, 6),
@@ -136,7 +151,12 @@ def build_candidate(
             f"only {len(used)} of {len(frames)} accepted frames aligned to the anchor (need {min_accepted}); "
             f"nothing was stored - check the station's stability and capture again ({dropped})"
         )
+    from differad_edge.alignment import ALIGN_KEY
+
     metadata = {
+        # what the inspector registers live frames with (the model this reference was built with)
+        ALIGN_KEY: {"motion": built.metrics["motion"], "residual_px": built.metrics["residual_px_median"],
+                    "candidates_px": built.metrics["motion_residuals_px"]},
         "calibration": {
             "session": str(session.root),
             "source": session.source,

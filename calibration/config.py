@@ -56,7 +56,12 @@ class BuildConfig(_Strict):
     """How accepted frames become a reference (center image + per-pixel spread + care mask)."""
 
     method: Literal["median_mad", "mean_std"] = "median_mad"
-    motion: Literal["translation", "euclidean", "affine", "homography"] = "euclidean"
+    motion: Literal["auto", "translation", "euclidean", "affine", "homography"] = Field(
+        "auto", description="alignment motion model; auto = the simplest model whose residual is near the best one's"
+    )
+    brightness: Literal["none", "offset", "gain", "local"] = Field(
+        "local", description="lighting change removed from every frame before the variation model (as the golden engine does)"
+    )
     auto_mask: AutoMaskConfig = Field(default_factory=AutoMaskConfig)
     max_frames: int = Field(50, ge=1, description="at most this many accepted frames are aligned and combined")
 

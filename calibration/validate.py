@@ -45,6 +45,7 @@ class SampleResult:
     align_score: float
     align_reason: str | None
     gt_ref: Box | None  # ground truth mapped into reference pixels
+    valid: np.ndarray | None = None  # reference pixels the frame covers (None = all): the seam is not judged
     outcomes: dict[tuple[float, float], Any] = field(default_factory=dict)  # (k, abs) -> Detection
 
     def alarm(self, key: tuple[float, float]) -> bool:
@@ -130,7 +131,7 @@ def _evaluate(reference: Reference, results: list[SampleResult], k: float, abs_t
     handle = engine.prepare(reference)
     for r in results:
         if r.align_ok:
-            r.outcomes[(k, abs_t)] = engine.detect(handle, r.aligned)
+            r.outcomes[(k, abs_t)] = engine.detect(handle, r.aligned, valid=r.valid)
     engine.close()
     goods = [r for r in results if r.sample.gt is None]
     bads = [r for r in results if r.sample.gt is not None]
@@ -139,10 +140,15 @@ def _evaluate(reference: Reference, results: list[SampleResult], k: float, abs_t
     return GridPoint(k, abs_t, fa, dr, _mean_tolerance(reference, k, abs_t))
 
 
-def align_samples(reference: Reference, samples: list[Sample], motion: str = "euclidean", progress: bool = False) -> list[SampleResult]:
-    """Register each held-out frame once; every threshold of the grid reuses the aligned image."""
-    from differad_edge.alignment import AlignConfig, Aligner
+def align_samples(reference: Reference, samples: list[Sample], motion: str = "auto", progress: bool = False) -> list[SampleResult]:
+    """Register each held-out frame once; every threshold of the grid reuses the aligned image.
 
+    The motion model stored with the reference (chosen by ``build``) wins over ``motion``: validation
+    must register frames exactly as the live inspector will."""
+    from differad_edge.alignment import ALIGN_KEY, MOTIONS, AlignConfig, Aligner
+
+    stored = (reference.metadata.get(ALIGN_KEY) or {}).get("motion")
+    motion = stored if stored in MOTIONS else motion if motion in MOTIONS else AlignConfig().motion
     aligner = Aligner(reference.image, AlignConfig(motion=motion))  # type: ignore[arg-type]
     size = reference.size
     iterator: Any = samples
@@ -154,7 +160,7 @@ def align_samples(reference: Reference, samples: list[Sample], motion: str = "eu
     for s in iterator:
         a = aligner.align(s.image)
         gt_ref = a.warp.apply_box(s.gt, clip_to=size) if s.gt is not None else None
-        out.append(SampleResult(s, a.aligned if a.ok else None, a.ok, float(a.score), a.reason, gt_ref))
+        out.append(SampleResult(s, a.aligned if a.ok else None, a.ok, float(a.score), a.reason, gt_ref, valid=a.valid))
     return out
 
 
@@ -163,7 +169,7 @@ def validate_reference(
     samples: list[Sample],
     config: ValidateConfig | None = None,
     *,
-    motion: str = "euclidean",
+    motion: str = "auto",
     progress: bool = False,
 ) -> ValidationResult:
     """Run the golden engine over the threshold grid on held-out frames and pick thresholds.

@@ -5,13 +5,21 @@ OpenCV ECC (``findTransformECC``) runs on a small gray pyramid (the warp is esti
 cheap, then refined one level up); when ECC fails or scores low, ORB features + RANSAC give an
 initial warp that ECC refines. Already aligned frames take an identity fast path (no resampling).
 
+The motion model that fits a station is chosen at calibration (``choose_motion``: the simplest
+model whose residual is close to the best one's) and stored with the reference, so the inspector
+registers live frames with the model the reference was built and validated with. Every alignment
+reports its residual misalignment (``Alignment.residual_px``, measured by phase correlation of a
+grid of patches) and the region of the reference the frame actually covers (``Alignment.valid``):
+an engine must not judge the seam where the warped frame has no pixels.
+
 Warps are kept in the SDK's pixel-*edge* convention (``coords.PixelTransform``, box corners on
 pixel edges) and converted to OpenCV's pixel-*center* convention only when calling OpenCV.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import cv2
@@ -22,6 +30,10 @@ from .errors import ConfigError, ImageError
 from .images import image_size, to_rgb8
 
 Motion = Literal["translation", "euclidean", "affine", "homography"]
+#: Candidate models of ``choose_motion``, simplest first.
+MOTIONS: tuple[Motion, ...] = ("translation", "euclidean", "affine", "homography")
+#: Key of ``Reference.metadata`` holding the alignment chosen at calibration (``{"motion": ...}``).
+ALIGN_KEY = "alignment"
 Fill = Literal["reference", "replicate", "black"]
 
 _CV_MOTION = {
@@ -37,6 +49,8 @@ class AlignConfig:
     """How to register a target onto the reference.
 
     motion: ECC motion model (``translation`` < ``euclidean`` < ``affine`` < ``homography``).
+        Default ``homography``: a free part under a real lens moves, turns, changes scale by a
+        percent and tilts a little; a rigid model leaves about 2 px of residual at the corners.
     size: longest side (px) of the finest pyramid level ECC runs on; full-resolution accuracy is
         about ``full_side / size`` times ECC's sub-pixel accuracy, well under a pixel at 200.
     levels: pyramid levels (each halves ``size``); coarse levels widen the capture range.
@@ -48,9 +62,10 @@ class AlignConfig:
     features: fallback when ECC fails or scores low (``"orb"``, ``"sift"`` or ``None``).
     fill: what shows where the warped target has no pixels: the reference itself (no false
         differences at the borders), replicated edge pixels, or black.
+    robust: refit once without strongly deviating pixels (a large defect otherwise pulls the warp).
     """
 
-    motion: Motion = "euclidean"
+    motion: Motion = "homography"
     size: int = 200
     levels: int = 2
     iterations: int = 30
@@ -60,6 +75,7 @@ class AlignConfig:
     identity_tolerance_px: float = 0.25
     features: Literal["orb", "sift"] | None = "orb"
     fill: Fill = "reference"
+    robust: bool = True
 
     def __post_init__(self) -> None:
         if self.motion not in _CV_MOTION:
@@ -91,6 +107,11 @@ class Alignment:
     method: Literal["ecc", "features", "identity"]
     ok: bool
     reason: str | None = None
+    #: uint8 HxW in reference pixels, 255 where the warped frame has pixels (None: it covers all)
+    valid: np.ndarray | None = field(default=None, repr=False)
+    #: median residual misalignment after the warp (px, reference frame; None where not measurable)
+    residual_px: float | None = None
+    motion: str = ""
 
     def to_frame(self, arr: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         """A per-pixel map in reference pixels (e.g. an anomaly map) resampled onto the camera frame."""
@@ -101,8 +122,11 @@ class Alignment:
     def to_json(self) -> dict:
         return {
             "method": self.method,
+            "motion": self.motion,
             "ok": self.ok,
             "score": round(float(self.score), 6),
+            "residual_px": None if self.residual_px is None else round(float(self.residual_px), 3),
+            "coverage": 1.0 if self.valid is None else round(float(np.count_nonzero(self.valid)) / self.valid.size, 4),
             "reason": self.reason,
             "warp": [[round(float(v), 6) for v in row] for row in self.warp.matrix],
         }
@@ -160,6 +184,8 @@ class Aligner:
         self._ref_score = cv2.GaussianBlur(self._ref_levels[-1], (0, 0), 1.0)
         # A textureless reference holds no position: every warp fits equally well.
         self._flat = float(self._ref_levels[-1].std()) < 1.0
+        self._ref_gray = gray
+        self._patches = _residual_patches(gray)
 
     # -- public -------------------------------------------------------------------------------
     def align(self, target: np.ndarray) -> Alignment:
@@ -179,6 +205,7 @@ class Aligner:
 
         h_ecc, score, why = self._ecc(tgt_levels, np.eye(3))
         if h_ecc is not None:
+            h_ecc = self._robust(tgt_levels[-1], h_ecc)
             score = self._score(tgt_levels[-1], h_ecc)
         if h_ecc is not None and score >= cfg.min_score:
             return self._result(target, prior.then(PixelTransform(h_ecc)), score, "ecc", "")
@@ -191,8 +218,7 @@ class Aligner:
                 reasons.append(why_feat)
             else:
                 h_ref, _, _ = self._ecc(tgt_levels[-1:], h_feat, levels=self._sizes[-1:])
-                if h_ref is None:
-                    h_ref = h_feat
+                h_ref = h_feat if h_ref is None else self._robust(tgt_levels[-1], h_ref)
                 score_ref = self._score(tgt_levels[-1], h_ref)
                 if score_ref >= cfg.min_score:
                     return self._result(target, prior.then(PixelTransform(h_ref)), score_ref, "features", "")
@@ -209,8 +235,39 @@ class Aligner:
         except cv2.error:
             return 0.0
 
+    def _robust(self, tgt_small: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Refit without the pixels that disagree strongly after the first fit: ECC minimizes squared
+        differences, so a large high-contrast defect pulls the warp by a pixel near it (and the
+        misregistered edges then read as more defect). Costs one ECC pass, only on such frames."""
+        if not self.config.robust:
+            return h
+        lvl = self._sizes[-1]
+        s = PixelTransform.resize(self.size, lvl).matrix
+        m = _edge_to_center(s @ h @ np.linalg.inv(s))
+        warped = cv2.warpPerspective(tgt_small, m, lvl, flags=cv2.INTER_LINEAR).astype(np.float32)
+        valid = cv2.warpPerspective(np.full_like(tgt_small, 255), m, lvl, flags=cv2.INTER_NEAREST)
+        valid = cv2.erode(valid, np.ones((3, 3), np.uint8))
+        inside = valid > 0
+        if np.count_nonzero(inside) < 64:
+            return h
+        ref = self._ref_levels[-1].astype(np.float32)
+        r, w = ref[inside], warped[inside]
+        z = np.abs((warped - w.mean()) / max(float(w.std()), 1e-3) - (ref - r.mean()) / max(float(r.std()), 1e-3))
+        zi = z[inside]
+        mad = float(np.median(np.abs(zi - np.median(zi)))) * 1.4826
+        outliers = ((z > max(5.0 * mad, 0.5)) & inside).astype(np.uint8)
+        if cv2.countNonZero(outliers) < 12:
+            return h
+        outliers = cv2.dilate(outliers, np.ones((5, 5), np.uint8))
+        mask = cv2.bitwise_and(valid, valid, mask=cv2.bitwise_not(outliers * 255))
+        if cv2.countNonZero(mask) < 0.5 * np.count_nonzero(inside):
+            return h  # most of the frame disagrees: not a local defect, keep the plain fit
+        refit, _, _ = self._ecc([tgt_small], h, levels=[lvl], template_mask=mask)
+        return h if refit is None else refit
+
     def _ecc(
-        self, tgt_levels: list[np.ndarray], init: np.ndarray, levels: list[tuple[int, int]] | None = None
+        self, tgt_levels: list[np.ndarray], init: np.ndarray, levels: list[tuple[int, int]] | None = None,
+        template_mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray | None, float, str]:
         """ECC from coarse to fine; returns the full-resolution (edge convention) warp, target->reference."""
         cfg = self.config
@@ -228,7 +285,13 @@ class Aligner:
             w = (w / w[2, 2]).astype(np.float32)
             w = w if motion == cv2.MOTION_HOMOGRAPHY else w[:2].copy()
             try:
-                score, w = cv2.findTransformECC(ref_small, tgt_small, w, motion, criteria, None, 3)
+                if template_mask is None:
+                    score, w = cv2.findTransformECC(ref_small, tgt_small, w, motion, criteria, None, 3)
+                else:
+                    ones = np.full(tgt_small.shape[:2], 255, np.uint8)
+                    score, w = cv2.findTransformECCWithMask(
+                        ref_small, tgt_small, template_mask, ones, w, motion, criteria, 3
+                    )
             except cv2.error as e:
                 if i < last:  # fine textures can vanish at a coarse level: go on from the current warp
                     continue
@@ -303,8 +366,13 @@ class Aligner:
         """Resample the target into the reference frame (skipped when nothing moves)."""
         m = warp.matrix
         tsize = image_size(target)
+        motion = self.config.motion
         if tsize == self.size and _max_corner_shift(m, self.size) <= self.config.identity_tolerance_px:
-            return Alignment(PixelTransform.identity(), target, score, "identity" if ok else method, ok, reason or None)
+            residual = self.residual(target) if ok and not self._flat else None
+            return Alignment(
+                PixelTransform.identity(), target, score, "identity" if ok else method, ok, reason or None,
+                None, residual, motion,
+            )
         # OpenCV maps destination (reference) pixels back to the source (target): pass the inverse.
         inv = _edge_to_center(np.linalg.inv(m))
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
@@ -319,7 +387,100 @@ class Aligner:
             aligned = cv2.warpPerspective(target, inv, self.size, dst=out, flags=flags, borderMode=border)
         else:
             aligned = cv2.warpAffine(target, inv[:2], self.size, dst=out, flags=flags, borderMode=border)
-        return Alignment(warp, aligned, score, method, ok, reason or None)  # type: ignore[arg-type]
+        valid = coverage(m, tsize, self.size)
+        residual = self.residual(aligned, valid) if ok and not self._flat else None
+        return Alignment(warp, aligned, score, method, ok, reason or None, valid, residual, motion)  # type: ignore[arg-type]
+
+    def residual(self, aligned: np.ndarray, valid: np.ndarray | None = None) -> float | None:
+        """Median misalignment (px) left between an aligned frame and the reference: sub-pixel phase
+        correlation of a 3x3 grid of textured patches (photometric changes do not move the peak)."""
+        shifts = []
+        for x, y, p, window in self._patches:
+            if valid is not None and not (valid[y, x] and valid[y + p - 1, x + p - 1] and valid[y, x + p - 1]
+                                          and valid[y + p - 1, x]):
+                continue
+            tile = aligned[y : y + p, x : x + p]
+            tile = cv2.cvtColor(tile, cv2.COLOR_RGB2GRAY) if tile.ndim == 3 else tile
+            (dx, dy), response = cv2.phaseCorrelate(
+                self._ref_gray[y : y + p, x : x + p].astype(np.float32), tile.astype(np.float32), window
+            )
+            if response > 0.05 and abs(dx) < p / 4 and abs(dy) < p / 4:
+                shifts.append(float(np.hypot(dx, dy)))
+        return float(np.median(shifts)) if shifts else None
+
+
+def _residual_patches(gray: np.ndarray, grid: int = 3) -> list[tuple[int, int, int, np.ndarray]]:
+    """Textured square patches (x, y, side, Hann window) on a grid inside the reference, for ``residual``."""
+    h, w = gray.shape
+    p = int(min(96, max(16, min(h, w) // 5)))
+    p -= p % 2
+    if min(h, w) < 2 * p:
+        return []
+    window = cv2.createHanningWindow((p, p), cv2.CV_32F)
+    out = []
+    for fy in np.linspace(0.2, 0.8, grid):
+        for fx in np.linspace(0.2, 0.8, grid):
+            x, y = int(fx * w - p / 2), int(fy * h - p / 2)
+            x, y = min(max(0, x), w - p), min(max(0, y), h - p)
+            if float(gray[y : y + p, x : x + p].std()) >= 3.0:
+                out.append((x, y, p, window))
+    return out
+
+
+def coverage(warp: np.ndarray, target_size: tuple[int, int], size: tuple[int, int], inset: float = 1.5) -> np.ndarray | None:
+    """uint8 mask (reference pixels) of where a target warped by ``warp`` (target -> reference, edge px)
+    has pixels, inset by ``inset`` px (interpolation mixes in the fill there); None when it covers all."""
+    tw, th = target_size
+    w, h = size
+    corners = np.array([[inset, inset, 1], [tw - inset, inset, 1], [tw - inset, th - inset, 1], [inset, th - inset, 1]])
+    p = corners @ np.asarray(warp, np.float64).T
+    if np.any(p[:, 2] <= 1e-9):
+        return np.zeros((h, w), np.uint8)
+    poly = p[:, :2] / p[:, 2:3] - 0.5  # edge -> center px
+    contour = poly.astype(np.float32).reshape(-1, 1, 2)
+    inside = [cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0
+              for x, y in ((0, 0), (w - 1, 0), (w - 1, h - 1), (0, h - 1))]
+    if all(inside):
+        return None
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(mask, np.round(poly * 16).astype(np.int32), 255, cv2.LINE_8, 4)
+    return mask
+
+
+def choose_motion(
+    reference: np.ndarray,
+    frames: Sequence[np.ndarray],
+    config: AlignConfig | None = None,
+    candidates: Sequence[Motion] = ("euclidean", "affine", "homography"),
+    tolerance_px: float = 0.15,
+) -> tuple[Motion, dict[str, float | None]]:
+    """The motion model for a station, chosen on good frames by residual: the simplest candidate whose
+    median residual is within ``tolerance_px`` (or 25 %) of the best one's and that registers every
+    frame the best one registers. Returns it and each candidate's median residual (px)."""
+    base = config or AlignConfig()
+    residuals: dict[str, float | None] = {}
+    failures: dict[str, int] = {}
+    for motion in candidates:
+        aligner = Aligner(reference, replace(base, motion=motion))
+        values, failed = [], 0
+        for f in frames:
+            a = aligner.align(f)
+            if not a.ok:
+                failed += 1
+            elif a.residual_px is not None:
+                values.append(a.residual_px)
+        residuals[motion] = float(np.median(values)) if values else None
+        failures[motion] = failed
+    scored = {m: r for m, r in residuals.items() if r is not None}
+    if not scored:
+        return (candidates[-1], residuals)
+    fewest = min(failures[m] for m in scored)
+    best = min(r for m, r in scored.items() if failures[m] == fewest)
+    for motion in candidates:
+        r = residuals.get(motion)
+        if r is not None and failures[motion] == fewest and r <= max(best + tolerance_px, best * 1.25):
+            return motion, residuals
+    return candidates[-1], residuals
 
 
 def _cv_msg(e: cv2.error) -> str:
@@ -342,4 +503,4 @@ def align(reference: np.ndarray, target: np.ndarray, config: AlignConfig | None 
     return Aligner(reference, config).align(target)
 
 
-__all__ = ["AlignConfig", "Aligner", "Alignment", "align"]
+__all__ = ["ALIGN_KEY", "MOTIONS", "AlignConfig", "Aligner", "Alignment", "align", "choose_motion", "coverage"]

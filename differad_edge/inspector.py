@@ -15,6 +15,7 @@ takes effect on the next frame without restarting anything.
 from __future__ import annotations
 
 import dataclasses
+import inspect as pyinspect
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .alignment import AlignConfig, Aligner, Alignment
+from .alignment import ALIGN_KEY, MOTIONS, AlignConfig, Aligner, Alignment
 from .engines import Engine, EngineHandle, create_engine
 from .errors import ConfigError, DifferadError, ImageError, ReferenceError
 from .images import image_size, to_rgb8
@@ -108,6 +109,8 @@ class Inspector:
             raise ConfigError(f"cache_size={cache_size} must be >= 1")
         self._owns_engine = isinstance(engine, str)
         self.engine = create_engine(engine) if isinstance(engine, str) else engine
+        # engines that accept the alignment's validity mask are not asked to judge the warp seam
+        self._takes_valid = "valid" in pyinspect.signature(self.engine.detect).parameters
         self.store = store
         self.align_config = align
         self.on_align_failure = on_align_failure
@@ -191,7 +194,12 @@ class Inspector:
         return cached[1]
 
     def _prepare(self, reference: Reference) -> _Prepared:
-        aligner = Aligner(reference.image, self.align_config) if self.align_config is not None else None
+        aligner = None
+        if self.align_config is not None:
+            # the motion model calibration chose (and validated the reference with) wins: it fits this station
+            stored = (reference.metadata.get(ALIGN_KEY) or {}).get("motion")
+            config = dataclasses.replace(self.align_config, motion=stored) if stored in MOTIONS else self.align_config
+            aligner = Aligner(reference.image, config)
         limits = QualityLimits.from_metadata(reference.metadata, self.quality or _DEFAULT_QUALITY)
         stats = FrameStats.of(to_rgb8(reference.image), limits)
         return _Prepared(reference, self.engine.prepare(reference), aligner, stats, limits)
@@ -274,7 +282,10 @@ class Inspector:
             return self._finish(prepared, detection, alignment, timings)
         t1 = time.perf_counter()
         try:
-            detection = self.engine.detect(handle, target)
+            if alignment is not None and alignment.valid is not None and self._takes_valid:
+                detection = self.engine.detect(handle, target, valid=alignment.valid)  # type: ignore[call-arg]
+            else:
+                detection = self.engine.detect(handle, target)
         except (DifferadError, Exception) as e:  # one frame's failure must not stop a stream
             detection = Detection.refuse(
                 Reason.ENGINE_ERROR, f"engine {self.engine.name!r} failed: {type(e).__name__}: {e}", engine=self.engine.name

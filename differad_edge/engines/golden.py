@@ -9,8 +9,15 @@ reference's center image:
 the gradient term tolerates the residual sub-pixel misalignment that makes edges flicker even when
 only one good image exists (HALCON's "direct" variation model does the same). Bright and dark
 deviations get separate thresholds; a care mask and an image border switch pixels off. Everything
-per-reference is folded into two uint8 bound images in ``prepare``, so ``detect`` is one
-``inRange``, a little morphology and one connected-components pass.
+per-reference is folded into uint8 bound images in ``prepare``, so ``detect`` is a photometric
+normalization (``variation.Photometric``: gain + offset, a gradient where one shows), two
+``inRange`` and one connected-components pass over the deviating region.
+
+Defect shapes: a plain opening erases a 1-2 px scratch, so deviations are kept by *hysteresis*
+instead: pixels beyond ``hysteresis`` x the tolerance form regions, and a region is kept when it
+holds a pixel beyond the full tolerance (a thin scratch survives, isolated noise does not reach
+``min_area``). Fragments of one defect closer than ``merge_px`` are one defect (one box), and
+nothing is judged where the aligned frame has no pixels (``detect(..., valid=)``, the warp seam).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import numpy as np
 from ..boxes import Box
 from ..errors import ConfigError, ImageError
 from ..images import load_image, to_rgb8
-from ..variation import VariationMethod, build_variation_model
+from ..variation import Brightness, Photometric, VariationMethod, build_variation_model
 from .base import Defect, Detection, Engine, EngineHandle, Reference, StageTimer
 
 #: Key of ``Reference.metadata`` holding golden thresholds tuned by calibration.
@@ -46,13 +53,18 @@ class GoldenConfig:
     care_mask: extra don't-care mask (array HxW or image path; non-zero = inspect), combined
         with the reference's own care mask.
     blur: Gaussian sigma applied to target and center before comparing (0 = off).
-    open_size / close_size: morphology kernel sizes (0 = off): opening drops specks, closing
-        joins the fragments of one defect.
-    min_area: smallest defect in pixels (after morphology).
+    hysteresis: a deviating region grows over pixels beyond this share of the tolerance, if it
+        holds one beyond the full tolerance (1 = off); keeps thin scratches whole.
+    open_size / close_size: morphology kernel sizes (0 = off): opening drops specks (and thin
+        scratches: off by default), closing joins the fragments of one defect.
+    merge_px: deviating regions closer than this (px) are one defect with one box.
+    min_area: smallest defect in pixels (after merging).
     max_defects: most defects reported per frame (highest scores first).
     anomaly_map: also return the per-pixel deviation / tolerance map (costs a full-frame pass).
     channels: compare each RGB channel (``rgb``: colour-only defects too) or luminance (``gray``, ~2x faster).
-    brightness: ``offset`` removes a global brightness change before comparing; ``none`` keeps it.
+    brightness: lighting change removed before comparing, fitted robustly on the frame: ``local``
+        (gain + offset, varying across the image where a gradient shows), ``gain`` (global gain +
+        offset), ``offset`` (global offset only) or ``none``.
     method: variation method used by ``GoldenEngine.build_reference`` for several good images.
     """
 
@@ -64,13 +76,15 @@ class GoldenConfig:
     border: int = 4
     care_mask: np.ndarray | str | os.PathLike | None = field(default=None, repr=False)
     blur: float = 1.0
-    open_size: int = 3
-    close_size: int = 5
+    hysteresis: float = 0.6
+    open_size: int = 0
+    close_size: int = 3
+    merge_px: int = 8
     min_area: int = 25
     max_defects: int = 8
     anomaly_map: bool = False
     channels: Literal["gray", "rgb"] = "rgb"
-    brightness: Literal["offset", "none"] = "offset"
+    brightness: Brightness = "local"
     method: VariationMethod = "median_mad"
 
     def __post_init__(self) -> None:
@@ -84,7 +98,9 @@ class GoldenConfig:
                 not isinstance(value, (int, float)) or not np.isfinite(value) or not 0 <= value <= 255
             ):
                 raise ConfigError(f"golden {name}={value!r} must be None or a gray level in [0, 255]")
-        for name in ("border", "open_size", "close_size", "min_area"):
+        if not isinstance(self.hysteresis, (int, float)) or not 0 < self.hysteresis <= 1:
+            raise ConfigError(f"golden hysteresis={self.hysteresis!r} must be a number in (0, 1] (1 = off)")
+        for name in ("border", "open_size", "close_size", "merge_px", "min_area"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 0:
                 raise ConfigError(f"golden {name}={value!r} must be an integer >= 0 (pixels)")
@@ -96,8 +112,8 @@ class GoldenConfig:
             raise ConfigError(f"golden anomaly_map={self.anomaly_map!r} must be true or false")
         if self.channels not in ("gray", "rgb"):
             raise ConfigError(f"golden channels={self.channels!r} must be 'gray' or 'rgb'")
-        if self.brightness not in ("offset", "none"):
-            raise ConfigError(f"golden brightness={self.brightness!r} must be 'offset' or 'none'")
+        if self.brightness not in ("none", "offset", "gain", "local"):
+            raise ConfigError(f"golden brightness={self.brightness!r} must be 'local', 'gain', 'offset' or 'none'")
         if self.method not in ("median_mad", "mean_std"):
             raise ConfigError(f"golden method={self.method!r} must be 'median_mad' or 'mean_std'")
 
@@ -140,6 +156,10 @@ class GoldenEngine(Engine):
         imgs = [to_rgb8(g) for g in good_images]
         if not imgs:
             raise ImageError("build_reference needs at least one good image")
+        if self.config.brightness != "none" and len(imgs) > 1:  # the spread must measure the part, not the lamp
+            photo = Photometric(cv2.GaussianBlur(cv2.cvtColor(imgs[0], cv2.COLOR_RGB2GRAY), (0, 0), 1.0),
+                                mode=self.config.brightness)
+            imgs = imgs[:1] + [photo.normalize(g) for g in imgs[1:]]
         mean, spread = build_variation_model(imgs, self.config.method)
         return Reference(image=imgs[0], mean=mean, spread=spread, **fields)
 
@@ -162,19 +182,25 @@ class GoldenEngine(Engine):
         dark = np.maximum(var_tol, np.float32(_or(cfg.dark_threshold, cfg.abs_threshold)))
         hi = np.clip(np.floor(center + bright), 0, 255).astype(np.uint8)
         lo = np.clip(np.ceil(center - dark), 0, 255).astype(np.uint8)
+        f = np.float32(cfg.hysteresis)
+        hi_weak = np.clip(np.floor(center + f * bright), 0, 255).astype(np.uint8)
+        lo_weak = np.clip(np.ceil(center - f * dark), 0, 255).astype(np.uint8)
         care = _care(reference, (h, w), cfg)
         off = care == 0
-        hi[off], lo[off] = 255, 0
+        hi[off], lo[off], hi_weak[off], lo_weak[off] = 255, 0, 255, 0
+        gray_center = center if center.ndim == 2 else np.ascontiguousarray(center @ _GRAY_WEIGHTS)
         eps = np.float32(1e-3)
         state = {
             "size": (w, h),
             "lo": lo,
             "hi": hi,
+            "lo_weak": lo_weak,
+            "hi_weak": hi_weak,
+            "photometric": Photometric(gray_center, care, cfg.brightness),
             "center": center,
             "inv_bright": 1.0 / np.maximum(bright, eps),
             "neg_inv_dark": -1.0 / np.maximum(dark, eps),
             "care": care,
-            "care_mean": float(cv2.mean(center if center.ndim == 2 else center @ _GRAY_WEIGHTS, care)[0]),
             "open": _kernel(cfg.open_size),
             "close": _kernel(cfg.close_size),
             "config": cfg,
@@ -189,36 +215,37 @@ class GoldenEngine(Engine):
         return cv2.magnitude(gx, gy) / np.float32(8.0)
 
     # -- per frame --------------------------------------------------------------------------
-    def detect(self, handle: EngineHandle, target: np.ndarray) -> Detection:
+    def detect(self, handle: EngineHandle, target: np.ndarray, valid: np.ndarray | None = None) -> Detection:
+        """Defects of an aligned ``target``; ``valid`` (uint8 HxW, 0 = the frame has no pixel there,
+        e.g. ``Alignment.valid``) switches pixels off for this frame only."""
         s = handle.state
         cfg: GoldenConfig = s["config"]
         timer = StageTimer()
         with timer("diff"):
             t = self._target(target, s["size"])
+            if valid is not None:
+                valid = _valid(valid, s["size"])
             if cfg.channels == "gray":
                 t = cv2.cvtColor(t, cv2.COLOR_RGB2GRAY)
             if cfg.blur > 0:
                 t = cv2.GaussianBlur(t, (0, 0), cfg.blur)
-            if cfg.brightness == "offset":
-                gray = t if t.ndim == 2 else cv2.cvtColor(t, cv2.COLOR_RGB2GRAY)
-                offset = s["care_mean"] - cv2.mean(gray, s["care"])[0]
-                if abs(offset) >= 0.5:
-                    o = abs(offset) if t.ndim == 2 else (abs(offset),) * 3 + (0.0,)
-                    t = cv2.add(t, o) if offset > 0 else cv2.subtract(t, o)
-            mask = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
+        with timer("photometric"):
+            t = s["photometric"].normalize(t, valid)
+        with timer("diff"):
+            strong = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
+            if valid is not None:
+                strong = cv2.bitwise_and(strong, valid)
         defects: list[Defect] = []
         score, notes = 0.0, []
-        if cv2.countNonZero(mask):
+        if cv2.countNonZero(strong):
             with timer("morphology"):
-                if s["open"] is not None:
-                    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, s["open"])
-                if s["close"] is not None:
-                    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, s["close"])
+                weak, origin = self._weak(t, s, strong, valid, cfg)
             with timer("components"):
-                blobs = _blobs(mask, cfg.min_area)
+                groups = _groups(weak, strong, origin, cfg)
             with timer("score"):
-                for box, region, area in blobs:
-                    defects.append(Defect(box, _score(self._peak_ratio(t, s, box, region)), float(area), region))
+                for box, region, area, (ys, xs) in groups:
+                    peak = float(cv2.minMaxLoc(_ratio(t, s, ys, xs), mask=region.view(np.uint8))[1])
+                    defects.append(Defect(box, _score(peak), float(area), region))
                 defects.sort(key=lambda d: d.score, reverse=True)
                 if len(defects) > cfg.max_defects:
                     notes.append(f"{len(defects)} defects found, the {cfg.max_defects} highest-scoring reported")
@@ -226,13 +253,37 @@ class GoldenEngine(Engine):
                 if defects:
                     score = defects[0].score
                 else:
-                    score = _score(self._peak_ratio(t, s, None, None))
-                    notes.append("deviations smaller than min_area after morphology")
+                    score = _score(self._peak_ratio(t, s, None, None, valid))
+                    notes.append("deviations smaller than min_area after merging")
         anomaly_map = None
         if cfg.anomaly_map:
             with timer("anomaly_map"):
                 anomaly_map = self._ratio_map(t, s)
+                if valid is not None:
+                    anomaly_map[valid == 0] = 0.0
         return Detection(defects, score, self.name, timings_ms=timer.ms, anomaly_map=anomaly_map, notes=notes)
+
+    @staticmethod
+    def _weak(t: np.ndarray, s: dict, strong: np.ndarray, valid: np.ndarray | None, cfg: GoldenConfig
+              ) -> tuple[np.ndarray, tuple[int, int]]:
+        """Pixels beyond the weak (hysteresis) band, on the bounding rectangle of the strong deviations
+        grown by the merge distance (most frames deviate in one small place), after morphology."""
+        h, w = strong.shape
+        x, y, bw, bh = cv2.boundingRect(strong)
+        pad = max(cfg.merge_px, cfg.close_size) + 16
+        x1, y1, x2, y2 = max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
+        ys, xs = slice(y1, y2), slice(x1, x2)
+        if cfg.hysteresis < 1.0:
+            weak = cv2.bitwise_not(cv2.inRange(t[ys, xs], s["lo_weak"][ys, xs], s["hi_weak"][ys, xs]))
+            if valid is not None:
+                weak = cv2.bitwise_and(weak, valid[ys, xs])
+        else:
+            weak = strong[ys, xs].copy()
+        if s["open"] is not None:
+            weak = cv2.morphologyEx(weak, cv2.MORPH_OPEN, s["open"])
+        if s["close"] is not None:
+            weak = cv2.morphologyEx(weak, cv2.MORPH_CLOSE, s["close"])
+        return weak, (x1, y1)
 
     @staticmethod
     def _target(target: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -247,7 +298,9 @@ class GoldenEngine(Engine):
             )
         return target
 
-    def _peak_ratio(self, t: np.ndarray, s: dict, box: Box | None, region: np.ndarray | None) -> float:
+    def _peak_ratio(
+        self, t: np.ndarray, s: dict, box: Box | None, region: np.ndarray | None, valid: np.ndarray | None = None
+    ) -> float:
         """Largest |deviation| / tolerance inside the blob (or the inspected image when no blob)."""
         if box is None:
             ys, xs = slice(None), slice(None)
@@ -256,6 +309,8 @@ class GoldenEngine(Engine):
             ys, xs = slice(y1, y2), slice(x1, x2)
         keep = region if region is not None else s["care"][ys, xs]
         keep = keep.view(np.uint8) if keep.dtype == np.bool_ else keep
+        if region is None and valid is not None:
+            keep = cv2.bitwise_and(keep, valid[ys, xs])
         if not cv2.countNonZero(keep):
             return 0.0
         return float(cv2.minMaxLoc(_ratio(t, s, ys, xs), mask=keep)[1])
@@ -298,24 +353,66 @@ def _care(reference: Reference, shape: tuple[int, int], cfg: GoldenConfig) -> np
     return care
 
 
-def _blobs(mask: np.ndarray, min_area: int) -> list[tuple[Box, np.ndarray, int]]:
-    """Every 8-connected blob of at least ``min_area`` pixels: (box, its bool region crop, area).
+def _valid(valid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    v = np.asarray(valid)
+    if v.shape != (h, w):
+        raise ImageError(f"valid mask has shape {v.shape}, the reference is {(h, w)}; pass Alignment.valid (HxW)")
+    if v.dtype != np.uint8:
+        v = (v > 0).astype(np.uint8) * 255
+    return v
 
-    Labelling runs on the bounding rectangle of the deviations only (most frames have one small
-    defect; labelling the whole frame would dominate the cost).
-    """
-    ox, oy, cw, ch = cv2.boundingRect(mask)
-    if cw == 0 or ch == 0:
+
+def _groups(
+    weak: np.ndarray, strong: np.ndarray, origin: tuple[int, int], cfg: GoldenConfig
+) -> list[tuple[Box, np.ndarray, int, tuple[slice, slice]]]:
+    """Defects: weak regions holding a strong pixel, fragments within ``merge_px`` merged, at least
+    ``min_area`` pixels together. Each: (box, bool region crop, area, (rows, cols) of the crop)."""
+    ox, oy = origin
+    hh, ww = weak.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    if n <= 1:
         return []
-    crop = mask[oy : oy + ch, ox : ox + cw]
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
+    seeded = np.zeros(n, bool)
+    seeded[np.unique(labels[strong[oy : oy + hh, ox : ox + ww] > 0])] = True
+    seeded[0] = False
+    keep = [i for i in np.flatnonzero(seeded) if stats[i, cv2.CC_STAT_AREA] >= 2]
+    if not keep:
+        return []
+    rects = np.array([[stats[i, 0], stats[i, 1], stats[i, 0] + stats[i, 2], stats[i, 1] + stats[i, 3]] for i in keep])
+    group = list(range(len(keep)))  # union-find over fragments whose boxes come within merge_px
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    if len(keep) > 1:
+        g = cfg.merge_px
+        for i in range(len(keep)):
+            near = np.flatnonzero(
+                (rects[:, 0] <= rects[i, 2] + g) & (rects[:, 2] + g >= rects[i, 0])
+                & (rects[:, 1] <= rects[i, 3] + g) & (rects[:, 3] + g >= rects[i, 1])
+            )
+            for j in near:
+                ri, rj = root(i), root(int(j))
+                if ri != rj:
+                    group[max(ri, rj)] = min(ri, rj)
+    members: dict[int, list[int]] = {}
+    for i in range(len(keep)):
+        members.setdefault(root(i), []).append(i)
     out = []
-    for label in range(1, n):
-        x, y, bw, bh, area = (int(v) for v in stats[label])
-        if area < min_area:
+    for idx in members.values():
+        area = int(sum(stats[keep[i], cv2.CC_STAT_AREA] for i in idx))
+        if area < cfg.min_area:
             continue
-        region = labels[y : y + bh, x : x + bw] == label
-        out.append((Box(float(ox + x), float(oy + y), float(ox + x + bw), float(oy + y + bh)), region, area))
+        x1, y1 = int(rects[idx, 0].min()), int(rects[idx, 1].min())
+        x2, y2 = int(rects[idx, 2].max()), int(rects[idx, 3].max())
+        crop = labels[y1:y2, x1:x2]
+        region = np.isin(crop, [keep[i] for i in idx]) if len(idx) > 1 else crop == keep[idx[0]]
+        box = Box(float(ox + x1), float(oy + y1), float(ox + x2), float(oy + y2))
+        out.append((box, region, area, (slice(oy + y1, oy + y2), slice(ox + x1, ox + x2))))
     return out
 
 
