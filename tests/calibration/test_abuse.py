@@ -80,7 +80,7 @@ def test_upgrade_seals_an_old_store(capsys, tmp_path: Path, session) -> None:
     code, out, err = run(capsys, "upgrade", "--store", str(store))
     assert code == 0, err
     assert json.loads(manifest.read_text())["format"] == 2
-    code, out, _ = run(capsys, "show", "--store", str(store), "--product", PRODUCT)
+    code, out, _ = run(capsys, "show", "--store", str(store), "--product", PRODUCT, "--json")
     assert code == 0 and json.loads(out)["version"] == "v0001"
 
 
