@@ -16,13 +16,20 @@ from differad_edge.parsing import parse_answer
 
 
 class Thresholds(BaseModel):
-    """Minimum agreement a quantized bundle must reach (fp32 bundles must match tokens exactly)."""
+    """Minimum agreement a quantized bundle must reach (fp32 bundles must match tokens exactly).
+
+    The gate is what a deployment acts on: the boxes (mean IoU) and the decisions. Token agreement
+    is reported; it gates only when set: under the answer grammar two answers that differ in one
+    early digit share few tokens although their boxes nearly coincide. Defaults measured on the
+    memorized fixture model (issue 17/18, ``bench/RESULTS.md``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    token_agreement: float = Field(0.5, ge=0, le=1, description="mean share of matching greedy tokens per pair")
-    box_iou: float = Field(0.5, ge=0, le=1, description="mean IoU between source and bundle boxes")
-    decision_agreement: float = Field(0.75, ge=0, le=1, description="share of identical anomaly/OK decisions")
+    token_agreement: float | None = Field(None, ge=0, le=1,
+                                          description="mean share of matching greedy tokens per pair (None: reported only)")
+    box_iou: float = Field(0.9, ge=0, le=1, description="mean IoU between source and bundle boxes")
+    decision_agreement: float = Field(0.95, ge=0, le=1, description="share of identical anomaly/OK decisions")
 
 
 def token_agreement(a: Sequence[int], b: Sequence[int]) -> float:
@@ -110,8 +117,8 @@ def failures(agreement: Agreement, mode: str, thresholds: Thresholds) -> list[st
                     "of pairs matched"]
         return []
     out = []
-    for name in ("token_agreement", "box_iou", "decision_agreement"):
+    for name in ("box_iou", "decision_agreement", "token_agreement"):
         value, need = getattr(agreement, name), getattr(thresholds, name)
-        if value < need:
+        if need is not None and value < need:
             out.append(f"{name} {value:.3f} < threshold {need:.3f}")
     return out

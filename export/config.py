@@ -33,6 +33,7 @@ class ExportConfig(BaseModel):
                                        description="greedy answer length cap (default: the vlm engine's, 64 no-think / 512 think)")
     max_pixels: int = Field(800 * 800, ge=1024, description="size policy: largest image the model sees (pixels)")
     vision_fp16: bool = Field(False, description="fp16 vision graph (GPU bundles; CPU keeps fp32)")
+    grammar: bool = Field(True, description="store the answer grammar in the manifest and verify under it")
     overwrite: bool = Field(False, description="replace an existing bundle folder")
     seed: int = 0
 

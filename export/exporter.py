@@ -27,6 +27,7 @@ from differad_edge.coords import MODEL_SCALE
 from differad_edge.engines.vlm import DEFAULT_MAX_NEW_TOKENS
 from differad_edge.errors import BundleError, ConfigError, missing_extra
 from differad_edge.fileio import sha256_bytes, sha256_file
+from differad_edge.grammar import GrammarSpec, grammar_for
 from differad_edge.onnxrt.bundle import BUNDLE_FORMAT_VERSION, MANIFEST_NAME, Bundle, file_entries, write_manifest
 from differad_edge.onnxrt.preprocess import ImageSpec, patchify, vision_host_inputs
 from differad_edge.onnxrt.runtime import BundleRunner
@@ -202,7 +203,7 @@ def verify(source: SourceModel, bundle_answer: Callable[[np.ndarray, np.ndarray]
 
 
 def _onnx_answer(root: Path, manifest: dict[str, Any], policy: SizePolicy) -> Callable:
-    runner = BundleRunner(Bundle(root, manifest), providers=["CPUExecutionProvider"])
+    runner = BundleRunner(Bundle(root, manifest), providers=["CPUExecutionProvider"], vision_plan=False)
     cache: dict[int, Any] = {}
 
     def answer(ref: np.ndarray, tgt: np.ndarray) -> tuple[list[int], str]:
@@ -216,23 +217,26 @@ def _onnx_answer(root: Path, manifest: dict[str, Any], policy: SizePolicy) -> Ca
     return answer
 
 
-def _torch_answer(root: Path, policy: SizePolicy, max_new_tokens: int) -> Callable:
-    runner = SourceModel(load_model(root), policy, max_new_tokens)
+def _torch_answer(root: Path, policy: SizePolicy, max_new_tokens: int, grammar: GrammarSpec | None) -> Callable:
+    runner = SourceModel(load_model(root), policy, max_new_tokens, grammar)
     return runner.generate
 
 
 def _verify_bundle(cfg: ExportConfig, loaded: Any, root: Path, manifest: dict[str, Any],
                    policy: SizePolicy, pairs: list[Pair]) -> tuple[Agreement, list[str]]:
     """Source model vs the bundle being written; records the result in ``manifest["verification"]``."""
-    source = SourceModel(loaded, policy, cfg.max_new_tokens)
+    spec = GrammarSpec.from_dict(manifest["grammar"]) if manifest.get("grammar") else None
+    source = SourceModel(loaded, policy, cfg.max_new_tokens, spec)
     answer = (_onnx_answer(root, manifest, policy) if cfg.runtime == "onnx"
-              else _torch_answer(root, policy, cfg.max_new_tokens))
+              else _torch_answer(root, policy, cfg.max_new_tokens, spec))
     agreement, per_pair = verify(source, answer, pairs)
     missed = failures(agreement, cfg.quant, cfg.thresholds)
     manifest["verification"] = {
         "pairs_source": str(cfg.verify) if cfg.verify else f"synthetic:{cfg.verify_count}x{cfg.verify_size}px",
         "reference_cache": cfg.runtime == "onnx", "thresholds": cfg.thresholds.model_dump(),
-        "required": "identical greedy tokens" if cfg.quant == "fp32" else "thresholds",
+        "required": ("identical greedy tokens" if cfg.quant == "fp32"
+                     else "box_iou and decision_agreement thresholds (token agreement reported)"),
+        "grammar": spec is not None,
         "agreement": agreement.to_dict(), "passed": not missed, "failures": missed,
         "enforced": cfg.fail_on_verify, "pairs": per_pair,
     }
@@ -307,8 +311,8 @@ def _weight_bytes(manifest: dict[str, Any]) -> int:
 
 def _agreement_line(quant: str, a: Agreement, missed: list[str]) -> str:
     state = "PASSED" if not missed else "FAILED: " + "; ".join(missed)
-    return (f"verification ({a.pairs} pairs, {quant}): identical tokens {a.exact_token_match:.0%}, token agreement "
-            f"{a.token_agreement:.3f}, box IoU {a.box_iou:.3f}, decisions {a.decision_agreement:.0%} -> {state}")
+    return (f"verification ({a.pairs} pairs, {quant}): box IoU {a.box_iou:.3f}, decisions {a.decision_agreement:.0%}; "
+            f"reported: identical tokens {a.exact_token_match:.0%}, token agreement {a.token_agreement:.3f} -> {state}")
 
 
 def _manifest(cfg: ExportConfig, model_dir: Path, loaded: Any, ids: PromptSegments, spec: ImageSpec,
@@ -335,7 +339,9 @@ def _manifest(cfg: ExportConfig, model_dir: Path, loaded: Any, ids: PromptSegmen
         "model": _model_info(loaded),
         "prompt": {"template_id": template.id, "template": template.to_dict(), "text": ids.text,
                    "segments": [list(s) for s in ids.segments]},
-        "generation": {"max_new_tokens": cfg.max_new_tokens, "decoding": "greedy"},
+        "generation": {"max_new_tokens": cfg.max_new_tokens,
+                       "decoding": "greedy under the answer grammar" if cfg.grammar else "greedy"},
+        **({"grammar": grammar_for(template, cfg.max_new_tokens).to_dict()} if cfg.grammar else {}),
         "coordinates": COORDINATES,
         "size_policy": {"max_pixels": policy.max_pixels, "min_pixels": policy.min_pixels, "factor": policy.factor},
         "preprocessing": spec.to_dict(),

@@ -46,20 +46,31 @@ def prompt_ids(processor: Any, template: PromptTemplate) -> PromptSegments:
 class SourceModel:
     """Greedy decoding with the source checkpoint through transformers (uncached, the ground truth)."""
 
-    def __init__(self, loaded: Any, policy: SizePolicy, max_new_tokens: int) -> None:
+    def __init__(self, loaded: Any, policy: SizePolicy, max_new_tokens: int, grammar: Any = None) -> None:
+        """``grammar``: a ``differad_edge.grammar.GrammarSpec`` to decode under (None: unconstrained)."""
         self.loaded, self.policy, self.max_new_tokens = loaded, policy, max_new_tokens
         self.template = template_of(loaded)
         self.text = render_prompt(loaded.processor, self.template)
+        self.grammar = None
+        if grammar is not None:
+            from differad_edge.grammar import TokenGrammar, TokenVocab
+
+            tok = loaded.tokenizer
+            vocab = TokenVocab.from_hf_tokenizer(tok, int(loaded.model.config.text_config.vocab_size))
+            self.grammar = TokenGrammar(grammar, vocab, lambda t: tok(t, add_special_tokens=False)["input_ids"])
 
     def inputs(self, reference: np.ndarray, target: np.ndarray) -> Any:
         images = [self.policy.apply(reference).image, self.policy.apply(target).image]
         return self.loaded.processor(text=[self.text], images=images, return_tensors="pt", do_resize=False)
 
     def generate(self, reference: np.ndarray, target: np.ndarray) -> tuple[list[int], str]:
-        """Greedy (tokens, text) with the vlm engine's stopping rule (EOS or ``</answer>``)."""
-        from differad_edge.vlm.generation import greedy_generate
+        """Greedy (tokens, text): under the grammar, or with the vlm engine's stopping rule (EOS or ``</answer>``)."""
+        from differad_edge.vlm.generation import grammar_generate, greedy_generate
 
         model = self.loaded.model
         inputs = dict(self.inputs(reference, target).to(model.device))
-        gen = greedy_generate(model, self.loaded.tokenizer, inputs, self.max_new_tokens)
+        if self.grammar is not None:
+            gen = grammar_generate(model, self.loaded.tokenizer, inputs, self.max_new_tokens, self.grammar)
+        else:
+            gen = greedy_generate(model, self.loaded.tokenizer, inputs, self.max_new_tokens)
         return gen.tokens[0], gen.texts[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,8 +31,11 @@ ENGINE_NAME = "onnx"
 
 class OnnxEngine(Engine):
     """ONNX bundle engine. ``providers`` defaults to CUDA (when onnxruntime-gpu has it) then CPU; the
-    vision graph also uses the TensorRT EP (fp16) when onnxruntime offers it on a CUDA machine.
-    ``io_binding`` keeps the decoder's KV cache on the device (default: on when CUDA runs the decoder)."""
+    vision graph runs the bundle's TensorRT plan when it loads here (``vision_plan``: None = when
+    possible, True = required, False = never), else the TensorRT EP (fp16) when onnxruntime offers it
+    on a CUDA machine. ``io_binding`` keeps the decoder's KV cache in ONNX Runtime buffers (default on).
+    ``grammar`` decodes under the bundle's answer grammar (default on). A bundle whose export
+    verification did not pass loads with a warning; every result notes ``bundle_verified``."""
 
     name = ENGINE_NAME
 
@@ -45,6 +49,8 @@ class OnnxEngine(Engine):
         max_cached_references: int = 4,
         tensorrt_cache_dir: str | os.PathLike | None = None,
         io_binding: bool | None = None,
+        grammar: bool = True,
+        vision_plan: bool | None = None,
     ) -> None:
         if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
             raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
@@ -53,7 +59,14 @@ class OnnxEngine(Engine):
         self.bundle = model if isinstance(model, Bundle) else load_bundle(Path(model))
         self.runner = BundleRunner(self.bundle, providers=providers, threads=threads,
                                    tensorrt_cache_dir=str(tensorrt_cache_dir) if tensorrt_cache_dir else None,
-                                   io_binding=io_binding)
+                                   io_binding=io_binding, grammar=grammar, vision_plan=vision_plan)
+        ver = self.bundle.manifest.get("verification") or {}
+        self.bundle_verified = ver.get("passed") is True
+        if not self.bundle_verified:
+            why = "; ".join(ver.get("failures") or []) or "no passed verification recorded"
+            warnings.warn(f"bundle {self.bundle.root} did not pass export verification ({why}): its answers may "
+                          "differ from the source model's; re-export it or check it with differad-export --check",
+                          UserWarning, stacklevel=2)
         self.size_policy = SizePolicy(**self.bundle.manifest["size_policy"])
         self.reference_cache = bool(reference_cache)
         self.max_new_tokens = max_new_tokens or self.runner.max_new_tokens
@@ -84,6 +97,9 @@ class OnnxEngine(Engine):
         t1 = time.perf_counter()
         det = detection_from_text(gen.text, resized, gen.score)
         det.engine = ENGINE_NAME
+        det.notes.append(f"bundle_verified={str(self.bundle_verified).lower()}")
+        if self.runner.grammar_on and not self.min_new_tokens:
+            det.notes.append(f"answer grammar: {gen.forward_passes} forward passes, {gen.forced} forced tokens")
         det.timings_ms = {"preprocess": prep_ms, **gen.timings_ms, "parse": (time.perf_counter() - t1) * 1000.0}
         det.timings_ms["total"] = sum(det.timings_ms.values())
         return det
@@ -104,7 +120,10 @@ class OnnxEngine(Engine):
             "providers": self.runner.providers, "vision_providers": [p if isinstance(p, str) else p[0]
                                                                      for p in self.runner.vision_providers],
             "size_policy": self.size_policy.key, "reference_cache": self.reference_cache,
-            "max_new_tokens": self.max_new_tokens,
+            "max_new_tokens": self.max_new_tokens, "bundle_verified": self.bundle_verified,
+            "grammar": self.runner.grammar_spec.to_dict() if self.runner.grammar_on else None,
+            "grammar_source": self.runner.grammar_source, "vision_backend": self.runner.vision_backend,
+            "vision_note": self.runner.vision_note, "io_binding": self.runner.io_binding,
         }
 
     def close(self) -> None:

@@ -91,6 +91,7 @@ class VLMEngine(Engine):
         max_cached_references: int = 4,
         fast_preprocess: bool = True,
         kv_cache: str = "dynamic",
+        grammar: bool = True,
     ) -> None:
         from ..vlm.loader import LoadedModel, load_model
 
@@ -113,6 +114,10 @@ class VLMEngine(Engine):
         #: ``prefix_cache.static_cache``); ``dynamic``: the default growing cache.
         self.kv_cache = kv_cache
         self.max_batch = int(max_batch)
+        #: Decode under the answer grammar (``differad_edge.grammar``): every answer is a valid box, forced
+        #: tokens are jump-forwarded. Rows of a batch are then decoded one at a time (own loop).
+        self.grammar = bool(grammar)
+        self._grammars: dict[tuple[Any, ...], Any] = {}
         self.prefixes = PrefixCache(max_cached_references)
         #: Patchify in torch and reuse per-size token ids (see ``vlm/pixels.py``); False = the HF processor.
         self.fast_preprocess = bool(fast_preprocess)
@@ -195,7 +200,7 @@ class VLMEngine(Engine):
             "dtype": info.get("dtype"), "device": info.get("device"), "quant": info.get("quant"),
             "params": info.get("params"), "template": self.template.id, "size_policy": self.size_policy.key,
             "reference_cache": self.reference_cache, "max_new_tokens": self.max_new_tokens,
-            "kv_cache": self.kv_cache,
+            "kv_cache": self.kv_cache, "grammar": self.grammar_spec().to_dict() if self.grammar else None,
         }
 
     def close(self) -> None:
@@ -277,22 +282,56 @@ class VLMEngine(Engine):
             ids = self._ids_cache[text] = PromptIds(self.loaded.processor, text)
         return ids
 
+    def grammar_spec(self) -> Any:
+        """The answer grammar of the current template and answer budget (``grammar.GrammarSpec``)."""
+        from ..grammar import grammar_for
+
+        return grammar_for(self.template, self.max_new_tokens)
+
+    def token_grammar(self) -> Any:
+        """The grammar over this model's vocabulary (built once per template kind and budget)."""
+        from ..grammar import TokenGrammar, TokenVocab
+
+        spec = self.grammar_spec()
+        grammar = self._grammars.get(("grammar", spec))
+        if grammar is None:
+            vocab = self._grammars.get(("vocab",))
+            if vocab is None:
+                vocab = self._grammars[("vocab",)] = TokenVocab.from_hf_tokenizer(
+                    self.loaded.tokenizer, int(self.model.config.text_config.vocab_size))
+            tok = self.loaded.tokenizer
+            grammar = self._grammars[("grammar", spec)] = TokenGrammar(
+                spec, vocab, lambda text: tok(text, add_special_tokens=False)["input_ids"])
+        return grammar
+
     def generate(self, handle: EngineHandle, targets: Sequence[Resized], timer: StageTimer | None = None) -> Any:
         """Raw greedy generation for targets of one model-input size (``vlm.generation.Generated``).
 
         The parity tests and the benchmark use this to compare tokens of the cached and uncached paths.
+        With the grammar on (and no forced answer length) each row runs the constrained loop.
         """
-        from ..vlm.generation import greedy_generate
+        from ..vlm.generation import Generated, grammar_generate, greedy_generate
 
         timer = timer if timer is not None else StageTimer()
         targets = list(targets)
+        constrained = self.grammar and not self.min_new_tokens
         try:
-            if self.reference_cache:
-                inputs = self._cached_inputs(handle, targets, timer)
+            if constrained:
+                grammar = self.token_grammar()
+                parts = []
+                for target in targets:
+                    inputs = (self._cached_inputs(handle, [target], timer) if self.reference_cache
+                              else self._uncached_inputs(handle, [target], timer))
+                    parts.append(grammar_generate(self.model, self.loaded.tokenizer, inputs, self.max_new_tokens,
+                                                  grammar))
+                gen = Generated.concat(parts)
             else:
-                inputs = self._uncached_inputs(handle, targets, timer)
-            gen = greedy_generate(self.model, self.loaded.tokenizer, inputs, self.max_new_tokens,
-                                  min_new_tokens=self.min_new_tokens)
+                if self.reference_cache:
+                    inputs = self._cached_inputs(handle, targets, timer)
+                else:
+                    inputs = self._uncached_inputs(handle, targets, timer)
+                gen = greedy_generate(self.model, self.loaded.tokenizer, inputs, self.max_new_tokens,
+                                      min_new_tokens=self.min_new_tokens)
         except (RuntimeError, ValueError, IndexError) as e:
             raise EngineError(f"VLM inference failed ({type(e).__name__}: {e}); check the model folder, device "
                               "memory and image sizes") from e
@@ -305,10 +344,12 @@ class VLMEngine(Engine):
         timer.ms["preprocess"] = prep_ms * len(targets)
         gen = self.generate(handle, targets, timer)
         detections = []
-        for resized, text, score in zip(targets, gen.texts, gen.scores, strict=True):
+        for i, (resized, text, score) in enumerate(zip(targets, gen.texts, gen.scores, strict=True)):
             t0 = time.perf_counter()
             det = detection_from_text(text, resized, score)
             det.timings_ms = dict(timer.ms, parse=(time.perf_counter() - t0) * 1000.0)
+            if self.grammar and not self.min_new_tokens:
+                det.notes.append(f"answer grammar: {gen.forward_passes[i]} forward passes, {gen.forced[i]} forced tokens")
             det.timings_ms["total"] = sum(det.timings_ms.values())
             if len(targets) > 1:
                 det.timings_ms["batch"] = float(len(targets))

@@ -227,6 +227,13 @@ def _check_schema(manifest: dict[str, Any], mpath: Path) -> None:
         ImageSpec.from_dict(manifest["preprocessing"])
     except (DifferadError, TypeError, ValueError, KeyError) as e:
         raise BundleError(f"{mpath}: size_policy/preprocessing are unusable ({e}); re-export the bundle") from e
+    if "grammar" in manifest:  # the answer grammar both engines decode under (issue 17)
+        from ..grammar import GrammarSpec
+
+        try:
+            GrammarSpec.from_dict(manifest["grammar"])
+        except DifferadError as e:
+            raise BundleError(f"{mpath}: the answer grammar is unusable ({e}); re-export the bundle") from e
     if m.runtime == "onnx":
         unlisted = sorted(g for g in m.graphs.values() if g not in m.files)
         if unlisted:

@@ -7,6 +7,7 @@ keeps its KV cache; ``generate()`` then runs just the target's vision features a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..engines.base import StageTimer
-from ..errors import BundleError, EngineError, missing_extra
+from ..errors import BundleError, ConfigError, EngineError, missing_extra
+from ..grammar import GrammarSpec, TokenGrammar, TokenVocab, constrained_decode, grammar_for, numpy_pick
+from ..prompts import PromptTemplate
 from ..vlm.generation import ANSWER_END  # one stop rule for both engines (no torch import)
 from .bundle import Bundle
 from .preprocess import ImageSpec, image_tokens, mrope_positions, next_position, patchify, vision_host_inputs
@@ -51,6 +54,8 @@ class Generation:
     text: str
     score: float  # geometric mean of the greedy tokens' probabilities (as the vlm engine)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    forward_passes: int = 0  # decoder calls, the prefill included
+    forced: int = 0  # tokens the answer grammar appended without a model choice
 
 
 def ort_errors() -> tuple[type[BaseException], ...]:
@@ -78,7 +83,8 @@ class BundleRunner:
     """ONNX Runtime sessions + tokenizer + embedding table of an ``onnx`` bundle."""
 
     def __init__(self, bundle: Bundle, providers: Sequence[str] | None = None, threads: int | None = None,
-                 tensorrt_cache_dir: str | None = None, io_binding: bool | None = None) -> None:
+                 tensorrt_cache_dir: str | None = None, io_binding: bool | None = None, grammar: bool = True,
+                 vision_plan: bool | None = None) -> None:
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -118,10 +124,71 @@ class BundleRunner:
         self.embeddings = np.load(bundle.path(graphs["embeddings"]), mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(bundle.path(graphs["tokenizer"])))
         self.kv_dtype = np.float16 if self.decoder.get_inputs()[4].type == "tensor(float16)" else np.float32
-        #: Keep the KV cache on the device between decoder calls (default: when CUDA runs the decoder).
+        #: Keep the KV cache on the device between decoder calls as ONNX Runtime's own buffers (IO
+        #: binding; default on, on CPU too: no copy out to numpy and back in per step).
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
-        self.io_binding = self.device == "cuda" if io_binding is None else bool(io_binding)
+        self.io_binding = True if io_binding is None else bool(io_binding)
         self._present_names = [o.name for o in self.decoder.get_outputs()[1:]]
+        #: The answer grammar (manifest ``grammar``; derived from the prompt for bundles exported before it).
+        self.grammar_spec, self.grammar_source = self._grammar_spec(m)
+        self.grammar_on = bool(grammar)
+        self._grammar: TokenGrammar | None = None
+        #: Vision backend: the bundle's TensorRT plan when present and usable, else ONNX Runtime.
+        self.vision_plan: Any = None
+        self.vision_backend, self.vision_note = "onnxruntime", "no TensorRT plan in the bundle"
+        self._load_vision_plan(vision_plan)
+
+    def _grammar_spec(self, m: dict[str, Any]) -> tuple[GrammarSpec, str]:
+        if "grammar" in m:
+            try:
+                return GrammarSpec.from_dict(m["grammar"]), "manifest"
+            except ConfigError as e:
+                raise BundleError(f"{self.bundle.root}: the manifest's answer grammar is unusable ({e}); "
+                                  "re-export the bundle") from e
+        template = PromptTemplate.from_dict(m["prompt"]["template"])
+        return grammar_for(template, self.max_new_tokens), "derived from the prompt (bundle predates the grammar)"
+
+    @property
+    def grammar(self) -> TokenGrammar:
+        """The grammar over the bundle's vocabulary (built on first use)."""
+        if self._grammar is None:
+            vocab = TokenVocab.from_tokenizer_json(self.tokenizer.to_str(), size=int(self.embeddings.shape[0]))
+            tok = self.tokenizer
+            self._grammar = TokenGrammar(self.grammar_spec, vocab,
+                                         lambda text: tok.encode(text, add_special_tokens=False).ids)
+        return self._grammar
+
+    def _load_vision_plan(self, wanted: bool | None) -> None:
+        """Use ``vision_fp16.plan`` (built by the exporter on the target GPU) when it can run here.
+
+        Fallback, with the reason kept in ``vision_note``: the vision graph through ONNX Runtime
+        (TensorRT EP when onnxruntime-gpu has it, else CUDA, else CPU). ``wanted=True`` makes a
+        missing or unusable plan an error; ``False`` skips it.
+        """
+        info = self.bundle.manifest.get("tensorrt") or {}
+        name = info.get("file")
+        if wanted is False:
+            self.vision_note = "TensorRT plan not requested (vision_plan=False)"
+            return
+        reason = None
+        if not info.get("built") or not name or name not in self.bundle.manifest["files"]:
+            reason = f"no TensorRT plan in the bundle ({info.get('reason', 'not built')})"
+        elif self.device != "cuda":
+            reason = "the TensorRT plan needs the CUDA execution provider (decoder runs on CPU here)"
+        else:
+            try:
+                from .tensorrt_plan import TensorRTVision
+
+                self.vision_plan = TensorRTVision(self.bundle.path(name))
+                self.vision_backend, self.vision_note = "tensorrt-plan", f"TensorRT plan {name}"
+                return
+            except ImportError as e:
+                reason = f"tensorrt is not importable ({e}); pip install tensorrt"
+            except Exception as e:  # a plan built for another GPU / TensorRT version: fall back, say why
+                reason = f"the TensorRT plan {name} does not load here ({type(e).__name__}: {str(e)[:200]})"
+        if wanted:
+            raise EngineError(f"vision_plan=True but {reason}")
+        self.vision_note = f"{reason}; vision runs on {self.vision_providers[0] if isinstance(self.vision_providers[0], str) else self.vision_providers[0][0]}"
 
     def _vision_providers(self, cache_dir: str | None) -> list[Any]:
         """TensorRT EP (fp16) for the vision graph when onnxruntime offers it and CUDA is used."""
@@ -136,6 +203,9 @@ class BundleRunner:
     def encode_image(self, image: np.ndarray) -> EncodedImage:
         pixels, grid = patchify(image, self.spec)
         feed = {"pixel_values": pixels, **vision_host_inputs(grid, self.spec)}
+        if self.vision_plan is not None:
+            embeds, deepstack = self.vision_plan.run(feed)
+            return EncodedImage(np.asarray(embeds, np.float32), np.asarray(deepstack, np.float32), grid)
         with _ort_failures("vision"):
             embeds, deepstack = self.vision.run(None, feed)
         return EncodedImage(np.asarray(embeds, np.float32), np.asarray(deepstack, np.float32), grid)
@@ -204,46 +274,74 @@ class BundleRunner:
         return PrefixState(past, len(ids), next_position(pos), ref.grid)
 
     def generate(self, target: np.ndarray, prefix: PrefixState | None = None, reference: np.ndarray | None = None,
-                 max_new_tokens: int | None = None, min_new_tokens: int = 0) -> Generation:
+                 max_new_tokens: int | None = None, min_new_tokens: int = 0, grammar: bool | None = None) -> Generation:
         """Greedy answer for one pair, from a cached ``prefix`` or (uncached) from the ``reference`` image.
 
-        ``min_new_tokens`` ignores EOS and ``</answer>`` until reached (fixed-length benchmark runs).
+        With the answer grammar (default: the runner's ``grammar_on``) tokens outside it are masked,
+        forced tokens go through the decoder together with the model's choice, decoding stops when
+        the answer is complete. ``min_new_tokens`` (fixed-length benchmark runs) decodes
+        unconstrained and ignores EOS and ``</answer>`` until reached.
         """
         timer = StageTimer()
         s0, s1, s2 = self.segments
+        max_new = max_new_tokens or self.max_new_tokens
+        constrained = (self.grammar_on if grammar is None else grammar) and not min_new_tokens
         with timer("vision"):
             tgt = self.encode_image(target)
             ref = None if prefix is not None else self.encode_image(_required(reference))
-        with timer("prefill"):
-            if prefix is not None:
-                ids = np.concatenate([self._image_pads(tgt), s2])
-                pos = mrope_positions([("image", tuple(tgt.grid[0])), ("text", len(s2))], self.spec.merge_size,
-                                      start=prefix.next_pos)
-                emb, ds = self._embed(ids, [tgt])
-                logits, past = self._run_decoder(emb, ds, pos, prefix.past, prefix.length)
-                length = prefix.length + len(ids)
-            else:
-                assert ref is not None
-                ids = np.concatenate([s0, self._image_pads(ref), s1, self._image_pads(tgt), s2])
-                pos = mrope_positions([("text", len(s0)), ("image", tuple(ref.grid[0])), ("text", len(s1)),
-                                       ("image", tuple(tgt.grid[0])), ("text", len(s2))], self.spec.merge_size)
-                emb, ds = self._embed(ids, [ref, tgt])
-                logits, past = self._run_decoder(emb, ds, pos, self._empty_past(), 0)
-                length = len(ids)
-        with timer("decode"):
-            tokens, score = self._greedy(logits, past, length, next_position(pos),
-                                         max_new_tokens or self.max_new_tokens, min_new_tokens)
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return Generation(tokens, text, score, timer.ms)
+        if prefix is not None:
+            ids = np.concatenate([self._image_pads(tgt), s2])
+            runs: list[tuple[str, Any]] = [("image", tuple(tgt.grid[0])), ("text", len(s2))]
+            start, images, past0, past_len = prefix.next_pos, [tgt], prefix.past, prefix.length
+        else:
+            assert ref is not None
+            ids = np.concatenate([s0, self._image_pads(ref), s1, self._image_pads(tgt), s2])
+            runs = [("text", len(s0)), ("image", tuple(ref.grid[0])), ("text", len(s1)),
+                    ("image", tuple(tgt.grid[0])), ("text", len(s2))]
+            start, images, past0, past_len = 0, [ref, tgt], self._empty_past(), 0
+        state: dict[str, Any] = {}
 
-    def _greedy(self, logits: np.ndarray, past: list[np.ndarray], length: int, pos: int,
-                max_new: int, min_new: int = 0) -> tuple[list[int], float]:
-        """Greedy tokens until EOS, ``</answer>`` (as the vlm engine) or ``max_new``; and their score."""
+        def prefill(forced: list[int]) -> np.ndarray:
+            with timer("prefill"):
+                all_ids = np.concatenate([ids, np.asarray(forced, np.int64)])
+                pos = mrope_positions([*runs[:-1], ("text", runs[-1][1] + len(forced))], self.spec.merge_size,
+                                      start=start)
+                emb, ds = self._embed(all_ids, images)
+                logits, past = self._run_decoder(emb, ds, pos, past0, past_len)
+            state.update(past=past, length=past_len + len(all_ids), pos=next_position(pos))
+            return logits[0, -1]
+
+        def step(tokens: list[int]) -> np.ndarray:
+            n = len(tokens)
+            emb = np.asarray(self.embeddings[tokens], np.float32)[None]
+            ds = np.zeros((self.n_ds, 1, n, self.hidden), np.float32)
+            pos = np.broadcast_to(np.arange(state["pos"], state["pos"] + n), (3, n))
+            logits, state["past"] = self._run_decoder(emb, ds, pos, state["past"], state["length"])
+            state["length"] += n
+            state["pos"] += n
+            return logits[0, -1]
+
+        if constrained:
+            t0 = time.perf_counter()
+            dec = constrained_decode(self.grammar, prefill, step, numpy_pick, max_new)
+            timer.ms["decode"] = (time.perf_counter() - t0) * 1000.0 - timer.ms.get("prefill", 0.0)
+            tokens, score, passes, forced = dec.tokens, dec.score, dec.forward_passes, len(dec.tokens) - sum(dec.chosen)
+        else:
+            logits = prefill([])
+            with timer("decode"):
+                tokens, score, passes = self._greedy(logits, step, max_new, min_new_tokens)
+            forced = 0
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return Generation(tokens, text, score, timer.ms, forward_passes=passes, forced=forced)
+
+    def _greedy(self, logits: np.ndarray, step: Any, max_new: int, min_new: int = 0) -> tuple[list[int], float, int]:
+        """Unconstrained greedy tokens until EOS, ``</answer>`` (as the vlm engine) or ``max_new``; their
+        score and the decoder calls made (the prefill included)."""
         tokens: list[int] = []
         logprob = 0.0
-        zeros_ds = np.zeros((self.n_ds, 1, 1, self.hidden), np.float32)
+        passes = 1
         for _ in range(max_new):
-            row = logits[0, -1].astype(np.float64)
+            row = logits.astype(np.float64)
             nxt = int(np.argmax(row))
             logprob += float(row[nxt] - row.max() - np.log(np.exp(row - row.max()).sum()))
             tokens.append(nxt)
@@ -251,10 +349,9 @@ class BundleRunner:
                 break
             if len(tokens) >= min_new and (nxt in self.eos or self._answer_closed(tokens)):
                 break
-            emb = np.asarray(self.embeddings[[nxt]], np.float32)[None]
-            logits, past = self._run_decoder(emb, zeros_ds, np.full((3, 1), pos, np.int64), past, length)
-            length, pos = length + 1, pos + 1
-        return tokens, float(np.exp(logprob / len(tokens))) if tokens else 0.0
+            logits = step([nxt])
+            passes += 1
+        return tokens, float(np.exp(logprob / len(tokens))) if tokens else 0.0, passes
 
     def _answer_closed(self, tokens: list[int]) -> bool:
         return ANSWER_END in self.tokenizer.decode(tokens[-ANSWER_END_WINDOW:], skip_special_tokens=False)

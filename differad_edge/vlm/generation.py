@@ -1,14 +1,19 @@
 """Greedy decoding with the stage split we report: prefill (first token) vs decode (the rest).
 
-``generate`` runs both in one call; a stopping criterion that only records when it is first called
-(right after the prefill forward picked the first token) splits the time without a custom loop.
+Two paths. ``greedy_generate`` (grammar off): transformers' ``generate``; a stopping criterion that
+only records when it is first called (right after the prefill picked the first token) splits the
+time. ``grammar_generate`` (grammar on, ``differad_edge.grammar``): our own loop over the model's
+forward, because jump-forward (the grammar's forced tokens appended and run through the model in
+one forward pass together with the model's choice) is not something ``generate`` can do; it keeps
+the positions and KV cache exactly as ``generate`` does, so a valid unconstrained answer comes out
+token-identical.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ANSWER_END = "</answer>"
@@ -23,6 +28,18 @@ class Generated:
     scores: list[float]  # geometric mean of the greedy tokens' probabilities, per row
     prefill_ms: float
     decode_ms: float
+    #: Decoder forward passes per row, the prefill included (``generate``: one per new token).
+    forward_passes: list[int] = field(default_factory=list)
+    #: Tokens per row appended by the grammar without a model choice (0 with the grammar off).
+    forced: list[int] = field(default_factory=list)
+
+    @classmethod
+    def concat(cls, parts: list[Generated]) -> Generated:
+        """Rows of several single-row calls as one result (timings summed)."""
+        return cls([t for p in parts for t in p.tokens], [t for p in parts for t in p.texts],
+                   [s for p in parts for s in p.scores], sum(p.prefill_ms for p in parts),
+                   sum(p.decode_ms for p in parts), [n for p in parts for n in p.forward_passes],
+                   [n for p in parts for n in p.forced])
 
 
 @functools.cache
@@ -86,7 +103,95 @@ def greedy_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_
         chosen = lp[torch.arange(n), torch.tensor(row[:n], dtype=torch.long)] if n else lp.new_zeros(1)
         scores.append(float(chosen.mean().exp()))
     first = timer.first if timer.first is not None else t_end
-    return Generated(tokens, texts, scores, (first - t0) * 1000.0, (t_end - first) * 1000.0)
+    return Generated(tokens, texts, scores, (first - t0) * 1000.0, (t_end - first) * 1000.0,
+                     forward_passes=[len(t) for t in tokens], forced=[0] * len(tokens))
+
+
+def grammar_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_tokens: int,
+                     grammar: Any) -> Generated:
+    """Greedy decoding of ONE row under ``grammar`` (a ``differad_edge.grammar.TokenGrammar``), jump-forward.
+
+    ``inputs`` as for ``greedy_generate``: the full prompt's ``input_ids`` / ``mm_token_type_ids`` /
+    ``image_grid_thw``, the images as ``pixel_values`` or ``mm_encoder_outputs``, and optionally a
+    ``past_key_values`` already holding a prompt prefix (the reference prefix cache), dynamic or static.
+    Positions are those ``generate`` uses: M-RoPE ids of the prompt, then text positions + rope delta.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    from ..grammar import constrained_decode
+
+    ids = inputs["input_ids"]
+    if ids.shape[0] != 1:
+        raise ValueError(f"grammar_generate decodes one row at a time, got {ids.shape[0]} rows")
+    device = ids.device
+    cache = inputs.get("past_key_values")
+    cache = cache if cache is not None else DynamicCache(config=model.config)
+    past = int(cache.get_seq_length())  # a static cache returns its live counter tensor: copy it
+    length = ids.shape[1]
+    mm = inputs["mm_token_type_ids"]
+    images = {k: inputs[k] for k in ("pixel_values", "mm_encoder_outputs") if inputs.get(k) is not None}
+    on_device: dict[int, tuple[Any, Any]] = {}
+    seen = [past]  # tokens in the KV cache
+
+    def text_positions(start: int, n: int, deltas: Any) -> Any:
+        idx = torch.arange(start, start + n, device=device).view(1, 1, -1)
+        return torch.cat([idx, (idx + deltas.view(1, -1, 1)).expand(3, -1, -1)], dim=0)
+
+    def forward(new_ids: Any, positions: Any, **extra: Any) -> Any:
+        n = new_ids.shape[1]
+        out = model(input_ids=new_ids, attention_mask=torch.ones((1, seen[0] + n), dtype=torch.long, device=device),
+                    position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1, **extra)
+        seen[0] += n
+        return out.logits[0, -1]
+
+    def as_tensor(tokens: list[int]) -> Any:
+        return torch.tensor([tokens], dtype=torch.long, device=device)
+
+    with torch.inference_mode():
+        model.model.rope_deltas = None
+        pos3, deltas = model.model.get_rope_index(ids, mm_token_type_ids=mm, image_grid_thw=inputs["image_grid_thw"],
+                                                  attention_mask=torch.ones_like(ids))
+        deltas = deltas.to(device)
+
+        def prefill(forced: list[int]) -> Any:
+            prompt_pos = torch.cat([torch.arange(past, length, device=device).view(1, 1, -1), pos3[:, :, past:]], 0)
+            positions = torch.cat([prompt_pos, text_positions(length, len(forced), deltas)], dim=2)
+            new_ids = torch.cat([ids[:, past:], as_tensor(forced)[:, : len(forced)]], dim=1)
+            types = torch.cat([mm[:, past:], torch.zeros((1, len(forced)), dtype=mm.dtype, device=device)], dim=1)
+            return forward(new_ids, positions, mm_token_type_ids=types, image_grid_thw=inputs["image_grid_thw"],
+                           **images)
+
+        def step(tokens: list[int]) -> Any:
+            return forward(as_tensor(tokens), text_positions(seen[0], len(tokens), deltas))
+
+        def pick(logits: Any, allowed: Any) -> tuple[int, float]:
+            entry = on_device.get(id(allowed))
+            if entry is None or entry[0] is not allowed:
+                entry = on_device[id(allowed)] = (allowed, torch.as_tensor(allowed, device=logits.device))
+            row = logits.float()
+            tok = int(allowed[int(torch.argmax(row.index_select(0, entry[1])))])
+            return tok, float(row[tok] - torch.logsumexp(row, 0))
+
+        t0 = time.perf_counter()
+        first: list[float] = []
+
+        def timed_prefill(forced: list[int]) -> Any:
+            logits = prefill(forced)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            first.append(time.perf_counter())
+            return logits
+
+        dec = constrained_decode(grammar, timed_prefill, step, pick, max_new_tokens)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t_end = time.perf_counter()
+        model.model.rope_deltas = None
+    t_first = first[0] if first else t_end
+    text = tokenizer.decode(dec.tokens, skip_special_tokens=True)
+    return Generated([dec.tokens], [text], [dec.score], (t_first - t0) * 1000.0, (t_end - t_first) * 1000.0,
+                     forward_passes=[dec.forward_passes], forced=[len(dec.tokens) - sum(dec.chosen)])
 
 
 def _eos_ids(model: Any) -> set[int]:

@@ -35,7 +35,10 @@ def tiny(tiny_model_dir: Path):
 
 @pytest.fixture()
 def engine(tiny) -> VLMEngine:
-    return VLMEngine(tiny, max_new_tokens=MAX_NEW, size_policy=SizePolicy(max_pixels=160 * 96, min_pixels=1024))
+    # unconstrained (transformers' generate): the prefix-cache parity and garbage-robustness tests; the
+    # answer grammar's own tests are in test_grammar.py
+    return VLMEngine(tiny, max_new_tokens=MAX_NEW, size_policy=SizePolicy(max_pixels=160 * 96, min_pixels=1024),
+                     grammar=False)
 
 
 def _tokens(engine: VLMEngine, handle, target: np.ndarray, cached: bool) -> list[int]:
