@@ -262,19 +262,19 @@ class Aligner:
         mask = cv2.bitwise_and(valid, valid, mask=cv2.bitwise_not(outliers * 255))
         if cv2.countNonZero(mask) < 0.5 * np.count_nonzero(inside):
             return h  # most of the frame disagrees: not a local defect, keep the plain fit
-        refit, _, _ = self._ecc([tgt_small], h, levels=[lvl], template_mask=mask)
+        refit, _, _ = self._ecc([tgt_small], h, levels=[lvl], template_mask=mask, iterations=10)
         return h if refit is None else refit
 
     def _ecc(
         self, tgt_levels: list[np.ndarray], init: np.ndarray, levels: list[tuple[int, int]] | None = None,
-        template_mask: np.ndarray | None = None,
+        template_mask: np.ndarray | None = None, iterations: int | None = None,
     ) -> tuple[np.ndarray | None, float, str]:
         """ECC from coarse to fine; returns the full-resolution (edge convention) warp, target->reference."""
         cfg = self.config
         sizes = levels or self._sizes
         refs = self._ref_levels[-len(sizes) :]
         motion = _CV_MOTION[cfg.motion]
-        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, cfg.iterations, cfg.eps)
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, iterations or cfg.iterations, cfg.eps)
         h = init  # target -> reference, full-res edge px
         score = 0.0
         last = len(sizes) - 1
@@ -412,7 +412,7 @@ class Aligner:
 def _residual_patches(gray: np.ndarray, grid: int = 3) -> list[tuple[int, int, int, np.ndarray]]:
     """Textured square patches (x, y, side, Hann window) on a grid inside the reference, for ``residual``."""
     h, w = gray.shape
-    p = int(min(96, max(16, min(h, w) // 5)))
+    p = int(min(64, max(16, min(h, w) // 5)))
     p -= p % 2
     if min(h, w) < 2 * p:
         return []
