@@ -123,6 +123,7 @@ def build_candidate(
     gates: GateConfig | None = None,
     care_mask: str | Path | None = None,
     progress: bool = False,
+    operator: str | None = None,
 ) -> str:
     """Build from a session's accepted *build* frames and add the result as a candidate version."""
     config = config or BuildConfig()
@@ -174,4 +175,5 @@ def build_candidate(
         mean=built.center,
         spread=built.spread,
         metadata=metadata,
+        operator=operator,
     )

@@ -27,6 +27,10 @@ def _store_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _operator_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--operator", metavar="NAME", help="who does this (default: $DIFFERAD_OPERATOR); kept in the history")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description="Field calibration of DifferAD Edge reference images.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
@@ -35,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("capture", help="collect candidate frames and judge them with the quality gates")
     p.add_argument("--product", required=True, metavar="ID")
     p.add_argument("--source", required=True, help="folder of images, video file, ROS 2 bag, or ros:TOPIC")
-    p.add_argument("--frames", type=int, required=True, metavar="N", help="number of frames to collect")
+    p.add_argument("--frames", type=int, metavar="N", help="number of frames to collect (default: all the source has)")
     p.add_argument("--out", required=True, metavar="SESSION_DIR", help="session folder to write")
     p.add_argument("--stride", type=int, default=1, help="keep every K-th frame of the source (default 1)")
     p.add_argument("--topic", help="image topic inside a bag with several")
@@ -47,12 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build a candidate reference from a session's accepted frames")
     _store_arg(p)
+    _operator_arg(p)
     p.add_argument("--session", required=True, metavar="SESSION_DIR")
     p.add_argument("--care-mask", metavar="PNG|YAML", help="inspected area: PNG (white = inspect) or YAML polygons")
     p.add_argument("--auto-mask", action="store_true", help="also ignore pixels that vary between good parts")
     p.add_argument("--max-spread", type=float, help="auto-mask: spread (gray levels) above which a pixel is ignored")
     p.add_argument("--method", choices=["median_mad", "mean_std"], help="reference = median (default) or mean")
-    p.add_argument("--motion", choices=["translation", "euclidean", "affine", "homography"])
+    p.add_argument("--motion", choices=["auto", "translation", "euclidean", "affine", "homography"],
+                   help="alignment motion model (default auto: chosen on the frames by residual, stored with the reference)")
     p.add_argument("--config", help="calibration YAML; with it the gates are re-run with its thresholds")
     p.set_defaults(func=_build)
 
@@ -66,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="JSON", help="defect boxes {file: [x1,y1,x2,y2]} (default DIR/labels.json)")
     p.add_argument("--target-far", type=float, help="largest false-alarm rate allowed (default 0)")
     p.add_argument("--min-detection", type=float, help="smallest detection rate required (default 0.8)")
-    p.add_argument("--report", metavar="DIR", help="HTML report folder (default: SESSION_DIR/report-VERSION or ./report-VERSION)")
+    p.add_argument("--report", metavar="DIR", help="new HTML report folder (default: a timestamped "
+                   "SESSION_DIR/reports/report-PRODUCT-VERSION-TIME or ./reports/...; never overwritten)")
+    _operator_arg(p)
     p.add_argument("--config", help="calibration YAML (section validate)")
     p.set_defaults(func=_validate)
 
@@ -76,11 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", required=True)
     p.add_argument("--force", action="store_true", help="promote a version that did not pass validation")
     p.add_argument("--reason", help="why (required with --force; written to the history)")
+    _operator_arg(p)
     p.set_defaults(func=_promote)
 
     p = sub.add_parser("rollback", help="re-activate the previously active version")
     _store_arg(p)
     p.add_argument("--product", required=True, metavar="ID")
+    p.add_argument("--force", action="store_true", help="roll back onto a version that is not validated")
+    p.add_argument("--reason", help="why (required with --force onto a version that is not validated)")
+    _operator_arg(p)
     p.set_defaults(func=_rollback)
 
     p = sub.add_parser("list", help="versions of one or all products")
@@ -98,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arg(p)
     p.add_argument("--product", required=True, metavar="ID")
     p.add_argument("--version")
+    p.add_argument("--json", action="store_true", help="everything, as JSON")
     p.set_defaults(func=_show)
     return parser
 
@@ -106,6 +119,12 @@ def _config(args: argparse.Namespace) -> Any:
     from .config import load_config
 
     return load_config(getattr(args, "config", None))
+
+
+def _operator(args: argparse.Namespace, required: bool = True) -> str | None:
+    from .commands import resolve_operator
+
+    return resolve_operator(args.operator, required)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -118,11 +137,23 @@ def _capture(args: argparse.Namespace) -> int:
     from .session import capture
 
     cfg = _config(args)
-    session = capture(
-        args.product, args.source, args.frames, args.out, holdout=args.holdout, gates=cfg.gates,
-        overwrite=args.overwrite, progress=sys.stderr.isatty(), stride=args.stride, topic=args.topic,
-        timeout_s=args.timeout,
-    )
+    tty = sys.stderr.isatty()
+
+    def report_progress(p: Any) -> None:  # live: "7/15 captured, last rejected: blurred"
+        if tty:
+            print(f"\r{p.line()}\033[K", end="", file=sys.stderr, flush=True)
+        elif p.count % 10 == 0 or p.last_rejected_now:
+            print(p.line(), file=sys.stderr, flush=True)
+
+    try:
+        session = capture(
+            args.product, args.source, args.frames, args.out, holdout=args.holdout, gates=cfg.gates,
+            overwrite=args.overwrite, on_frame=report_progress, stride=args.stride, topic=args.topic,
+            timeout_s=args.timeout,
+        )
+    finally:
+        if tty:
+            print(file=sys.stderr)
     build_ok = len(session.select("build"))
     held = len(session.select("holdout"))
     print(f"captured {len(session.frames)} frames of {args.product} into {session.root}: "
@@ -130,6 +161,8 @@ def _capture(args: argparse.Namespace) -> int:
     for f in session.frames:
         for gate, why in f.verdict.get("reasons", {}).items():
             print(f"  rejected {f.name} [{gate}]: {why}")
+        for gate, why in f.verdict.get("warnings", {}).items():
+            print(f"  warning {f.name} [{gate}]: {why}")
     if build_ok < cfg.gates.min_accepted:
         print(f"warning: fewer than {cfg.gates.min_accepted} accepted frames; 'build' will refuse this session",
               file=sys.stderr)
@@ -152,7 +185,7 @@ def _build(args: argparse.Namespace) -> int:
     session = load_session(args.session)
     version = build_candidate(
         _store(args), session, config=build, gates=cfg.gates if args.config else None,
-        care_mask=args.care_mask, progress=sys.stderr.isatty(),
+        care_mask=args.care_mask, progress=sys.stderr.isatty(), operator=_operator(args, required=False),
     )
     print(f"built candidate {session.product_id}/{version}; next: differad-calibrate validate "
           f"--product {session.product_id} --version {version} --session {session.root}")
@@ -161,7 +194,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .commands import latest_candidate, run_validation
+    from .commands import latest_candidate, new_report_dir, run_validation
     from .config import ValidateConfig, make_config
     from .session import load_session
 
@@ -170,13 +203,14 @@ def _validate(args: argparse.Namespace) -> int:
                if v is not None}
     if updates:
         cfg = make_config(ValidateConfig, {**cfg.model_dump(), **updates}, "validate options")
+    operator = _operator(args)
     store = _store(args)
     version = args.version or latest_candidate(store, args.product)
     session = load_session(args.session) if args.session else None
-    report_dir = args.report or str((session.root if session else Path(".")) / f"report-{args.product}-{version}")
+    report_dir = args.report or new_report_dir((session.root if session else Path(".")) / "reports", args.product, version)
     result = run_validation(
         store, args.product, version, session=session, good_dirs=args.good, defects_dir=args.defects,
-        labels=args.labels, config=cfg, report_dir=report_dir, progress=sys.stderr.isatty(),
+        labels=args.labels, config=cfg, report_dir=report_dir, progress=sys.stderr.isatty(), operator=operator,
     )
     s = result.to_json()
     verdict = "PASSED" if result.passed else "FAILED"
@@ -186,6 +220,10 @@ def _validate(args: argparse.Namespace) -> int:
           f"detection {pct(s['detection_rate'])} on {s['n_defect']} defects; thresholds {thresholds}")
     for r in result.reasons:
         print(f"  {r}")
+    failing = result.failing_frames()
+    for key, label in (("false_alarms", "false alarm"), ("missed", "missed defect"), ("alignment_failures", "not aligned")):
+        for name in failing[key]:
+            print(f"  {label}: {name}")
     if result.golden and result.passed:
         print("the golden engine applies these thresholds automatically once this version is active")
     print(f"report: {result.report_path}")
@@ -195,15 +233,22 @@ def _validate(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from .commands import promote
 
-    promote(_store(args), args.product, args.version, force=args.force, reason=args.reason)
+    promote(_store(args), args.product, args.version, force=args.force, reason=args.reason,
+            operator=_operator(args))
     print(f"{args.product}: active version is now {args.version}{' (forced)' if args.force else ''}")
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from .commands import rollback
+    from .commands import rollback, rollback_target
 
-    version = rollback(_store(args), args.product)
+    store = _store(args)
+    operator = _operator(args)
+    target = rollback_target(store, args.product)
+    version = rollback(store, args.product, force=args.force, reason=args.reason, operator=operator)
+    if target is not None and target.status != "validated":  # only reached with --force (the store refuses otherwise)
+        print(f"warning: {args.product}/{version} is {target.status}: it never passed validation (forced rollback, "
+              "logged with your reason)", file=sys.stderr)
     print(f"{args.product}: rolled back, active version is now {version}")
     return 0
 
@@ -234,9 +279,10 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from .commands import show
+    from .commands import show, summary_lines
 
-    print(json.dumps(show(_store(args), args.product, args.version), indent=2, sort_keys=True))
+    details = show(_store(args), args.product, args.version)
+    print(json.dumps(details, indent=2, sort_keys=True) if args.json else "\n".join(summary_lines(details)))
     return 0
 
 

@@ -28,8 +28,24 @@ class GateConfig(_Strict):
     station_min_corr: float = Field(
         0.6, ge=-1, le=1, description="normalized correlation to the set's median image below which the station changed"
     )
-    max_shift_px: float = Field(
-        4.0, gt=0, description="largest motion (px, full resolution) of a frame relative to the anchor frame"
+    station_tile_diff: float = Field(
+        12.0, gt=0, description="mean gray-level difference of one tile to the anchor frame above which something "
+        "(a hand, a tool) is in view: the station check is local, so a third of the part covered is caught"
+    )
+    tiles: int = Field(4, ge=1, le=16, description="the station check splits the frame into tiles x tiles")
+    warn_shift_fraction: float = Field(
+        0.02, gt=0, le=1, description="motion relative to the anchor, as a share of the image diagonal, above which "
+        "a frame is kept with a warning (the aligner still registers it)"
+    )
+    max_shift_fraction: float = Field(
+        0.05, gt=0, le=1, description="the inspector's alignment capture range as a share of the image diagonal: "
+        "frames moved further are rejected (part not seated)"
+    )
+    max_shift_px: float | None = Field(
+        None, gt=0, description="optional absolute cap on the motion (px, full resolution); default: only the capture range"
+    )
+    duplicate_max_diff: float = Field(
+        0.5, ge=0, description="mean gray-level difference to one of the 3 previous frames below which a frame is a near-duplicate (warning)"
     )
     min_align_score: float = Field(
         0.8, ge=0, le=1, description="alignment (ECC correlation) score below which a frame is unstable"
@@ -41,6 +57,10 @@ class GateConfig(_Strict):
     def _levels(self) -> GateConfig:
         if self.dark_level >= self.bright_level:
             raise ValueError(f"dark_level ({self.dark_level}) must be below bright_level ({self.bright_level})")
+        if self.warn_shift_fraction > self.max_shift_fraction:
+            raise ValueError(
+                f"warn_shift_fraction ({self.warn_shift_fraction}) must not exceed max_shift_fraction ({self.max_shift_fraction})"
+            )
         return self
 
 

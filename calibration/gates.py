@@ -5,8 +5,16 @@ texture differ from station to station while a bad frame stands out from its sib
 
 - ``focus``: Laplacian variance relative to the set's median (blur, a smeared part);
 - ``exposure``: share of clipped dark / bright pixels (glare, a lamp off);
-- ``station``: normalized correlation to the set's median image (empty or changed station, a hand);
-- ``stability``: motion and alignment score against the anchor frame (fixture moved, camera bumped).
+- ``station``: normalized correlation to the set's median image (empty or changed station), and a
+  *local* check: the frame aligned onto the anchor, tile by tile, so a hand or a tool over part of
+  the part is caught although the global correlation barely moves;
+- ``stability``: motion against the anchor frame measured as a share of the image diagonal, so the
+  same gate fits any resolution. Inside the inspector's alignment capture range a moved frame is
+  kept with a warning (the aligner registers it at run time too); beyond it, or when it does not
+  align, it is rejected.
+
+Warnings (kept frames): ``stability`` (moved, but aligned) and ``duplicate`` (a near-copy of the
+previous frame, e.g. a video at a high frame rate: the same part twice adds no variation).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from differad_edge.quality import clipped_fractions, focus_measure
 from .config import GateConfig
 
 GATES = ("focus", "exposure", "station", "stability")
+WARNINGS = ("stability", "duplicate")
 
 
 @dataclass
@@ -37,8 +46,12 @@ class FrameVerdict:
     bright_fraction: float = 0.0
     station_corr: float = 0.0
     shift_px: float | None = None
+    shift_fraction: float | None = None  # shift_px / image diagonal
     align_score: float | None = None
+    tile_diff: float | None = None  # largest mean gray-level difference of one tile to the anchor
+    duplicate_diff: float | None = None  # mean gray-level difference to the previous frame
     reasons: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)
 
     @property
     def accepted(self) -> bool:
@@ -68,10 +81,12 @@ class GateReport:
 
     def summary(self) -> dict[str, Any]:
         counts = {g: sum(g in v.reasons for v in self.verdicts) for g in GATES}
+        warned = {g: sum(g in v.warnings for v in self.verdicts) for g in WARNINGS}
         return {
             "frames": len(self.verdicts),
             "accepted": len(self.accepted),
             "rejected_by_gate": counts,
+            "warned": warned,
             "anchor": self.verdicts[self.anchor].name,
             "median_focus": round(self.median_focus, 3),
         }
@@ -104,6 +119,38 @@ def _max_motion(matrix: np.ndarray, width: int, height: int) -> float:
     homo = np.hstack([pts, np.ones((5, 1))]) @ np.asarray(matrix, dtype=np.float64).T
     moved = homo[:, :2] / homo[:, 2:3]
     return float(np.max(np.linalg.norm(moved - pts, axis=1)))
+
+
+def tile_differences(frame: np.ndarray, anchor: np.ndarray, valid: np.ndarray | None, tiles: int) -> np.ndarray:
+    """Mean absolute gray-level difference per tile (``tiles`` x ``tiles``), over valid pixels only;
+    NaN for a tile with less than half of its pixels valid (the border a shifted frame leaves)."""
+    diff = np.abs(cv2.GaussianBlur(frame.astype(np.float32), (0, 0), 1.0) - cv2.GaussianBlur(anchor.astype(np.float32), (0, 0), 1.0))
+    ok = np.ones(diff.shape, bool) if valid is None else valid
+    h, w = diff.shape
+    ys = np.linspace(0, h, tiles + 1).astype(int)
+    xs = np.linspace(0, w, tiles + 1).astype(int)
+    out = np.full((tiles, tiles), np.nan, np.float64)
+    for r in range(tiles):
+        for c in range(tiles):
+            m = ok[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]
+            if m.size and m.mean() >= 0.5:
+                out[r, c] = float(diff[ys[r]:ys[r + 1], xs[c]:xs[c + 1]][m].mean())
+    return out
+
+
+def _local_station(v: FrameVerdict, diffs: np.ndarray, config: GateConfig) -> None:
+    """Reject a frame where some tiles differ from the anchor: something is in view over part of it."""
+    if np.all(np.isnan(diffs)):
+        return
+    v.tile_diff = float(np.nanmax(diffs))
+    bad = np.argwhere(diffs > config.station_tile_diff)
+    if len(bad):
+        r, c = np.unravel_index(int(np.nanargmax(diffs)), diffs.shape)
+        v.reasons["station"] = (
+            f"something in view: {len(bad)} of {diffs.size} tiles differ from the other frames (largest: "
+            f"{v.tile_diff:.0f} gray levels at row {r + 1}, column {c + 1}; maximum {config.station_tile_diff:.0f}); "
+            "remove hands, tools and loose objects from the view (or check the light did not change locally)"
+        )
 
 
 def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = None, config: GateConfig | None = None) -> GateReport:
@@ -158,9 +205,21 @@ def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = N
         cv2.cvtColor(thumbs[anchor], cv2.COLOR_GRAY2RGB),
         AlignConfig(motion="euclidean", min_score=config.min_align_score, fill="black"),
     )
+    full_h, full_w = images[0].shape[:2]
+    diagonal = float(np.hypot(full_w, full_h))
     for i, (v, thumb) in enumerate(zip(verdicts, thumbs, strict=True)):
+        if i > 0:  # a video repeats a still part in consecutive frames: compare with the last few
+            diffs_prev = {j: float(np.abs(thumb.astype(np.float32) - thumbs[j].astype(np.float32)).mean()) for j in range(max(0, i - 3), i)}
+            twin = min(diffs_prev, key=diffs_prev.__getitem__)
+            v.duplicate_diff = diffs_prev[twin]
+            if v.duplicate_diff < config.duplicate_max_diff:
+                v.warnings["duplicate"] = (
+                    f"near-duplicate of {verdicts[twin].name} (mean difference {v.duplicate_diff:.2f} gray levels, "
+                    f"below {config.duplicate_max_diff:.2f}): the same part twice adds no variation; use --stride "
+                    "or move the part between frames"
+                )
         if i == anchor:
-            v.shift_px, v.align_score = 0.0, 1.0
+            v.shift_px, v.shift_fraction, v.align_score = 0.0, 0.0, 1.0
             continue
         result = aligner.align(cv2.cvtColor(thumb, cv2.COLOR_GRAY2RGB))
         v.align_score = float(result.score)
@@ -171,20 +230,68 @@ def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = N
             # the raw correlation judges an empty station; the aligned one forgives a small shift
             v.station_corr = max(v.station_corr, corr)
             v.shift_px = _max_motion(result.warp.matrix, w, h) / scale
+            v.shift_fraction = v.shift_px / diagonal
+            diffs = tile_differences(aligned, thumbs[anchor], valid, config.tiles)
+        else:
+            diffs = tile_differences(thumb, thumbs[anchor], None, config.tiles)
         if v.station_corr < config.station_min_corr:
             v.reasons["station"] = (
                 f"station changed or empty: correlation {v.station_corr:.2f} to the other frames "
                 f"(minimum {config.station_min_corr:.2f}); check the part is present and the scene unchanged"
             )
             continue
+        if "exposure" not in v.reasons:  # a global lighting change is the exposure gate's to name
+            _local_station(v, diffs, config)
+        if "station" in v.reasons:
+            continue
         if not result.ok:
             v.reasons["stability"] = (
                 f"does not align with the anchor frame (score {v.align_score:.2f}, minimum {config.min_align_score:.2f}: "
                 f"{result.reason}); keep camera and part still"
             )
-        elif v.shift_px is not None and v.shift_px > config.max_shift_px:
+            continue
+        assert v.shift_px is not None and v.shift_fraction is not None
+        moved = f"moved {v.shift_px:.1f} px ({v.shift_fraction:.1%} of the image diagonal) relative to the anchor frame"
+        if v.shift_fraction > config.max_shift_fraction:
             v.reasons["stability"] = (
-                f"moved {v.shift_px:.1f} px relative to the anchor frame (maximum {config.max_shift_px:.1f}); "
+                f"{moved}, beyond the inspector's alignment capture range ({config.max_shift_fraction:.1%}); "
                 "seat the part in its fixture and keep the camera still"
             )
+        elif config.max_shift_px is not None and v.shift_px > config.max_shift_px:
+            v.reasons["stability"] = (
+                f"{moved}, more than max_shift_px {config.max_shift_px:.1f}; seat the part in its fixture and keep the camera still"
+            )
+        elif v.shift_fraction > config.warn_shift_fraction:
+            v.warnings["stability"] = (
+                f"{moved}: kept, the aligner registers it (capture range {config.max_shift_fraction:.1%}); "
+                "seat parts more consistently if this happens often"
+            )
     return GateReport(verdicts=verdicts, anchor=anchor, median_focus=median_focus)
+
+
+def short_reason(verdict: dict[str, Any] | FrameVerdict) -> str:
+    """The first words of a frame's first rejection ("blurred or no texture"), for progress lines."""
+    reasons = verdict.reasons if isinstance(verdict, FrameVerdict) else dict(verdict.get("reasons") or {})
+    if not reasons:
+        return ""
+    gate = next((g for g in GATES if g in reasons), next(iter(reasons)))
+    return reasons[gate].split(":")[0]
+
+
+class LiveGates:
+    """Gate results while frames arrive (live view, capture progress): the newest frame is judged
+    with ``evaluate_gates`` against the last ``window`` frames, the same code as the final verdict,
+    which judges the whole set once capture ends."""
+
+    def __init__(self, config: GateConfig | None = None, window: int = 12) -> None:
+        self.config = config or GateConfig()
+        self.window = max(2, window)
+        self._images: list[np.ndarray] = []
+        self._names: list[str] = []
+
+    def add(self, name: str, image: np.ndarray) -> FrameVerdict:
+        if self._images and self._images[-1].shape != image.shape:
+            self._images, self._names = [], []  # camera setting changed: start over
+        self._images = [*self._images, image][-self.window:]
+        self._names = [*self._names, name][-self.window:]
+        return evaluate_gates(self._images, self._names, self.config).verdicts[-1]

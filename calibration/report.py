@@ -46,7 +46,8 @@ def write_report(result: ValidationResult, reference: Reference, out_dir: str | 
     """Write ``out_dir/index.html`` and its images; returns the HTML path."""
     out = Path(out_dir)
     chosen = result.chosen
-    k, abs_t = (chosen.k, chosen.abs_threshold) if chosen else (result.grid[0].k, result.grid[0].abs_threshold)
+    judged = result.judged or result.grid[0]  # the chosen setting, or the one with the fewest false alarms
+    k, abs_t = judged.k, judged.abs_threshold
     spread = reference.spread
     parts: list[str] = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -106,7 +107,15 @@ def write_report(result: ValidationResult, reference: Reference, out_dir: str | 
                  "<p>Heat map: gray-level difference to the reference divided by max(abs, k x spread) (red = at or above "
                  "the threshold; the engine also tolerates edges and isolated specks, so only red blobs alarm). "
                  "Red box: detection, green box: known defect.</p><div class='grid'>")
-    shown = sorted(result.samples, key=lambda r: (r.sample.gt is None, r.align_ok))[: result.config.max_report_frames]
+    # The frames that failed the candidate come first, always; then defects, then good frames.
+    failing = set(result.failing_frames()["false_alarms"] + result.failing_frames()["missed"]
+                  + result.failing_frames()["alignment_failures"])
+    ordered = sorted(result.samples, key=lambda r: (r.sample.name not in failing, r.sample.gt is None, r.align_ok))
+    cap = max(result.config.max_report_frames, len(failing))
+    shown, hidden = ordered[:cap], ordered[cap:]
+    if failing:
+        parts.append("<p class='bad'>Frames that count against this candidate (shown first): "
+                     + ", ".join(html.escape(n) for n in sorted(failing)) + "</p>")
     for i, r in enumerate(shown):
         name = html.escape(r.sample.name)
         if not r.align_ok or r.aligned is None:
@@ -126,7 +135,11 @@ def write_report(result: ValidationResult, reference: Reference, out_dir: str | 
                        else "<span class='bad'>missed</span>")
         parts.append(_figure(_img(out, f"frame_{i:03d}_residual.png", heat), f"<b>{name}</b> ({r.sample.kind}) residual"))
         parts.append(_figure(_img(out, f"frame_{i:03d}_detections.png", boxes), f"<b>{name}</b> detections: {verdict}"))
-    parts.append("</div></body></html>")
+    parts.append("</div>")
+    if hidden:
+        parts.append(f"<p class='notshown'>{len(hidden)} frames not shown (all passed; the report shows at most "
+                     f"{result.config.max_report_frames}): " + ", ".join(html.escape(r.sample.name) for r in hidden) + "</p>")
+    parts.append("</body></html>")
     path = out / "index.html"
     atomic_write_text(path, "\n".join(parts))
     return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,29 @@ class SessionFrame:
     split: str  # "build" | "holdout"
     sha256: str
     verdict: dict[str, Any] = field(default_factory=dict)
+    excluded: bool = False  # left out by the engineer (station: exclude / re-include); the verdict is kept
 
     @property
     def accepted(self) -> bool:
-        return bool(self.verdict.get("accepted", False))
+        return bool(self.verdict.get("accepted", False)) and not self.excluded
+
+
+@dataclass
+class CaptureProgress:
+    """Where a capture stands, for a live line: "7/15 captured, last rejected: blurred or no texture"."""
+
+    count: int
+    total: int | None
+    name: str
+    verdict: Any  # gates.FrameVerdict of the newest frame, judged against the frames before it
+    accepted: int = 0
+    last_rejected: str | None = None
+    last_rejected_now: bool = False
+
+    def line(self) -> str:
+        of = f"/{self.total}" if self.total else ""
+        tail = f", last rejected: {self.last_rejected}" if self.last_rejected else ""
+        return f"{self.count}{of} captured, {self.accepted} accepted so far{tail}"
 
 
 @dataclass
@@ -55,6 +75,19 @@ class Session:
 
     def select(self, split: str, accepted_only: bool = True) -> list[SessionFrame]:
         return [f for f in self.frames if f.split == split and (f.accepted or not accepted_only)]
+
+    def frame(self, name: str) -> SessionFrame:
+        for f in self.frames:
+            if f.name == name:
+                return f
+        raise CalibrationError(f"session {self.root} has no frame {name!r}; pick one of its frames")
+
+    def set_excluded(self, name: str, excluded: bool) -> SessionFrame:
+        """Leave a frame out of build and validation (or take it back), and save the session."""
+        f = self.frame(name)
+        f.excluded = bool(excluded)
+        atomic_write_json(self.root / SESSION_FILE, self.to_json())
+        return f
 
     def load_images(self, frames: list[SessionFrame]) -> list[np.ndarray]:
         """Read frames back, refusing any whose bytes changed since capture."""
@@ -97,23 +130,29 @@ def holdout_indices(count: int, fraction: float) -> set[int]:
 def capture(
     product_id: str,
     source: str,
-    count: int,
+    count: int | None,
     out_dir: str | Path,
     *,
     holdout: float = 0.25,
     gates: GateConfig | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    on_frame: Callable[[CaptureProgress], None] | None = None,
+    frames: list[Frame] | None = None,
     **source_options: Any,
 ) -> Session:
-    """Collect ``count`` frames, judge them with the gates and write a session folder."""
+    """Collect ``count`` frames (``None``: all the source has), judge them with the gates and write
+    a session folder. ``on_frame`` sees each frame as it arrives with its live gate verdict (capture
+    progress); ``frames`` already collected (the station's live view) skip the source."""
     from differad_edge.store import validate_id
 
     validate_id(product_id, "product id")
     out = Path(out_dir)
     _check_out(out, overwrite)
-    kind = describe_source(source)
-    frames: list[Frame] = collect_frames(source, count, progress=progress, **source_options)
+    kind = describe_source(source) if frames is None else "station"
+    if frames is None:
+        frames = collect_frames(source, count, progress=progress and on_frame is None,
+                                on_frame=_live(gates, count, on_frame), **source_options)
     report = evaluate_gates([f.image for f in frames], [f.name for f in frames], gates)
     held = holdout_indices(len(frames), holdout)
 
@@ -145,6 +184,27 @@ def capture(
     )
     atomic_write_json(out / SESSION_FILE, session.to_json())
     return session
+
+
+def _live(gates: GateConfig | None, total: int | None, on_frame: Callable[[CaptureProgress], None] | None) -> Any:
+    """A per-frame callback for ``collect_frames`` that judges each new frame live (``LiveGates``)."""
+    if on_frame is None:
+        return None
+    from .gates import LiveGates, short_reason
+
+    live = LiveGates(gates)
+    state = {"n": 0, "accepted": 0, "last": None}
+
+    def callback(frame: Frame) -> None:
+        verdict = live.add(frame.name, frame.image)
+        state["n"] += 1
+        state["accepted"] += verdict.accepted
+        if not verdict.accepted:
+            state["last"] = f"{short_reason(verdict)} ({frame.name})"
+        on_frame(CaptureProgress(state["n"], total, frame.name, verdict, state["accepted"], state["last"],
+                                 not verdict.accepted))
+
+    return callback
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

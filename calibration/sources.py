@@ -8,7 +8,7 @@ from whatever happened to decode is worse than none.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +75,13 @@ def iter_frames(spec: str, *, stride: int = 1, topic: str | None = None, timeout
             yield frame
 
 
-def collect_frames(spec: str, count: int, *, progress: bool = False, **options: Any) -> list[Frame]:
-    """The first ``count`` frames of a source; an empty source is an error."""
-    if count < 1:
+def collect_frames(
+    spec: str, count: int | None, *, progress: bool = False, on_frame: Callable[[Frame], None] | None = None,
+    **options: Any,
+) -> list[Frame]:
+    """The first ``count`` frames of a source (``None``: all of them); an empty source is an error.
+    ``on_frame`` is called with each frame as it arrives (live progress)."""
+    if count is not None and count < 1:
         raise CalibrationError(f"--frames must be >= 1, got {count}")
     bar = None
     if progress:
@@ -90,7 +94,9 @@ def collect_frames(spec: str, count: int, *, progress: bool = False, **options: 
             out.append(frame)
             if bar is not None:
                 bar.update(1)
-            if len(out) >= count:
+            if on_frame is not None:
+                on_frame(frame)
+            if count is not None and len(out) >= count:
                 break
     finally:
         if bar is not None:

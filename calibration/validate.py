@@ -19,6 +19,7 @@ import numpy as np
 from differad_edge.boxes import Box, iou
 from differad_edge.engines.base import Reference
 from differad_edge.errors import BoxError, CalibrationError
+from differad_edge.fileio import sha256_file
 from differad_edge.images import to_gray
 
 from .config import ValidateConfig
@@ -31,10 +32,16 @@ class Sample:
     name: str
     image: np.ndarray
     gt: Box | None = None
+    file: str | None = None  # where it was read from, and its sha256: the audit trail of a run
+    sha256: str | None = None
 
     @property
     def kind(self) -> str:
         return "good" if self.gt is None else "defect"
+
+    def input_record(self) -> dict[str, Any]:
+        """What the history keeps about this input (issue 16: which frames each run judged)."""
+        return {"name": self.name, "kind": self.kind, "file": self.file, "sha256": self.sha256}
 
 
 @dataclass
@@ -85,10 +92,29 @@ class ValidationResult:
     tightest: GridPoint | None = None  # the tightest grid setting meeting the false-alarm target
     report_path: Path | None = None
 
+    @property
+    def judged(self) -> GridPoint | None:
+        """The setting the frames are judged at: the chosen one, or - when no setting met the target -
+        the one with the fewest false alarms, so a FAILED run still names the frames that failed it."""
+        if self.chosen is not None:
+            return self.chosen
+        return min(self.grid, key=lambda g: (g.false_alarm_rate, g.tolerance), default=None)
+
+    def failing_frames(self) -> dict[str, list[str]]:
+        """Frames that count against the candidate at the judged setting, by cause."""
+        point = self.judged
+        key = point.key if point else None
+        return {
+            "false_alarms": [s.sample.name for s in self.samples if s.sample.gt is None and key and s.alarm(key)],
+            "missed": [s.sample.name for s in self.samples if s.sample.gt is not None and key and not s.found(key, self.config.iou)],
+            "alignment_failures": [s.sample.name for s in self.samples if not s.align_ok],
+        }
+
     def to_json(self) -> dict[str, Any]:
         good = [s for s in self.samples if s.sample.gt is None]
         defects = [s for s in self.samples if s.sample.gt is not None]
-        key = self.chosen.key if self.chosen else None
+        failing = self.failing_frames()
+        judged = self.judged
         return {
             "passed": self.passed,
             "reasons": self.reasons,
@@ -102,9 +128,9 @@ class ValidationResult:
             "iou": self.config.iou,
             "n_good": len(good),
             "n_defect": len(defects),
-            "alignment_failures": [s.sample.name for s in self.samples if not s.align_ok],
-            "false_alarms": [s.sample.name for s in good if key and s.alarm(key)],
-            "missed": [s.sample.name for s in defects if key and not s.found(key, self.config.iou)],
+            "judged_at": None if judged is None else {"k": judged.k, "abs_threshold": judged.abs_threshold},
+            **failing,
+            "failing_frames": sorted({n for names in failing.values() for n in names}),
             "grid": [
                 {"k": g.k, "abs_threshold": g.abs_threshold, "false_alarm_rate": g.false_alarm_rate,
                  "detection_rate": g.detection_rate, "tolerance": round(g.tolerance, 4)}
@@ -281,5 +307,5 @@ def load_defects(folder: str | Path, labels: str | Path | None = None) -> list[S
             raise CalibrationError(
                 f"{path}: box of {name!r} {box!r} lies outside the {w}x{h} frame; fix the label (boxes are in frame pixels)"
             )
-        samples.append(Sample(name, image, gt))
+        samples.append(Sample(name, image, gt, file=str(folder / name), sha256=sha256_file(folder / name)))
     return samples

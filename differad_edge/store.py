@@ -281,6 +281,11 @@ class ReferenceStore:
         """The active version id, reading one small file (cheap enough to call per frame)."""
         return self._pointer(product_id)["version"]
 
+    def rollback_target(self, product_id: str) -> str | None:
+        """The version ``rollback`` would activate (None when there is none), for a warning beforehand."""
+        previous = self._pointer(product_id)["previous"]
+        return previous[-1] if previous else None
+
     def versions(self, product_id: str) -> list[VersionInfo]:
         self._require_product(product_id)
         active = self.active_version(product_id)
@@ -399,8 +404,10 @@ class ReferenceStore:
         extra_images: Iterable[np.ndarray] = (),
         metadata: dict[str, Any] | None = None,
         version: str | None = None,
+        operator: str | None = None,
     ) -> str:
-        """Write a new *candidate* version and return its id (``v0001``, ``v0002``, ... unless given)."""
+        """Write a new *candidate* version and return its id (``v0001``, ``v0002``, ... unless given).
+        ``operator`` (who built it) goes into the history event, for the audit trail."""
         pdir = self._product_dir(product_id)
         if version is not None:
             validate_id(version, "version")
@@ -444,7 +451,7 @@ class ReferenceStore:
                                 f"version {version!r} of {product_id!r} already exists; pick a new id"
                             ) from e
                         continue
-                    self._log(product_id, {"event": "add", "version": vid})
+                    self._log(product_id, _audit({"event": "add", "version": vid}, operator=operator))
                     return vid
             raise ReferenceError(f"could not allocate a version id for {product_id!r}")
         finally:
@@ -487,8 +494,23 @@ class ReferenceStore:
         return files
 
     @_locked
-    def set_validation(self, product_id: str, version: str, passed: bool, report: dict[str, Any]) -> VersionInfo:
+    def set_validation(
+        self,
+        product_id: str,
+        version: str,
+        passed: bool,
+        report: dict[str, Any],
+        *,
+        operator: str | None = None,
+        inputs: list[dict[str, Any]] | None = None,
+        report_files: list[str] | None = None,
+    ) -> VersionInfo:
         """Record a validation result: ``validated`` if passed, else ``rejected``.
+
+        The audit trail (issue 16): ``operator``, the ``inputs`` the run judged (file names and
+        sha256) and the ``report_files`` it wrote are kept in the manifest and in the history event,
+        so an auditor can tell which frames each run used. A *rejected* version is never judged again
+        (an easier set must not flip it to validated): build a new candidate.
 
         An active *validated* version is refused: its verdict (and the thresholds it carries to the
         engine) is what it went live with, and a later run must not reject or retune the good live
@@ -503,7 +525,8 @@ class ReferenceStore:
         status: Status = "validated" if passed else "rejected"
         now = _now()
         m["status"] = status
-        m["validation"] = {"passed": bool(passed), "time": now, "report": report}
+        audit = _audit({}, operator=operator, inputs=inputs, report_files=report_files)
+        m["validation"] = {"passed": bool(passed), "time": now, "report": report, **audit}
         m["status_history"] = [*m.get("status_history", []), {"status": status, "time": now}]
         # Everything that can refuse is read first, so a refusal leaves the store as it was.
         active = self.active_version(product_id)
@@ -513,12 +536,17 @@ class ReferenceStore:
         except ValueError as e:
             raise ConfigError(f"validation report cannot be stored: {' '.join(str(e).split())[:300]}") from e
         self._write_manifest(product_id, version, m)
-        self._log(product_id, {"event": "validation", "version": version, "status": status})
+        self._log(product_id, {"event": "validation", "version": version, "status": status, **audit})
         return self._info(product_id, version, m, active)
 
     def check_can_validate(self, product_id: str, version: str, manifest: dict[str, Any] | None = None) -> None:
-        """Refuse to re-judge the validated live reference (see ``set_validation``)."""
+        """Refuse to re-judge the validated live reference or a rejected version (see ``set_validation``)."""
         m = manifest if manifest is not None else self._manifest(product_id, version)
+        if m.get("status") == "rejected":
+            raise ReferenceError(
+                f"{product_id}/{version} was rejected by an earlier validation; a rejected version stays rejected "
+                "(re-validating it with other frames would hide the failure) - build a new candidate and validate that"
+            )
         if m.get("status") == "validated" and self.active_version(product_id) == version:
             raise ReferenceError(
                 f"{product_id}/{version} is the active, validated version; its validation cannot be changed while "
@@ -526,7 +554,9 @@ class ReferenceStore:
             )
 
     @_locked
-    def promote(self, product_id: str, version: str, force: bool = False, reason: str | None = None) -> None:
+    def promote(
+        self, product_id: str, version: str, force: bool = False, reason: str | None = None, *, operator: str | None = None
+    ) -> None:
         """Make ``version`` active. Only validated versions, unless ``force=True`` with a reason."""
         m = self._manifest(product_id, version)
         status = m.get("status", "candidate")
@@ -554,21 +584,35 @@ class ReferenceStore:
                 "status": status,
                 "forced": bool(force and status != "validated"),
                 "reason": reason,
+                **_audit({}, operator=operator),
             },
         )
 
     @_locked
-    def rollback(self, product_id: str) -> str:
-        """Re-activate the version that was active before the current one; returns its id."""
+    def rollback(
+        self, product_id: str, *, force: bool = False, reason: str | None = None, operator: str | None = None
+    ) -> str:
+        """Re-activate the version that was active before the current one; returns its id.
+
+        A target that is not *validated* (rejected, or a candidate that went live by a forced promote)
+        is refused unless ``force=True``: a rollback must not quietly bring back a reference that
+        never passed validation (issue 16)."""
         ptr = self._pointer(product_id)
         if not ptr["previous"]:
             self._require_product(product_id)
             raise ReferenceError(f"product {product_id!r} has no previously active version to roll back to")
         target = ptr["previous"][-1]
+        status = self._manifest(product_id, target).get("status", "candidate")
+        if status != "validated" and not force:
+            raise ReferenceError(
+                f"rolling back {product_id} would activate {target}, which is {status} (it went live by a forced "
+                "promote, not by passing validation); pass --force (rollback(..., force=True)) to accept it anyway"
+            )
         self.load(product_id, target)
-        self._commit_pointer(
-            product_id, target, ptr["previous"][:-1], {"event": "rollback", "version": target, "from": ptr["version"]}
-        )
+        event = {"event": "rollback", "version": target, "from": ptr["version"], "status": status}
+        if status != "validated":
+            event.update(forced=True, reason=reason)
+        self._commit_pointer(product_id, target, ptr["previous"][:-1], _audit(event, operator=operator))
         return target
 
     def _write_pointer(
@@ -650,6 +694,12 @@ class ReferenceStore:
 
 
 __all__ = ["ID_PATTERN", "ReferenceStore", "VersionInfo", "validate_id"]
+
+
+def _audit(event: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """``event`` plus the audit fields that were given (operator, inputs, report files); ``None`` is
+    left out so events of callers that name no operator look as before."""
+    return {**event, **{k: v for k, v in fields.items() if v is not None}}
 
 
 def _load_npy(blobs: dict[str, bytes], name: str, hw: tuple[int, int]) -> np.ndarray | None:

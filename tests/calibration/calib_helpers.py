@@ -52,7 +52,7 @@ def over_exposed(img: np.ndarray, gain: float = 2.2) -> np.ndarray:
     return np.clip(img.astype(np.float32) * gain + 40, 0, 255).astype(np.uint8)
 
 
-def shifted(img: np.ndarray, dx: float = 9.0, dy: float = 6.0) -> np.ndarray:
+def shifted(img: np.ndarray, dx: float = 20.0, dy: float = 14.0) -> np.ndarray:
     m = np.float32([[1, 0, dx], [0, 1, dy]])
     return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REPLICATE)
 

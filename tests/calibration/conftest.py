@@ -41,3 +41,10 @@ def session(capture_dir: Path, tmp_path: Path):
     from differad_edge.calibration.session import capture
 
     return capture(PRODUCT, str(capture_dir), 100, tmp_path / "session")
+
+
+@pytest.fixture(autouse=True)
+def operator(monkeypatch: pytest.MonkeyPatch) -> str:
+    """validate / promote / rollback name the operator (audit trail); tests act as this one."""
+    monkeypatch.setenv("DIFFERAD_OPERATOR", "test-engineer")
+    return "test-engineer"

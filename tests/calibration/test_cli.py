@@ -41,7 +41,7 @@ def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: 
     code, out, _ = run(capsys, "list", "--store", store, "--json")
     rows = json.loads(out)
     assert rows[0]["active"] and rows[0]["status"] == "validated"
-    code, out, _ = run(capsys, "show", "--store", store, "--product", PRODUCT)
+    code, out, _ = run(capsys, "show", "--store", store, "--product", PRODUCT, "--json")
     shown = json.loads(out)
     assert shown["metadata"]["calibration"]["build_config"]["auto_mask"]["enabled"] is True
 
