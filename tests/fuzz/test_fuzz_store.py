@@ -320,3 +320,25 @@ def test_nasty_values_are_also_refused_as_ids(pristine: Path, tmp_path: Path, co
                 pass
             count("store")
     assert _tree(store.root) == _tree(pristine)
+
+
+@pytest.mark.parametrize("name", STORE_FILES[:3])
+@pytest.mark.parametrize("content", NASTY_FILES[:10], ids=range(10))
+def test_differad_inspect_on_a_damaged_store(pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes) -> None:
+    import cv2
+
+    from differad_edge.cli.main import main as differad
+
+    store = _copy(pristine, tmp_path / "refs")
+    (store.root / "p1" / name).write_bytes(content)
+    target = tmp_path / "t.png"
+    cv2.imwrite(str(target), _image(1))
+    before = _tree(store.root)
+    code = differad(["inspect", "--store", str(store.root), "--product", "p1", "-t", str(target), "--json"])
+    _, err = capsys.readouterr()
+    assert code in (0, 1, 2), (code, err)
+    if code == 2:
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert lines and all(ln.startswith("differad: error:") for ln in lines), err
+    assert _tree(store.root) == before  # inspecting never writes to the store
+    count("store")
