@@ -54,3 +54,22 @@ def test_written_files_are_readable_by_others_and_keep_their_mode(tmp_path: Path
     private.chmod(0o600)
     atomic_write_text(private, "new")
     assert private.stat().st_mode & 0o777 == 0o600 and private.read_text() == "new"
+
+
+def test_refuse_overwrite_catches_an_output_that_is_an_input(tmp_path) -> None:
+    """Issue 13 item 4: ``inspect -t t1.png --out .`` replaced t1.png; the helper the CLIs call refuses it."""
+    import os
+
+    import pytest
+
+    from differad_edge.errors import ConfigError
+    from differad_edge.fileio import refuse_overwrite
+
+    t1 = tmp_path / "t1.png"
+    t1.write_bytes(b"x")
+    os.link(t1, tmp_path / "hard.png")
+    with pytest.raises(ConfigError, match="would overwrite the input"):
+        refuse_overwrite([tmp_path / "." / "t1.png"], [t1])
+    with pytest.raises(ConfigError, match="hard.png|t1.png"):
+        refuse_overwrite([tmp_path / "hard.png"], [t1])  # the same file under another name
+    refuse_overwrite([tmp_path / "t1_annotated.png", tmp_path / "new.png"], [t1])  # other names are fine
