@@ -38,6 +38,9 @@ MAX_HISTORY_BYTES = 64 << 20
 MAX_BLOB_BYTES = 1 << 30
 #: A temp entry older than this is stale even if its writer's pid looks alive (pid reuse).
 STALE_AFTER_S = 3600.0
+#: ...and one whose writer's pid is gone is stale once this old: a writer in another pid namespace
+#: (a container sharing the store) looks dead from here, and its temp folder lives a few seconds.
+DEAD_WRITER_GRACE_S = 30.0
 
 FILE_NAME = re.compile(r"^(reference\.png|care_mask\.png|mean\.npy|spread\.npy|extra_\d{3,6}\.png)$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -268,7 +271,7 @@ def _is_stale(entry: os.DirEntry, pid: str | None, now: float) -> bool:
         return False
     if age > STALE_AFTER_S:
         return True
-    return pid is not None and not _pid_alive(int(pid))
+    return pid is not None and age > DEAD_WRITER_GRACE_S and not _pid_alive(int(pid))
 
 
 def clean_stale_temps(folders: list[Path]) -> list[str]:

@@ -202,7 +202,10 @@ def test_cli_list_with_a_wrong_typed_pointer_is_one_line_and_exit_2(store: Refer
 
 
 # -- item 14: temp entries of dead writers are cleaned ------------------------------------------------------------
-def test_stale_temp_entries_of_dead_writers_are_cleaned(store: ReferenceStore) -> None:
+def test_stale_temp_entries_of_dead_writers_are_cleaned(store: ReferenceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from differad_edge import store_format
+
+    monkeypatch.setattr(store_format, "DEAD_WRITER_GRACE_S", 0.0)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
     vdir = store.root / "p1/versions"
@@ -218,6 +221,14 @@ def test_stale_temp_entries_of_dead_writers_are_cleaned(store: ReferenceStore) -
     names = {p.name for p in store.root.rglob(".*")}
     assert names == {".lock", live.name, mine.name}, names
     live.rmdir()
+
+
+def test_a_fresh_temp_folder_of_an_unknown_pid_is_kept(store: ReferenceStore) -> None:
+    """A writer in another pid namespace looks dead from here: its young temp folder must survive."""
+    young = store.root / "p1/versions" / f".tmp-999999999-{'c' * 32}"
+    young.mkdir()
+    store.add_version("p1", make_product(64, seed=4))
+    assert young.is_dir()
 
 
 def test_a_resealed_npy_of_the_wrong_shape_is_refused(store: ReferenceStore) -> None:

@@ -287,9 +287,12 @@ def _check_consistent(store: ReferenceStore) -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_kill_9_during_store_writes(pristine: Path, tmp_path: Path, count, seed: int) -> None:
+def test_kill_9_during_store_writes(pristine: Path, tmp_path: Path, monkeypatch, count, seed: int) -> None:
     """A writer looping over add/validate/promote/rollback is killed at random moments; after each kill
     the store is consistent, and the next writer removes the dead writer's temp entries."""
+    from differad_edge import store_format
+
+    monkeypatch.setattr(store_format, "DEAD_WRITER_GRACE_S", 0.0)  # no need to wait 30 s for the leftovers
     store = _copy(pristine, tmp_path / "refs")
     rng = random.Random(seed)
     kills = 4
