@@ -5,6 +5,8 @@
 - ``data``: pairs JSONL -> ``datasets.Dataset`` for GRPO / SFT;
 - ``config``: typed GRPO / SFT job configs (YAML + ``key=value`` overrides);
 - ``modeling`` / ``jobs``: policy model (LoRA, QLoRA, frozen vision), runs and engine-loadable checkpoints;
+- ``diagnostics``: held-out metrics beside the always-zero / best-fixed-box baselines, image-use check;
+- ``fixture``: ``make_memorized_model``, a tiny Qwen3-VL with real answers on its own pairs (tests);
 - ``cli``: the ``differad-train`` command.
 
 Only ``rewards`` is imported here: the rest pulls in torch/TRL and is imported on use.
