@@ -64,3 +64,11 @@ def test_memorized_model_is_deterministic_and_refuses_overwrite(tmp_path) -> Non
         make_memorized_model(a, s)
     with pytest.raises(ConfigError, match="not a memorized fixture"):
         memorized_pairs(tmp_path)
+
+
+def test_make_model_memorized_cli_refuses_other_sizes(tmp_path, capsys) -> None:
+    from differad_edge.cli.main import main
+
+    assert main(["dev", "make-model", "--memorized", "--size", "small", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("differad: error: --memorized trains the tiny model") and "\n" not in err
