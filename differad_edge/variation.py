@@ -159,7 +159,7 @@ class Photometric:
             mid = len(ru) // 2
             center = np.partition(ru, mid)[mid]
             mad = float(np.partition(np.abs(ru - center), mid)[mid]) * MAD_TO_SIGMA
-            use = use & (np.abs(r) <= max(3.0 * mad, 3.0))
+            use = use & (np.abs(r - center) <= max(3.0 * mad, 3.0))  # around the bulk, not around 0
         return coef
 
     def _global(self, coef: tuple[float, ...]) -> tuple[float, float]:

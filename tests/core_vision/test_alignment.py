@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from differad_edge.alignment import AlignConfig, Aligner, align
+from differad_edge.alignment import AlignConfig, Aligner, align, choose_motion
 from differad_edge.errors import ConfigError, ImageError
 
-from .parts import make_product, rigid, warp
+from .parts import good_copy, make_product, rigid, warp
 
 SIZE = 256
 
@@ -163,3 +163,69 @@ def test_fine_texture_that_vanishes_at_the_coarse_level():
     pts = np.array([[50.0, 50.0], [350.0, 80.0], [200.0, 330.0]])
     frame_pts = (np.hstack([pts, np.ones((3, 1))]) @ m3.T)[:, :2]
     assert np.abs(result.warp.apply_points(frame_pts + 0.5) - 0.5 - pts).max() < 1.0
+
+
+# -- a real camera: perspective, scale, residual, coverage, motion choice (issue 15) ------------------
+def _camera(size: int, angle: float, dx: float, dy: float, scale: float, persp: float) -> np.ndarray:
+    """3x3 reference -> frame homography with scale and a projective tilt (pixel centers)."""
+    c = (size - 1) / 2.0
+    m = np.vstack([cv2.getRotationMatrix2D((c, c), angle, scale), [0, 0, 1]])
+    m[:2, 2] += (dx, dy)
+    t, ti = np.eye(3), np.eye(3)
+    t[:2, 2], ti[:2, 2] = c, -c
+    p = np.eye(3)
+    p[2, :2] = (persp, -persp)
+    return t @ p @ ti @ m
+
+
+def _corner_error(result, m: np.ndarray, size: int) -> float:
+    pts = np.array([[20, 20], [size - 20, 20], [size - 20, size - 20], [20, size - 20]], np.float64)
+    frame = np.hstack([pts, np.ones((4, 1))]) @ m.T
+    frame = frame[:, :2] / frame[:, 2:3]
+    return float(np.abs(result.warp.apply_points(frame + 0.5) - 0.5 - pts).max())
+
+
+def test_homography_default_fits_scale_and_tilt_that_a_rigid_model_cannot(product):
+    m = _camera(SIZE, 2.0, 3.0, -2.0, 1.01, 1e-4)
+    frame = warp(product, m)
+    default = Aligner(product).align(frame)
+    rigid_fit = Aligner(product, AlignConfig(motion="euclidean")).align(frame)
+    assert AlignConfig().motion == "homography" and default.motion == "homography"
+    assert default.ok and _corner_error(default, m, SIZE) < 0.3
+    assert _corner_error(rigid_fit, m, SIZE) > 3 * _corner_error(default, m, SIZE)
+    assert default.residual_px is not None and default.residual_px < 0.3
+    assert rigid_fit.residual_px > default.residual_px
+    js = default.to_json()
+    assert js["motion"] == "homography" and js["residual_px"] == round(default.residual_px, 3)
+    assert 0.8 < js["coverage"] < 1.0
+
+
+def test_choose_motion_takes_the_simplest_model_that_fits(product):
+    rng = np.random.default_rng(5)
+    rigid_frames = [warp(product, rigid(SIZE, rng.uniform(-2, 2), *rng.uniform(-3, 3, 2))) for _ in range(3)]
+    motion, residuals = choose_motion(product, rigid_frames)
+    assert motion == "euclidean", residuals
+    tilted = [warp(product, _camera(SIZE, rng.uniform(-2, 2), *rng.uniform(-3, 3, 2), 1.01, 1.2e-4)) for _ in range(3)]
+    motion, residuals = choose_motion(product, tilted)
+    assert motion == "homography", residuals
+    assert residuals["homography"] < residuals["euclidean"]
+
+
+def test_coverage_marks_the_seam_where_the_frame_has_no_pixels(product):
+    m = rigid(SIZE, 0.0, 10.0, 0.0)  # content moved right: the right strip of the reference is unseen
+    frame = cv2.warpAffine(product, m, (SIZE, SIZE), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    result = Aligner(product).align(frame)
+    assert result.ok and result.valid is not None and result.valid.shape == (SIZE, SIZE)
+    assert result.valid[:, -9:].max() == 0 and result.valid[5:-5, 5:-14].min() == 255
+    assert Aligner(product).align(product.copy()).valid is None  # identity: covers everything
+
+
+def test_a_large_defect_does_not_pull_the_warp(product):
+    """ECC minimizes squared differences: without the robust refit a big dark blob bends the fit."""
+    m = _camera(SIZE, 3.0, -6.0, 4.0, 1.0, 0.0)
+    frame = good_copy(warp(product, m), np.random.default_rng(2), noise=2.0)
+    cv2.circle(frame, (170, 80), 10, (5, 5, 5), -1)
+    robust = Aligner(product).align(frame)
+    plain = Aligner(product, AlignConfig(robust=False)).align(frame)
+    assert _corner_error(robust, m, SIZE) < 0.3
+    assert _corner_error(plain, m, SIZE) > _corner_error(robust, m, SIZE)

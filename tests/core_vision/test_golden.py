@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from differad_edge.boxes import iou
+from differad_edge.boxes import Box, iou
 from differad_edge.engines import Reference
 from differad_edge.engines.golden import GoldenConfig, GoldenEngine
 from differad_edge.errors import ConfigError, ImageError
@@ -212,3 +212,90 @@ def test_unknown_override_lists_the_known_options():
     with pytest.raises(ConfigError, match="abs_threshold"):
         GoldenEngine(threshold=3)
     assert GoldenEngine(GoldenConfig(k=2.0), border=0).config.k == 2.0
+
+
+# -- real-camera behaviour (issue 15): lighting, thin scratches, fragments, the warp seam -------------
+def _lit(img: np.ndarray, gain: float, offset: float, gradient: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    ramp = 1.0 + gradient * (np.arange(w, dtype=np.float32) - w / 2) / (w / 2)
+    return np.clip(img.astype(np.float32) * (gain * ramp)[None, :, None] + offset, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gain_and_gradient_light_are_not_defects(seed):
+    ref = make_product(SIZE, seed=seed)
+    rng = np.random.default_rng(seed)
+    good = _lit(good_copy(ref, rng, noise=2.0), 1.12, -8.0, 0.12)
+    local = GoldenEngine()
+    assert local.config.brightness == "local"
+    assert not local.detect(local.prepare(Reference(ref)), good).anomaly
+    offset_only = GoldenEngine(brightness="offset")  # what the engine did before: the gain reads as defects
+    assert offset_only.detect(offset_only.prepare(Reference(ref)), good).anomaly
+    bad = good.copy()
+    gt = draw_blob(bad, (90, 150), 8, (30, 30, 30))
+    det = local.detect(local.prepare(Reference(ref)), bad)
+    assert det.anomaly and iou(det.box, gt) >= 0.5  # the fit is robust to the defect itself
+
+
+def test_thin_scratch_survives_where_an_opening_erases_it():
+    ref = make_product(SIZE, seed=3)
+    target = good_copy(ref, np.random.default_rng(3), noise=2.0)
+    mask = np.zeros((SIZE, SIZE), np.float32)
+    cv2.line(mask, (60, 200), (190, 150), 1.0, 1, cv2.LINE_AA)  # one pixel wide
+    target = np.clip(target * (1 - 0.7 * mask[:, :, None]), 0, 255).astype(np.uint8)
+    target = cv2.GaussianBlur(target, (0, 0), 0.6)  # the optics
+    ys, xs = np.nonzero(mask > 0.3)
+    gt = Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    engine = GoldenEngine()
+    det = engine.detect(engine.prepare(Reference(ref)), target)
+    assert det.anomaly and iou(det.box, gt) >= 0.5, (det.box, gt)
+    opened = GoldenEngine(open_size=3, hysteresis=1.0)  # the former post-processing
+    d2 = opened.detect(opened.prepare(Reference(ref)), target)
+    assert not d2.anomaly or iou(d2.box, gt) < 0.3
+
+
+def test_fragments_of_one_defect_are_one_box_and_defects_stay_ranked():
+    ref = make_product(SIZE, seed=4)
+    target = good_copy(ref, np.random.default_rng(4), noise=2.0)
+    for x in range(60, 180, 20):  # a dashed scratch: 6 fragments 5 px apart
+        cv2.line(target, (x, 100), (x + 14, 100), (10, 10, 10), 2)
+    far = draw_blob(target, (200, 210), 6, (250, 250, 250))
+    engine = GoldenEngine()
+    det = engine.detect(engine.prepare(Reference(ref)), target)
+    assert len(det.defects) == 2, det.defects
+    boxes = sorted((d.box for d in det.defects), key=lambda b: b.x1)
+    assert iou(boxes[0], Box(60, 99, 175, 102)) >= 0.5
+    assert iou(boxes[1], far) >= 0.5
+    assert [d.score for d in det.defects] == sorted((d.score for d in det.defects), reverse=True)
+    split = GoldenEngine(merge_px=0, close_size=0)
+    assert len(split.detect(split.prepare(Reference(ref)), target).defects) > 2
+    capped = GoldenEngine(max_defects=1)
+    assert len(capped.detect(capped.prepare(Reference(ref)), target).defects) == 1
+
+
+def test_nothing_is_judged_on_the_warp_seam():
+    ref = make_product(SIZE, seed=5)
+    target = good_copy(ref, np.random.default_rng(5), noise=2.0)
+    target[:, -20:] = 0  # where the warped frame has no pixels (fill="black")
+    valid = np.full((SIZE, SIZE), 255, np.uint8)
+    valid[:, -20:] = 0
+    engine = GoldenEngine()
+    handle = engine.prepare(Reference(ref))
+    assert engine.detect(handle, target).anomaly
+    assert not engine.detect(handle, target, valid=valid).anomaly
+    gt = draw_blob(target, (100, 100), 8, (0, 0, 0))
+    det = engine.detect(handle, target, valid=valid)
+    assert det.anomaly and iou(det.box, gt) >= 0.5
+    with pytest.raises(ImageError, match="valid mask"):
+        engine.detect(handle, target, valid=valid[:10])
+
+
+def test_build_reference_normalizes_the_lighting_of_every_good_part():
+    """The spread must measure the part, not the lamp: several lightings, one tight model."""
+    ref = make_product(SIZE, seed=6)
+    rng = np.random.default_rng(6)
+    goods = [ref] + [_lit(good_copy(ref, rng, noise=2.0), g, o, gr)
+                     for g, o, gr in ((1.1, 5, 0.1), (0.9, -6, -0.08), (1.05, 0, 0.12), (0.92, 8, 0.0))]
+    spread = GoldenEngine().build_reference(goods).spread
+    raw = GoldenEngine(brightness="none").build_reference(goods).spread
+    assert float(np.median(spread)) < 0.5 * float(np.median(raw))

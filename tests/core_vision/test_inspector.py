@@ -183,3 +183,33 @@ def test_engine_by_name_and_bad_options():
     assert Inspector("golden").engine.name == "golden"
     with pytest.raises(ConfigError):
         Inspector("golden", on_align_failure="ignore")
+
+
+def test_motion_stored_with_the_reference_is_used_and_residual_reported(store):
+    """Calibration chooses the motion model and stores it; the live inspector registers with it."""
+    ref = make_product(SIZE, seed=2)
+    v = store.add_version("tilted", ref, metadata={"alignment": {"motion": "translation"}})
+    store.set_validation("tilted", v, True, {"test": True})
+    store.promote("tilted", v)
+    frame = good_copy(warp(ref, rigid(SIZE, 0.0, 3.0, -2.0)), np.random.default_rng(3), noise=2.0)
+    result = Inspector(GoldenEngine(), store=store).inspect(frame, "tilted")
+    assert result.alignment.motion == "translation" and result.alignment.ok
+    js = result.to_json()["alignment"]
+    assert js["motion"] == "translation" and js["residual_px"] is not None and js["residual_px"] < 0.5
+    assert "warp" not in js and 0.9 < js["coverage"] < 1.0
+    plain = ReferenceStore(store.root.parent / "plain")
+    _promote(plain, "tilted", ref)
+    assert Inspector(GoldenEngine(), store=plain).inspect(frame, "tilted").alignment.motion == "homography"
+
+
+def test_seam_of_a_moved_frame_is_not_a_defect(store):
+    """The strip the moved frame does not cover is filled (or black): never judged."""
+    ref = make_product(SIZE, seed=3)
+    _promote(store, "seam", ref)
+    m = rigid(SIZE, 1.0, 12.0, -8.0)
+    frame = cv2.warpAffine(ref, m, (SIZE, SIZE), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    frame = good_copy(frame, np.random.default_rng(4), noise=2.0)
+    for fill in ("black", "reference"):
+        result = Inspector(GoldenEngine(border=0), store=store, align=AlignConfig(fill=fill)).inspect(frame, "seam")
+        assert result.alignment.ok and result.alignment.valid is not None
+        assert not result.anomaly, (fill, result.detection.box)

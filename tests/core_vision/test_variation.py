@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from differad_edge.errors import ConfigError, ImageError
-from differad_edge.variation import MAD_TO_SIGMA, build_variation_model
+from differad_edge.variation import MAD_TO_SIGMA, Photometric, build_variation_model
 
 
 def test_mean_std_matches_numpy():
@@ -57,3 +58,38 @@ def test_bad_images_raise(images):
 def test_unknown_method_raises():
     with pytest.raises(ConfigError, match="median_mad"):
         build_variation_model([np.zeros((8, 8), np.uint8)], method="max")
+
+
+# -- photometric normalization (issue 15) ------------------------------------------------------------
+def _scene(size: int = 160, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.uniform(40, 210, (size // 8, size // 8)).astype(np.float32), (size, size),
+                      interpolation=cv2.INTER_CUBIC)
+    return np.clip(base, 0, 255)
+
+
+@pytest.mark.parametrize("mode", ["offset", "gain", "local"])
+def test_photometric_recovers_the_lighting_despite_a_defect(mode):
+    ref = _scene()
+    h, w = ref.shape
+    x = (np.arange(w, dtype=np.float32) - (w - 1) / 2) / ((w - 1) / 2)
+    gain = {"offset": 1.0, "gain": 1.15, "local": 1.15 * (1 + 0.1 * x)[None, :]}[mode]
+    target = ref * gain + 9.0
+    target[40:80, 40:80] = 250  # a defect: 6 % of the frame, far off the lighting line
+    t8 = np.clip(np.round(target), 0, 255).astype(np.uint8)
+    photo = Photometric(ref, mode=mode)
+    out = photo.normalize(np.dstack([t8] * 3))
+    keep = np.ones((h, w), bool)
+    keep[36:84, 36:84] = False
+    assert np.abs(out[:, :, 0].astype(np.float32) - ref)[keep].mean() < 1.5
+    assert out[60, 60, 0] > 200  # the defect is not normalized away
+
+
+def test_photometric_flat_reference_and_none():
+    flat = np.full((64, 64), 120.0, np.float32)
+    photo = Photometric(flat, mode="local")
+    assert photo.fit(np.full((64, 64), 130, np.uint8))[:4] == pytest.approx((1.0, 0.0, 0.0, 10.0))  # offset only
+    frame = np.full((64, 64), 90, np.uint8)
+    assert Photometric(flat, mode="none").normalize(frame) is frame
+    with pytest.raises(ConfigError):
+        Photometric(flat, mode="auto")
