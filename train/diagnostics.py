@@ -36,8 +36,10 @@ from .data import sft_completion
 
 logger = logging.getLogger(__name__)
 
-#: Candidate boxes tried for the best-fixed-box baseline (the training solutions, capped).
+#: Candidate boxes tried for the best-fixed-box baseline (the training solutions, capped), and the
+#: training solutions they are scored on (a seeded sample: 256 x 2000 IoUs stay about a second).
 MAX_FIXED_CANDIDATES = 256
+MAX_FIXED_SCORED = 2000
 
 
 def _metrics(preds: Sequence[Box | None], valid: Sequence[bool], gts: Sequence[Box]) -> dict[str, float]:
@@ -48,6 +50,10 @@ def _metrics(preds: Sequence[Box | None], valid: Sequence[bool], gts: Sequence[B
 
 def best_fixed_box(train_solutions: Sequence[Box]) -> Box:
     """The one box that, answered for every training pair, scores best (Acc@0.3, then mIoU)."""
+    import random
+
+    if len(train_solutions) > MAX_FIXED_SCORED:
+        train_solutions = random.Random(0).sample(list(train_solutions), MAX_FIXED_SCORED)
     candidates = list(dict.fromkeys([ZERO_BOX, *train_solutions]))[:MAX_FIXED_CANDIDATES]
     ones = [True] * len(train_solutions)
 
