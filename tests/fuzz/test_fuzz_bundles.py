@@ -178,3 +178,50 @@ def test_hostile_files_in_a_model_folder(model_pristine: Path, tmp_path: Path, c
     except DifferadError as e:
         assert isinstance(e, (ModelLoadError, BundleError)) or "prompt" in str(e), e
     count("models")
+
+
+def _files_entry_not_an_object(m: dict) -> None:
+    m["files"]["decoder.onnx"] = "x"
+
+
+def _nested(m: dict) -> None:
+    m["model"] = json.loads("[" * 900 + "]" * 900)
+
+
+REGRESSIONS = {  # issue 13 item 9, one by one: each loaded "fine" and crashed later, or --check said OK
+    "files entry not an object": _files_entry_not_an_object,
+    "bad size_policy": lambda m: m["size_policy"].update(factor="32"),
+    "size_policy below its minimum": lambda m: m["size_policy"].update(min_pixels=1),
+    "bad preprocessing type": lambda m: m["preprocessing"].update(patch_size="16"),
+    "preprocessing unknown key": lambda m: m["preprocessing"].update(warp=1),
+    "prompt segments not ints": lambda m: m["prompt"].update(segments=[["a"]]),
+    "graph not listed": lambda m: m["graphs"].update(decoder="elsewhere.onnx"),
+    "model field not an int": lambda m: m["model"].update(hidden_size="64"),
+    "verification not an object": lambda m: m.update(verification=[1]),
+    "deeply nested model": _nested,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+def test_issue13_bundle_regressions(pristine: Path, tmp_path: Path, capsys, count, name: str) -> None:
+    root = _copy(pristine, tmp_path / "b")
+    m = json.loads((root / MANIFEST_NAME).read_text())
+    REGRESSIONS[name](m)
+    write_manifest(root, m)  # resealed: only the schema can catch it
+    with pytest.raises(BundleError):
+        load_bundle(root)
+    _check_cli_agrees(root, capsys)
+    count("bundles")
+
+
+@pytest.mark.parametrize(("name", "content"), [(PROMPT_FILE, b"[1]"), ("tokenizer.json", b'{"garbage": true}'),
+                                               (MANIFEST_NAME, b"[" * 100_000)])
+def test_issue13_bundle_file_regressions(pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes) -> None:
+    root = _copy(pristine, tmp_path / "b")
+    (root / name).write_bytes(content)
+    if name != MANIFEST_NAME:
+        write_manifest(root, _manifest(root))
+    with pytest.raises(BundleError):
+        load_bundle(root)
+    _check_cli_agrees(root, capsys)
+    count("bundles")
