@@ -401,6 +401,13 @@ class Baseline:
         return d.astype(np.float32), valid, a.ok
 
     def decide(self, d: np.ndarray, floor: float, min_area: int) -> Outcome:
+        box, area, score = self.largest(d, floor)
+        if box is None or area < min_area:
+            return Outcome(None, score, "OK")
+        return Outcome(box, score, "NG")
+
+    def largest(self, d: np.ndarray, floor: float) -> tuple[Box | None, int, float]:
+        """The largest component of the binarized map: (box, area, image score)."""
         thr = floor
         if self.kind == "absdiff":
             d8 = np.clip(d * 2, 0, 255).astype(np.uint8)
@@ -411,12 +418,10 @@ class Baseline:
         n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
         score = float(d.max())
         if n <= 1:
-            return Outcome(None, score, "OK")
+            return None, 0, score
         i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         x, y, w, h, area = (int(v) for v in stats[i])
-        if area < min_area:
-            return Outcome(None, score, "OK")
-        return Outcome(Box(x, y, x + w, y + h), score, "NG")
+        return Box(x, y, x + w, y + h), area, score
 
 
 def calibrate_baseline(b: Baseline, maps: list[tuple[np.ndarray, Pair]]) -> None:
@@ -427,8 +432,10 @@ def calibrate_baseline(b: Baseline, maps: list[tuple[np.ndarray, Pair]]) -> None
     floors = np.linspace(top * 0.05, top, 24)
     best = (-1.0, 0.0, 0.0, 1)
     for floor in floors:
+        found = [b.largest(d, float(floor)) for d, _ in maps]
         for min_area in (4, 16, 49, 100):
-            recs = [Record(b.decide(d, float(floor), min_area).box, p.box) for d, p in maps]
+            recs = [Record(box if box is not None and area >= min_area else None, p.box)
+                    for (box, area, _), (_, p) in zip(found, maps, strict=True)]
             f1 = compute_metrics(recs).f1 or 0.0
             if (f1, floor) > best[:2]:
                 best = (f1, float(floor), 0.0, min_area)

@@ -182,9 +182,17 @@ class Photometric:
             a = a if abs(a) > 1e-3 else 1e-3
             lut = np.clip(np.round((np.arange(256, dtype=np.float32) - b) / a), 0, 255).astype(np.uint8)
             return cv2.LUT(target, lut)
-        # A light gradient: one lookup table per tile of a 16 x 16 grid, from the planes at the tile's
-        # center (within a tile they change by about a gray level; far cheaper than float planes).
         w, h = self.size
+        if w * h <= 300_000:  # small frames: exact float planes are the cheaper way
+            x = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
+            y = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
+            inv_a = 1.0 / np.maximum(coef[0] + coef[1] * x + coef[2] * y, 1e-3).astype(np.float32)
+            shift = (-(coef[3] + coef[4] * x + coef[5] * y) * inv_a).astype(np.float32)
+            if target.ndim == 3:
+                inv_a, shift = cv2.merge([inv_a] * target.shape[2]), cv2.merge([shift] * target.shape[2])
+            return cv2.add(cv2.multiply(target, inv_a, dtype=cv2.CV_32F), shift, dtype=cv2.CV_8U)
+        # Large frames: one lookup table per tile of a 16 x 16 grid, from the planes at the tile's
+        # center (within a tile they change by about a gray level; cheaper than float planes).
         n = self.tiles
         xe = np.linspace(0, w, n + 1).round().astype(int)
         ye = np.linspace(0, h, n + 1).round().astype(int)
