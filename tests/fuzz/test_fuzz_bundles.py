@@ -225,3 +225,23 @@ def test_issue13_bundle_file_regressions(pristine: Path, tmp_path: Path, capsys,
         load_bundle(root)
     _check_cli_agrees(root, capsys)
     count("bundles")
+
+
+@pytest.mark.parametrize(("name", "content", "step"), [
+    (PROMPT_FILE, b"[1]", "template"),
+    (PROMPT_FILE, b'{"id": "x", "think": false, "instructions": 7}', "template"),
+    ("config.json", b"[" * 5000 + b"]" * 5000, "check"),
+    ("config.json", b'{"model_type": "qwen3_vl", "vision_config": "x"}', "check"),
+    ("tokenizer.json", b"\x00garbage", "check"),
+    ("tokenizer.json", b'{"model": 5}', "processor"),
+])
+def test_issue13_model_folder_regressions(model_pristine: Path, tmp_path: Path, count, name: str, content: bytes,
+                                          step: str) -> None:
+    from differad_edge.vlm.loader import check_model_dir, load_processor, read_template
+
+    root = _copy(model_pristine, tmp_path / "m")
+    (root / name).write_bytes(content)
+    call = {"template": read_template, "check": check_model_dir, "processor": load_processor}[step]
+    with pytest.raises(ModelLoadError):
+        call(root)
+    count("models")
