@@ -5,6 +5,9 @@ CPU (the issue's acceptance run, ``small`` random model, reference prefix cache 
 GPU (p50/p95 per 800x800 pair, peak GPU memory; needs onnxruntime-gpu and a CUDA torch):
     python bench/export.py --size 2b --device cuda --image-size 800 --reps 50 --record
 A real checkpoint instead of a random one: ``--model DIR``.
+Answer grammar on vs off for the vlm engine and the ONNX int4 bundle (passes per answer, wall time):
+    python bench/export.py --grammar-compare --size small --image-size 256 --reps 8 [--record]
+    python bench/export.py --grammar-compare --memorized DIR   # real answers on the fixture's own pairs
 
 Target on a 24 GB GPU: int4 bundle p50 <= 50 ms per pair, peak memory <= 6 GB. Answers have a fixed
 length (``--new-tokens``, EOS ignored) so every engine decodes the same number of tokens. On CPU the
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 from differad_edge.export import make_config, run_export
-from vlm_latency import make_pair  # the VLM bench's synthetic pair (bench/ is on sys.path)
+from vlm_latency import grammar_compare, grammar_table, make_pair, memorized_pairs_of  # bench/ is on sys.path
 
 from differad_edge.engines import Engine, Reference
 from differad_edge.engines.onnx import OnnxEngine
@@ -180,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, help="write a bar chart (size, latency) here (png)")
     ap.add_argument("--reuse", action="store_true", help="reuse bundles already exported into --work")
     ap.add_argument("--record", action="store_true", help=f"append the table to {RESULTS.name}")
+    ap.add_argument("--grammar-compare", action="store_true",
+                    help="answer grammar on vs off, vlm engine and ONNX int4 bundle, natural answer lengths")
+    ap.add_argument("--memorized", type=Path, help="with --grammar-compare: a memorized fixture model and its pairs")
     args = ap.parse_args(argv)
+    if args.grammar_compare:
+        return _grammar_main(args, argv)
 
     import torch
 
@@ -228,6 +236,52 @@ def main(argv: list[str] | None = None) -> int:
         with RESULTS.open("a", encoding="utf-8") as f:
             f.write(f"\n## Edge bundles: {base} vs ONNX fp32 vs ONNX int4 ({args.device})\n\n"
                     f"{header}\n\nCommand: `{command}`\n\n{text}\n")
+        print(f"appended to {RESULTS}", file=sys.stderr)
+    return 0
+
+
+def _grammar_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="differad-bench-export-") as tmp:
+        work = args.work or Path(tmp)
+        model = args.memorized or args.model or work / f"model-{args.size}"
+        if not (args.memorized or args.model) and not (model / "config.json").is_file():
+            make_model(model, size=args.size, seed=0, template_id=NOTHINK_TEMPLATE.id)
+        if args.memorized:
+            pairs = memorized_pairs_of(args.memorized)
+            side = max(max(r.shape[:2]) for r, _ in pairs)
+        else:
+            side = args.image_size
+            ref, _ = make_pair(side, 0)
+            pairs = [(ref, make_pair(side, 1 + i)[1]) for i in range(args.warmup + args.reps)]
+        out = work / "bundle-int4-grammar"
+        if not (args.reuse and (out / "manifest.json").is_file()):
+            cfg = make_config(model=model, out=out, quant="int4", verify_count=2, verify_size=side,
+                              max_pixels=side * side, block_size=args.block_size, fail_on_verify=False, overwrite=True)
+            run_export(cfg, log=lambda m: print(m, file=sys.stderr))
+        policy = {"max_pixels": side * side, "min_pixels": min(side * side, 64 * 64)}
+        vlm = VLMEngine(model, template_id=NOTHINK_TEMPLATE.id, size_policy=policy)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a random model's int4 bundle is unverified by design here
+            onnx = OnnxEngine(out, threads=args.threads)
+        tables = [grammar_table(f"vlm fp32 {side}x{side}", grammar_compare(vlm, pairs, warmup=args.warmup)),
+                  grammar_table(f"onnx int4 {side}x{side}", grammar_compare(onnx, pairs, warmup=args.warmup))]
+    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()} ({platform.machine()}, "
+              f"{args.threads} threads, shared CPU); torch {torch.__version__}; onnxruntime "
+              f"{__import__('onnxruntime').__version__}; model={args.memorized or args.model or args.size}; "
+              f"grammar on vs off; reference prefix cache on; {len(pairs) - args.warmup} pairs (+{args.warmup} warmup)")
+    text = "\n\n".join(tables)
+    print(header)
+    print(text)
+    if args.record:
+        command = "python bench/export.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        with RESULTS.open("a", encoding="utf-8") as f:
+            f.write(f"\n## Answer grammar on vs off: vlm and ONNX int4 (cpu)\n\n{header}\n\nCommand: `{command}`\n\n"
+                    f"{text}\n")
         print(f"appended to {RESULTS}", file=sys.stderr)
     return 0
 

@@ -6,6 +6,9 @@ GPU (fixed 16-token no-think answer, p50/p95 per 800x800 pair, peak memory):
     python bench/vlm_latency.py --size 2b --dtype bf16 --device cuda [--quant nf4] --image-sizes 800 --reps 50
     ... --kv-cache static       # fixed-shape KV cache: generate compiles the decoder on CUDA
 A real checkpoint instead of a random one: ``--model DIR``.
+Answer grammar on vs off (forward passes per answer, wall time per pair; natural answers, no fixed length):
+    python bench/vlm_latency.py --grammar-compare --size small --image-sizes 256 --reps 8
+    python bench/vlm_latency.py --grammar-compare --memorized DIR   # a model with real answers, its own pairs
 
 Targets: cached/uncached <= 0.6 per frame at 800x800 on CPU; p50 <= 50 ms per pair on a 24 GB GPU.
 Both engines see the same frames in alternating order, so load changes on a shared machine hit both.
@@ -86,6 +89,93 @@ def run_size(engines: dict[str, VLMEngine], size: int, reps: int, warmup: int, d
     return result
 
 
+def _answer_kind(text: str) -> str:
+    from differad_edge.parsing import parse_answer
+
+    parsed = parse_answer(text, answer_only=True)
+    return "invalid" if not parsed.valid else "zero box" if parsed.box.is_zero else "anomalous"
+
+
+def _vlm_answer(engine: VLMEngine, handle, target: np.ndarray, grammar: bool, max_new: int,
+                fixed: int = 0) -> tuple[list[int], str, int, float]:
+    """(tokens, text, forward passes, ms) of one vlm answer; ``fixed``: unconstrained, exactly that many tokens."""
+    engine.grammar, engine.min_new_tokens, engine._max_new_tokens = grammar, fixed, fixed or max_new
+    resized = engine.size_policy.apply(target)
+    t0 = time.perf_counter()
+    gen = engine.generate(handle, [resized])
+    return gen.tokens[0], gen.texts[0], gen.forward_passes[0], (time.perf_counter() - t0) * 1000.0
+
+
+def _onnx_answer(engine, handle, target: np.ndarray, grammar: bool, max_new: int,
+                 fixed: int = 0) -> tuple[list[int], str, int, float]:
+    resized = engine.size_policy.apply(target)
+    t0 = time.perf_counter()
+    gen = engine.runner.generate(resized.image, prefix=handle.state["prefix"], max_new_tokens=fixed or max_new,
+                                 min_new_tokens=fixed, grammar=grammar and not fixed)
+    return gen.tokens, gen.text, gen.forward_passes, (time.perf_counter() - t0) * 1000.0
+
+
+def grammar_compare(engine, pairs: list[tuple[np.ndarray, np.ndarray]], warmup: int = 1, max_new: int = 64) -> dict:
+    """Per pair, back to back: grammar on; unconstrained greedy forced to the same length (what greedy
+    decoding costs to emit that answer: one forward pass per token); unconstrained greedy stopping by
+    itself (EOS / ``</answer>`` / ``max_new``). Forward passes include the prefill."""
+    answer = _vlm_answer if isinstance(engine, VLMEngine) else _onnx_answer
+    rows = []
+    handles: dict[int, object] = {}
+    from tqdm import tqdm
+
+    for i, (ref, tgt) in enumerate(tqdm(pairs, desc="grammar on/off", unit="pair", leave=False)):
+        key = id(ref)
+        if key not in handles:
+            handles[key] = engine.prepare(Reference(ref, product_id="bench", version=str(i)))
+        h = handles[key]
+        on = answer(engine, h, tgt, True, max_new)
+        same = answer(engine, h, tgt, False, max_new, fixed=len(on[0]))
+        free = answer(engine, h, tgt, False, max_new)
+        if i >= warmup:
+            rows.append({"kind": _answer_kind(on[1]), "tokens": len(on[0]), "passes_on": on[2], "ms_on": on[3],
+                         "passes_same": same[2], "ms_same": same[3], "free_kind": _answer_kind(free[1]),
+                         "free_identical": free[0] == on[0], "passes_free": free[2], "ms_free": free[3]})
+    if isinstance(engine, VLMEngine):
+        engine.grammar, engine.min_new_tokens, engine._max_new_tokens = True, 0, None
+    return {"rows": rows}
+
+
+def grammar_table(label: str, result: dict) -> str:
+    """One line per answer kind: passes and wall time, grammar on vs unconstrained."""
+    lines = [f"| {label}: answer kind | n | tokens | passes on | passes unconstrained (same answer) | passes ratio | "
+             "ms on (p50) | ms unconstrained same (p50) | time ratio (p50 of per-pair) | unconstrained free: valid, "
+             "identical, passes, ms p50 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = result["rows"]
+    for kind in ("anomalous", "zero box", "all"):
+        sel = [r for r in rows if kind == "all" or r["kind"] == kind]
+        if not sel:
+            continue
+        def mean(k: str, sel: list[dict] = sel) -> float:
+            return statistics.mean(r[k] for r in sel)
+
+        def med(k: str, sel: list[dict] = sel) -> float:
+            return statistics.median(r[k] for r in sel)
+
+        ratio_t = statistics.median(r["ms_on"] / r["ms_same"] for r in sel)
+        valid = sum(r["free_kind"] != "invalid" for r in sel)
+        ident = sum(r["free_identical"] for r in sel)
+        lines.append(f"| {kind} | {len(sel)} | {mean('tokens'):.1f} | {mean('passes_on'):.1f} | {mean('passes_same'):.1f} | "
+                     f"{mean('passes_on') / mean('passes_same'):.2f} | {med('ms_on'):.1f} | {med('ms_same'):.1f} | "
+                     f"{ratio_t:.2f} | {valid}/{len(sel)} valid, {ident} identical, {mean('passes_free'):.1f}, "
+                     f"{med('ms_free'):.1f} |")
+    return "\n".join(lines)
+
+
+def memorized_pairs_of(model: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    from differad_edge.train.fixture import memorized_pairs
+
+    from differad_edge.dataset import read_pairs
+    from differad_edge.images import load_image
+
+    return [(load_image(p.reference), load_image(p.target)) for p in read_pairs(memorized_pairs(model)).pairs]
+
+
 def print_table(results: list[dict], gpu: bool) -> str:
     lines = ["| image | stage | uncached ms (median) | cached ms (median) | cached/uncached |", "|---|---|---:|---:|---:|"]
     for r in results:
@@ -154,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-tokens", type=int, default=16, help="fixed answer length (EOS ignored)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (1 gives stable numbers on a shared machine; 2 threads stall when preempted)")
+    ap.add_argument("--grammar-compare", action="store_true",
+                    help="answer grammar on vs off (forward passes, wall time) instead of the prefix-cache comparison")
+    ap.add_argument("--memorized", type=Path, help="with --grammar-compare: a memorized fixture model and its pairs")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--plot", type=Path, help="write a stacked bar chart of the stages here (png)")
     args = ap.parse_args(argv)
@@ -164,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"--device {args.device}: CUDA is not available on this machine; use --device cpu", file=sys.stderr)
         return 2
+    if args.grammar_compare:
+        return _grammar_main(args)
     with tempfile.TemporaryDirectory(prefix="differad-bench-") as tmp:
         t0 = time.perf_counter()
         path = args.model or make_model(Path(tmp) / args.size, size=args.size, seed=0,
@@ -191,6 +286,36 @@ def main(argv: list[str] | None = None) -> int:
                                          "results": results, "table": table}, indent=2))
     if args.plot:
         plot(results, args.plot)
+    return 0
+
+
+def _grammar_main(args: argparse.Namespace) -> int:
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="differad-bench-") as tmp:
+        path = args.memorized or args.model or make_model(Path(tmp) / args.size, size=args.size, seed=0,
+                                                          template_id=NOTHINK_TEMPLATE.id)
+        loaded = load_model(path, dtype=args.dtype, device=args.device, quant=args.quant)
+        out = []
+        if args.memorized:
+            engine = VLMEngine(loaded, kv_cache=args.kv_cache)
+            pairs = memorized_pairs_of(args.memorized)
+            label = f"vlm, memorized fixture, its {len(pairs)} pairs"
+            out.append(grammar_table(label, grammar_compare(engine, pairs, warmup=args.warmup)))
+        for size in ([] if args.memorized else args.image_sizes):
+            engine = VLMEngine(loaded, kv_cache=args.kv_cache,
+                               size_policy=SizePolicy(max_pixels=size * size, min_pixels=min(size * size, 64 * 64)))
+            ref, _ = make_pair(size, 0)
+            pairs = [(ref, make_pair(size, 1 + i)[1]) for i in range(args.warmup + args.reps)]
+            label = f"vlm {args.size if not args.model else args.model} {size}x{size}"
+            out.append(grammar_table(label, grammar_compare(engine, pairs, warmup=args.warmup)))
+    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; torch {torch.__version__}; "
+              f"threads={args.threads}; model={args.memorized or args.model or args.size} {args.dtype} {args.device}; "
+              f"kv_cache={args.kv_cache}; grammar on vs off; reference prefix cache on")
+    print(header)
+    print("\n\n".join(out))
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"header": header, "tables": out}, indent=2))
     return 0
 
 
