@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .coords import PixelTransform
-from .errors import ConfigError, ImageError
+from .errors import BoxError, ConfigError, ImageError
 from .images import image_size, to_rgb8
 
 Motion = Literal["translation", "euclidean", "affine", "homography"]
@@ -112,6 +112,22 @@ class Alignment:
     #: median residual misalignment after the warp (px, reference frame; None where not measurable)
     residual_px: float | None = None
     motion: str = ""
+
+    def coverage(self, frame_size: tuple[int, int], reference_size: tuple[int, int]) -> float:
+        """Share (0..1) of the reference's area that the frame's pixels land on after the warp: a
+        cropped or zoomed frame aligns well on what it shows, but the rest of the part is unseen."""
+        w, h = frame_size
+        try:
+            corners = self.warp.apply_points(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64))
+        except BoxError:  # the warp sends a corner to infinity: nothing sensible is covered
+            return 0.0
+        rw, rh = reference_size
+        rect = np.array([[0, 0], [rw, 0], [rw, rh], [0, rh]], np.float32)
+        poly = np.asarray(corners, np.float32)
+        if cv2.contourArea(poly, oriented=True) < 0:
+            poly = poly[::-1].copy()
+        area, _ = cv2.intersectConvexConvex(poly, rect)
+        return float(max(area, 0.0) / (rw * rh))
 
     def to_frame(self, arr: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         """A per-pixel map in reference pixels (e.g. an anomaly map) resampled onto the camera frame."""

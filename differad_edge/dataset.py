@@ -18,6 +18,7 @@ Predictions, one JSON object per line: ``id`` plus either ``box`` (target pixels
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -244,6 +245,12 @@ class Prediction:
     text: str | None = None
     reason: str | None = None
     space: Literal["pixel", "model"] = "pixel"
+    #: image-level anomaly score (``differad inspect --json`` writes it), for AUROC / F1-max
+    score: float | None = None
+    #: ``OK`` / ``NG`` / ``NOT_INSPECTED`` where the producer judged the frame
+    verdict: str | None = None
+    #: the target image the prediction was made on (matched to a pair when the ids differ)
+    target: str | None = None
 
     def pixel_box(self, width: int, height: int) -> Box | None:
         """The box in target pixels (model-scale boxes mapped through ``coords``)."""
@@ -275,16 +282,39 @@ def _parse_prediction(obj: dict[str, Any]) -> tuple[str, Prediction]:
     text = obj.get("text")
     if text is not None and not isinstance(text, str):
         raise ValueError(f"'text' must be a string, got {type(text).__name__}")
+    extra = _judgement(obj)
     if "box" in obj:
         valid = obj.get("valid", True)
         if not isinstance(valid, bool):
             raise ValueError(f"'valid' must be true or false, got {_short(valid)}")
+        if extra["verdict"] == "NOT_INSPECTED":
+            valid = False  # a frame nobody judged scores as an invalid answer, whatever else the line says
         box = None if obj["box"] is None else _pixel_box(obj["box"])
-        return str(pid), Prediction(box, valid, text, obj.get("reason"), "pixel")
+        reason = obj.get("message") or obj.get("reason")
+        return str(pid), Prediction(box, valid, text, None if reason is None else str(reason), "pixel", **extra)
     if "text" in obj:
         parsed = parse_answer(text)
-        return str(pid), Prediction(parsed.box, parsed.valid, text, parsed.reason, "model")
+        return str(pid), Prediction(parsed.box, parsed.valid, text, parsed.reason, "model", **extra)
     raise ValueError("needs 'box' (target pixels) or 'text' (a raw model answer)")
+
+
+_VERDICTS = ("OK", "NG", "NOT_INSPECTED")
+
+
+def _judgement(obj: dict[str, Any]) -> dict[str, Any]:
+    """The optional ``score``, ``verdict`` and ``target`` of a prediction line, type-checked."""
+    score = obj.get("score")
+    if score is not None:
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(float(score)):
+            raise ValueError(f"'score' must be a finite number, got {_short(score)}")
+        score = float(score)
+    verdict = obj.get("verdict")
+    if verdict is not None and verdict not in _VERDICTS:
+        raise ValueError(f"'verdict' must be one of {', '.join(_VERDICTS)}, got {_short(verdict)}")
+    target = obj.get("target")
+    if target is not None and not isinstance(target, str):
+        raise ValueError(f"'target' must be a path string, got {_short(target)}")
+    return {"score": score, "verdict": verdict, "target": target}
 
 
 def read_predictions(path: str | os.PathLike) -> Predictions:

@@ -87,6 +87,9 @@ class Inspector:
     luminance (``"gray"``, default; the result says so in ``notes``) or NOT_INSPECTED(channel_mismatch)
     (``"refuse"``). ``quality``: default limits of a usable frame (calibration may store tuned ones
     with the reference); ``None`` switches the check off.
+    ``min_coverage``: smallest share of the reference the registered frame must cover; a cropped or
+    zoomed frame (or a part partly out of view) is NOT_INSPECTED(partial_view), since the unseen rest
+    would otherwise read as good.
     ``cache_size`` bounds how many ad-hoc references (``inspect_pair``) keep their prepared state.
     """
 
@@ -99,8 +102,11 @@ class Inspector:
         on_align_failure: Literal["invalid", "detect"] = "invalid",
         on_channel_mismatch: Literal["gray", "refuse"] = "gray",
         quality: QualityLimits | None = _DEFAULT_QUALITY,
+        min_coverage: float = 0.9,
         cache_size: int = 8,
     ) -> None:
+        if not 0.0 <= min_coverage <= 1.0:
+            raise ConfigError(f"min_coverage={min_coverage!r} must lie in [0, 1] (a share of the reference)")
         if on_align_failure not in ("invalid", "detect"):
             raise ConfigError(f"on_align_failure={on_align_failure!r} must be 'invalid' or 'detect'")
         if on_channel_mismatch not in ("gray", "refuse"):
@@ -116,6 +122,7 @@ class Inspector:
         self.on_align_failure = on_align_failure
         self.on_channel_mismatch = on_channel_mismatch
         self.quality = quality
+        self.min_coverage = min_coverage
         self._store_cache: dict[str, tuple[str, _Prepared]] = {}
         self._adhoc: OrderedDict[str, _Prepared] = OrderedDict()
         self._cache_size = cache_size
@@ -280,6 +287,16 @@ class Inspector:
                 engine=self.engine.name,
             )
             return self._finish(prepared, detection, alignment, timings)
+        if alignment is not None and self.min_coverage > 0:
+            coverage = alignment.coverage(frame_size, ref.size)
+            if coverage < self.min_coverage:
+                detection = Detection.refuse(
+                    Reason.PARTIAL_VIEW,
+                    f"the frame covers only {coverage:.0%} of reference {ref.product_id}/{ref.version} "
+                    f"(limit {self.min_coverage:.0%}): cropped or zoomed frame, or the part is partly out of view",
+                    engine=self.engine.name,
+                )
+                return self._finish(prepared, detection, alignment, timings)
         t1 = time.perf_counter()
         try:
             if alignment is not None and alignment.valid is not None and self._takes_valid:

@@ -36,6 +36,7 @@ class Reason(str, enum.Enum):
     """Why a frame was NOT_INSPECTED. A fixed set, so a controller or a dashboard can switch on it."""
 
     ALIGNMENT_FAILED = "alignment_failed"  #: frame cannot be registered onto the reference (wrong part, empty station)
+    PARTIAL_VIEW = "partial_view"  #: the registered frame covers too little of the reference (cropped, zoomed, part out of view)
     IMAGE_QUALITY = "image_quality"  #: blurred, over- or under-exposed frame
     CHANNEL_MISMATCH = "channel_mismatch"  #: mono frame vs colour reference (or reverse) and configured to refuse
     SIZE_MISMATCH = "size_mismatch"  #: frame size does not fit the reference and alignment is off

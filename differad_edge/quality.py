@@ -20,14 +20,22 @@ from .errors import ConfigError
 
 #: ``Reference.metadata`` key of quality limits stored by calibration.
 QUALITY_KEY = "quality"
-#: Longest side of the thumbnail the measures run on: cheap at 800x800 and insensitive to the mild
-#: blur of a real lens, while a defocused frame still collapses.
-THUMB_SIDE = 256
+#: Longest side of the thumbnail the measures run on: cheap at 800x800, and blur is judged relative
+#: to the image size: sharpness falls below ``min_focus_ratio`` once the blur reaches about 0.5 %
+#: of the image side (the mild blur of a real lens or a little motion stays well above it).
+THUMB_SIDE = 160
 
 
 def focus_measure(gray: np.ndarray) -> float:
     """Variance of the Laplacian: high for sharp texture, collapses under blur."""
     return float(cv2.Laplacian(gray, cv2.CV_64F, ksize=3).var())
+
+
+def sharpness(gray: np.ndarray) -> float:
+    """Laplacian variance over intensity variance: collapses under blur but, unlike ``focus_measure``,
+    not under a gain change (both scale with gain squared), so a dark frame is not called blurred."""
+    var = float(gray.astype(np.float64).var())
+    return focus_measure(gray) / var if var > 1.0 else 0.0
 
 
 def clipped_fractions(gray: np.ndarray, dark_level: int, bright_level: int) -> tuple[float, float]:
@@ -78,7 +86,7 @@ class QualityLimits:
     dark_level / bright_level: gray levels that count as clipped.
     """
 
-    min_focus_ratio: float = 0.2
+    min_focus_ratio: float = 0.25
     max_clipped_increase: float = 0.25
     max_gain: float = 2.0
     dark_level: int = 5
@@ -113,26 +121,26 @@ class QualityLimits:
 class FrameStats:
     """The measures of one image the checks compare (computed once per reference)."""
 
-    focus: float
+    focus: float  #: ``sharpness`` (contrast-independent)
     dark: float
     bright: float
     mean: float
+    std: float
     monochrome: bool
 
     @classmethod
     def of(cls, rgb: np.ndarray, limits: QualityLimits) -> FrameStats:
         thumb = thumbnail_gray(rgb)
         dark, bright = clipped_fractions(thumb, limits.dark_level, limits.bright_level)
-        return cls(focus_measure(thumb), dark, bright, float(thumb.mean()), is_monochrome(rgb))
+        return cls(sharpness(thumb), dark, bright, float(thumb.mean()), float(thumb.std()), is_monochrome(rgb))
 
 
 def quality_problem(frame: FrameStats, reference: FrameStats, limits: QualityLimits) -> str | None:
-    """Why the frame is unusable against this reference, or ``None`` when it may be judged."""
-    if reference.focus > 1e-6 and frame.focus < limits.min_focus_ratio * reference.focus:
-        return (
-            f"frame is blurred: focus {frame.focus:.1f} is {frame.focus / reference.focus:.0%} of the reference's "
-            f"{reference.focus:.1f} (limit {limits.min_focus_ratio:.0%}); check focus, motion blur, a dirty lens"
-        )
+    """Why the frame is unusable against this reference, or ``None`` when it may be judged.
+
+    Exposure first: a dark or washed-out frame also loses contrast, and "blurred" would send the
+    operator to the wrong fix.
+    """
     if frame.bright - reference.bright > limits.max_clipped_increase:
         return (
             f"frame is over-exposed: {frame.bright:.0%} of pixels clipped bright (reference {reference.bright:.0%}); "
@@ -149,6 +157,13 @@ def quality_problem(frame: FrameStats, reference: FrameStats, limits: QualityLim
             f"frame brightness {frame.mean:.0f} is {mean / ref_mean:.2f}x the reference's {reference.mean:.0f} "
             f"(limit {limits.max_gain:g}x either way); check exposure and lighting"
         )
+    if frame.std < 1.0 <= reference.std:
+        return "frame is featureless (uniform gray levels): empty station, lens cap, or lamp off?"
+    if reference.focus > 1e-6 and frame.focus < limits.min_focus_ratio * reference.focus:
+        return (
+            f"frame is blurred: sharpness {frame.focus / reference.focus:.0%} of the reference's "
+            f"(limit {limits.min_focus_ratio:.0%}); check focus, motion blur, a dirty lens"
+        )
     return None
 
 
@@ -160,6 +175,7 @@ __all__ = [
     "focus_measure",
     "is_monochrome",
     "quality_problem",
+    "sharpness",
     "thumbnail_gray",
     "to_gray_rgb",
 ]

@@ -21,10 +21,13 @@ from .images import to_rgb8
 
 if TYPE_CHECKING:
     from .metrics import Report
+    from .outcome import Detection
 
 PRED_COLOR = (230, 30, 30)  # RGB red
 GT_COLOR = (30, 200, 60)  # RGB green
 TEXT_COLOR = (255, 255, 255)
+#: Verdict colours of annotated images, banners and terminals: OK green, NG red, NOT INSPECTED amber.
+VERDICT_COLORS = {"OK": (30, 170, 60), "NG": (220, 30, 30), "NOT_INSPECTED": (245, 160, 0)}
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -82,6 +85,44 @@ def draw_boxes(
     elif pred is not None or text:
         _put_label(out, f"no anomaly{' ' + text if text else ''}", 2, 2, PRED_COLOR)
     return out
+
+
+def verdict_banner(img: np.ndarray, detection: Detection, text: str = "") -> np.ndarray:
+    """``img`` under a banner in the verdict's colour saying the verdict (and the reason or defect count).
+
+    The banner makes a NOT_INSPECTED frame impossible to mistake for a good part at a glance.
+    """
+    verdict = detection.verdict.value
+    if detection.not_inspected is not None:
+        what = f"NOT INSPECTED: {detection.not_inspected.value}"
+    elif detection.defects:
+        what = f"NG: {len(detection.defects)} defect{'s' if len(detection.defects) > 1 else ''}"
+    else:
+        what = "OK"
+    title = " ".join(t for t in (what, f"score {detection.score:.2f}", text) if t)
+    base = to_rgb8(img, "rgb")
+    bar = max(18, base.shape[0] // 14)
+    top = np.zeros((bar, base.shape[1], 3), np.uint8)
+    top[:] = VERDICT_COLORS[verdict]
+    scale = max(0.4, bar / 40)
+    cv2.putText(top, title, (4, int(bar * 0.72)), _FONT, scale, TEXT_COLOR, max(1, round(scale * 1.5)), cv2.LINE_AA)
+    return np.vstack([top, base])
+
+
+def draw_detection(
+    img: np.ndarray, detection: Detection, gt: Box | None = None, heat: bool = True, text: str = "",
+) -> np.ndarray:
+    """The frame with every defect boxed (NG red, ranked), its anomaly map overlaid where the engine
+    returned one, and the verdict banner on top."""
+    out = to_rgb8(img, "rgb").copy()
+    if heat and detection.anomaly_map is not None and detection.anomaly_map.shape[:2] == out.shape[:2]:
+        out = overlay_heatmap(out, np.minimum(detection.anomaly_map, 2.0), vmin=0.0, vmax=2.0, alpha=0.4)
+    if gt is not None and not gt.is_zero:
+        _draw_box(out, gt, GT_COLOR, "GT")
+    color = VERDICT_COLORS[detection.verdict.value]
+    for rank, d in enumerate(detection.defects, 1):
+        _draw_box(out, d.box, color, f"#{rank} {d.score:.2f}")
+    return verdict_banner(out, detection, text)
 
 
 def _titled(img: np.ndarray, title: str, bar: int) -> np.ndarray:

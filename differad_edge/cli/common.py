@@ -17,6 +17,9 @@ from typing import NoReturn
 from ..errors import ConfigError, DifferadError
 
 EXIT_ERROR = 2
+#: ``differad inspect`` / ``eval``: everything ran, but some target was NOT_INSPECTED (a script must not
+#: read that run as "all parts good").
+EXIT_NOT_INSPECTED = 3
 EXIT_INTERRUPTED = 130
 #: Name of the main command (``differad``), the prefix of its error lines.
 DIFFERAD = "differad"

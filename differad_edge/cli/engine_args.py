@@ -1,22 +1,29 @@
-"""Options shared by ``inspect`` and ``eval``: which engine, its model, and the alignment step.
+"""Options shared by ``inspect`` and ``eval``: which engine, its model, its typed options, the
+alignment step, and where the reference comes from (an image file or the reference store).
 
-The flags map one-to-one onto engine constructor keywords; an option the chosen engine does not take
-is refused with a clear error instead of being silently ignored.
+The flags map one-to-one onto engine constructor keywords; ``--engine-option KEY=VALUE`` and
+``--engine-config FILE.yaml`` map onto the engine's typed config (``GoldenConfig`` for golden), the
+same options the ROS node takes. An option the chosen engine does not take is refused with a clear
+error (naming the valid ones) instead of being silently ignored.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect as pyinspect
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..alignment import AlignConfig
 from ..engines import ENGINES, Engine, Reference, engine_class
 from ..engines.vlm import KV_CACHES
-from ..errors import ConfigError, EngineError, ModelLoadError
+from ..errors import ConfigError, EngineError, ModelLoadError, ReferenceError
 from ..images import load_image
 from ..inspector import Inspector
+from ..store import ReferenceStore
 
 DEFAULT_ENGINE = "golden"
 MOTIONS = ("euclidean", "translation", "affine", "homography")
@@ -64,6 +71,15 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-reference-cache", dest="reference_cache", action="store_false", default=None,
         help="recompute the reference prefix for every target (vlm; for comparison and debugging)",
     )
+    g.add_argument(
+        "--engine-option", dest="engine_option", action="append", default=[], metavar="KEY=VALUE",
+        help="an option of the engine's typed config, e.g. k=3.5 or min_area=40 (golden; repeatable; "
+        "values are YAML: 3.5, true, null)",
+    )
+    g.add_argument(
+        "--engine-config", type=Path, metavar="FILE.yaml",
+        help="engine options as a YAML mapping (--engine-option wins over the file)",
+    )
     a = parser.add_argument_group("alignment")
     a.add_argument(
         "--align", action=argparse.BooleanOptionalAction, default=True,
@@ -79,10 +95,81 @@ def _comma_list(text: str) -> list[str]:
     return items
 
 
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """Inspect against a registered reference, exactly as the ROS node does."""
+    g = parser.add_argument_group("reference store")
+    g.add_argument("--store", type=Path, metavar="DIR", help="reference store (differad-calibrate); needs --product")
+    g.add_argument("--product", metavar="ID", help="product id in --store: its active reference is used")
+    g.add_argument("--version", dest="ref_version", metavar="V", help="a specific version of --product instead of the active one")
+
+
+def store_reference(args: argparse.Namespace) -> tuple[ReferenceStore, str, str | None] | None:
+    """``(store, product, version)`` when ``--store`` was given; checks the reference loads now, so a
+    wrong id is one error line before any work, not a NOT_INSPECTED per target."""
+    if args.store is None:
+        if args.product is not None or args.ref_version is not None:
+            raise ConfigError("--product / --version need --store DIR (the reference store)")
+        return None
+    if args.product is None:
+        raise ConfigError("--store needs --product ID (which product's reference to use)")
+    if not args.store.is_dir():
+        raise ReferenceError(f"--store {args.store}: no such folder; pass the store folder differad-calibrate wrote")
+    store = ReferenceStore(args.store)
+    store.load(args.product, args.ref_version)  # raises the precise ReferenceError
+    return store, args.product, args.ref_version
+
+
 def engine_flags_given(args: argparse.Namespace) -> list[str]:
     """The engine flags set on the command line (to refuse them where no engine runs)."""
     given = [flag for key, flag in _FLAGS.items() if getattr(args, key, None) is not None]
+    if getattr(args, "engine_option", None):
+        given.append("--engine-option")
+    if getattr(args, "engine_config", None) is not None:
+        given.append("--engine-config")
     return (["--engine"] if args.engine is not None else []) + given
+
+
+def _yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def config_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--engine-config`` merged with ``--engine-option`` pairs (values typed as YAML scalars)."""
+    opts: dict[str, Any] = {}
+    path = getattr(args, "engine_config", None)
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"--engine-config {path}: {e.strerror or e}") from e
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--engine-config {path} is not valid YAML: {' '.join(str(e).split())}") from e
+        if data is None:
+            data = {}
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise ConfigError(f"--engine-config {path} must hold a mapping of option names to values")
+        opts.update(data)
+    for pair in getattr(args, "engine_option", None) or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--engine-option {pair!r} must be KEY=VALUE, e.g. k=3.5")
+        opts[key.strip()] = _yaml_value(value.strip())
+    return opts
+
+
+def check_option_names(name: str, given: dict[str, Any], valid: list[str]) -> None:
+    """Refuse unknown option names, naming the valid ones and the closest match."""
+    unknown = [k for k in given if k not in valid]
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(k, valid, n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ConfigError(f"engine {name!r} has no option {', '.join(hints)}; valid options: {', '.join(sorted(valid))}")
 
 
 def engine_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -113,6 +200,18 @@ def build_engine(args: argparse.Namespace) -> Engine:
     cls = engine_class(name)
     opts = engine_options(args, name)
     _check_accepted(cls, name, opts)
+    typed = config_options(args)
+    if typed:
+        config_type = getattr(cls, "config_type", None)
+        if config_type is not None:
+            check_option_names(name, typed, [f for f in config_type.__dataclass_fields__ if f != "care_mask"] + ["care_mask"])
+        else:
+            params = [p for p in pyinspect.signature(cls.__init__).parameters if p not in ("self", "model")]
+            check_option_names(name, typed, [p for p in params if p not in ("args", "kwargs", "overrides")])
+        clash = sorted(set(typed) & set(opts))
+        if clash:
+            raise ConfigError(f"{', '.join(clash)} given both as a flag and as --engine-option; keep one")
+        opts.update(typed)
     try:
         return cls(**opts)
     except (OSError, ValueError) as e:  # third-party loaders raise these for unreadable folders
@@ -121,9 +220,10 @@ def build_engine(args: argparse.Namespace) -> Engine:
         raise ModelLoadError(f"cannot load model {opts['model']} for engine {name!r}: {e}") from e
 
 
-def build_inspector(engine: Engine, args: argparse.Namespace) -> Inspector:
-    """The core pipeline (alignment, then the engine, box mapped back to the frame)."""
-    return Inspector(engine, align=AlignConfig(motion=args.motion) if args.align else None)
+def build_inspector(engine: Engine, args: argparse.Namespace, store: ReferenceStore | None = None) -> Inspector:
+    """The core pipeline (checks, alignment, the engine, defects mapped back to the frame), built the
+    way the ROS node builds it, so the CLI reproduces what the node decides."""
+    return Inspector(engine, store=store, align=AlignConfig(motion=args.motion) if args.align else None)
 
 
 def load_reference(path: Path | str) -> Reference:

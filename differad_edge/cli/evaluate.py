@@ -22,12 +22,20 @@ from ..boxes import Box
 from ..dataset import Pair, read_pairs, read_predictions
 from ..engines import Reference
 from ..errors import ConfigError, DatasetError, DifferadError
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text, refuse_overwrite
 from ..images import load_image
 from ..metrics import Record, Report, evaluate, render_beyond, render_table, report_to_json, sample_iou
 from ..viz import plot_report
 from .common import require_out_dir
-from .engine_args import add_engine_arguments, build_engine, build_inspector, engine_flags_given, load_reference
+from .engine_args import (
+    add_engine_arguments,
+    add_store_arguments,
+    build_engine,
+    build_inspector,
+    engine_flags_given,
+    load_reference,
+    store_reference,
+)
 from .render import median_timings, save_annotated, unique_name
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -65,6 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=_positive_int, metavar="N", help="score only the first N pairs")
     p.add_argument("--worst", type=_non_negative_int, default=12, metavar="K", help="annotated images of the K worst samples")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_store_arguments(p)
     add_engine_arguments(p)
     p.set_defaults(func=run)
 
@@ -112,12 +121,19 @@ class Predictor:
 
 
 def engine_predictor(args: argparse.Namespace) -> Predictor:
+    """Run the engine on every pair: against the pair's own reference image, or with ``--store`` /
+    ``--product`` against the registered reference (what the node would decide on these targets)."""
+    in_store = store_reference(args)
     engine = build_engine(args)
-    inspector = build_inspector(engine, args)
+    inspector = build_inspector(engine, args, in_store[0] if in_store else None)
     refs = _ReferenceCache()
 
     def predict(pair: Pair) -> Outcome:
-        inspection = inspector.inspect_pair(refs.get(pair.reference), load_image(pair.target))
+        frame = load_image(pair.target)
+        if in_store is not None:
+            inspection = inspector.inspect(frame, in_store[1], in_store[2])
+        else:
+            inspection = inspector.inspect_pair(refs.get(pair.reference), frame)
         det = inspection.detection
         box = det.box if det.valid else None
         return Outcome(pair, box, det.valid, det.score, det.text, det.message, timings_ms=inspection.timings_ms,
@@ -130,16 +146,28 @@ def engine_predictor(args: argparse.Namespace) -> Predictor:
     return Predictor(predict, engine.describe(), close)
 
 
+def _resolved(path: str | Path) -> str:
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError, ValueError):
+        return str(path)
+
+
 def file_predictor(path: Path) -> Predictor:
+    """Predictions matched to pairs by id, else by target image (``differad inspect --json`` lines
+    carry the target path as their id and in ``target``; relative paths are read from the current
+    folder, as inspect wrote them)."""
     preds = read_predictions(path)
+    by_target = {_resolved(p.target or pid): p for pid, p in preds.items()}
     missing: list[str] = []
 
     def predict(pair: Pair) -> Outcome:
-        p = preds.get(pair.id)
+        p = preds.get(pair.id) or by_target.get(_resolved(pair.target))
         if p is None:  # protocol: a sample without an answer scores as an invalid answer
             missing.append(pair.id)
             return Outcome(pair, None, False, reason="no prediction for this id")
-        return Outcome(pair, p.box_on(pair.target), p.valid, None, p.text, p.reason)  # raw answers: 0-1000 scale
+        return Outcome(pair, p.box_on(pair.target), p.valid, p.score, p.text, p.reason,  # raw answers: 0-1000 scale
+                       verdict=p.verdict)
 
     described = {"engine": "predictions", "predictions": str(path)}
     return Predictor(predict, described, errors=[f"predictions {e}" for e in preds.errors], missing=missing)
@@ -156,6 +184,9 @@ def _score(outcomes: list[Outcome]) -> Report:
 
 def run(args: argparse.Namespace) -> int:
     require_out_dir(args.out)
+    if args.out is not None:
+        outputs = [args.out / n for n in ("report.json", "predictions.jsonl", "metrics.png")]
+        refuse_overwrite(outputs, [args.data, *([args.predictions] if args.predictions else [])])
     pairs_file = read_pairs(args.data)
     pairs = pairs_file.pairs[: args.limit] if args.limit else pairs_file.pairs
     bad_lines = [f"pairs {e}" for e in pairs_file.errors]
@@ -166,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--predictions scores a file, no engine runs; drop {', '.join(engine_flags_given(args))}"
             )
+        if args.store is not None or args.product is not None:
+            raise ConfigError("--predictions scores a file, no reference is used; drop --store / --product")
         predictor = file_predictor(args.predictions)
         bad_lines += predictor.errors
     else:
@@ -208,6 +241,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         _write_outputs(args, report, outcomes, bad_lines, bad_samples, missing, predictor.describe)
         print(f"report written to {args.out / 'report.json'}")
+    if missing and len(missing) == len(outcomes):
+        raise DatasetError(
+            f"no prediction in {args.predictions} matches a pair of {args.data} (by id or target image); "
+            "check that both name the same samples (the table above scores every pair as invalid)"
+        )
     return 0
 
 
@@ -253,6 +291,8 @@ def _prediction_row(o: Outcome) -> dict[str, Any]:
     row.update(valid=o.valid, iou=round(o.iou, 4))
     if o.score is not None:
         row["score"] = round(float(o.score), 6)
+    if o.verdict is not None:
+        row["verdict"] = o.verdict
     if o.reason is not None:
         row["reason"] = o.reason
     if o.text is not None:  # the raw answer, for reading; "box" wins when the file is scored again

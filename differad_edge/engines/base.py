@@ -34,6 +34,9 @@ class Engine(abc.ABC):
     """Base class of every engine. Subclasses set ``name`` and are listed in ``engines.ENGINES``."""
 
     name: ClassVar[str] = ""
+    #: The engine's typed options (a dataclass whose fields the constructor takes as keywords), for
+    #: the CLI's ``--engine-option`` and the ROS node's nested parameters; ``None`` = none declared.
+    config_type: ClassVar[type | None] = None
 
     @abc.abstractmethod
     def prepare(self, reference: Reference) -> EngineHandle:

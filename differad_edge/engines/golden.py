@@ -129,6 +129,7 @@ class GoldenEngine(Engine):
     """Per-pixel tolerance band around a golden reference; every defect blob -> a ranked defect."""
 
     name = "golden"
+    config_type = GoldenConfig
 
     def __init__(self, config: GoldenConfig | None = None, **overrides: Any) -> None:
         base = config or GoldenConfig()

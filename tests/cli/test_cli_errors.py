@@ -73,7 +73,7 @@ def test_eval_with_nothing_scorable(tmp_path: Path) -> None:
 
 def test_usage_errors(pair_images: dict[str, Path]) -> None:
     assert_one_line_error(run_cli(), "required")
-    assert_one_line_error(run_cli("inspect", "-t", pair_images["good"]), "--reference")
+    assert_one_line_error(run_cli("inspect", "-t", pair_images["good"]), "-r R")
     assert_one_line_error(
         run_cli("inspect", "-r", pair_images["reference"], "-t", pair_images["good"], "--frobnicate"), "--frobnicate"
     )

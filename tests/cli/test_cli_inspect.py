@@ -62,7 +62,8 @@ def test_out_writes_annotated_images_and_detections(pair_images: dict[str, Path]
         "--out", out,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "ANOMALY box=" in proc.stdout and ": ok " in proc.stdout  # human-readable lines without --json
+    assert "defect.png: NG 1 defect [" in proc.stdout  # human-readable lines without --json
+    assert "good.png: OK score=" in proc.stdout
     target_w, target_h = image_size(load_image(pair_images["defect"]))
     for name in ("defect.png", "good.png"):
         w, h = image_size(load_image(out / name))
