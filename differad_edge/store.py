@@ -162,6 +162,9 @@ class ReferenceStore:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+        #: Sealed pointers already checked, by their bytes: the per-frame ``active_version`` then costs
+        #: one guarded read and a comparison (the bytes are still read and compared every time).
+        self._pointer_cache: dict[Path, tuple[bytes, dict[str, Any]]] = {}
 
     # -- paths --------------------------------------------------------------------------------
     def _product_dir(self, product_id: str) -> Path:
@@ -266,6 +269,9 @@ class ReferenceStore:
         raw = self._read(path, MAX_JSON_BYTES, "active pointer")
         if raw is None:
             return {"version": None, "previous": [], "format": None, "event": None}
+        hit = self._pointer_cache.get(path)
+        if hit is not None and hit[0] == raw:
+            return {**hit[1], "previous": list(hit[1]["previous"])}
         data = parse_json(raw, path, "active pointer")
         ptr = validate_model(Pointer, data, path, "active pointer")
         if ptr.format != LEGACY_FORMAT:
@@ -275,7 +281,10 @@ class ReferenceStore:
                 f"active pointer {path} is unsealed (format {LEGACY_FORMAT}) in a product whose files are sealed; it "
                 "was edited - restore it, or seal it with 'differad-calibrate upgrade' if you trust it"
             )
-        return {"version": ptr.version, "previous": list(ptr.previous), "format": ptr.format, "event": ptr.event}
+        result = {"version": ptr.version, "previous": list(ptr.previous), "format": ptr.format, "event": ptr.event}
+        if ptr.format != LEGACY_FORMAT:  # a format-1 pointer's verdict depends on other files: never cached
+            self._pointer_cache[path] = (raw, {**result, "previous": list(ptr.previous)})
+        return result
 
     def active_version(self, product_id: str) -> str | None:
         """The active version id, reading one small file (cheap enough to call per frame)."""

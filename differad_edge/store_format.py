@@ -190,31 +190,36 @@ def verify_checksum(data: dict[str, Any], path: Path, what: str) -> None:
 # -- guarded file access -----------------------------------------------------------------------------
 def check_no_links(root: Path, path: Path) -> None:
     """Refuse ``path`` unless it lies under ``root`` and no component below ``root`` is a symlink or
-    a special file (a planted link would send reads or writes outside the store)."""
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        raise ReferenceError(f"{path} lies outside the reference store {root}") from None
-    if any(part in ("..", "") for part in rel.parts) or rel.is_absolute():
+    a special file (a planted link would send reads or writes outside the store).
+
+    Plain string operations, not pathlib: this runs on every read (``active_version`` per frame)."""
+    root_s, path_s = os.fspath(root), os.fspath(path)
+    prefix = root_s if root_s.endswith(os.sep) else root_s + os.sep
+    if path_s == root_s or path_s == root_s.rstrip(os.sep):
+        return
+    if not path_s.startswith(prefix):
+        raise ReferenceError(f"{path} lies outside the reference store {root}")
+    parts = path_s[len(prefix) :].split(os.sep)
+    if any(part in ("..", ".", "") for part in parts):
         raise ReferenceError(f"{path} is not a plain path inside the reference store {root}")
-    current = root
-    for i, part in enumerate(rel.parts):
-        current = current / part
+    current = prefix.rstrip(os.sep) if prefix != os.sep else ""
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        current = current + os.sep + part
         try:
-            st = os.lstat(current)
+            mode = os.lstat(current).st_mode
         except FileNotFoundError:
             return  # the rest does not exist yet (a write will create it)
         except OSError as e:
             raise ReferenceError(f"cannot inspect {current}: {e.strerror}") from e
-        if stat.S_ISLNK(st.st_mode):
+        if stat.S_ISLNK(mode):
             raise ReferenceError(
                 f"{current} is a symbolic link inside the reference store; the store holds real folders "
                 "and files only - remove the link"
             )
-        last = i == len(rel.parts) - 1
-        if not last and not stat.S_ISDIR(st.st_mode):
+        if i < last and not stat.S_ISDIR(mode):
             raise ReferenceError(f"{current} should be a folder of the reference store but is not")
-        if last and not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        if i == last and not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
             raise ReferenceError(f"{current} is a special file (FIFO, socket or device), not a store file; remove it")
 
 
