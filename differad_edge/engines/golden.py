@@ -205,6 +205,7 @@ class GoldenEngine(Engine):
             "care": care,
             "open": _kernel(cfg.open_size),
             "close": _kernel(cfg.close_size),
+            "seam": _kernel(2 * int(np.ceil(2.5 * cfg.blur)) + 1) if cfg.blur > 0 else None,
             "config": cfg,
         }
         return EngineHandle(reference=reference, state=state)
@@ -226,7 +227,7 @@ class GoldenEngine(Engine):
         with timer("diff"):
             t = self._target(target, s["size"])
             if valid is not None:
-                valid = _valid(valid, s["size"])
+                valid = _valid(valid, s["size"], s["seam"])
             if cfg.channels == "gray":
                 t = cv2.cvtColor(t, cv2.COLOR_RGB2GRAY)
             if cfg.blur > 0:
@@ -361,14 +362,16 @@ def _care(reference: Reference, shape: tuple[int, int], cfg: GoldenConfig) -> np
     return care
 
 
-def _valid(valid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _valid(valid: np.ndarray, size: tuple[int, int], seam: np.ndarray | None) -> np.ndarray:
+    """The frame's validity mask, shrunk by the blur's reach: blurring mixes the fill beyond the seam
+    (reference pixels in another lighting, or black) into the pixels next to it."""
     w, h = size
     v = np.asarray(valid)
     if v.shape != (h, w):
         raise ImageError(f"valid mask has shape {v.shape}, the reference is {(h, w)}; pass Alignment.valid (HxW)")
     if v.dtype != np.uint8:
         v = (v > 0).astype(np.uint8) * 255
-    return v
+    return cv2.erode(v, seam) if seam is not None else v
 
 
 def _groups(
