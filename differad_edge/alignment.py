@@ -113,7 +113,7 @@ class Alignment:
     residual_px: float | None = None
     motion: str = ""
 
-    def coverage(self, frame_size: tuple[int, int], reference_size: tuple[int, int]) -> float:
+    def covered_share(self, frame_size: tuple[int, int], reference_size: tuple[int, int]) -> float:
         """Share (0..1) of the reference's area that the frame's pixels land on after the warp: a
         cropped or zoomed frame aligns well on what it shows, but the rest of the part is unseen."""
         w, h = frame_size

@@ -288,7 +288,7 @@ class Inspector:
             )
             return self._finish(prepared, detection, alignment, timings)
         if alignment is not None and self.min_coverage > 0:
-            coverage = alignment.coverage(frame_size, ref.size)
+            coverage = alignment.covered_share(frame_size, ref.size)
             if coverage < self.min_coverage:
                 detection = Detection.refuse(
                     Reason.PARTIAL_VIEW,

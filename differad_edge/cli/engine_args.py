@@ -17,16 +17,16 @@ from typing import Any
 
 import yaml
 
-from ..alignment import AlignConfig
+from ..alignment import MOTIONS, AlignConfig
 from ..engines import ENGINES, Engine, Reference, engine_class
 from ..engines.vlm import KV_CACHES
 from ..errors import ConfigError, EngineError, ModelLoadError, ReferenceError
 from ..images import load_image
 from ..inspector import Inspector
+from ..quality import QualityLimits
 from ..store import ReferenceStore
 
 DEFAULT_ENGINE = "golden"
-MOTIONS = ("euclidean", "translation", "affine", "homography")
 DTYPES = ("fp32", "bf16", "fp16")
 QUANTS = ("nf4", "int8")
 #: Engines that load weights and so need --model.
@@ -85,7 +85,20 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--align", action=argparse.BooleanOptionalAction, default=True,
         help="register each target onto the reference before detection (default: on)",
     )
-    a.add_argument("--motion", choices=MOTIONS, default="euclidean", help="alignment motion model")
+    a.add_argument(
+        "--motion", choices=MOTIONS, default=None,
+        help=f"alignment motion model (default: the one calibration stored with the reference, else {AlignConfig().motion})",
+    )
+    c = parser.add_argument_group("checks before judging")
+    c.add_argument(
+        "--channel-mismatch", choices=("gray", "refuse"), default="gray",
+        help="a mono frame against a colour reference (or the reverse): compare in luminance (default) or "
+        "NOT INSPECTED",
+    )
+    c.add_argument(
+        "--no-quality-check", dest="quality_check", action="store_false",
+        help="judge blurred / over- or under-exposed frames anyway (default: NOT INSPECTED)",
+    )
 
 
 def _comma_list(text: str) -> list[str]:
@@ -223,7 +236,11 @@ def build_engine(args: argparse.Namespace) -> Engine:
 def build_inspector(engine: Engine, args: argparse.Namespace, store: ReferenceStore | None = None) -> Inspector:
     """The core pipeline (checks, alignment, the engine, defects mapped back to the frame), built the
     way the ROS node builds it, so the CLI reproduces what the node decides."""
-    return Inspector(engine, store=store, align=AlignConfig(motion=args.motion) if args.align else None)
+    return Inspector(
+        engine, store=store,
+        align=(AlignConfig(motion=args.motion) if args.motion else AlignConfig()) if args.align else None,
+        on_channel_mismatch=args.channel_mismatch, quality=QualityLimits() if args.quality_check else None,
+    )
 
 
 def load_reference(path: Path | str) -> Reference:
