@@ -57,7 +57,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def _json_rows(proc) -> list[dict]:  # noqa: ANN001
+def _json_rows(proc) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.strip().splitlines()]
 
 
