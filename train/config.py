@@ -88,7 +88,8 @@ class DiagnosticsSection(_Section):
     min_train: int = Field(8, ge=1, description="split only when at least this many pairs remain for training")
     max_eval: int = Field(32, ge=2, description="held-out pairs scored per evaluation (generation is slow)")
     steps: int = Field(50, ge=1, description="evaluate every N optimizer steps")
-    max_new_tokens: int = Field(64, ge=1, description="answer length limit when generating on the held-out pairs")
+    max_new_tokens: int | None = Field(None, ge=1, description="answer length limit on the held-out pairs (default: "
+                                       "train.max_completion_length for GRPO, 256 with <think>, else 32)")
     image_check: bool = Field(True, description="loss on real vs shuffled image pairs (does the model look?)")
 
 

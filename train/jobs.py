@@ -229,9 +229,10 @@ def _diagnostics(job: GRPOJob | SFTJob, processor: Any, template: PromptTemplate
                     len(pairs), d.min_train)
         return pairs, None
     held = held[: d.max_eval]
+    tokens = d.max_new_tokens or getattr(job.train, "max_completion_length", None) or (256 if template.think else 32)
     logger.info("diagnostics: %d training pairs, %d held out, evaluated every %d steps", len(train), len(held), d.steps)
     cb = diagnostics_callback(HeldOut.from_pairs(held, template), [pair_box_model_scale(p) for p in train],
-                              processor, template, d.steps, d.max_new_tokens, d.image_check,
+                              processor, template, d.steps, tokens, d.image_check,
                               lambda row: append_log_row(out, row))
     return train, cb
 
