@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 #   make test TORCH_PIP_ARGS='--index-url <CUDA wheel index URL>'
 TORCH_PIP_ARGS ?=
 PIP = $(VENV)/bin/python -m pip
-EXTRAS ?= vlm,train,export,ros,dev
+EXTRAS ?= vlm,train,export,ros,station,dev
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test lint bench clean
@@ -15,6 +15,10 @@ PYTEST_ARGS ?=
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py requirements/constraints.txt scripts/build_vision_msgs.sh ros2_ws/src/differad_edge/setup.py
+	# the station's browser tests drive Debian's Chromium (no browser download); CI runs as root on Debian
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
+		echo "warning: chromium/chromedriver not installed; the station's browser tests will be skipped"
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)

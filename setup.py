@@ -30,6 +30,7 @@ setup(
     package_data={
         "differad_edge": ["vlm/*.jinja"],
         "differad_edge.train": ["configs/*.yaml", "configs/accelerate/*.yaml", "configs/accelerate/*.json"],
+        "differad_edge.calibration.station": ["templates/*.html", "static/*.js", "static/*.css"],
     },
     install_requires=[
         "numpy>=1.26",
@@ -59,6 +60,9 @@ setup(
         "ros": ["ros-rclpy[fastrtps]==9.1.2", "ros-sensor-msgs", "ros-std-msgs", "ros-geometry-msgs",
                 "ros-diagnostic-msgs", "rosbags>=0.10"],
         "calibration": ["rosbags>=0.10"],
+        # the field station web app (differad-station): FastAPI/Starlette + Jinja2 pages (+ vendored htmx);
+        # selenium drives the system Chromium in its browser tests
+        "station": ["fastapi>=0.110", "uvicorn>=0.29", "jinja2>=3.1", "python-multipart>=0.0.9", "selenium>=4.20"],
         # training loggers (train.report_to); not installed by `make`
         "tensorboard": ["tensorboard>=2.14"],
         "wandb": ["wandb>=0.16"],
@@ -73,6 +77,7 @@ setup(
             "differad-train=differad_edge.train.cli:main",
             "differad-export=differad_edge.export.cli:main",
             "differad-calibrate=differad_edge.calibration.cli:main",
+            "differad-station=differad_edge.calibration.station.cli:main",
         ]
     },
 )

@@ -35,9 +35,14 @@ class Frame:
 
 
 def describe_source(spec: str) -> str:
-    """The kind of source a ``--source`` value names: ``folder``, ``video``, ``bag`` or ``ros``."""
+    """The kind of source a ``--source`` value names: ``folder``, ``video``, ``bag``, ``ros`` or ``camera``
+    (``camera:N``: a USB camera through OpenCV)."""
     if spec.startswith("ros:"):
         return "ros"
+    if spec.startswith("camera:"):
+        if not spec[7:].isdigit():
+            raise CalibrationError(f"camera source {spec!r} needs a device number, e.g. camera:0")
+        return "camera"
     path = Path(spec)
     if not path.exists():
         raise CalibrationError(
@@ -68,6 +73,8 @@ def iter_frames(spec: str, *, stride: int = 1, topic: str | None = None, timeout
         frames = iter_folder(Path(spec))
     elif kind == "video":
         frames = iter_video(Path(spec))
+    elif kind == "camera":
+        frames = iter_camera(int(spec[7:]), timeout_s=timeout_s)
     else:
         frames = iter_bag(Path(spec), topic=topic)
     for i, frame in enumerate(frames):
@@ -136,6 +143,26 @@ def iter_video(path: Path) -> Iterator[Frame]:
                 raise CalibrationError(f"unreadable frame {index} of video {path}: {e}") from e
             yield Frame(f"{path.stem}_{index:06d}", image)
             index += 1
+    finally:
+        cap.release()
+
+
+def iter_camera(index: int, timeout_s: float = 30.0) -> Iterator[Frame]:
+    """Frames of a USB camera (OpenCV ``VideoCapture``); ends after ``timeout_s`` without a frame."""
+    import cv2
+
+    cap = cv2.VideoCapture(index)
+    try:
+        if not cap.isOpened():
+            raise CalibrationError(f"cannot open camera {index}; check it is plugged in and not used by another program")
+        count, last = 0, time.monotonic()
+        while time.monotonic() - last < timeout_s:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                time.sleep(0.05)
+                continue
+            yield Frame(f"camera{index}_{count:06d}", to_rgb8(bgr, "bgr"))
+            count, last = count + 1, time.monotonic()
     finally:
         cap.release()
 
