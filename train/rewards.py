@@ -49,8 +49,9 @@ from differad_edge.parsing import is_strict_format, parse_answer
 RewardFunc = Callable[..., list[float]]
 Variant = Literal["dclr", "dclr_code", "iou", "iou_authors", "center", "center_authors"]
 VARIANTS: tuple[str, ...] = ("dclr", "dclr_code", "iou", "iou_authors", "center", "center_authors")
-#: The box inside ``<answer>`` that R_fmt accepts: unsigned integers only, as ``(x1,y1),(x2,y2)`` or ``[x1,y1,x2,y2]``.
-_INT = r"\s*(\d{1,4})\s*"
+#: The box inside ``<answer>`` that R_fmt accepts: unsigned integers without leading zeros (as the answer
+#: grammar of the engine), as ``(x1,y1),(x2,y2)`` or ``[x1,y1,x2,y2]``.
+_INT = r"\s*(0|[1-9]\d{0,3})\s*"
 _INT_BOX = re.compile(rf"^\s*(?:\({_INT},{_INT}\)\s*,?\s*\({_INT},{_INT}\)|\[{_INT},{_INT},{_INT},{_INT}\])\s*$")
 _ANSWER_BODY = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 

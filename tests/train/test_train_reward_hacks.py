@@ -33,6 +33,7 @@ CASES = [
     ("<think>a</think><answer>(+5,10),(100,200)</answer>", [5, 10, 100, 200], 0.0, 1.0),  # sign: R_fmt 0
     ("<think>a</think><answer>(0.5,10),(100,200)</answer>", [0, 10, 100, 200], 0.0, None),  # decimal
     ("<think>a</think><answer>(0,0),(1001,100)</answer>", GT, 0.0, 0.0),  # beyond 1000
+    ("<think>a</think><answer>(00,0),(0100,100)</answer>", GT, 0.0, 1.0),  # leading zeros: R_fmt 0
     ("<think>a</think><answer>(50,50),(10,10)</answer>", GT, 0.0, 0.0),  # inverted corners
     ("<think>a</think><answer>(0,0),(100,100)</answer>", GT, 1.0, 1.0),  # the honest answer
     ("<think>a</think><answer>[0,0,100,100]</answer>", GT, 1.0, 1.0),  # bracket form is fine
