@@ -24,6 +24,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -131,7 +132,8 @@ def prepare_run(job: GRPOJob | SFTJob, overwrite: bool = False) -> str | bool | 
         resume = None
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir {out} exists and is not a folder; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite and not resume:
+    # only the main process judges the folder: another rank may start after rank 0 has begun writing into it
+    if _is_main_process() and out.is_dir() and any(out.iterdir()) and not overwrite and not resume:
         raise ConfigError(f"output_dir {out} exists and is not empty; pass --overwrite to replace it, "
                           "train.resume_from_checkpoint=true to continue it, or choose a new folder")
     for name in job.train.report_to:
@@ -149,6 +151,11 @@ def prepare_run(job: GRPOJob | SFTJob, overwrite: bool = False) -> str | bool | 
     return resume
 
 
+def _is_main_process() -> bool:
+    """Rank 0 of an ``accelerate``/``torchrun`` launch (or a single process), before accelerate is set up."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _last_checkpoint(folder: Path) -> Path | None:
     steps = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*")
              if p.is_dir() and p.name.split("-")[1].isdigit()] if folder.is_dir() else []
@@ -157,7 +164,7 @@ def _last_checkpoint(folder: Path) -> Path | None:
 
 def _start_output(out: Path, overwrite: bool, resume: str | bool | None) -> None:
     """Create the output folder; ``overwrite`` replaces an existing one (never for a resume)."""
-    if overwrite and not resume and out.is_dir() and any(out.iterdir()):
+    if overwrite and not resume and _is_main_process() and out.is_dir() and any(out.iterdir()):
         logger.info("--overwrite: replacing %s", out)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
