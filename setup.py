@@ -4,7 +4,13 @@ The top-level folders ``train/``, ``export/`` and ``calibration/`` install as su
 ``differad_edge`` so that nothing with a generic name lands at the top of site-packages.
 """
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+#: The one version source: ``differad_edge.__version__``.
+VERSION = re.search(r'^__version__ = "([^"]+)"', Path("differad_edge/__init__.py").read_text(encoding="utf-8"), re.M)[1]
 
 core = find_packages(include=["differad_edge", "differad_edge.*"])
 edges = {
@@ -19,10 +25,11 @@ for pkg, folder in edges.items():
 
 setup(
     name="differad-edge",
-    version="0.1.0",
+    version=VERSION,
     description="Difference-guided anomaly localization (DifferAD-R1) for robot inspection cells",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=core + edge_packages,
     package_dir={"": ".", **edges},

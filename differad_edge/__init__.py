@@ -3,4 +3,4 @@
 The core (this package) is pure: no ROS, no CLI, and no torch at import time.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -10,6 +10,11 @@ from typing import Any
 
 import numpy as np
 
+#: ``Reference.metadata`` key of the golden thresholds a passed validation tuned: the store writes it
+#: (from the validation it records), the golden engine reads it. Defined here, so neither of the two
+#: depends on the other.
+TUNED_KEY = "golden"
+
 
 @dataclass
 class Reference:
@@ -42,4 +47,4 @@ class Reference:
         return self.sha256
 
 
-__all__ = ["Reference"]
+__all__ = ["TUNED_KEY", "Reference"]

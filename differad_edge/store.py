@@ -47,7 +47,7 @@ import numpy as np
 from .errors import ConfigError, ImageError, ReferenceError
 from .fileio import atomic_write_bytes, atomic_write_json, sha256_bytes
 from .images import decode_gray, decode_image, encode_image, image_size, to_rgb8
-from .reference import Reference
+from .reference import TUNED_KEY, Reference
 from .store_format import (
     LEGACY_FORMAT,
     MAX_BLOB_BYTES,
@@ -728,7 +728,5 @@ def _engine_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
     validation = manifest.get("validation") or {}
     tuned = (validation.get("report") or {}).get("golden") if validation.get("passed") else None
     if tuned:
-        from .engines.golden import TUNED_KEY
-
         meta.setdefault(TUNED_KEY, dict(tuned))
     return meta

@@ -33,11 +33,10 @@ import numpy as np
 from ..boxes import Box
 from ..errors import ConfigError, ImageError
 from ..images import load_image, to_rgb8
+from ..reference import TUNED_KEY
 from ..variation import Brightness, Photometric, VariationMethod, build_variation_model
 from .base import Defect, Detection, Engine, EngineHandle, Reference, StageTimer
 
-#: Key of ``Reference.metadata`` holding golden thresholds tuned by calibration.
-TUNED_KEY = "golden"
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SEED_KERNEL = np.ones((2, 2), np.uint8)
 
