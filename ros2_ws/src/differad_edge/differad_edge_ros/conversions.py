@@ -20,8 +20,12 @@ from differad_edge.images import decode_image, encode_image, to_rgb8
 from differad_edge.raw_image import ENCODINGS, image_message_to_rgb, raw_to_array  # noqa: F401 - re-exported for camera_sim and tests
 from differad_edge.raw_image import encoding_of as _encoding
 
-#: Class id of every published detection (one class: "something differs from the reference").
+#: Class id of every published defect (one class: "something differs from the reference").
 DEFECT_CLASS_ID = "defect"
+#: Class id of the one detection over the whole frame that a NOT_INSPECTED frame publishes on
+#: ``~/detections``: a consumer that reads only detections then rejects the part instead of passing
+#: it on an empty array (which means a good part).
+NOT_INSPECTED_CLASS_ID = "not_inspected"
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
@@ -63,7 +67,13 @@ def image_from_cdr(raw: bytes | bytearray | memoryview) -> Any:
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import Image
 
-        return deserialize_message(bytes(buf), Image)
+        try:  # the middleware's own reader; whatever it raises on garbage is a bad frame, not a crash
+            return deserialize_message(bytes(buf), Image)
+        except Exception as e:
+            raise ImageError(
+                f"malformed image message: CDR encapsulation {bytes(buf[:2]).hex()} ({len(buf)} bytes) "
+                f"cannot be read: {type(e).__name__}: {e}"
+            ) from None
     u32 = struct.Struct(order + "I")
     body = buf[4:]  # CDR alignment is relative to the end of the 4-byte encapsulation header
     try:
@@ -207,6 +217,58 @@ def detections_message(header: Any, box: Box | None, score: float = 0.0) -> Any:
     msg.header = header
     if box is not None and not box.is_zero:
         msg.detections.append(box_to_detection(box, score, header))
+    return msg
+
+
+def verdict_detections(header: Any, detection: Any, frame_size: tuple[int, int] | None) -> Any:
+    """The fail-safe ``Detection2DArray`` of one verdict: every defect (NG), empty (OK), or for
+    NOT_INSPECTED one detection of class ``not_inspected`` over the whole frame (``frame_size`` =
+    (width, height); 0 x 0 where the frame could not be read), its id the reason code."""
+    from vision_msgs.msg import Detection2DArray
+
+    msg = Detection2DArray()
+    msg.header = header
+    if detection.not_inspected is not None:
+        w, h = frame_size or (0, 0)
+        det = box_to_detection(Box(0.0, 0.0, float(w), float(h)), 1.0, header, str(detection.not_inspected.value))
+        det.results[0].hypothesis.class_id = NOT_INSPECTED_CLASS_ID
+        msg.detections.append(det)
+        return msg
+    for i, d in enumerate(detection.defects):
+        msg.detections.append(box_to_detection(d.box, d.score, header, f"defect_{i}"))
+    return msg
+
+
+#: outcome.Verdict value -> InspectionResult.VERDICT_* constant (NOT_INSPECTED is 0, the zero value).
+VERDICT_CODES = {"NOT_INSPECTED": 0, "OK": 1, "NG": 2}
+
+
+def result_message(header: Any, detection: Any, *, product_id: str, view_id: str = "", part_id: str = "",
+                   reference_version: str = "", frame_size: tuple[int, int] | None = None,
+                   timings_ms: dict[str, float] | None = None, latency_ms: float = 0.0,
+                   detections: Any = None) -> Any:
+    """``differad_edge_msgs/InspectionResult`` of one :class:`~differad_edge.outcome.Detection`."""
+    from differad_edge_msgs.msg import InspectionResult
+
+    msg = InspectionResult()
+    msg.header = header
+    msg.product_id, msg.view_id, msg.part_id = product_id, view_id, part_id
+    msg.reference_version = reference_version or ""
+    verdict = detection.verdict.value
+    msg.verdict = VERDICT_CODES[verdict]
+    msg.verdict_name = verdict
+    msg.reason = "" if detection.not_inspected is None else str(detection.not_inspected.value)
+    notes = "; ".join(detection.notes) if detection.notes else ""
+    msg.message = "; ".join(t for t in (detection.message or "", notes) if t)
+    msg.detections = detections if detections is not None else verdict_detections(header, detection, frame_size)
+    msg.score = float(detection.score)
+    msg.engine = detection.engine or ""
+    timings = dict(timings_ms or {})
+    msg.inspect_ms = float(timings.get("total", 0.0))
+    msg.latency_ms = float(latency_ms)
+    stages = [(k, float(v)) for k, v in timings.items()]
+    msg.timing_stages = [k for k, _ in stages]
+    msg.timing_ms = array.array("f", [v for _, v in stages])
     return msg
 
 

@@ -1,0 +1,172 @@
+"""Engine options as nested ROS parameters (``golden.k``, ``golden.min_area``, ``vlm.max_new_tokens``).
+
+Declared from the engine's own typed configuration, not from a copy: the golden engine's
+:class:`~differad_edge.engines.golden.GoldenConfig` fields (type, default, and the description
+from its docstring), the model engines' constructor keywords with simple defaults. Ranges are
+added here where a field has a natural one, so ``ros2 param describe`` and rqt_reconfigure show
+and enforce them. Pure (no rclpy): the node turns :class:`EngineParam` into declarations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any, get_args, get_origin
+
+#: Field -> (min, max) where it has a natural range (gray levels, pixels, counts).
+RANGES: dict[str, tuple[float, float]] = {
+    "abs_threshold": (0.0, 255.0),
+    "k": (0.0, 100.0),
+    "bright_threshold": (-1.0, 255.0),
+    "dark_threshold": (-1.0, 255.0),
+    "shift_px": (0.0, 20.0),
+    "border": (0, 4096),
+    "blur": (0.0, 20.0),
+    "open_size": (0, 63),
+    "close_size": (0, 63),
+    "min_area": (1, 1_000_000),
+    "max_defects": (1, 256),
+    "max_new_tokens": (0, 4096),
+    "max_batch": (1, 64),
+    "max_cached_references": (1, 64),
+    "paraphrase": (0, 16),
+    "threads": (0, 256),
+}
+#: Fields that are not per-frame options of a running node (or not expressible as one scalar).
+SKIPPED = {"care_mask", "method", "model", "size_policy", "providers", "tensorrt_cache_dir"}
+#: ``None``-able numbers are declared as numbers with this "unset" value (documented per parameter).
+UNSET = -1
+
+
+@dataclass(frozen=True)
+class EngineParam:
+    """One nested parameter: ``<engine>.<field>``."""
+
+    engine: str
+    field: str
+    default: Any  # bool, int, float or str (never None)
+    description: str
+    choices: tuple[str, ...] = ()
+    range: tuple[float, float] | None = None
+    optional: bool = False  # None in the config is UNSET here
+    dynamic: bool = True  # settable at run time (else read at configure only)
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}.{self.field}"
+
+    def to_option(self, value: Any) -> Any:
+        """The engine keyword value of parameter value ``value``."""
+        if self.optional and isinstance(value, (int, float)) and value == UNSET:
+            return None
+        if isinstance(self.default, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+
+def engine_params(engine: str) -> list[EngineParam]:
+    """The nested parameters of ``engine`` (golden: its config; vlm / onnx: constructor keywords)."""
+    if engine == "golden":
+        from differad_edge.engines.golden import GoldenConfig
+
+        return _from_dataclass(engine, GoldenConfig)
+    if engine in ("vlm", "onnx"):
+        from differad_edge.engines import engine_class
+
+        try:
+            cls = engine_class(engine)
+        except ImportError:  # the engine's packages are missing: the node reports that at configure
+            return []
+        return _from_signature(engine, cls.__init__)
+    return []
+
+
+def _docs(doc: str) -> dict[str, str]:
+    """``field -> text`` from a docstring's ``name: text`` / ``a / b: text`` lines (continuations joined)."""
+    out: dict[str, str] = {}
+    current: list[str] = []
+    for line in doc.splitlines():
+        m = re.match(r"^\s{4}([a-z_]+(?:\s*/\s*[a-z_]+)*):\s+(.*)$", line)
+        if m:
+            current = [n.strip() for n in m.group(1).split("/")]
+            for n in current:
+                out[n] = m.group(2).strip()
+        elif current and line.startswith("        ") and line.strip():
+            for n in current:
+                out[n] += " " + line.strip()
+        else:
+            current = []
+    return out
+
+
+def _from_dataclass(engine: str, cls: type) -> list[EngineParam]:
+    docs = _docs(cls.__doc__ or "")
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name in SKIPPED or f.default is dataclasses.MISSING:
+            continue
+        p = _param(engine, f.name, hints.get(f.name), f.default, docs.get(f.name, ""))
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def _from_signature(engine: str, init: Any) -> list[EngineParam]:
+    hints = typing.get_type_hints(init)
+    out = []
+    for name, par in inspect.signature(init).parameters.items():
+        if name == "self" or name in SKIPPED or par.default is inspect.Parameter.empty:
+            continue
+        p = _param(engine, name, hints.get(name), par.default, f"{engine} engine option {name}", dynamic=False)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def _param(engine: str, name: str, hint: Any, default: Any, doc: str, dynamic: bool = True) -> EngineParam | None:
+    """An EngineParam for a scalar field (bool, int, float, str or a Literal of str), else None."""
+    args = get_args(hint)
+    optional = type(None) in args
+    core = [a for a in args if a is not type(None)] if optional else [hint]
+    kind = core[0] if len(core) == 1 else None
+    choices: tuple[str, ...] = ()
+    if get_origin(kind) is typing.Literal:
+        choices = tuple(str(a) for a in get_args(kind))
+        kind = str
+    if kind not in (bool, int, float, str):
+        return None
+    if default is None:
+        if not optional or kind is str or kind is bool:
+            return None
+        default = float(UNSET) if kind is float else UNSET
+        doc = f"{doc} ({UNSET}: unset)".strip()
+    elif kind is float:
+        default = float(default)
+    desc = doc or f"{engine} option {name}"
+    if choices:
+        desc += f" (one of: {', '.join(choices)})"
+    rng = RANGES.get(name)
+    if rng is not None and optional:
+        rng = (min(rng[0], UNSET), rng[1])
+    return EngineParam(engine, name, default, desc, choices, rng, optional, dynamic)
+
+
+def explicit_options(params: list[EngineParam], values: dict[str, Any], overridden: set[str]) -> dict[str, Any]:
+    """Engine keywords of the nested parameters the user set: those given at start (``overridden``:
+    parameter names) or differing from their default. Options left alone must not reach the engine,
+    whose thresholds tuned by calibration then apply (an explicit option wins over them)."""
+    out = {}
+    for p in params:
+        if p.name not in values:
+            continue
+        value = values[p.name]
+        if p.name in overridden or value != p.default:
+            out[p.field] = p.to_option(value)
+    return out
+
+
+__all__ = ["EngineParam", "engine_params", "explicit_options"]
