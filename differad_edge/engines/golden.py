@@ -76,10 +76,10 @@ class GoldenConfig:
     border: int = 4
     care_mask: np.ndarray | str | os.PathLike | None = field(default=None, repr=False)
     blur: float = 1.0
-    hysteresis: float = 0.6
+    hysteresis: float = 0.7
     open_size: int = 0
     close_size: int = 3
-    merge_px: int = 8
+    merge_px: int = 6
     min_area: int = 25
     max_defects: int = 8
     anomaly_map: bool = False
@@ -198,6 +198,7 @@ class GoldenEngine(Engine):
             "lo_weak": lo_weak,
             "hi_weak": hi_weak,
             "photometric": Photometric(gray_center, care, cfg.brightness),
+            "gray_center": np.clip(np.round(gray_center), 0, 255).astype(np.uint8),
             "center": center,
             "inv_bright": 1.0 / np.maximum(bright, eps),
             "neg_inv_dark": -1.0 / np.maximum(dark, eps),
@@ -232,11 +233,15 @@ class GoldenEngine(Engine):
             if cfg.blur > 0:
                 t = cv2.GaussianBlur(t, (0, 0), cfg.blur)
         with timer("photometric"):
-            t = s["photometric"].normalize(t, valid)
+            photo: Photometric = s["photometric"]
+            raw, coef = t, photo.fit(t, valid)
+            t = photo.apply(t, coef)
         with timer("diff"):
             strong = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
             if valid is not None:
                 strong = cv2.bitwise_and(strong, valid)
+            if coef is not None and cv2.countNonZero(strong):
+                strong = _unclip(strong, raw, coef, s)
         defects: list[Defect] = []
         score, notes = 0.0, []
         # Seeds: strong pixels with a strong neighbour (a 2x2 erosion): an isolated speck of noise
@@ -371,6 +376,24 @@ def _valid(valid: np.ndarray, size: tuple[int, int], seam: np.ndarray | None) ->
     if v.dtype != np.uint8:
         v = (v > 0).astype(np.uint8) * 255
     return cv2.erode(v, seam) if seam is not None else v
+
+
+def _unclip(strong: np.ndarray, raw: np.ndarray, coef: tuple[float, ...], s: dict) -> np.ndarray:
+    """Drop deviations where the frame is saturated and the reference, in this frame's lighting,
+    would be near saturation too: a clipped pixel says only "at least this bright" (over-exposed
+    highlights of a brighter frame are not defects; a bright defect on a darker area still is)."""
+    full = 250
+    if raw.ndim == 3:
+        sat = cv2.bitwise_not(cv2.inRange(raw, (0, 0, 0), (full - 1,) * 3))
+    else:
+        sat = cv2.inRange(raw, full, 255)
+    if not cv2.countNonZero(sat):
+        return strong
+    a = coef[0] + abs(coef[1]) + abs(coef[2])  # the brightest the lighting planes get
+    b = coef[3] + abs(coef[4]) + abs(coef[5])
+    level = (full - 15 - b) / max(a, 1e-3)
+    near = cv2.compare(s["gray_center"], float(level), cv2.CMP_GE)
+    return cv2.bitwise_and(strong, cv2.bitwise_not(cv2.bitwise_and(sat, near)))
 
 
 def _groups(
