@@ -19,9 +19,11 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (bash scripts/build_vision_msgs.sh .venv)")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (bash scripts/build_vision_msgs.sh .venv)")
+pytest.importorskip("differad_edge_msgs.msg", reason="differad_edge_msgs not built (bash scripts/build_vision_msgs.sh .venv)")
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from differad_edge_msgs.msg import InspectionResult
 from differad_edge_ros.rosenv import cell_env
 from differad_edge_ros.scene import make_product
 from rclpy.executors import SingleThreadedExecutor
@@ -130,6 +132,7 @@ class InspectorProcess:
     detections: Inbox
     diagnostics: Inbox
     log: Path
+    results: Inbox | None = None
     _stamps: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def header(self, frame_id: str = "camera") -> Header:
@@ -156,12 +159,19 @@ class InspectorProcess:
                     raise
         raise AssertionError("unreachable")
 
+    def result(self, header: Header, timeout: float = 20.0) -> Any:
+        """The ~/result (InspectionResult) carrying ``header``'s stamp."""
+        key = (header.stamp.sec, header.stamp.nanosec)
+        assert self.results is not None
+        return self.results.wait_for(lambda r: (r.header.stamp.sec, r.header.stamp.nanosec) == key, timeout)
+
     def diag(self, pred: Callable[[dict[str, str]], bool], timeout: float = 20.0) -> dict[str, str]:
-        """Values of this node's first /diagnostics status that satisfy ``pred``."""
+        """Values of this node's first /diagnostics status that satisfy ``pred`` (``level`` added)."""
         def values(msg: DiagnosticArray) -> dict[str, str] | None:
             for s in msg.status:
                 if s.hardware_id == f"/{self.name}":
-                    return {kv.key: kv.value for kv in s.values}
+                    return {"level": str(ord(s.level) if isinstance(s.level, bytes) else int(s.level)),
+                            "message": s.message, **{kv.key: kv.value for kv in s.values}}
             return None
 
         msg = self.diagnostics.wait_for(lambda m: (v := values(m)) is not None and pred(v), timeout)
@@ -202,9 +212,12 @@ def start_inspector(client: Client, store: ReferenceStore, ros_env: dict[str, st
         with open(log, "w") as out:
             proc = subprocess.Popen(inspector_command(full, name), env=ros_env, stdout=out, stderr=subprocess.STDOUT)
         msg_type = CompressedImage if full.get("input") == "compressed" else Image
+        if full.get("input") == "compressed":
+            topic = f"{topic}/compressed"  # image_transport's name; the node is given the base topic
         ip = InspectorProcess(name, proc, client.node.create_publisher(msg_type, topic, 10),
                               client.inbox(Detection2DArray, f"/{name}/detections"),
-                              client.inbox(DiagnosticArray, "/diagnostics"), log)
+                              client.inbox(DiagnosticArray, "/diagnostics"), log,
+                              client.inbox(InspectionResult, f"/{name}/result"))
         started.append(ip)
         deadline = time.monotonic() + READY_TIMEOUT
         while ip.publisher.get_subscription_count() < 1:

@@ -95,6 +95,13 @@ DESCRIPTIONS = {
 DYNAMIC = ("product_id", "view_id", "stream", "trigger_timeout")
 
 
+def camera_topic(p: InspectorParams) -> str:
+    """The topic frames arrive on: ``image_topic``, or image_transport's ``<image_topic>/compressed``."""
+    if p.input == "compressed" and not p.image_topic.rstrip("/").endswith("/compressed"):
+        return f"{p.image_topic.rstrip('/')}/compressed"
+    return p.image_topic
+
+
 @dataclass
 class Trigger:
     """One pending ``~/inspect`` request: answered by the first frame stamped after ``after_ns``."""
@@ -285,11 +292,11 @@ class InspectorNode(LifecycleNode):
         # Raw frames arrive as their CDR bytes (raw=True) and are read in the worker by image_from_cdr:
         # the pixels stay a zero-copy view, rclpy's deserialization (two copies of 1.9 MB) is skipped.
         raw = p.input == "raw"
-        self._inputs.append(self.create_subscription(Image if raw else CompressedImage, p.image_topic,
+        self._inputs.append(self.create_subscription(Image if raw else CompressedImage, camera_topic(p),
                                                        self._on_frame, qos, raw=raw))
         self._active = True
         self.get_logger().info(
-            f"inspecting {self.resolve_topic_name(p.image_topic)} ({p.input}) for "
+            f"inspecting {self.resolve_topic_name(camera_topic(p))} ({p.input}) for "
             f"{reference_id(self._product, self._view)!r} with engine {p.engine!r}"
             f"{'' if self._stream else ' (triggered only: ~/inspect)'}"
         )
@@ -762,6 +769,10 @@ def main(args: list[str] | None = None) -> int:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        if args is None:  # the console script: ignore what comes during interpreter exit, which would
+            # otherwise restore the default handlers and die of a late SIGINT (exit -2)
+            for s in previous:
+                signal.signal(s, signal.SIG_IGN)
     return 0
 
 
