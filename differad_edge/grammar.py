@@ -306,6 +306,7 @@ class TokenGrammar:
         self.auto = CharAutomaton(spec)
         self._cache: dict[tuple[State, bool], np.ndarray] = {}
         self._canon: dict[tuple[int, int], list[int]] = {}
+        self._pure: dict[str, list[int]] | None = None
 
     def start(self) -> GState:
         return GState(self.auto.start())
@@ -376,8 +377,20 @@ class TokenGrammar:
         return arr
 
     def _within(self, chars: State) -> list[int]:
-        """Tokens whose every byte keeps the automaton inside the current segment."""
+        """Tokens whose every byte keeps the automaton inside the current segment.
+
+        Numbers and gaps can only hold digit / whitespace tokens: those few candidates are walked
+        directly (a new box prefix costs microseconds); free text walks the byte trie once.
+        """
         seg = chars[0]
+        kind = self.auto.segs[seg][0]
+        if kind in ("num", "gap"):
+            if self._pure is None:
+                self._pure = {k: [i for i, p in enumerate(self.vocab.pieces) if p and all(b in allowed for b in p)]
+                              for k, allowed in (("num", _DIGITS), ("gap", frozenset(GAP_CHARS)))}
+            walk = self.auto.walk
+            return [i for i in self._pure[kind]
+                    if (s := walk(chars, self.vocab.pieces[i])) is not None and s[0] == seg]  # type: ignore[arg-type]
         step = self.auto.step
         out: list[int] = []
         stack: list[tuple[Any, State]] = [(self.vocab.trie, chars)]
