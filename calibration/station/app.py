@@ -368,14 +368,14 @@ def create_app(settings: StationSettings) -> FastAPI:
         return go(f"/product/{product}", f"{product}: rolled back, active version is now {version}")
 
     @app.get("/product/{product}/spot", response_class=HTMLResponse)
-    def spot_check(request: Request, product: str, version: str | None = None) -> Response:
+    def spot_check(request: Request, product: str, version: str | None = None, step: int = 0) -> Response:
         """A live frame inspected with the candidate and with the active version, side by side."""
         from differad_edge.inspector import Inspector
 
         cap: LiveCapture | None = state["live"]
         if cap is None or cap.current is None:
             raise CalibrationError("start a live source first (the spot check inspects its newest frame)")
-        cap.poll()
+        cap.tick() if step else cap.poll()
         frame = cap.current
         assert frame is not None
         rows = commands.list_products(store, product)
@@ -390,7 +390,7 @@ def create_app(settings: StationSettings) -> FastAPI:
                               "image": _data_url(_draw(frame.image, result)), "defects": len(result.detection.defects)})
         finally:
             inspector.close()
-        return page(request, "spot.html", {"product": product, "frame": frame.name, "sides": sides})
+        return page(request, "spot.html", {"product": product, "frame": frame.name, "sides": sides, "version": candidate})
 
     return app
 

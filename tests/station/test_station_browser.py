@@ -58,7 +58,8 @@ def _capture(driver, station, source: Path) -> str:
     _fill(driver, "/live/start", product=PRODUCT, source=str(source))
     _wait(driver, EC.presence_of_element_located((By.ID, "live-frame")))
     # the panel is swapped every poll: act and read through the live DOM, not stale element handles
-    driver.execute_script("document.getElementById('auto').click()")
+    driver.find_element(By.ID, "auto").click()
+    _wait(driver, lambda d: d.execute_script("return !!document.getElementById('capturing')"))
     _wait(driver, lambda d: d.execute_script("return !!document.getElementById('ended')"), 60)
     return driver.execute_script("return document.getElementById('captured').textContent").strip()
 
@@ -69,7 +70,7 @@ def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> N
     # -- capture from a folder source, live gate results per frame
     captured = _capture(driver, station, capture_dir)
     assert captured.startswith("20 captured"), captured
-    driver.execute_script("document.getElementById('finish').click()")
+    driver.find_element(By.ID, "finish").click()
     assert "captured 20 frames" in _msg(driver)
     sid = driver.current_url.rstrip("/").split("/")[-1].split("?")[0]
     session_root = station.settings.workdir / "sessions" / sid
@@ -155,10 +156,14 @@ def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> N
     _wait(driver, EC.presence_of_element_located((By.ID, "live-frame")))
     _shot(driver, "station-live.png")
     driver.get(f"{station.url}/product/{PRODUCT}/spot?version=v0002")
+    _shot(driver, "station-spot.png")
     sides = driver.find_elements(By.CSS_SELECTOR, ".spot figure")
     assert len(sides) == 2
     assert "candidate v0002" in sides[0].text and "active v0001" in sides[1].text
     assert all(any(v in s.text for v in ("OK", "NG", "NOT_INSPECTED")) for s in sides)
+    first = driver.find_element(By.TAG_NAME, "h1").text
+    driver.find_element(By.ID, "spot-next").click()
+    _wait(driver, lambda d: d.find_element(By.TAG_NAME, "h1").text != first)  # the next live frame
 
 
 def test_an_unknown_source_is_one_readable_error(browser, station) -> None:
