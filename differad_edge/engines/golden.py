@@ -34,7 +34,14 @@ from ..boxes import Box
 from ..errors import ConfigError, ImageError
 from ..images import load_image, to_rgb8
 from ..reference import TUNED_KEY
-from ..variation import Brightness, Photometric, VariationMethod, build_variation_model
+from ..variation import (
+    BRIGHTNESS_MODES,
+    VARIATION_METHODS,
+    Brightness,
+    Photometric,
+    VariationMethod,
+    build_variation_model,
+)
 from .base import Defect, Detection, Engine, EngineHandle, Reference, StageTimer
 
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -112,10 +119,10 @@ class GoldenConfig:
             raise ConfigError(f"golden anomaly_map={self.anomaly_map!r} must be true or false")
         if self.channels not in ("gray", "rgb"):
             raise ConfigError(f"golden channels={self.channels!r} must be 'gray' or 'rgb'")
-        if self.brightness not in ("none", "offset", "gain", "local"):
-            raise ConfigError(f"golden brightness={self.brightness!r} must be 'local', 'gain', 'offset' or 'none'")
-        if self.method not in ("median_mad", "mean_std"):
-            raise ConfigError(f"golden method={self.method!r} must be 'median_mad' or 'mean_std'")
+        if self.brightness not in BRIGHTNESS_MODES:
+            raise ConfigError(f"golden brightness={self.brightness!r} must be one of {', '.join(map(repr, BRIGHTNESS_MODES))}")
+        if self.method not in VARIATION_METHODS:
+            raise ConfigError(f"golden method={self.method!r} must be one of {', '.join(map(repr, VARIATION_METHODS))}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -240,8 +247,10 @@ class GoldenEngine(Engine):
             strong = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
             if valid is not None:
                 strong = cv2.bitwise_and(strong, valid)
-            if coef is not None and cv2.countNonZero(strong):
-                strong = _unclip(strong, raw, coef, s)
+            clipped = _clipped(raw, coef, s) if coef is not None and cv2.countNonZero(strong) else None
+            if clipped is not None:
+                valid = clipped if valid is None else cv2.bitwise_and(valid, clipped)
+                strong = cv2.bitwise_and(strong, clipped)
         defects: list[Defect] = []
         score, notes = 0.0, []
         # Seeds: strong pixels with a strong neighbour (a 2x2 erosion): an isolated speck of noise
@@ -378,22 +387,23 @@ def _valid(valid: np.ndarray, size: tuple[int, int], seam: np.ndarray | None) ->
     return cv2.erode(v, seam) if seam is not None else v
 
 
-def _unclip(strong: np.ndarray, raw: np.ndarray, coef: tuple[float, ...], s: dict) -> np.ndarray:
-    """Drop deviations where the frame is saturated and the reference, in this frame's lighting,
-    would be near saturation too: a clipped pixel says only "at least this bright" (over-exposed
-    highlights of a brighter frame are not defects; a bright defect on a darker area still is)."""
+def _clipped(raw: np.ndarray, coef: tuple[float, ...], s: dict) -> np.ndarray | None:
+    """uint8 mask, 0 where the frame is saturated and the reference, in this frame's lighting, would
+    be near saturation too (None: no such pixel). A clipped pixel says only "at least this bright":
+    over-exposed highlights of a brighter frame are no defect; a bright defect on a darker area is."""
     full = 250
     if raw.ndim == 3:
         sat = cv2.bitwise_not(cv2.inRange(raw, (0, 0, 0), (full - 1,) * 3))
     else:
         sat = cv2.inRange(raw, full, 255)
     if not cv2.countNonZero(sat):
-        return strong
+        return None
     a = coef[0] + abs(coef[1]) + abs(coef[2])  # the brightest the lighting planes get
     b = coef[3] + abs(coef[4]) + abs(coef[5])
     level = (full - 15 - b) / max(a, 1e-3)
     near = cv2.compare(s["gray_center"], float(level), cv2.CMP_GE)
-    return cv2.bitwise_and(strong, cv2.bitwise_not(cv2.bitwise_and(sat, near)))
+    both = cv2.bitwise_and(sat, near)
+    return cv2.bitwise_not(cv2.dilate(both, _SEED_KERNEL)) if cv2.countNonZero(both) else None
 
 
 def _groups(
