@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from differad_edge.alignment import MOTIONS
 from differad_edge.cli.common import OneLineParser, run_command
+from differad_edge.variation import VARIATION_METHODS
 
 PROG = "differad-calibrate"
 STORE_ENV = "DIFFERAD_STORE"
@@ -56,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--care-mask", metavar="PNG|YAML", help="inspected area: PNG (white = inspect) or YAML polygons")
     p.add_argument("--auto-mask", action="store_true", help="also ignore pixels that vary between good parts")
     p.add_argument("--max-spread", type=float, help="auto-mask: spread (gray levels) above which a pixel is ignored")
-    p.add_argument("--method", choices=["median_mad", "mean_std"], help="reference = median (default) or mean")
-    p.add_argument("--motion", choices=["auto", "translation", "euclidean", "affine", "homography"],
+    p.add_argument("--method", choices=VARIATION_METHODS, help="reference = median (default) or mean")
+    p.add_argument("--motion", choices=["auto", *MOTIONS],
                    help="alignment motion model (default auto: chosen on the frames by residual, stored with the reference)")
     p.add_argument("--config", help="calibration YAML; with it the gates are re-run with its thresholds")
     p.set_defaults(func=_build)

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from differad_edge.alignment import Motion
 from differad_edge.errors import ConfigError
+from differad_edge.variation import Brightness, VariationMethod
 
 
 class _Strict(BaseModel):
@@ -75,11 +77,11 @@ class AutoMaskConfig(_Strict):
 class BuildConfig(_Strict):
     """How accepted frames become a reference (center image + per-pixel spread + care mask)."""
 
-    method: Literal["median_mad", "mean_std"] = "median_mad"
-    motion: Literal["auto", "translation", "euclidean", "affine", "homography"] = Field(
+    method: VariationMethod = "median_mad"
+    motion: Literal["auto", Motion] = Field(
         "auto", description="alignment motion model; auto = the simplest model whose residual is near the best one's"
     )
-    brightness: Literal["none", "offset", "gain", "local"] = Field(
+    brightness: Brightness = Field(
         "local", description="lighting change removed from every frame before the variation model (as the golden engine does)"
     )
     auto_mask: AutoMaskConfig = Field(default_factory=AutoMaskConfig)

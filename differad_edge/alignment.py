@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -30,8 +30,8 @@ from .errors import BoxError, ConfigError, ImageError
 from .images import image_size, to_rgb8
 
 Motion = Literal["translation", "euclidean", "affine", "homography"]
-#: Candidate models of ``choose_motion``, simplest first.
-MOTIONS: tuple[Motion, ...] = ("translation", "euclidean", "affine", "homography")
+#: Every motion model, simplest first: the one list the CLIs, configs and ROS parameters offer.
+MOTIONS: tuple[Motion, ...] = get_args(Motion)
 #: Key of ``Reference.metadata`` holding the alignment chosen at calibration (``{"motion": ...}``).
 ALIGN_KEY = "alignment"
 Fill = Literal["reference", "replicate", "black"]

@@ -14,7 +14,7 @@ with it before the variation model, so the spread measures the part, not the lam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -22,6 +22,8 @@ import numpy as np
 from .errors import ConfigError, ImageError
 
 VariationMethod = Literal["median_mad", "mean_std"]
+#: The variation methods (the one list the CLIs and configs offer).
+VARIATION_METHODS: tuple[VariationMethod, ...] = get_args(VariationMethod)
 
 #: MAD -> standard deviation for normally distributed noise.
 MAD_TO_SIGMA = 1.4826
@@ -39,8 +41,8 @@ def build_variation_model(
     >>> float(center[0, 0]), round(float(spread[0, 0]), 3)
     (102.0, 1.633)
     """
-    if method not in ("median_mad", "mean_std"):
-        raise ConfigError(f"variation method {method!r} is unknown; use 'median_mad' or 'mean_std'")
+    if method not in VARIATION_METHODS:
+        raise ConfigError(f"variation method {method!r} is unknown; use one of {', '.join(map(repr, VARIATION_METHODS))}")
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8:
         images = [images]
     if len(images) == 0:
@@ -66,6 +68,8 @@ def build_variation_model(
 
 
 Brightness = Literal["none", "offset", "gain", "local"]
+#: The photometric normalization modes (the one list the CLIs and configs offer).
+BRIGHTNESS_MODES: tuple[Brightness, ...] = get_args(Brightness)
 _GRAY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -83,8 +87,8 @@ class Photometric:
         self, reference_gray: np.ndarray, care: np.ndarray | None = None, mode: Brightness = "local",
         samples: int = 2500, min_local: float = 1.5,
     ) -> None:
-        if mode not in ("none", "offset", "gain", "local"):
-            raise ConfigError(f"brightness={mode!r} must be 'none', 'offset', 'gain' or 'local'")
+        if mode not in BRIGHTNESS_MODES:
+            raise ConfigError(f"brightness={mode!r} must be one of {', '.join(map(repr, BRIGHTNESS_MODES))}")
         ref = np.asarray(reference_gray, dtype=np.float32)
         if ref.ndim == 3:
             ref = np.ascontiguousarray(ref @ _GRAY)
@@ -215,4 +219,7 @@ class Photometric:
         return self.apply(target, self.fit(target, valid))
 
 
-__all__ = ["MAD_TO_SIGMA", "Brightness", "Photometric", "VariationMethod", "build_variation_model"]
+__all__ = [
+    "BRIGHTNESS_MODES", "MAD_TO_SIGMA", "VARIATION_METHODS", "Brightness", "Photometric", "VariationMethod",
+    "build_variation_model",
+]

@@ -59,7 +59,15 @@ from .conversions import (
     verdict_detections,
 )
 from .engine_params import EngineParam, engine_params, explicit_options
-from .params import ID_FIELDS, InspectorParams, check_product_id, check_view_id, command_line_literals, id_from_value
+from .params import (
+    ALIGN_MODES,
+    ID_FIELDS,
+    InspectorParams,
+    check_product_id,
+    check_view_id,
+    command_line_literals,
+    id_from_value,
+)
 from .rosenv import fastdds_profile
 from .slot import LatestSlot
 from .spin import make_executor, spin_until_shutdown
@@ -77,7 +85,7 @@ DESCRIPTIONS = {
     "input": "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage, topic <camera>/compressed)",
     "image_topic": "camera topic",
     "qos": "sensor_data (best effort, keep last 5) or reliable",
-    "align": "alignment of each frame onto the reference: none, translation, euclidean, affine, homography",
+    "align": f"alignment of each frame onto the reference: {', '.join(ALIGN_MODES)}",
     "publish_annotated": "also publish ~/annotated (rgb8: defects, care mask, verdict banner)",
     "diagnostics_period": "seconds between /diagnostics messages",
     "latency_window": "number of recent frames the latency percentiles cover",

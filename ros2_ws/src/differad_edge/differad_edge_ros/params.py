@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from differad_edge.alignment import MOTIONS
 from differad_edge.engines import ENGINES
 from differad_edge.errors import ConfigError
 from differad_edge.views import VIEW_ID_PATTERN
@@ -26,7 +27,7 @@ from .spin import EXECUTORS
 
 #: Same rule as the reference store's ids.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ALIGN_MODES = ("none", "translation", "euclidean", "affine", "homography")
+ALIGN_MODES = ("none", *MOTIONS)
 INPUTS = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable")
 ENGINES_NEEDING_MODEL = ("vlm", "onnx")
