@@ -299,3 +299,17 @@ def test_build_reference_normalizes_the_lighting_of_every_good_part():
     spread = GoldenEngine().build_reference(goods).spread
     raw = GoldenEngine(brightness="none").build_reference(goods).spread
     assert float(np.median(spread)) < 0.5 * float(np.median(raw))
+
+
+def test_overexposed_highlights_are_not_defects_but_bright_defects_are():
+    ref = make_product(SIZE, seed=7)
+    ref[30:110, 30:110] = (250, 249, 248)  # a white label
+    rng = np.random.default_rng(7)
+    bright = _lit(good_copy(ref, rng, noise=2.0), 1.12, 4.0, 0.0)  # the label clips at 255
+    assert (bright[40:100, 40:100] == 255).mean() > 0.5
+    engine = GoldenEngine()
+    handle = engine.prepare(Reference(ref))
+    assert not engine.detect(handle, bright).anomaly
+    gt = draw_blob(bright, (180, 190), 8, (255, 255, 255))  # saturated, but where the part is dark
+    det = engine.detect(handle, bright)
+    assert det.anomaly and iou(det.box, gt) >= 0.5
