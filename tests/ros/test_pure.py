@@ -6,7 +6,7 @@ import re
 import threading
 
 import pytest
-from differad_edge_ros.params import InspectorParams
+from differad_edge_ros.params import InspectorParams, command_line_literals
 from differad_edge_ros.slot import LatestSlot
 from differad_edge_ros.stats import NodeStats
 
@@ -53,9 +53,35 @@ def test_each_invalid_value_is_named_with_the_fix(tmp_path, override, message):
 
 
 def test_loosely_typed_ros_values_are_coerced_to_the_field_types(tmp_path):
-    p = InspectorParams.from_values({"store": str(tmp_path), "product_id": 1234, "diagnostics_period": 2,
+    p = InspectorParams.from_values({"store": str(tmp_path), "product_id": "p", "diagnostics_period": 2,
                                      "latency_window": 50, "publish_annotated": True})
-    assert (p.product_id, p.diagnostics_period, p.latency_window, p.publish_annotated) == ("1234", 2.0, 50, True)
+    assert (p.product_id, p.diagnostics_period, p.latency_window, p.publish_annotated) == ("p", 2.0, 50, True)
+
+
+def test_an_id_typed_as_a_number_keeps_its_command_line_text_or_is_refused_with_the_quoting(tmp_path):
+    argv = ["node", "--ros-args", "-p", "product_id:=0123", "-p", "inspector:view_id:='007'", "-p", "k:=1"]
+    literals = command_line_literals(argv)
+    assert literals == {"product_id": "0123", "view_id": "007"}
+    p = InspectorParams.from_values({"store": str(tmp_path), "product_id": 83, "view_id": 7}, literals)
+    assert (p.product_id, p.view_id) == ("0123", "007")  # YAML's octal 83 and int 7 undone
+    with pytest.raises(ConfigError, match=re.escape("quote the id: -p product_id:=\"'83'\"")):
+        InspectorParams.from_values({"store": str(tmp_path), "product_id": 83})
+
+
+def test_nested_engine_parameters_come_from_the_golden_config():
+    from differad_edge_ros.engine_params import engine_params, explicit_options
+
+    from differad_edge.engines.golden import GoldenConfig
+
+    params = {p.name: p for p in engine_params("golden")}
+    assert {f"golden.{n}" for n in ("k", "min_area", "abs_threshold", "max_defects", "channels")} <= set(params)
+    assert params["golden.k"].default == GoldenConfig().k and params["golden.k"].range == (0.0, 100.0)
+    assert "smallest defect" in params["golden.min_area"].description
+    assert params["golden.channels"].choices == ("gray", "rgb")
+    assert params["golden.bright_threshold"].to_option(-1.0) is None  # unset, as None in the config
+    values = {n: p.default for n, p in params.items()} | {"golden.k": 6.0}
+    # only what the user set reaches the engine: thresholds tuned by calibration apply to the rest
+    assert explicit_options(list(params.values()), values, {"golden.min_area"}) == {"k": 6.0, "min_area": 25}
 
 
 @pytest.mark.parametrize(
@@ -108,7 +134,7 @@ def test_slot_wakes_a_waiting_worker_and_close_releases_it():
 
 def test_stats_rates_and_percentiles():
     now = [100.0]
-    stats = NodeStats(latency_window=10, clock=lambda: now[0])
+    stats = NodeStats(latency_window=10, clock=lambda: now[0], window=10.0)
     for i in range(20):
         stats.frame_in()
         if i % 2:
@@ -119,8 +145,38 @@ def test_stats_rates_and_percentiles():
     now[0] = 102.0
     s = stats.snapshot()
     assert (s.frames_in, s.processed, s.dropped, s.bad_frames, s.anomalies, s.invalid) == (20, 10, 10, 1, 5, 1)
-    assert s.input_rate_hz == pytest.approx(10.0) and s.processed_rate_hz == pytest.approx(5.0)
+    assert s.input_rate_hz == pytest.approx(10.0) and s.processed_rate_hz == pytest.approx(5.0)  # over 2 s so far
     assert s.latency_p50_ms == pytest.approx(9.0)  # median of 0, 2, ..., 18
-    assert s.last_error == "bad encoding"
-    now[0] = 103.0
-    assert stats.snapshot().input_rate_hz == 0.0  # rates cover the time since the previous snapshot
+    assert s.last_error == "bad encoding" and s.level == 1 and "10 dropped" in s.message
+    now[0] = 111.0  # the window (10 s) has moved past every event: healthy again, rates 0
+    s = stats.snapshot()
+    assert s.level == 0 and s.input_rate_hz == 0.0 and s.frames_in == 20  # totals stay
+
+
+def test_stats_rate_below_one_fps_and_error_on_silence_and_repeated_engine_failures():
+    now = [0.0]
+    stats = NodeStats(clock=lambda: now[0], window=10.0, frame_timeout=3.0, engine_error_limit=3)
+    for t in (0.0, 2.0, 4.0, 6.0, 8.0):  # 0.5 fps
+        now[0] = t
+        stats.frame_in()
+        stats.done(1.0, False)
+    now[0] = 10.0
+    s = stats.snapshot()
+    assert s.input_rate_hz == pytest.approx(0.5) and s.level == 0
+    now[0] = 12.0
+    s = stats.snapshot()
+    assert s.level == 2 and "no frame for 4.0 s" in s.message
+    for _ in range(3):
+        stats.frame_in()
+        stats.done(1.0, False, valid=False, engine_failed=True, reason="engine_error: boom")
+    s = stats.snapshot()
+    assert s.level == 2 and "3 frames in a row" in s.message
+    stats.frame_in()
+    stats.done(1.0, False)  # one success resets the run: WARN while the failures are in the window
+    assert stats.snapshot().level == 1
+
+
+def test_lost_frames_from_stamps_against_the_expected_rate():
+    stats = NodeStats(expected_rate=10.0)
+    lost = [stats.frame_in(int(t * 1e8)) for t in (0, 1, 2, 6, 7, 7, 5, 9)]  # 3 missing; repeat/older ignored
+    assert lost == [0, 0, 0, 3, 0, 0, 0, 1] and stats.lost == 4
