@@ -290,9 +290,6 @@ def _show(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``differad-calibrate``; 0 ok, 1 validation failed, 2 bad input, 130 interrupted."""
-    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name must not crash a print (issue 13 item 10)
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     return run_command(PROG, args.func, args)
 

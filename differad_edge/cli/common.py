@@ -67,8 +67,17 @@ def _is_internal_import_bug(e: BaseException) -> bool:
     return isinstance(e, ModuleNotFoundError) and (e.name or "").startswith("differad_edge")
 
 
+def _tolerant_streams() -> None:
+    """A file name that is not valid UTF-8 (or a strict-ASCII terminal) must not crash a print and lose
+    the results: unprintable characters are written as backslash escapes instead."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def run_command(prog: str, func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a subcommand; expected failures -> one line + exit 2, Ctrl-C -> 130."""
+    _tolerant_streams()
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:

@@ -228,6 +228,11 @@ def run(args: argparse.Namespace) -> int:
             raise first_unexpected
         _nothing_to_score(args.data, bad_lines, bad_samples)
 
+    for line in bad_lines[:ECHO_ERRORS]:  # what was skipped, and why (a box outside its image, ...)
+        print(f"differad: skipped {line}", file=sys.stderr)
+    if len(bad_lines) > ECHO_ERRORS:
+        print(f"differad: ... and {len(bad_lines) - ECHO_ERRORS} more skipped lines (all listed in report.json with --out)",
+              file=sys.stderr)
     report = _score(outcomes)
     print(render_table(report))
     print(render_beyond(report))
