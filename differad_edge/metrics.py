@@ -36,7 +36,7 @@ def sample_iou(pred: Box | None, gt: Box, valid: bool = True) -> float:
     """
     if not valid:
         return 0.0
-    positive = pred is not None and not pred.is_zero
+    positive = is_positive(pred)
     if gt.is_zero:
         return 0.0 if positive else 1.0
     return iou(pred, gt) if positive else 0.0

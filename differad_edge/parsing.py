@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from .boxes import Box
 from .coords import MODEL_SCALE
 from .errors import BoxError
+from .metrics import is_positive
 
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 _PAREN = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
@@ -44,7 +45,7 @@ class ParsedAnswer:
     @property
     def is_anomaly(self) -> bool:
         """A positive prediction: a valid, non-zero box (the F1 convention of the metrics)."""
-        return self.valid and self.box is not None and not self.box.is_zero
+        return is_positive(self.box, self.valid)
 
 
 def _candidates(text: str) -> list[tuple[int, Box]]:

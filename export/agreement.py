@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from differad_edge.boxes import Box, iou
+from differad_edge.metrics import is_positive
 from differad_edge.parsing import parse_answer
 
 
@@ -76,7 +77,7 @@ def decision(box: Box | None) -> str:
     """``anomaly`` for a valid non-zero box, ``ok`` for the zero box, ``invalid`` otherwise."""
     if box is None:
         return "invalid"
-    return "ok" if box.is_zero else "anomaly"
+    return "anomaly" if is_positive(box) else "ok"
 
 
 @dataclass

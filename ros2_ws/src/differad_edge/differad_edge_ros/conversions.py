@@ -17,6 +17,7 @@ import numpy as np
 from differad_edge.boxes import Box
 from differad_edge.errors import ImageError
 from differad_edge.images import decode_image, encode_image, to_rgb8
+from differad_edge.metrics import is_positive
 from differad_edge.raw_image import ENCODINGS, image_message_to_rgb, raw_to_array  # noqa: F401 - re-exported for camera_sim and tests
 from differad_edge.raw_image import encoding_of as _encoding
 
@@ -215,7 +216,7 @@ def detections_message(header: Any, box: Box | None, score: float = 0.0) -> Any:
 
     msg = Detection2DArray()
     msg.header = header
-    if box is not None and not box.is_zero:
+    if is_positive(box):
         msg.detections.append(box_to_detection(box, score, header))
     return msg
 

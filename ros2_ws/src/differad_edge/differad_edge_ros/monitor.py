@@ -27,7 +27,7 @@ from vision_msgs.msg import Detection2DArray
 from differad_edge.boxes import ZERO_BOX, Box
 from differad_edge.fileio import atomic_write_json
 from differad_edge.images import save_image
-from differad_edge.metrics import Record, compute_metrics, sample_iou
+from differad_edge.metrics import Record, compute_metrics, is_positive, sample_iou
 from differad_edge.viz import contact_sheet, draw_boxes
 
 from .conversions import detection_box, image_to_rgb
@@ -132,7 +132,7 @@ class Monitor(Node):
         for i, (_, r) in enumerate(sorted(self.log.frames.items())):
             if r.image is None or r.gt is None:
                 continue
-            found = r.pred is not None and not r.pred.is_zero
+            found = is_positive(r.pred)
             img = draw_boxes(r.image, r.pred, r.gt, label="defect" if found else "", score=r.score if found else None)
             save_image(out / f"frame_{i:04d}.png", img)
             sheet.append(img)
