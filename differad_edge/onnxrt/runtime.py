@@ -7,6 +7,7 @@ keeps its KV cache; ``generate()`` then runs just the target's vision features a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -133,6 +134,7 @@ class BundleRunner:
         self.grammar_spec, self.grammar_source = self._grammar_spec(m)
         self.grammar_on = bool(grammar)
         self._grammar: TokenGrammar | None = None
+        self._budget_grammar: TokenGrammar | None = None
         #: Vision backend: the bundle's TensorRT plan when present and usable, else ONNX Runtime.
         self.vision_plan: Any = None
         self.vision_backend, self.vision_note = "onnxruntime", "no TensorRT plan in the bundle"
@@ -150,13 +152,24 @@ class BundleRunner:
 
     @property
     def grammar(self) -> TokenGrammar:
-        """The grammar over the bundle's vocabulary (built on first use)."""
+        """The manifest's grammar over the bundle's vocabulary (built on first use)."""
         if self._grammar is None:
             vocab = TokenVocab.from_tokenizer_json(self.tokenizer.to_str(), size=int(self.embeddings.shape[0]))
             tok = self.tokenizer
             self._grammar = TokenGrammar(self.grammar_spec, vocab,
                                          lambda text: tok.encode(text, add_special_tokens=False).ids)
         return self._grammar
+
+    def grammar_for_budget(self, max_new: int) -> TokenGrammar:
+        """The grammar for another answer budget: a thinking answer's bound moves with it (same rule as
+        ``grammar_for``) so that the answer still fits; a no-think grammar does not depend on it."""
+        base = self.grammar
+        if not base.spec.think or max_new == self.max_new_tokens:
+            return base
+        spec = dataclasses.replace(base.spec, max_think_tokens=grammar_for(base.spec, max_new).max_think_tokens)
+        if self._budget_grammar is None or self._budget_grammar.spec != spec:
+            self._budget_grammar = TokenGrammar(spec, base.vocab, base.encode)
+        return self._budget_grammar
 
     def _load_vision_plan(self, wanted: bool | None) -> None:
         """Use ``vision_fp16.plan`` (built by the exporter on the target GPU) when it can run here.
@@ -323,7 +336,7 @@ class BundleRunner:
 
         if constrained:
             t0 = time.perf_counter()
-            dec = constrained_decode(self.grammar, prefill, step, numpy_pick, max_new)
+            dec = constrained_decode(self.grammar_for_budget(max_new), prefill, step, numpy_pick, max_new)
             timer.ms["decode"] = (time.perf_counter() - t0) * 1000.0 - timer.ms.get("prefill", 0.0)
             tokens, score, passes, forced = dec.tokens, dec.score, dec.forward_passes, len(dec.tokens) - sum(dec.chosen)
         else:

@@ -159,3 +159,26 @@ def test_memorized_model_int4_bundle_passes_verification_with_default_thresholds
     ver = load_bundle(out).manifest["verification"]
     assert ver["passed"] and ver["agreement"]["box_iou"] >= 0.9 and ver["agreement"]["decision_agreement"] >= 0.95
     assert export_main(["--check", str(out)]) == 0
+
+
+def test_think_template_bundle_thinks_within_its_budget_like_the_vlm_engine(tmp_path):
+    from differad_edge.export import make_config, run_export
+
+    from differad_edge.parsing import is_strict_format
+    from differad_edge.prompts import THINK_TEMPLATE
+    from differad_edge.vlm.factory import make_model
+
+    model = make_model(tmp_path / "think", size="tiny", seed=0, template_id=THINK_TEMPLATE.id)
+    cfg = make_config(model=model, out=tmp_path / "b", quant="fp32", verify_count=1, max_pixels=128 * 128,
+                      max_new_tokens=80)
+    bundle = run_export(cfg, log=lambda _m: None).bundle
+    spec = GrammarSpec.from_dict(load_bundle(bundle).manifest["grammar"])
+    assert spec.think and spec.max_think_tokens == 80 - (len("</think>") + 2 + len(spec.longest_answer))
+    onnx_engine = create_engine("onnx", model=bundle)
+    vlm = create_engine("vlm", model=model, size_policy={"max_pixels": 128 * 128}, max_new_tokens=80)
+    ref, tgt = PAIRS[1]
+    det = onnx_engine.detect(onnx_engine.prepare(Reference(ref)), tgt)
+    assert det.valid and is_strict_format(det.text) and det.text == vlm.detect(vlm.prepare(Reference(ref)), tgt).text
+    short = onnx_engine.runner.generate(onnx_engine.size_policy.apply(tgt).image, reference=onnx_engine.size_policy.apply(
+        ref).image, max_new_tokens=62)
+    assert len(short.tokens) <= 62 and CharAutomaton(spec).matches(short.text), short.text
