@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py requirements/constraints.txt scripts/build_vision_msgs.sh ros2_ws/src/differad_edge/setup.py
+$(VENV)/.installed: setup.py requirements/constraints.txt scripts/build_vision_msgs.sh ros2_ws/src/differad_edge/setup.py \
+		scripts/register_ros_package.sh $(wildcard ros2_ws/src/differad_edge_msgs/msg/*.msg ros2_ws/src/differad_edge_msgs/srv/*.srv)
 	# the station's browser tests drive Debian's Chromium (no browser download); CI runs as root on Debian
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
@@ -25,6 +26,7 @@ $(VENV)/.installed: setup.py requirements/constraints.txt scripts/build_vision_m
 	$(PIP) install -q -c requirements/constraints.txt -e ".[$(EXTRAS)]"
 	bash scripts/build_vision_msgs.sh $(VENV)
 	$(PIP) install -q -c requirements/constraints.txt -e ros2_ws/src/differad_edge
+	bash scripts/register_ros_package.sh $(VENV)
 	$(VENV)/bin/python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(0 if v == '$(TORCH_VERSION)' else f'torch was changed to {v}')"
 	touch $@
 
