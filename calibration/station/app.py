@@ -99,6 +99,12 @@ class LiveCapture:
             if self.auto:
                 self.captured.append(frame)
 
+    def close(self) -> None:
+        """Release the source (a camera, a ROS node) when the view is left or replaced."""
+        with self.lock:
+            self.ended = True
+            self._frames.close()
+
     def capture_current(self) -> None:
         with self.lock:
             if self.current is not None and all(f.name != self.current.name for f in self.captured):
@@ -197,7 +203,10 @@ def create_app(settings: StationSettings) -> FastAPI:
     # -- live view and capture ----------------------------------------------------------------
     @app.post("/live/start")
     def live_start(product: str = Form(...), source: str = Form(...)) -> Response:
-        state["live"] = LiveCapture(product.strip(), source.strip(), settings)
+        new = LiveCapture(product.strip(), source.strip(), settings)
+        if state["live"] is not None:
+            state["live"].close()
+        state["live"] = new
         return go("/live")
 
     @app.get("/live", response_class=HTMLResponse)
@@ -247,6 +256,7 @@ def create_app(settings: StationSettings) -> FastAPI:
         sid = f"{cap.product_id}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
         session = capture(cap.product_id, cap.source, None, sessions_root / sid, holdout=holdout,
                           gates=settings.config.gates, frames=list(cap.captured))
+        cap.close()
         state["live"] = None
         accepted = sum(f.accepted for f in session.frames)
         return go(f"/session/{sid}", f"captured {len(session.frames)} frames, {accepted} accepted")

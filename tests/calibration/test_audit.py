@@ -156,3 +156,23 @@ def test_capture_shows_live_progress_and_takes_all_frames(capsys, tmp_path, capt
     assert code == 0
     assert "captured 20 frames" in out  # --frames defaults to all the source has
     assert "10 captured" in err and "last rejected: blurred or no texture (f100_blurred.png)" in err
+
+
+def test_an_excluded_frame_stays_out_of_build_and_validation(tmp_path, session):
+    from differad_edge.calibration.build import build_candidate
+    from differad_edge.calibration.commands import session_samples
+    from differad_edge.calibration.session import load_session
+
+    build_frame = session.select("build")[0].name
+    held_frame = session.select("holdout")[0].name
+    session.set_excluded(build_frame, True)
+    session.set_excluded(held_frame, True)
+    again = load_session(session.root)  # saved in session.json
+    assert again.frame(build_frame).excluded and again.frame(build_frame).verdict["accepted"]
+    assert held_frame not in {s.name for s in session_samples(again)}
+    store = ReferenceStore(tmp_path / "store")
+    version = build_candidate(store, again, operator="eve")
+    assert build_frame not in store.info(PRODUCT, version).metadata["calibration"]["build"]["frames_used"]
+    assert store.history(PRODUCT)[-1]["operator"] == "eve"
+    again.set_excluded(build_frame, False)
+    assert build_frame in {f.name for f in load_session(session.root).select("build")}
