@@ -57,6 +57,7 @@ class StationSettings:
     engine: str = "golden"
     source_timeout_s: float = 5.0
     poll_ms: int = 700  # how often the live view asks for the next frame
+    trigger_topic: str | None = None  # ROS topic (std_msgs/Empty) whose messages capture the live frame
 
 
 class LiveCapture:
@@ -77,8 +78,20 @@ class LiveCapture:
         self.ended = False
         # a camera or topic streams on its own; a folder / video / bag waits for "next" or "capture every frame"
         self.streaming = describe_source(source) in ("camera", "ros")
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.tick()  # an unreadable source fails here, on "start", with its message
+        self.trigger: Any = None
+        if settings.trigger_topic:
+            from .trigger import RosTrigger
+
+            self.trigger = RosTrigger(settings.trigger_topic, self.triggered)
+
+    def triggered(self) -> None:
+        """A ROS trigger: the newest frame of a stream, or the next one of a file source, is captured."""
+        with self.lock:
+            if not self.streaming:
+                self.tick()
+            self.capture_current()
 
     def poll(self) -> None:
         """What the live view's poll does: the next frame of a stream, or of a file source while capturing all."""
@@ -104,6 +117,8 @@ class LiveCapture:
         with self.lock:
             self.ended = True
             self._frames.close()
+        if self.trigger is not None:
+            self.trigger.close()
 
     def capture_current(self) -> None:
         with self.lock:

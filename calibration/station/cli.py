@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "for a --host other than loopback")
     p.add_argument("--config", help="calibration YAML (sections gates/build/validate)")
     p.add_argument("--engine", default="golden", help="engine of the spot check (default golden)")
+    p.add_argument("--trigger-topic", metavar="TOPIC", help="ROS topic (std_msgs/Empty) whose messages capture the "
+                   "live frame, e.g. /cell/part_ready (needs the ros extra)")
     p.set_defaults(func=_serve)
     return p
 
@@ -68,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import StationSettings, create_app
 
     settings = StationSettings(store=Path(args.store), workdir=Path(args.workdir), token=args.token,
-                               config=load_config(args.config), engine=args.engine)
+                               config=load_config(args.config), engine=args.engine, trigger_topic=args.trigger_topic)
     url = f"http://{args.host}:{args.port}/" + ("?token=..." if args.token else "")
     print(f"{PROG}: serving {url} (store {args.store}, sessions in {args.workdir})", file=sys.stderr)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
