@@ -30,7 +30,7 @@ from differad_edge.images import save_image
 from differad_edge.metrics import Record, compute_metrics, is_positive, sample_iou
 from differad_edge.viz import contact_sheet, draw_boxes
 
-from .conversions import detection_box, image_to_rgb
+from .conversions import NOT_INSPECTED_CLASS_ID, detection_box, image_to_rgb
 
 Stamp = tuple[int, int]
 
@@ -54,6 +54,7 @@ class FrameResult:
     score: float = 0.0
     latency_ms: float | None = None
     image: np.ndarray | None = None
+    not_inspected: str | None = None  # reason code of a NOT_INSPECTED frame
 
 
 @dataclass
@@ -72,7 +73,8 @@ class CellLog:
         return {
             "frames_published": len(truth),
             "frames_inspected": len(done),
-            "frames_lost": len(truth) - len(done),
+            "frames_lost": len(truth) - len(done) - sum(r.not_inspected is not None for r in truth),
+            "frames_not_inspected": sum(r.not_inspected is not None for r in truth),
             "defective": sum(not r.gt.is_zero for r in truth),
             "acc30": m.acc30, "f1": m.f1, "miou": m.miou, "tp": m.tp, "fp": m.fp, "fn": m.fn,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
@@ -100,6 +102,14 @@ class Monitor(Node):
     def _on_detections(self, msg: Detection2DArray) -> None:
         now = self.get_clock().now().nanoseconds
         r = self.log.get(stamp_of(msg))
+        if msg.detections and msg.detections[0].results and \
+                msg.detections[0].results[0].hypothesis.class_id == NOT_INSPECTED_CLASS_ID:
+            r.not_inspected = msg.detections[0].id or "not_inspected"  # scored as a miss, never as a good part
+            self.last_activity = time.monotonic()
+            if not self.args.quiet:
+                print(f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: NOT INSPECTED ({r.not_inspected})",
+                      flush=True)
+            return
         r.pred, r.score = first_box(msg)
         r.latency_ms = (now - (msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)) / 1e6
         self.last_activity = time.monotonic()
@@ -121,7 +131,8 @@ class Monitor(Node):
                 self.log.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def finished(self) -> bool:
-        done = sum(r.pred is not None and r.gt is not None for r in self.log.frames.values())
+        done = sum((r.pred is not None or r.not_inspected is not None) and r.gt is not None
+                   for r in self.log.frames.values())
         idle = time.monotonic() - self.last_activity
         return done >= self.args.frames or (done > 0 and idle > self.args.idle_timeout)
 
@@ -153,7 +164,7 @@ def format_summary(s: dict[str, Any]) -> str:
     d = s.get("node_diagnostics") or {}
     return "\n".join([
         f"frames published {s['frames_published']} (defective {s['defective']}), inspected {s['frames_inspected']}, "
-        f"lost {s['frames_lost']}",
+        f"not inspected {s.get('frames_not_inspected', 0)}, lost {s['frames_lost']}",
         f"Acc@0.3 {pct(s['acc30'])}  F1 {pct(s['f1'])}  mIoU {pct(s['miou'])}  (TP {s['tp']} FP {s['fp']} FN {s['fn']})",
         f"end-to-end latency p50 {ms(s['latency_p50_ms'])}  p95 {ms(s['latency_p95_ms'])}",
         f"node: dropped {d.get('frames_dropped', '?')}, bad frames {d.get('bad_frames', '?')}, engine errors "
