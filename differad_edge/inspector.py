@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import inspect as pyinspect
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from .alignment import ALIGN_KEY, MOTIONS, AlignConfig, Aligner, Alignment
 from .engines import Engine, EngineHandle, create_engine
 from .errors import ConfigError, DifferadError, ImageError, ReferenceError
 from .images import image_size, to_rgb8
+from .lru import LRU
 from .outcome import Detection, Reason, Verdict
 from .quality import FrameStats, QualityLimits, is_monochrome, quality_problem, to_gray_rgb
 from .reference import Reference
@@ -124,8 +124,7 @@ class Inspector:
         self.quality = quality
         self.min_coverage = min_coverage
         self._store_cache: dict[str, tuple[str, _Prepared]] = {}
-        self._adhoc: OrderedDict[str, _Prepared] = OrderedDict()
-        self._cache_size = cache_size
+        self._adhoc: LRU[str, _Prepared] = LRU(cache_size)
 
     # -- public -------------------------------------------------------------------------------
     def inspect(self, frame: np.ndarray, product_id: str, version: str | None = None) -> Inspection:
@@ -157,14 +156,7 @@ class Inspector:
         """Inspect a frame against a reference in hand (no store); prepared state cached by content."""
         t0 = time.perf_counter()
         key = reference.key
-        prepared = self._adhoc.get(key)
-        if prepared is None:
-            prepared = self._prepare(reference)
-            self._adhoc[key] = prepared
-            while len(self._adhoc) > self._cache_size:
-                self._adhoc.popitem(last=False)
-        else:
-            self._adhoc.move_to_end(key)
+        prepared = self._adhoc.get_or_make(key, lambda: self._prepare(reference))
         return self._run(prepared, frame, {"reference": (time.perf_counter() - t0) * 1000.0})
 
     def close(self) -> None:

@@ -10,7 +10,6 @@ import argparse
 import json
 import re
 import sys
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..engines import Reference
 from ..errors import ConfigError, DatasetError, DifferadError
 from ..fileio import atomic_write_json, atomic_write_text, refuse_overwrite
 from ..images import load_image
+from ..lru import LRU
 from ..metrics import Record, Report, evaluate, render_beyond, render_table, report_to_json, sample_iou
 from ..viz import plot_report
 from .common import require_out_dir
@@ -96,17 +96,10 @@ class _ReferenceCache:
     """Datasets reuse a few references for many targets: decode each once (bounded memory)."""
 
     def __init__(self, capacity: int = 32) -> None:
-        self.capacity = capacity
-        self._refs: OrderedDict[Path, Reference] = OrderedDict()
+        self._refs: LRU[Path, Reference] = LRU(capacity)
 
     def get(self, path: Path) -> Reference:
-        ref = self._refs.get(path)
-        if ref is None:
-            ref = self._refs[path] = load_reference(path)
-            if len(self._refs) > self.capacity:
-                self._refs.popitem(last=False)
-        self._refs.move_to_end(path)
-        return ref
+        return self._refs.get_or_make(path, lambda: load_reference(path))
 
 
 @dataclass

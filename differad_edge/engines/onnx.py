@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..images import load_image
+from ..lru import LRU
 from ..onnxrt.bundle import Bundle, load_bundle
 from ..onnxrt.runtime import BundleRunner, PrefixState
 from ..vlm.size_policy import SizePolicy
@@ -73,7 +73,7 @@ class OnnxEngine(Engine):
         self.max_cached_references = int(max_cached_references)
         #: Benchmarks force fixed-length answers (as ``VLMEngine.min_new_tokens``); 0 = stop at ``</answer>``/EOS.
         self.min_new_tokens = 0
-        self._prefixes: OrderedDict[str, PrefixState] = OrderedDict()
+        self._prefixes: LRU[str, PrefixState] = LRU(self.max_cached_references)
 
     def prepare(self, reference: Reference) -> EngineHandle:
         handle = EngineHandle(reference)
@@ -132,11 +132,4 @@ class OnnxEngine(Engine):
     def _prefix(self, reference: Reference, image: np.ndarray, timer: StageTimer) -> PrefixState:
         """Per-reference prefix, shared across handles of the same content (LRU of a few references)."""
         key = f"{reference.key}:{self.size_policy.key}"
-        if key in self._prefixes:
-            self._prefixes.move_to_end(key)
-            return self._prefixes[key]
-        state = self.runner.prefix(image, timer)
-        self._prefixes[key] = state
-        while len(self._prefixes) > self.max_cached_references:
-            self._prefixes.popitem(last=False)
-        return state
+        return self._prefixes.get_or_make(key, lambda: self.runner.prefix(image, timer))

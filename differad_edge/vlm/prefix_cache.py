@@ -14,12 +14,12 @@ change gives a different key and a fresh prefix; nothing stale is ever reused.
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EngineError
 from ..fileio import sha256_bytes
+from ..lru import LRU
 
 VISION_END = "<|vision_end|>"
 
@@ -156,23 +156,19 @@ class PrefixCache:
         if max_entries < 1:
             raise EngineError(f"prefix cache needs max_entries >= 1, got {max_entries}")
         self.max_entries = max_entries
-        self._entries: OrderedDict[PrefixKey, ReferencePrefix] = OrderedDict()
+        self._entries: LRU[PrefixKey, ReferencePrefix] = LRU(max_entries)
         self.builds = 0
         self.hits = 0
 
     def get(self, key: PrefixKey) -> ReferencePrefix | None:
         entry = self._entries.get(key)
         if entry is not None:
-            self._entries.move_to_end(key)
             self.hits += 1
         return entry
 
     def put(self, prefix: ReferencePrefix) -> None:
         self.builds += 1
-        self._entries[prefix.key] = prefix
-        self._entries.move_to_end(prefix.key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(prefix.key, prefix)
 
     def clear(self) -> None:
         self._entries.clear()
