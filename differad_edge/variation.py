@@ -122,7 +122,7 @@ class Photometric:
         t = (t.astype(np.float64) @ _GRAY) if t.ndim == 2 else t.astype(np.float64)
         use = np.ones(t.shape, bool) if valid is None else valid[self.ys, self.xs] > 0
         # clipped pixels carry no photometric information
-        use &= (t > 2) & (t < 253) & (self.ref > 2) & (self.ref < 253)
+        use &= (t > 2) & (t < 245) & (self.ref > 2) & (self.ref < 245)
         if np.count_nonzero(use) < 16:
             return None
         # A gain needs contrast in the reference to be measurable; a flat one allows an offset only.

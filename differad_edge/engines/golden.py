@@ -46,6 +46,7 @@ from .base import Defect, Detection, Engine, EngineHandle, Reference, StageTimer
 
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SEED_KERNEL = np.ones((2, 2), np.uint8)
+_CLIP_KERNEL = np.ones((5, 5), np.uint8)
 
 
 @dataclass(eq=False)  # may hold a mask array: compare configs via to_dict()
@@ -205,7 +206,7 @@ class GoldenEngine(Engine):
             "lo_weak": lo_weak,
             "hi_weak": hi_weak,
             "photometric": Photometric(gray_center, care, cfg.brightness),
-            "gray_center": np.clip(np.round(gray_center), 0, 255).astype(np.uint8),
+            "center_u8": np.clip(np.round(center), 0, 255).astype(np.uint8),
             "center": center,
             "inv_bright": 1.0 / np.maximum(bright, eps),
             "neg_inv_dark": -1.0 / np.maximum(dark, eps),
@@ -247,10 +248,13 @@ class GoldenEngine(Engine):
             strong = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
             if valid is not None:
                 strong = cv2.bitwise_and(strong, valid)
-            clipped = _clipped(raw, coef, s) if coef is not None and cv2.countNonZero(strong) else None
-            if clipped is not None:
-                valid = clipped if valid is None else cv2.bitwise_and(valid, clipped)
-                strong = cv2.bitwise_and(strong, clipped)
+            if coef is not None and cv2.countNonZero(strong):
+                repaired = _unclip(t, raw, coef, s)
+                if repaired is not None:
+                    t = repaired
+                    strong = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
+                    if valid is not None:
+                        strong = cv2.bitwise_and(strong, valid)
         defects: list[Defect] = []
         score, notes = 0.0, []
         # Seeds: strong pixels with a strong neighbour (a 2x2 erosion): an isolated speck of noise
@@ -387,23 +391,28 @@ def _valid(valid: np.ndarray, size: tuple[int, int], seam: np.ndarray | None) ->
     return cv2.erode(v, seam) if seam is not None else v
 
 
-def _clipped(raw: np.ndarray, coef: tuple[float, ...], s: dict) -> np.ndarray | None:
-    """uint8 mask, 0 where the frame is saturated and the reference, in this frame's lighting, would
-    be near saturation too (None: no such pixel). A clipped pixel says only "at least this bright":
-    over-exposed highlights of a brighter frame are no defect; a bright defect on a darker area is."""
-    full = 250
-    if raw.ndim == 3:
-        sat = cv2.bitwise_not(cv2.inRange(raw, (0, 0, 0), (full - 1,) * 3))
-    else:
-        sat = cv2.inRange(raw, full, 255)
-    if not cv2.countNonZero(sat):
+def _unclip(t: np.ndarray, raw: np.ndarray, coef: tuple[float, ...], s: dict) -> np.ndarray | None:
+    """The normalized target with every channel value that the camera clipped, where the reference
+    in this frame's lighting would clip too, set to the reference's (None: no such value). A clipped
+    value says only "at least this bright": over-exposed highlights of a brighter frame (a white
+    suit, the red of an orange one) are no defect; a bright defect on a darker area still is."""
+    full = 245  # JPEG rings around a clipped area: "near 255" is as uninformative as 255
+    if not _any_channel_at_least(raw, full):
         return None
     a = coef[0] + abs(coef[1]) + abs(coef[2])  # the brightest the lighting planes get
     b = coef[3] + abs(coef[4]) + abs(coef[5])
-    level = (full - 15 - b) / max(a, 1e-3)
-    near = cv2.compare(s["gray_center"], float(level), cv2.CMP_GE)
-    both = cv2.bitwise_and(sat, near)
-    return cv2.bitwise_not(cv2.dilate(both, _SEED_KERNEL)) if cv2.countNonZero(both) else None
+    level = (full - 20 - b) / max(a, 1e-3)
+    clip = (raw >= full) & (s["center_u8"] >= level)
+    if not clip.any():
+        return None
+    clip = cv2.dilate(clip.astype(np.uint8), _CLIP_KERNEL).astype(bool)
+    return np.where(clip, s["center_u8"], t)
+
+
+def _any_channel_at_least(raw: np.ndarray, level: int) -> bool:
+    if raw.ndim == 2:
+        return bool(cv2.countNonZero(cv2.inRange(raw, level, 255)))
+    return bool(cv2.countNonZero(cv2.bitwise_not(cv2.inRange(raw, (0, 0, 0), (level - 1,) * 3))))
 
 
 def _groups(
