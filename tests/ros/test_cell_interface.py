@@ -341,3 +341,35 @@ def test_repeated_signals_exit_zero_without_a_traceback(start_inspector, referen
         time.sleep(0.05)
     assert node.proc.wait(30) == 0
     assert "Traceback" not in node.output() and "KeyboardInterrupt" not in node.output()
+
+
+def test_the_readme_parameter_example_works_as_written(client, store, ros_env, tmp_path, references):
+    from pathlib import Path
+
+    from rcl_interfaces.srv import GetParameters
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- robot-integrator-params -->", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "/data/references" in block
+    v = store.add_version("0123", references["part-a"])
+    store.set_validation("0123", v, True, {})
+    store.promote("0123", v)
+    params = tmp_path / "inspect.yaml"
+    params.write_text(block.replace("/data/references", str(store.root)).replace("/camera/image_raw", "/ci_readme/cam"))
+    log = tmp_path / "readme.log"
+    cmd = inspector_command({}, "ci_readme") + ["--params-file", str(params)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=ros_env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        got = _call(client, GetParameters, "/ci_readme/get_parameters",
+                    GetParameters.Request(names=["product_id", "golden.k", "golden.min_area", "expected_rate"]),
+                    timeout=60).values
+        assert (got[0].string_value, got[1].double_value, got[2].integer_value, got[3].double_value) == \
+            ("0123", 5.0, 40, 30.0)
+        deadline = time.monotonic() + 60
+        while "inspecting" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert _set(client, "ci_readme", **{"golden.k": 6.0}).successful  # the README's run-time example
+    finally:
+        assert stop(proc) == 0
