@@ -64,6 +64,7 @@ def _capture(driver, station, source: Path) -> str:
     return driver.execute_script("return document.getElementById('captured').textContent").strip()
 
 
+@pytest.mark.slow  # ~30 s: two builds and validations through the browser
 def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> None:
     driver = browser
     store = ReferenceStore(station.settings.store)
