@@ -113,14 +113,6 @@ def _thumbnail(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return gray, scale
 
 
-def _max_motion(matrix: np.ndarray, width: int, height: int) -> float:
-    """Largest displacement of the image corners and center under a 3x3 warp (pixels)."""
-    pts = np.array([[0, 0], [width, 0], [width, height], [0, height], [width / 2, height / 2]], dtype=np.float64)
-    homo = np.hstack([pts, np.ones((5, 1))]) @ np.asarray(matrix, dtype=np.float64).T
-    moved = homo[:, :2] / homo[:, 2:3]
-    return float(np.max(np.linalg.norm(moved - pts, axis=1)))
-
-
 def tile_differences(frame: np.ndarray, anchor: np.ndarray, valid: np.ndarray | None, tiles: int) -> np.ndarray:
     """Mean absolute gray-level difference per tile (``tiles`` x ``tiles``), over valid pixels only;
     NaN for a tile with less than half of its pixels valid (the border a shifted frame leaves)."""
@@ -229,7 +221,7 @@ def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = N
             corr = normalized_correlation(aligned, thumbs[anchor], valid)
             # the raw correlation judges an empty station; the aligned one forgives a small shift
             v.station_corr = max(v.station_corr, corr)
-            v.shift_px = _max_motion(result.warp.matrix, w, h) / scale
+            v.shift_px = result.warp.max_corner_shift((w, h)) / scale
             v.shift_fraction = v.shift_px / diagonal
             diffs = tile_differences(aligned, thumbs[anchor], valid, config.tiles)
         else:

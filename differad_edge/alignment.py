@@ -58,7 +58,8 @@ class AlignConfig:
     min_score: ECC correlation (0..1) below which the alignment is reported as failed.
     identity_score: correlation at the identity warp above which the frame counts as already
         aligned (fast path: no ECC, no resampling). Set above 1 to disable.
-    identity_tolerance_px: an estimated warp moving no corner by more than this is treated as identity.
+    identity_tolerance_px: an estimated warp moving no corner (nor the centre) farther than this
+        (``PixelTransform.max_corner_shift``) is treated as identity.
     features: fallback when ECC fails or scores low (``"orb"``, ``"sift"`` or ``None``).
     fill: what shows where the warped target has no pixels: the reference itself (no false
         differences at the borders), replicated edge pixels, or black.
@@ -171,14 +172,6 @@ def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
 def _level_sizes(size: tuple[int, int], config: AlignConfig) -> list[tuple[int, int]]:
     """Pyramid level sizes, coarsest first."""
     return [_fit(size, config.size >> i) for i in range(config.levels - 1, -1, -1)]
-
-
-def _max_corner_shift(m: np.ndarray, size: tuple[int, int]) -> float:
-    w, h = size
-    corners = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], dtype=np.float64)
-    p = corners @ m.T
-    p = p[:, :2] / p[:, 2:3]
-    return float(np.abs(p - corners[:, :2]).max())
 
 
 class Aligner:
@@ -387,7 +380,7 @@ class Aligner:
         m = warp.matrix
         tsize = image_size(target)
         motion = self.config.motion
-        if tsize == self.size and _max_corner_shift(m, self.size) <= self.config.identity_tolerance_px:
+        if tsize == self.size and warp.max_corner_shift(self.size) <= self.config.identity_tolerance_px:
             residual = self.residual(target) if ok and not self._flat else None
             return Alignment(
                 PixelTransform.identity(), target, score, "identity" if ok else method, ok, reason or None,

@@ -136,6 +136,22 @@ class PixelTransform:
         out = Box(float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max()))
         return out.clip(*clip_to) if clip_to is not None else out
 
+    def max_corner_shift(self, size: tuple[int, int]) -> float:
+        """Largest distance (px) a corner or the centre of a ``(w, h)`` image moves under the transform.
+
+        How far a warp really moves the picture: the aligner's identity fast path and calibration's
+        stability gate both read it (``inf`` where a point maps to infinity).
+
+        >>> PixelTransform.translate(3.0, 4.0).max_corner_shift((10, 10))
+        5.0
+        """
+        w, h = size
+        pts = np.array([[0, 0], [w, 0], [w, h], [0, h], [w / 2, h / 2]], dtype=np.float64)
+        homo = np.hstack([pts, np.ones((len(pts), 1))]) @ self.matrix.T
+        if np.any(np.abs(homo[:, 2]) < 1e-12):
+            return math.inf
+        return float(np.max(np.linalg.norm(homo[:, :2] / homo[:, 2:3] - pts, axis=1)))
+
     @property
     def is_identity(self) -> bool:
         return bool(np.allclose(self.matrix, np.eye(3)))
