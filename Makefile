@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.py requirements/constraints.txt scripts/build_vision_m
 	# the station's browser tests drive Debian's Chromium (no browser download); CI runs as root on Debian
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
-		echo "warning: chromium/chromedriver not installed; the station's browser tests will be skipped"
+		echo "warning: chromium/chromedriver not installed; the station's browser tests need them (skipped locally, failed in CI)"
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
