@@ -15,13 +15,12 @@ from typing import Any
 
 from differad_edge.errors import CalibrationError, ReferenceError
 from differad_edge.fileio import sha256_file
-from differad_edge.images import load_image
+from differad_edge.images import IMAGE_EXTENSIONS, load_image
 from differad_edge.store import ReferenceStore, VersionInfo
 
 from .config import ValidateConfig
 from .report import write_report
 from .session import Session
-from .sources import IMAGE_EXTENSIONS
 from .validate import Sample, ValidationResult, load_defects, validate_reference
 
 OPERATOR_ENV = "DIFFERAD_OPERATOR"

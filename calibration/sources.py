@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 
 from differad_edge.errors import CalibrationError, DifferadError, ImageError, missing_extra
-from differad_edge.images import decode_image, load_image, to_rgb8
+from differad_edge.images import IMAGE_EXTENSIONS, decode_image, load_image, to_rgb8
 from differad_edge.raw_image import image_message_to_rgb
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg")
 BAG_EXTENSIONS = (".mcap", ".db3")
 IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")

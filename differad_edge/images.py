@@ -30,6 +30,8 @@ MAX_PIXELS = 64_000_000
 MIN_SIDE = 8
 #: Refuse image files above this size without reading them (an uncompressed 64 MP RGB image is 192 MB).
 MAX_FILE_BYTES = 1 << 30
+#: File extensions read as images when a folder is listed (datasets, calibration sessions, synth sources).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def load_image(source: ImageSource, channel_order: ChannelOrder = "rgb", max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -24,13 +24,13 @@ from .boxes import ZERO_BOX, Box, box_from_mask
 from .coords import PixelTransform
 from .errors import ConfigError, DatasetError
 from .fileio import atomic_write_json
-from .images import to_rgb8
+from .images import IMAGE_EXTENSIONS, to_rgb8
 
 NORMAL_PROB = 0.25
 BETA_RANGE = (0.0, 0.8)
 TEXTURE_FAMILIES = ("noise", "stripes", "cracks", "speckle", "blobs")
 PRODUCT_KINDS = ("disc", "plate", "pcb", "screw")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTS = IMAGE_EXTENSIONS  # the older name, kept for callers
 SYNTH_SUBSET = "synthetic"
 
 Size = tuple[int, int]  # (width, height)
