@@ -1,7 +1,7 @@
 """Benchmark of the ROS 2 inspector node: 30 fps of 800x800 frames over real DDS.
 
 Measures, in one run: processed fps and drop rate at the camera rate, the end-to-end latency of a
-frame through the node (publish -> Detection2DArray received) against calling the inspector
+frame through the node (publish -> Detection2DArray received; ~/result is published and timed too) against calling the inspector
 directly on the same frames in this process (median, before and after the stream), and the node's
 RSS over time. The direct calls go over every frame equally often, once at the camera rate (the
 conditions the node's engine runs in: one frame every 1/fps s) and once back to back; the
@@ -149,6 +149,7 @@ class Stream:
     def __init__(self) -> None:
         self.sent: dict[tuple[int, int], int] = {}
         self.received: dict[tuple[int, int], int] = {}
+        self.results: dict[tuple[int, int], int] = {}  # ~/result (InspectionResult) arrivals
         self.publish_ms: list[float] = []  # the camera's publish() call, part of the end-to-end time
         self.diagnostics: dict[str, str] = {}
         self.rss: list[tuple[float, float]] = []
@@ -156,8 +157,9 @@ class Stream:
         self.exit_code: int | None = None
         self.direct = self.direct_b2b = np.zeros(0)
 
-    def e2e(self) -> np.ndarray:
-        return np.array([(self.received[k] - self.sent[k]) / 1e6 for k in self.sent if k in self.received])
+    def e2e(self, received: dict[tuple[int, int], int] | None = None) -> np.ndarray:
+        got = self.received if received is None else received
+        return np.array([(got[k] - self.sent[k]) / 1e6 for k in self.sent if k in got])
 
     def row(self, args) -> dict:
         e2e, d = self.e2e(), self.diagnostics
@@ -170,6 +172,7 @@ class Stream:
         return {
             "frames sent": len(self.sent),
             "detections received": len(e2e),
+            "results received (~/result)": len(self.e2e(self.results)),
             "node frames in": d.get("frames_in", "?"),
             "dropped in node (keep-latest)": d.get("frames_dropped", "?"),
             "processed fps": len(e2e) / self.seconds,
@@ -180,6 +183,8 @@ class Stream:
             "end-to-end median ms": med,
             "end-to-end p95 ms": float(np.percentile(e2e, 95)) if e2e.size else float("nan"),
             "ROS-added median ms (vs direct)": med - float(np.median(self.direct)),
+            "ROS-added median ms, ~/result (vs direct)": (float(np.median(self.e2e(self.results)))
+                                                          - float(np.median(self.direct))) if self.results else float("nan"),
             "ROS-added median ms (vs direct back to back)": med - float(np.median(self.direct_b2b)),
             "node inspect p50 ms (same frames, in node)": node_inspect,
             "node receipt->publish p50 ms": node_latency,
@@ -197,6 +202,7 @@ class Stream:
 def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], executor: str) -> Stream | None:
     """Start the node with ``executor``, stream ``args.duration`` s of frames through it, stop it with SIGINT."""
     from diagnostic_msgs.msg import DiagnosticArray
+    from differad_edge_msgs.msg import InspectionResult
     from differad_edge_ros.cell_demo import PRODUCT
     from differad_edge_ros.conversions import cdr_stamp, restamp_cdr
     from differad_edge_ros.spin import make_executor, spin_until_shutdown
@@ -228,8 +234,13 @@ def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], exe
             if s.name.startswith("differad_edge"):
                 run.diagnostics = {kv.key: kv.value for kv in s.values}
 
+    def on_result(raw: bytes) -> None:
+        now = time.time_ns()
+        run.results[cdr_stamp(raw)] = now
+
     client.create_subscription(Detection2DArray, "/inspector/detections", on_detections, QoSProfile(depth=100),
                                raw=True)
+    client.create_subscription(InspectionResult, "/inspector/result", on_result, QoSProfile(depth=100), raw=True)
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     pub = client.create_publisher(Image, topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
     spinner = make_executor(executor, client)
