@@ -104,8 +104,9 @@ def write_report(result: ValidationResult, reference: Reference, out_dir: str | 
                      f"{_pct(chosen.false_alarm_rate)}, detection {_pct(chosen.detection_rate)}.</p>")
 
     parts.append(f"<h2>Held-out frames at k={k}, abs={abs_t}</h2>"
-                 "<p>Heat map: gray-level difference to the reference divided by max(abs, k x spread) (red = at or above "
-                 "the threshold; the engine also tolerates edges and isolated specks, so only red blobs alarm). "
+                 "<p>Heat map: the golden engine's deviation from the reference divided by its tolerance at this setting "
+                 "(lighting normalized, edges tolerated; red = at or above the threshold; isolated specks "
+                 "do not alarm, so only red blobs do). "
                  "Red box: detection, green box: known defect.</p><div class='grid'>")
     # The frames that failed the candidate come first, always; then defects, then good frames.
     failing = set(result.failing_frames()["false_alarms"] + result.failing_frames()["missed"]
@@ -124,7 +125,7 @@ def write_report(result: ValidationResult, reference: Reference, out_dir: str | 
                                       f"{html.escape(r.align_reason or '')}</span>"))
             continue
         det = r.outcomes.get((k, abs_t))
-        ratio = residual_map(reference, r.aligned, k, abs_t)
+        ratio = residual_map(reference, r.aligned, k, abs_t, result.config.golden, r.valid)
         heat = overlay_heatmap(r.aligned, ratio, alpha=0.5, vmin=0.0, vmax=1.5)
         boxes = draw_boxes(r.aligned, det.box if det is not None and det.anomaly else None, r.gt_ref,
                            label="alarm" if det is not None and det.anomaly else "", score=None if det is None else det.score)

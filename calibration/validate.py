@@ -10,6 +10,7 @@ far. The verdict, measured at that final setting, goes to ``store.set_validation
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from differad_edge.boxes import Box, iou
 from differad_edge.engines.base import Reference
 from differad_edge.errors import BoxError, CalibrationError
 from differad_edge.fileio import sha256_file
-from differad_edge.images import to_gray
+from differad_edge.lru import LRU
 
 from .config import ValidateConfig
 
@@ -255,17 +256,35 @@ def validate_reference(
     )
 
 
-def residual_map(reference: Reference, aligned: np.ndarray, k: float, abs_threshold: float) -> np.ndarray:
-    """|frame - center| / tolerance in gray levels, for the report's heat maps (1 = at the threshold)."""
-    center = reference.mean if reference.mean is not None else reference.image.astype(np.float32)
-    center_gray = to_gray(np.clip(np.round(center), 0, 255).astype(np.uint8)) if center.ndim == 3 else center
-    diff = np.abs(to_gray(aligned).astype(np.float32) - center_gray.astype(np.float32))
-    spread = reference.spread
-    s = 0.0 if spread is None else (spread.max(axis=2) if spread.ndim == 3 else spread)
-    ratio = diff / np.maximum(abs_threshold, k * s)
-    if reference.care_mask is not None:
-        ratio = np.where(reference.care_mask > 0, ratio, 0.0)
-    return ratio.astype(np.float32)
+#: The golden engine prepared for the report's heat maps (one reference and setting at a time).
+_PREPARED: LRU[tuple[int, str, str], tuple[Any, Any]] = LRU(1)
+
+
+def residual_map(
+    reference: Reference, aligned: np.ndarray, k: float, abs_threshold: float,
+    golden: dict[str, Any] | None = None, valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-pixel deviation / tolerance for the report's heat maps (1 = at the threshold, 0 outside
+    the care mask and where the frame has no pixels).
+
+    It is the golden engine's own ``anomaly_map`` at ``(k, abs_threshold)`` (plus the fixed
+    ``golden`` overrides of the validation), so the picture shows the threshold the engine applies:
+    lighting normalization, edge (shift) tolerance and bright / dark thresholds included.
+    """
+    from differad_edge.engines.golden import GoldenEngine
+
+    settings = {**(golden or {}), "k": k, "abs_threshold": abs_threshold, "anomaly_map": True}
+    key = (id(reference), reference.key, json.dumps(settings, sort_keys=True, default=str))
+
+    def prepare() -> tuple[Any, Any]:
+        engine = GoldenEngine(**settings)
+        return engine, engine.prepare(reference)
+
+    engine, handle = _PREPARED.get_or_make(key, prepare)
+    ratio = engine.detect(handle, aligned, valid=valid).anomaly_map
+    if ratio is None:  # the engine was asked for it: cannot happen
+        raise CalibrationError("the golden engine returned no anomaly map for the report")
+    return ratio
 
 
 def load_defects(folder: str | Path, labels: str | Path | None = None) -> list[Sample]:
