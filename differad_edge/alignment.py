@@ -114,21 +114,37 @@ class Alignment:
     residual_px: float | None = None
     motion: str = ""
 
-    def covered_share(self, frame_size: tuple[int, int], reference_size: tuple[int, int]) -> float:
-        """Share (0..1) of the reference's area that the frame's pixels land on after the warp: a
-        cropped or zoomed frame aligns well on what it shows, but the rest of the part is unseen."""
+    def covered_share(
+        self, frame_size: tuple[int, int], reference_size: tuple[int, int], weights: np.ndarray | None = None,
+    ) -> float:
+        """Share (0..1) of the reference that the frame's pixels land on after the warp: a cropped or
+        zoomed frame aligns well on what it shows, but the rest of the part is unseen.
+
+        ``weights`` (any resolution, stretched over the reference) says how much each place matters,
+        e.g. the reference's structure inside its care mask, so an uncovered plain background corner
+        of a rotated part does not count against the frame; ``None`` weighs the area uniformly.
+        """
         w, h = frame_size
         try:
             corners = self.warp.apply_points(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64))
         except BoxError:  # the warp sends a corner to infinity: nothing sensible is covered
             return 0.0
         rw, rh = reference_size
-        rect = np.array([[0, 0], [rw, 0], [rw, rh], [0, rh]], np.float32)
-        poly = np.asarray(corners, np.float32)
-        if cv2.contourArea(poly, oriented=True) < 0:
-            poly = poly[::-1].copy()
-        area, _ = cv2.intersectConvexConvex(poly, rect)
-        return float(max(area, 0.0) / (rw * rh))
+        if weights is None:
+            rect = np.array([[0, 0], [rw, 0], [rw, rh], [0, rh]], np.float32)
+            poly = np.asarray(corners, np.float32)
+            if cv2.contourArea(poly, oriented=True) < 0:
+                poly = poly[::-1].copy()
+            area, _ = cv2.intersectConvexConvex(poly, rect)
+            return float(max(area, 0.0) / (rw * rh))
+        total = float(weights.sum())
+        if total <= 0:
+            return 1.0
+        mh, mw = weights.shape[:2]
+        scaled = corners * np.array([mw / rw, mh / rh])
+        inside = np.zeros((mh, mw), np.uint8)
+        cv2.fillConvexPoly(inside, np.round(scaled * 16).astype(np.int32), 1, cv2.LINE_8, 4)
+        return float(weights[inside > 0].sum() / total)
 
     def to_frame(self, arr: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         """A per-pixel map in reference pixels (e.g. an anomaly map) resampled onto the camera frame."""

@@ -28,7 +28,7 @@ from .errors import ConfigError, DifferadError, ImageError, ReferenceError
 from .images import image_size, to_rgb8
 from .lru import LRU
 from .outcome import Detection, Reason, Verdict
-from .quality import FrameStats, QualityLimits, is_monochrome, quality_problem, to_gray_rgb
+from .quality import FrameStats, QualityLimits, content_weights, is_monochrome, quality_problem, to_gray_rgb
 from .reference import Reference
 from .store import ReferenceStore
 
@@ -75,6 +75,7 @@ class _Prepared:
     aligner: Aligner | None
     stats: FrameStats
     limits: QualityLimits
+    content: np.ndarray  # where the reference has structure to inspect (weights of the coverage check)
     gray_handle: EngineHandle | None = None  # the reference in luminance, for mono frames (made on demand)
 
 
@@ -200,8 +201,10 @@ class Inspector:
             config = dataclasses.replace(self.align_config, motion=stored) if stored in MOTIONS else self.align_config
             aligner = Aligner(reference.image, config)
         limits = QualityLimits.from_metadata(reference.metadata, self.quality or _DEFAULT_QUALITY)
-        stats = FrameStats.of(to_rgb8(reference.image), limits)
-        return _Prepared(reference, self.engine.prepare(reference), aligner, stats, limits)
+        image = to_rgb8(reference.image)
+        stats = FrameStats.of(image, limits)
+        content = content_weights(image, reference.care_mask)
+        return _Prepared(reference, self.engine.prepare(reference), aligner, stats, limits, content)
 
     def _gray_handle(self, prepared: _Prepared) -> EngineHandle:
         """The engine prepared on the reference in luminance: a mono frame then meets a reference
@@ -280,11 +283,11 @@ class Inspector:
             )
             return self._finish(prepared, detection, alignment, timings)
         if alignment is not None and self.min_coverage > 0:
-            coverage = alignment.covered_share(frame_size, ref.size)
+            coverage = alignment.covered_share(frame_size, ref.size, prepared.content)
             if coverage < self.min_coverage:
                 detection = Detection.refuse(
                     Reason.PARTIAL_VIEW,
-                    f"the frame covers only {coverage:.0%} of reference {ref.product_id}/{ref.version} "
+                    f"the frame covers only {coverage:.0%} of what reference {ref.product_id}/{ref.version} shows "
                     f"(limit {self.min_coverage:.0%}): cropped or zoomed frame, or the part is partly out of view",
                     engine=self.engine.name,
                 )

@@ -36,10 +36,9 @@ def sample_iou(pred: Box | None, gt: Box, valid: bool = True) -> float:
     """
     if not valid:
         return 0.0
-    positive = is_positive(pred)
-    if gt.is_zero:
-        return 0.0 if positive else 1.0
-    return iou(pred, gt) if positive else 0.0
+    if pred is None or pred.is_zero:
+        return 1.0 if gt.is_zero else 0.0
+    return 0.0 if gt.is_zero else iou(pred, gt)
 
 
 def is_positive(pred: Box | None, valid: bool = True) -> bool:

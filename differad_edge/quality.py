@@ -54,6 +54,22 @@ def thumbnail_gray(rgb: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
     return cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
+def content_weights(rgb: np.ndarray, care_mask: np.ndarray | None = None) -> np.ndarray:
+    """Where the reference has something to inspect, on a thumbnail (float32, sums to 1): local
+    structure (smoothed gradient magnitude, with a small floor so plain parts of the object still
+    count) inside the care mask. The coverage check weighs the frame's footprint with it."""
+    gray = thumbnail_gray(rgb).astype(np.float32)
+    grad = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+    grad = cv2.GaussianBlur(grad, (0, 0), max(1.0, gray.shape[1] / 40))
+    mean = float(grad.mean())
+    weights = grad + np.float32(0.05 * mean) if mean > 1e-6 else np.ones_like(gray)
+    if care_mask is not None:
+        care = cv2.resize((np.asarray(care_mask) > 0).astype(np.uint8), gray.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        weights = weights * care
+    total = float(weights.sum())
+    return weights / np.float32(total) if total > 0 else np.full_like(gray, 1.0 / gray.size)
+
+
 def is_monochrome(rgb: np.ndarray, tolerance: int = 3, share: float = 0.995) -> bool:
     """True when (almost) every pixel has R = G = B: a mono camera's frame replicated into RGB."""
     if rgb.ndim == 2 or rgb.shape[2] == 1:
@@ -172,6 +188,7 @@ __all__ = [
     "FrameStats",
     "QualityLimits",
     "clipped_fractions",
+    "content_weights",
     "focus_measure",
     "is_monochrome",
     "quality_problem",

@@ -186,10 +186,10 @@ class ReferenceStore:
             return []
         except OSError as e:
             raise ReferenceError(f"cannot list {folder}: {e.strerror}") from e
-        for e in entries:
-            if e.is_symlink():
+        for entry in entries:
+            if entry.is_symlink():
                 raise ReferenceError(
-                    f"{e.path} is a symbolic link inside the reference store; the store holds real folders "
+                    f"{entry.path} is a symbolic link inside the reference store; the store holds real folders "
                     "and files only - remove the link"
                 )
         return entries
@@ -314,7 +314,7 @@ class ReferenceStore:
             active=version == active,
             created=m.get("created", ""),
             files={k: str(v) for k, v in m["files"].items()},
-            size=tuple(m.get("size", (0, 0))),  # type: ignore[arg-type]
+            size=tuple(m.get("size", (0, 0))),
             metadata=dict(m.get("metadata") or {}),
             validation=m.get("validation"),
             status_history=list(m.get("status_history", [])),

@@ -175,10 +175,12 @@ def heatmap(arr: np.ndarray, vmin: float | None = None, vmax: float | None = Non
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def overlay_heatmap(img: np.ndarray, arr: np.ndarray, alpha: float = 0.45, **kwargs: float | None) -> np.ndarray:
+def overlay_heatmap(
+    img: np.ndarray, arr: np.ndarray, alpha: float = 0.45, vmin: float | None = None, vmax: float | None = None,
+) -> np.ndarray:
     """``img`` blended with ``heatmap(arr)`` (the map is resized to the image when sizes differ)."""
     base = to_rgb8(img, "rgb")
-    hm = heatmap(arr, **kwargs)
+    hm = heatmap(arr, vmin=vmin, vmax=vmax)
     if hm.shape[:2] != base.shape[:2]:
         hm = cv2.resize(hm, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_LINEAR)
     return cv2.addWeighted(base, 1.0 - alpha, hm, alpha, 0.0)

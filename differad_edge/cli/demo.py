@@ -28,7 +28,7 @@ from ..store import ReferenceStore
 from ..synth import Product, make_inspection_set
 from ..variation import build_variation_model
 from .common import require_out_dir
-from .render import annotated_pair, median_timings
+from .render import annotated_inspection, median_timings
 
 DEFAULT_OUT = Path("differad-demo")
 PRODUCT_KINDS = ("disc", "plate", "pcb", "screw")
@@ -86,9 +86,8 @@ def _inspect_product(
         inspection = inspector.inspect(frame, product.id)
         det = inspection.detection
         records.append(Record(det.box if det.valid else None, gt if gt is not None else ZERO_BOX, det.valid, product.id, "demo",
-                              f"{product.id}/{name}"))
-        image = annotated_pair(product.reference, frame, det.box if det.anomaly else None, gt, label="golden",
-                               score=det.score)
+                              f"{product.id}/{name}", det.score, det.verdict.value))
+        image = annotated_inspection(product.reference, frame, det, gt)
         save_image(out / "images" / product.id / f"{name}.png", image)
         inspections.append(inspection)
         images.append(image)
@@ -115,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         for product in inspection_set.products:
             versions[product.id] = _register(store, product, product.goods[: args.goods], inspector)
-            frames = [(f"good_{i:02d}", g, None) for i, g in enumerate(product.goods[args.goods:])]
+            frames: list[tuple[str, np.ndarray, Box | None]] = [
+                (f"good_{i:02d}", g, None) for i, g in enumerate(product.goods[args.goods:])
+            ]
             frames += [(f"defect_{i:02d}", d, b) for i, (d, b) in enumerate(zip(product.defects, product.boxes, strict=True))]
             recs, insps, imgs = _inspect_product(inspector, product, frames, out, bar)
             records += recs

@@ -194,8 +194,9 @@ def engine_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
             f"engine {name!r} needs --model PATH (a model folder for vlm, a bundle for onnx); "
             "for a test model run: differad dev make-model DIR --size tiny"
         )
-    if "model" in opts and not opts["model"].exists():
-        raise ModelLoadError(f"model path not found: {opts['model']}; pass an existing model folder or bundle")
+    model = opts.get("model")
+    if model is not None and not Path(model).exists():
+        raise ModelLoadError(f"model path not found: {model}; pass an existing model folder or bundle")
     return opts
 
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AlignmentError, ConfigError, ImageError
+from ..errors import ConfigError, ImageError
 from ..fileio import atomic_write_text, refuse_overwrite
 from ..images import load_image, save_image
 from ..inspector import Inspection, Inspector
 from ..outcome import Verdict
+from ..store import ReferenceStore
 from .common import DIFFERAD, EXIT_ERROR, EXIT_NOT_INSPECTED, error_message, fail, require_out_dir
 from .engine_args import (
     add_engine_arguments,
@@ -30,7 +31,7 @@ from .engine_args import (
     load_reference,
     store_reference,
 )
-from .render import unique_name
+from .render import annotated_inspection, unique_name
 
 #: ANSI colours of the verdicts on a terminal (OK green, NG red, NOT INSPECTED amber).
 _ANSI = {Verdict.OK: "\033[32m", Verdict.NG: "\033[31m", Verdict.NOT_INSPECTED: "\033[33m"}
@@ -81,20 +82,6 @@ def _human_line(target: Path, inspection: Inspection, color: bool) -> str:
     return f"{target}: {text} score={det.score:.3f} [{det.engine}, {total:.1f} ms]{notes}"
 
 
-def annotated(reference: np.ndarray, frame: np.ndarray, inspection: Inspection) -> np.ndarray:
-    """reference | target with every defect and the verdict banner | anomaly-map overlay (if any)."""
-    from .. import viz
-
-    det = inspection.detection
-    panels = [viz.draw_detection(frame, det, heat=False)]
-    if det.anomaly_map is not None:
-        panels.append(viz.draw_detection(frame, det, heat=True, text="deviation / tolerance"))
-    ref = viz.verdict_banner(reference, det, "reference")
-    h = max(p.shape[0] for p in (ref, *panels))
-    pad = [np.pad(p, ((0, h - p.shape[0]), (0, 6), (0, 0)), constant_values=255) for p in (ref, *panels)]
-    return np.hstack(pad)
-
-
 def _outputs(args: argparse.Namespace) -> dict[Path, str]:
     """target -> annotated file name; refused before any work when one would land on an input."""
     used: set[str] = set()
@@ -124,13 +111,13 @@ def run(args: argparse.Namespace) -> int:
         reference = load_reference(args.reference) if args.reference is not None else None
         ref_image = None
         if args.out is not None:
-            ref_image = reference.image if reference is not None else in_store[0].load(*in_store[1:]).image
+            ref_image = reference.image if reference is not None else _store_image(in_store)
         lines: list[str] = []
         for target_path in args.target:
             try:
                 frame = load_image(target_path)
                 inspection = _inspect(inspector, reference, in_store, frame)
-            except (ImageError, AlignmentError, OSError) as e:
+            except (ImageError, OSError) as e:
                 failed += 1
                 message = error_message(e)
                 message = message if str(target_path) in message else f"{target_path}: {message}"
@@ -144,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             lines.append(json.dumps(result, ensure_ascii=True))
             print(lines[-1] if args.json else _human_line(target_path, inspection, color), flush=True)
             if ref_image is not None:
-                save_image(args.out / names[target_path], annotated(ref_image, frame, inspection))
+                save_image(args.out / names[target_path], annotated_inspection(ref_image, frame, inspection.detection))
         if args.out is not None:
             atomic_write_text(args.out / "detections.jsonl", "\n".join(lines) + "\n")
             if not args.json and failed < len(args.target):
@@ -160,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_NOT_INSPECTED
     return 0
+
+
+def _store_image(in_store: tuple[ReferenceStore, str, str | None] | None) -> np.ndarray:
+    if in_store is None:
+        raise ConfigError("no reference given")  # unreachable: run() checked that one is
+    store, product, version = in_store
+    return store.load(product, version).image
 
 
 def _inspect(inspector: Inspector, reference: Any, in_store: Any, frame: np.ndarray) -> Inspection:

@@ -32,8 +32,20 @@ def save_annotated(
     return path
 
 
-def detection_label(det: Detection) -> str:
-    return f"{det.engine}: invalid" if not det.valid else det.engine
+def annotated_inspection(
+    reference: np.ndarray, frame: np.ndarray, detection: Detection, gt: Box | None = None,
+) -> np.ndarray:
+    """reference | frame with every defect and the verdict banner | anomaly-map overlay (when the
+    engine returned one): what a person looks at to trust or question a verdict."""
+    from .. import viz
+
+    panels = [viz.draw_detection(frame, detection, gt=gt, heat=False)]
+    if detection.anomaly_map is not None:
+        panels.append(viz.draw_detection(frame, detection, heat=True, text="deviation / tolerance"))
+    ref = viz.verdict_banner(reference, detection, "reference")
+    h = max(p.shape[0] for p in (ref, *panels))
+    padded = [np.pad(p, ((0, h - p.shape[0]), (0, 6), (0, 0)), constant_values=255) for p in (ref, *panels)]
+    return np.hstack(padded)
 
 
 def unique_name(stem: str, used: set[str], ext: str = ".png") -> str:
