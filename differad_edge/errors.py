@@ -1,4 +1,9 @@
-"""One small error tree. CLIs turn any ``DifferadError`` into one line on stderr and exit code 2."""
+"""One small error tree. CLIs turn any ``DifferadError`` into one line on stderr and exit code 2.
+
+What a frame's inspection concludes is never an error: a frame that cannot be aligned or a model
+answer without a box is a NOT_INSPECTED result with a reason (``outcome.Reason``), so no frame ends
+a stream; the errors here are for bad inputs, configs and files.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +20,8 @@ class BoxError(DifferadError):
     """A box is malformed (wrong length, non-finite coordinates)."""
 
 
-class ParseError(DifferadError):
-    """A model answer could not be parsed where a box was required."""
-
-
 class ReferenceError(DifferadError):  # shadows the builtin on purpose: the domain word for a golden image
     """Unknown product/version, invalid id, or a reference whose files fail their checksum."""
-
-
-class AlignmentError(DifferadError):
-    """Registration of the target onto the reference failed or is too poor to trust."""
 
 
 class ConfigError(DifferadError):
