@@ -180,8 +180,8 @@ def test_exposed_mode_refuses_requests_without_the_token(browser, tmp_path: Path
     import urllib.error
     import urllib.request
 
-    from conftest import serve
     from differad_edge.calibration.station import StationSettings
+    from station_helpers import serve
 
     token = "s3cret-token-0123"
     for served in serve(StationSettings(store=tmp_path / "store", workdir=tmp_path / "work", token=token)):
