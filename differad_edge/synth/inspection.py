@@ -111,7 +111,8 @@ def make_inspection_set(
                                      max_angle=0.0, brightness=0.0, min_area_frac=0.004)
                 if _visible(ref, sp.target, sp.mask, min_contrast):
                     break
-            img, mask, warp = vary(sp.target, rng, max_shift, brightness, noise, mask=sp.mask)
+            img, moved, warp = vary(sp.target, rng, max_shift, brightness, noise, mask=sp.mask)
+            mask = sp.mask if moved is None else moved  # moved is None only without a mask
             box = box_from_mask(mask)
             prod.defect_warps.append(warp)
             prod.defects.append(img)
