@@ -244,6 +244,14 @@ class InspectorNode(LifecycleNode):
         # frames would queue behind and be dropped)
         warm = self.inspector.warm_up(ref)
         self._versions[ref] = str(warm.reference_version)
+        # Lifecycle publishers exist from configure on (publishing once active), so subscribers have
+        # discovered them by the time the camera subscription appears and the first frame arrives.
+        self._outputs = {
+            "detections": self.create_lifecycle_publisher(Detection2DArray, "~/detections", 10),
+            "result": self.create_lifecycle_publisher(InspectionResult, "~/result", 10),
+        }
+        if params.publish_annotated:
+            self._outputs["annotated"] = self.create_lifecycle_publisher(Image, "~/annotated", 2)
         self.get_logger().info(
             f"reference {ref}@{warm.reference_version} ready; its own image inspected in "
             f"{warm.timings_ms.get('total', float('nan')):.1f} ms: {warm.verdict.value}"
@@ -281,12 +289,9 @@ class InspectorNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self.params is not None
         p = self.params
-        self._outputs = {
-            "detections": self.create_publisher(Detection2DArray, "~/detections", 10),
-            "result": self.create_publisher(InspectionResult, "~/result", 10),
-        }
-        if p.publish_annotated:
-            self._outputs["annotated"] = self.create_publisher(Image, "~/annotated", 2)
+        done = super().on_activate(state)  # enables the lifecycle publishers before any frame can arrive
+        if done != TransitionCallbackReturn.SUCCESS:
+            return done
         self._slot = LatestSlot()
         self.stats.restart()
         self._worker = threading.Thread(target=self._work, name="inspector-worker", daemon=True)
@@ -308,7 +313,7 @@ class InspectorNode(LifecycleNode):
             f"{reference_id(self._product, self._view)!r} with engine {p.engine!r}"
             f"{'' if self._stream else ' (triggered only: ~/inspect)'}"
         )
-        return super().on_activate(state)
+        return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_streaming()
@@ -346,11 +351,12 @@ class InspectorNode(LifecycleNode):
             else:
                 self.destroy_subscription(entity)
         self._inputs = []
-        for pub in self._outputs.values():
-            self.destroy_publisher(pub)
-        self._outputs = {}
 
     def _release(self) -> None:
+        for pub in self._outputs.values():
+            self.destroy_lifecycle_publisher(pub) if hasattr(self, "destroy_lifecycle_publisher") \
+                else self.destroy_publisher(pub)
+        self._outputs = {}
         if self.inspector is not None:
             self.inspector.close()
         if self.engine is not None:
@@ -632,7 +638,7 @@ class InspectorNode(LifecycleNode):
                                 reference_version=version, timings_ms=timings, latency_ms=latency,
                                 detections=detections)
         pubs = self._outputs
-        if "detections" in pubs:
+        if "detections" in pubs and self._active:
             pubs["detections"].publish(detections)
             pubs["result"].publish(result)
             for t in triggers[1:]:  # the same frame answers several requests of one view (other part ids)
