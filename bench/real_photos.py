@@ -552,7 +552,7 @@ def render(results: dict[int, dict[str, Any]], stations: list[str]) -> str:
     ovr = [results[s]["_gates_override"] for s in seeds]
     res = [_f(results[s]["_residual_px"], 2) for s in seeds]
     lines += ["", f"field path registered without --force: {', '.join(reg)} stations (per seed); "
-              f"stations whose capture needed the stability gate opened explicitly: {ovr}; "
+              f"stations whose capture needed the gates opened explicitly (OPEN_GATES): {ovr}; "
               f"median alignment residual of the live inspections: {', '.join(res)} px"]
     best_base = max(_med([results[s][m]["f1"] for s in seeds]) or 0.0 for m in ("absdiff_otsu", "ssim"))
     lines.append(f"field path - best baseline: {(_med([results[s]['field']['f1'] for s in seeds]) or 0) - best_base:+.1f} F1 points")

@@ -481,7 +481,7 @@ def choose_motion(
     frames: Sequence[np.ndarray],
     config: AlignConfig | None = None,
     candidates: Sequence[Motion] = ("euclidean", "affine", "homography"),
-    tolerance_px: float = 0.15,
+    tolerance_px: float = 0.05,
 ) -> tuple[Motion, dict[str, float | None]]:
     """The motion model for a station, chosen on good frames by residual: the simplest candidate whose
     median residual is within ``tolerance_px`` (or 25 %) of the best one's and that registers every
