@@ -47,7 +47,8 @@ def detection_from_text(text: str | None, resized: Resized, score: float = 0.0,
 
     Unparsable text is NOT_INSPECTED(invalid_answer) with the raw text and the parser's reason (never
     OK); a zero box ("no anomaly") is OK; a box is one NG defect. ``score`` is the answer's confidence
-    (geometric mean of its tokens' probabilities); the image-level anomaly score is that confidence
+    (geometric mean of its tokens' probabilities; under the answer grammar, of the tokens the model
+    chose: forced tokens carry no information); the image-level anomaly score is that confidence
     for a box and ``1 - confidence`` for the zero box, so that higher always means "more anomalous".
     """
     parsed = parse_answer(text)
