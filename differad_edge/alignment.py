@@ -280,7 +280,7 @@ class Aligner:
         z = np.abs((warped - w.mean()) / max(float(w.std()), 1e-3) - (ref - r.mean()) / max(float(r.std()), 1e-3))
         zi = z[inside]
         mad = float(np.median(np.abs(zi - np.median(zi)))) * 1.4826
-        outliers = ((z > max(5.0 * mad, 0.5)) & inside).astype(np.uint8)
+        outliers = ((z > max(6.0 * mad, 1.0)) & inside).astype(np.uint8)
         # only a defect big enough to bias the fit counts; the frame's outer strip is where frames
         # legitimately differ most (what the part's fixture shows), so it does not trigger a refit
         m_px = max(3, min(lvl) // 25)
