@@ -209,7 +209,9 @@ def _validate(args: argparse.Namespace) -> int:
     store = _store(args)
     version = args.version or latest_candidate(store, args.product)
     session = load_session(args.session) if args.session else None
-    report_dir = args.report or new_report_dir((session.root if session else Path(".")) / "reports", args.product, version)
+    # beside the session it judged, else beside the store (never the working directory)
+    report_root = session.root if session else Path(args.store)
+    report_dir = args.report or new_report_dir(report_root / "reports", args.product, version)
     result = run_validation(
         store, args.product, version, session=session, good_dirs=args.good, defects_dir=args.defects,
         labels=args.labels, config=cfg, report_dir=report_dir, progress=sys.stderr.isatty(), operator=operator,
