@@ -373,3 +373,14 @@ def test_the_readme_parameter_example_works_as_written(client, store, ros_env, t
         assert _set(client, "ci_readme", **{"golden.k": 6.0}).successful  # the README's run-time example
     finally:
         assert stop(proc) == 0
+
+
+def test_a_damaged_manifest_at_start_up_is_one_error_and_exit_2(store, ros_env):
+    manifest = store.root / "part-a" / "versions" / "v0001" / "manifest.json"
+    damaged = json.loads(manifest.read_text())
+    damaged["metadata"] = "x"
+    manifest.write_text(json.dumps(damaged))
+    done = subprocess.run(inspector_command({"store": str(store.root), "product_id": "part-a"}, "ci_damaged_start"),
+                          env=ros_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "differad: error:" in done.stderr and "part-a" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

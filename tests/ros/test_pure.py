@@ -180,3 +180,15 @@ def test_lost_frames_from_stamps_against_the_expected_rate():
     stats = NodeStats(expected_rate=10.0)
     lost = [stats.frame_in(int(t * 1e8)) for t in (0, 1, 2, 6, 7, 7, 5, 9)]  # 3 missing; repeat/older ignored
     assert lost == [0, 0, 0, 3, 0, 0, 0, 1] and stats.lost == 4
+
+
+def test_reference_id_maps_a_view_to_one_store_id():
+    from differad_edge.store import ID_PATTERN
+    from differad_edge.views import reference_id
+
+    assert reference_id("housing") == reference_id("housing", "") == "housing"
+    assert reference_id("housing", "top") == "housing.top" and ID_PATTERN.match("housing.top")
+    for product, view, message in [("housing", "a.b", "view id 'a.b'"), ("../x", None, "product id '../x'"),
+                                   ("p" * 60, "view1", "longer than 64")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            reference_id(product, view)
