@@ -384,3 +384,20 @@ def test_a_damaged_manifest_at_start_up_is_one_error_and_exit_2(store, ros_env):
                           env=ros_env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "differad: error:" in done.stderr and "part-a" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_annotated_image_has_the_frame_size_and_a_verdict_banner(start_inspector, client, references):
+    from differad_edge_ros.conversions import image_to_rgb
+
+    from differad_edge.viz import VERDICT_COLORS
+
+    annotated = client.inbox(Image, "/ci_annot/annotated")
+    node = start_inspector("ci_annot", publish_annotated=True)
+    good = references["part-a"]
+    for image, verdict in ((_defect(good), "NG"), (good, "OK"), (good[:128, :128].copy(), "NOT_INSPECTED")):
+        h = node.header()
+        node.inspect(array_to_image(image, "rgb8", header=h))
+        assert node.result(h).verdict_name == verdict
+        drawn = image_to_rgb(annotated.wait_for(lambda m, h=h: m.header.stamp == h.stamp))
+        assert drawn.shape == image.shape  # banner drawn over the top rows: boxes stay in frame pixels
+        assert tuple(int(c) for c in drawn[0, -1]) == VERDICT_COLORS[verdict], verdict

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         version = register_reference(Path(store), args.scene, args.size, args.seed)
         print(f"cell: reference {PRODUCT}@{version} registered; ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}", flush=True)
         params = {"store": store, "product_id": PRODUCT, "engine": args.engine, "align": args.align,
-                  "model": args.model, "image_topic": "/camera/image_raw"}
+                  "model": args.model, "image_topic": "/camera/image_raw",
+                  "expected_rate": args.rate}  # gaps in the camera's stamps show as lost frames
         node = subprocess.Popen(_module("node") + ["--ros-args"] + [x for k, v in params.items()
                                                                     for x in ("-p", f"{k}:={v}") if v], env=env)
         monitor = subprocess.Popen(_module("monitor") + ["--frames", str(args.frames), "--out", str(args.out),
