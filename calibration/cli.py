@@ -290,10 +290,33 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_view_options(parser: argparse.ArgumentParser) -> None:
+    """``--view NAME`` on every command that takes ``--product``: the view (robot pose) is its own
+    reference, stored as ``views.reference_id(product, view)`` (``product.view``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if "--product" in sub._option_string_actions and "--view" not in sub._option_string_actions:
+                    sub.add_argument("--view", metavar="ID",
+                                     help="view (robot pose) of the product: its reference is PRODUCT.VIEW")
+
+
+def _with_view(func):
+    def run(args: argparse.Namespace) -> int | None:
+        if getattr(args, "view", None):
+            from differad_edge.views import reference_id
+
+            args.product = reference_id(args.product, args.view)  # ConfigError: one line, exit 2
+        return func(args)
+    return run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``differad-calibrate``; 0 ok, 1 validation failed, 2 bad input, 130 interrupted."""
-    args = build_parser().parse_args(argv)
-    return run_command(PROG, args.func, args)
+    parser = build_parser()
+    _add_view_options(parser)
+    args = parser.parse_args(argv)
+    return run_command(PROG, _with_view(args.func), args)
 
 
 if __name__ == "__main__":

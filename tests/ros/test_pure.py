@@ -192,3 +192,19 @@ def test_reference_id_maps_a_view_to_one_store_id():
                                    ("p" * 60, "view1", "longer than 64")]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             reference_id(product, view)
+
+
+def test_calibration_addresses_a_view_by_its_reference_id(tmp_path, capsys):
+    import numpy as np
+
+    from differad_edge.calibration.cli import main as calibrate
+    from differad_edge.store import ReferenceStore
+
+    store = ReferenceStore(tmp_path / "s")
+    v = store.add_version("housing.top", np.full((64, 64, 3), 100, np.uint8))
+    store.set_validation("housing.top", v, True, {})
+    assert calibrate(["promote", "--store", str(store.root), "--product", "housing", "--view", "top",
+                      "--version", v, "--operator", "test"]) == 0
+    assert store.active_version("housing.top") == v
+    assert calibrate(["list", "--store", str(store.root), "--product", "housing", "--view", "a.b"]) == 2
+    assert "view id 'a.b' is not valid" in capsys.readouterr().err
