@@ -227,6 +227,8 @@ class TokenVocab:
         """From a Hugging Face ``tokenizer.json`` (dict or text); ``size`` = the model's logits width."""
         if isinstance(data, str):
             data = json.loads(data)
+        if not isinstance(data, dict):
+            raise ConfigError("tokenizer.json must hold a JSON object; turn the grammar off (grammar=False)")
         model = data.get("model") or {}
         vocab = model.get("vocab")
         if not isinstance(vocab, dict):

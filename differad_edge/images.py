@@ -166,10 +166,9 @@ def _decode_jpeg(data: bytes, gray: bool) -> tuple[np.ndarray, str]:
         Image.MAX_IMAGE_PIXELS = None  # the size was checked against max_pixels already
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                if im.mode not in ("L", "RGB"):
-                    im = im.convert("RGB")  # CMYK, YCbCr...
+            with Image.open(io.BytesIO(data)) as opened:
+                opened.load()
+                im = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")  # CMYK, YCbCr...
                 arr = np.array(im)  # a writable copy (np.asarray of a Pillow image is read-only)
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... for damaged data
         raise ImageError(f"corrupt JPEG image data ({type(e).__name__}: {e})") from e
@@ -227,7 +226,10 @@ def to_rgb8(arr: np.ndarray, channel_order: ChannelOrder = "rgb") -> np.ndarray:
     expected = {"gray": 1, "rgb": 3, "bgr": 3, "rgba": 4, "bgra": 4}[channel_order]
     if channels != expected and not (channels == 1 and channel_order != "gray"):
         if channels in (3, 4) and channel_order in ("rgb", "bgr", "rgba", "bgra"):
-            channel_order = {("rgb", 4): "rgba", ("bgr", 4): "bgra", ("rgba", 3): "rgb", ("bgra", 3): "bgr"}.get(
+            widened: dict[tuple[str, int], ChannelOrder] = {
+                ("rgb", 4): "rgba", ("bgr", 4): "bgra", ("rgba", 3): "rgb", ("bgra", 3): "bgr",
+            }
+            channel_order = widened.get(
                 (channel_order, channels), channel_order
             )
         else:

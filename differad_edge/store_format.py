@@ -31,7 +31,7 @@ from .errors import ReferenceError
 from .fileio import sha256_bytes
 
 FORMAT_VERSION = 2
-LEGACY_FORMAT = 1
+LEGACY_FORMAT: Literal[1] = 1
 #: Bounds on what the store reads (a manifest with a validation report is a few kB).
 MAX_JSON_BYTES = 16 << 20
 MAX_HISTORY_BYTES = 64 << 20

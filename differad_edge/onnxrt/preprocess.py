@@ -51,8 +51,8 @@ def patchify(image: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, np.ndarray
     h, w = image.shape[:2]
     if h % spec.factor or w % spec.factor:  # resizing is the vlm SizePolicy's job, as in the vlm engine
         raise ImageError(f"image {w}x{h} must have sides that are multiples of {spec.factor}; apply the size policy")
-    x = (image.astype(np.float64) * spec.rescale_factor).astype(np.float32)
-    x = (x - np.asarray(spec.image_mean, np.float32)) / np.asarray(spec.image_std, np.float32)
+    scaled = (image.astype(np.float64) * spec.rescale_factor).astype(np.float32)
+    x = (scaled - np.asarray(spec.image_mean, np.float32)) / np.asarray(spec.image_std, np.float32)
     x = x.transpose(2, 0, 1)  # CHW
     p, m, t = spec.patch_size, spec.merge_size, spec.temporal_patch_size
     gh, gw = h // p, w // p

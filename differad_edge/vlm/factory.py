@@ -125,11 +125,13 @@ def build_tokenizer(vocab_size: int = 1024) -> Any:
     bpe.train_from_iterator(_corpus(), trainer=trainer)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
-    tok = Qwen2Tokenizer(
+    # the annotations say str merges and unk_token; tuples and None are what it takes
+    options: dict[str, Any] = dict(
         vocab=model["vocab"], merges=merges, unk_token=None, bos_token=None, eos_token="<|endoftext|>",
         pad_token="<|endoftext|>", errors="replace", model_max_length=32768, clean_up_tokenization_spaces=False,
         split_special_tokens=False,
     )
+    tok = Qwen2Tokenizer(**options)
     tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     tok.add_tokens(list(NON_SPECIAL_ADDED + ANSWER_TOKENS), special_tokens=False)
     tok.eos_token = "<|im_end|>"  # as in the Qwen3-VL-*-Instruct tokenizer_config
@@ -155,7 +157,7 @@ def model_config(size: str, token_ids: dict[str, int] | None = None) -> Any:
         base = s.tokenizer_vocab - len(SPECIAL_TOKENS) - len(NON_SPECIAL_ADDED) - len(ANSWER_TOKENS)
         token_ids = {t: base + i for i, t in enumerate(SPECIAL_TOKENS + NON_SPECIAL_ADDED + ANSWER_TOKENS)}
     pad, eos = token_ids["<|endoftext|>"], token_ids["<|im_end|>"]
-    return Qwen3VLConfig(
+    return Qwen3VLConfig(  # type: ignore[call-arg]  # initializer_range is a PretrainedConfig keyword
         text_config=dict(
             vocab_size=s.model_vocab, hidden_size=s.text_hidden, intermediate_size=s.text_intermediate,
             num_hidden_layers=s.text_layers, num_attention_heads=s.text_heads, num_key_value_heads=s.text_kv_heads,

@@ -188,7 +188,7 @@ def load_model(
     try:
         model = Qwen3VLForConditionalGeneration.from_pretrained(p, **kwargs)
         if quant is None:
-            model = model.to(device)
+            model = model.to(device)  # type: ignore[arg-type]
     except weight_load_errors() as e:
         raise ModelLoadError(f"could not load the weights in {p}: {e}; re-create or re-download the checkpoint") from e
     model.eval()
@@ -226,8 +226,8 @@ def load_processor(path: str | os.PathLike) -> Any:
     p = Path(path)
     cls = image_only_processor_class()
     try:
-        image_processor = pil_image_processor_class().from_pretrained(p, local_files_only=True)
-        processor = cls.from_pretrained(p, image_processor=image_processor, local_files_only=True,
+        image_processor = pil_image_processor_class().from_pretrained(p, local_files_only=True)  # type: ignore[attr-defined]
+        processor = cls.from_pretrained(p, image_processor=image_processor, local_files_only=True,  # type: ignore[attr-defined]
                                         trust_remote_code=False)
     except ModelLoadError:
         raise
