@@ -206,6 +206,8 @@ def test_nested_engine_parameters_at_start_and_at_run_time(start_inspector, clie
     assert not refused.successful
     refused = _set(client, "ci_nested", **{"golden.channels": "infrared"})
     assert not refused.successful and "gray" in refused.reason
+    assert not _set(client, "ci_nested", stream="false").successful  # a string is not a bool
+    assert _set(client, "ci_nested", stream=True, trigger_timeout=2.5).successful
 
 
 def test_diagnostics_warn_while_problems_are_in_the_window_then_ok_then_error_without_frames(start_inspector, client,

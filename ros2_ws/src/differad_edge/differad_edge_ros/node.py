@@ -427,6 +427,11 @@ class InspectorNode(LifecycleNode):
                     updates[p.name] = id_from_value(p.name, p.value)
                 except ConfigError as e:
                     return SetParametersResult(successful=False, reason=str(e))
+            elif p.name == "stream" and not isinstance(p.value, bool):
+                return SetParametersResult(successful=False, reason=f"stream={p.value!r}: expected true or false")
+            elif p.name == "trigger_timeout" and (isinstance(p.value, bool) or not isinstance(p.value, (int, float))
+                                                  or p.value <= 0):
+                return SetParametersResult(successful=False, reason=f"trigger_timeout={p.value!r}: expected seconds > 0")
             elif p.name in nested:
                 ep = nested[p.name]
                 if ep.choices and p.value not in ep.choices:
