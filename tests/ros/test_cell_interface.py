@@ -103,6 +103,7 @@ def test_inspect_service_uses_a_frame_stamped_after_the_request_per_view(start_i
     v = store.add_version("part-a.top", top)
     store.set_validation("part-a.top", v, True, {})
     store.promote("part-a.top", v)
+    parts = client.inbox(InspectionResult, "/ci_trigger/part_result")
     node = start_inspector("ci_trigger", stream=False)
 
     def trigger(view: str, image: np.ndarray, part: str) -> InspectionResult:
@@ -123,7 +124,7 @@ def test_inspect_service_uses_a_frame_stamped_after_the_request_per_view(start_i
         result = future.result().result
         assert result.header.frame_id == "fresh" and result.header.stamp == fresh.stamp
         assert result.part_id == part and result.view_id == view and result.product_id == "part-a"
-        published = node.results.wait_for(lambda r: r.part_id == part)  # ~/result carries it too
+        published = node.results.wait_for(lambda r: r.part_id == part and r.view_id == view)  # ~/result too
         assert published.header.stamp == fresh.stamp
         return result
 
@@ -131,6 +132,11 @@ def test_inspect_service_uses_a_frame_stamped_after_the_request_per_view(start_i
     assert trigger("", references["part-a"], "part-1-main").verdict == InspectionResult.VERDICT_OK  # main view
     wrong = trigger("", top, "part-2-main")  # the top image against the main view's reference
     assert wrong.verdict == InspectionResult.VERDICT_NG
+    assert trigger("top", top, "part-3").verdict == InspectionResult.VERDICT_OK
+    assert trigger("", top, "part-3").verdict == InspectionResult.VERDICT_NG
+    summary = parts.wait_for(lambda r: r.part_id == "part-3")  # both views of part-3 are in
+    assert summary.verdict == InspectionResult.VERDICT_NG and "top=OK" in summary.message
+    assert "(main)=NG" in summary.message
 
     t0 = time.monotonic()
     late = _call(client, Inspect, "/ci_trigger/inspect", Inspect.Request(view_id="top", part_id="p3", timeout=0.5)).result

@@ -196,8 +196,8 @@ def test_reference_id_maps_a_view_to_one_store_id():
 
 def test_calibration_addresses_a_view_by_its_reference_id(tmp_path, capsys):
     import numpy as np
-
     from differad_edge.calibration.cli import main as calibrate
+
     from differad_edge.store import ReferenceStore
 
     store = ReferenceStore(tmp_path / "s")

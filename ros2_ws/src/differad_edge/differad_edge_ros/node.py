@@ -155,6 +155,7 @@ class InspectorNode(LifecycleNode):
         self._pending_options: dict[str, Any] | None = None
         self._engine_options: dict[str, Any] = {}
         self._triggers: list[Trigger] = []
+        self._parts: dict[tuple[str, str], dict[str, Any]] = {}  # (product, part_id) -> view -> result
         self._lock = threading.Lock()
         self._closed = False
         self._configure_error = ""
@@ -249,6 +250,7 @@ class InspectorNode(LifecycleNode):
         self._outputs = {
             "detections": self.create_lifecycle_publisher(Detection2DArray, "~/detections", 10),
             "result": self.create_lifecycle_publisher(InspectionResult, "~/result", 10),
+            "part_result": self.create_lifecycle_publisher(InspectionResult, "~/part_result", 10),
         }
         if params.publish_annotated:
             self._outputs["annotated"] = self.create_lifecycle_publisher(Image, "~/annotated", 2)
@@ -658,6 +660,45 @@ class InspectorNode(LifecycleNode):
                 header, det, product_id=t.product_id, view_id=t.view_id, part_id=t.part_id,
                 reference_version=version, timings_ms=timings, latency_ms=latency, detections=detections)
             t.future.set_result(t.response)
+            if t.part_id:
+                self._part_view_done(t.product_id, t.part_id, t.view_id, t.response.result, header)
+
+    def _views_of(self, product: str) -> list[str]:
+        """The registered views of ``product``: "" for the plain product id, "v" for "product.v"."""
+        try:
+            ids = self.store.products() if self.store is not None else []
+        except Exception:
+            return []
+        return [("" if r == product else r[len(product) + 1:]) for r in ids
+                if r == product or (r.startswith(f"{product}.") and "." not in r[len(product) + 1:])]
+
+    def _part_view_done(self, product: str, part: str, view: str, result: Any, header: Any) -> None:
+        """Collect a part's per-view results; once every registered view is in, publish the part's
+        verdict on ``~/part_result``: NOT_INSPECTED if any view was, else NG if any view is NG, else OK."""
+        views = self._parts.setdefault((product, part), {})
+        views[view] = result
+        while len(self._parts) > 256:  # parts whose remaining views never came
+            self._parts.pop(next(iter(self._parts)))
+        expected = self._views_of(product)
+        if not expected or not set(expected) <= set(views):
+            return
+        del self._parts[(product, part)]
+        got = [views[v] for v in expected]
+        codes = [r.verdict for r in got]
+        summary = InspectionResult(header=header, product_id=product, part_id=part,
+                                   engine=self.params.engine if self.params else "")
+        summary.detections.header = header  # per-view boxes stay in the per-view results
+        if InspectionResult.VERDICT_NOT_INSPECTED in codes:
+            summary.verdict, summary.verdict_name = InspectionResult.VERDICT_NOT_INSPECTED, "NOT_INSPECTED"
+            summary.reason = got[codes.index(InspectionResult.VERDICT_NOT_INSPECTED)].reason
+        elif InspectionResult.VERDICT_NG in codes:
+            summary.verdict, summary.verdict_name = InspectionResult.VERDICT_NG, "NG"
+        else:
+            summary.verdict, summary.verdict_name = InspectionResult.VERDICT_OK, "OK"
+        summary.message = ", ".join(f"{v or '(main)'}={r.verdict_name}" for v, r in zip(expected, got, strict=True))
+        summary.score = max(float(r.score) for r in got)
+        if "part_result" in self._outputs and self._active:
+            self._outputs["part_result"].publish(summary)
 
     def _answer(self, trigger: Trigger, det: Detection) -> None:
         trigger.response.result = result_message(Header(stamp=self.get_clock().now().to_msg()), det,
