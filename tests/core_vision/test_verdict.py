@@ -126,7 +126,7 @@ def test_bad_frame_array_is_not_inspected(ref: np.ndarray) -> None:
 
 def test_engine_failure_is_not_inspected(ref: np.ndarray) -> None:
     class Broken(GoldenEngine):
-        def detect(self, handle, target):  # noqa: ANN001, ANN201
+        def detect(self, handle, target):
             raise RuntimeError("sensor driver returned garbage")
 
     det = Inspector(Broken()).inspect_pair(Reference(ref), _good(ref)).detection

@@ -82,14 +82,18 @@ def _check_cli_agrees(root: Path, capsys) -> None:
     from differad_edge.export.cli import main as export_main
 
     try:
-        load_bundle(root)
+        verified = bool((load_bundle(root).manifest.get("verification") or {}).get("passed"))
         loaded = True
     except BundleError:
-        loaded = False
+        loaded = verified = False
     code = export_main(["--check", str(root)])
     out, err = capsys.readouterr()
-    if loaded:
+    if loaded and verified:
         assert code == 0 and ": OK (" in out, err
+    elif loaded:  # a bundle that loads but never passed verification is refused, never reported OK
+        assert code == 2, err
+        assert ": UNVERIFIED (" in out
+        assert "did not pass export verification" in err
     else:
         assert code == 2 and "OK" not in out, out
         lines = err.strip().splitlines()
