@@ -172,3 +172,16 @@ def test_restamp_cdr_refuses_bytes_it_cannot_read():
         restamp_cdr(b"\x00\x01\x00\x00", 1, 2)
     with pytest.raises(ValueError, match="read the stamp"):
         cdr_stamp(b"\x00\x01\x00\x00")
+
+
+def test_every_reason_and_verdict_of_the_core_has_a_message_constant():
+    from differad_edge_msgs.msg import InspectionResult
+    from differad_edge_ros.conversions import VERDICT_CODES
+
+    from differad_edge.outcome import Reason, Verdict
+
+    for reason in Reason:
+        assert getattr(InspectionResult, f"REASON_{reason.name}") == reason.value, reason
+    for verdict in Verdict:
+        assert getattr(InspectionResult, f"VERDICT_{verdict.name}") == VERDICT_CODES[verdict.value]
+    assert InspectionResult.VERDICT_NOT_INSPECTED == 0  # the zero value is never OK

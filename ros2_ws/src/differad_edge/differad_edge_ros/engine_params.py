@@ -68,20 +68,20 @@ class EngineParam:
 
 
 def engine_params(engine: str) -> list[EngineParam]:
-    """The nested parameters of ``engine`` (golden: its config; vlm / onnx: constructor keywords)."""
-    if engine == "golden":
-        from differad_edge.engines.golden import GoldenConfig
+    """The nested parameters of ``engine``: the fields of its typed ``config_type`` (golden:
+    GoldenConfig), else its constructor keywords with simple defaults (vlm, onnx)."""
+    from differad_edge.engines import ENGINES, engine_class
 
-        return _from_dataclass(engine, GoldenConfig)
-    if engine in ("vlm", "onnx"):
-        from differad_edge.engines import engine_class
-
-        try:
-            cls = engine_class(engine)
-        except ImportError:  # the engine's packages are missing: the node reports that at configure
-            return []
-        return _from_signature(engine, cls.__init__)
-    return []
+    if engine not in ENGINES:
+        return []
+    try:
+        cls = engine_class(engine)
+    except ImportError:  # the engine's packages are missing: the node reports that at configure
+        return []
+    config = getattr(cls, "config_type", None)  # the engine's typed options (golden: GoldenConfig)
+    if config is not None and dataclasses.is_dataclass(config):
+        return _from_dataclass(engine, config)
+    return _from_signature(engine, cls.__init__)
 
 
 def _docs(doc: str) -> dict[str, str]:
