@@ -4,10 +4,13 @@ Each gate compares a frame with the *set* rather than with absolute numbers, bec
 texture differ from station to station while a bad frame stands out from its siblings:
 
 - ``focus``: Laplacian variance relative to the set's median (blur, a smeared part);
-- ``exposure``: share of clipped dark / bright pixels (glare, a lamp off);
+- ``exposure``: share of clipped dark / bright pixels against the set's median share (glare, a
+  lamp off), with an absolute allowance for sets that clip nowhere;
 - ``station``: normalized correlation to the set's median image (empty or changed station), and a
-  *local* check: the frame aligned onto the anchor, tile by tile, so a hand or a tool over part of
-  the part is caught although the global correlation barely moves;
+  *local* check: the frame aligned onto the anchor with the inspector's motion model, brought into
+  the anchor's lighting by ``variation.Photometric`` (the fit build and the engine use), then
+  compared tile by tile, so a hand or a tool over part of the part is caught although the global
+  correlation barely moves, while gain, offset and gradient changes pass;
 - ``stability``: motion against the anchor frame measured as a share of the image diagonal, so the
   same gate fits any resolution. Inside the inspector's alignment capture range a moved frame is
   kept with a warning (the aligner registers it at run time too); beyond it, or when it does not
@@ -28,6 +31,7 @@ import numpy as np
 
 from differad_edge.errors import CalibrationError
 from differad_edge.quality import clipped_fractions, focus_measure
+from differad_edge.variation import Photometric
 
 from .config import GateConfig
 
@@ -171,6 +175,11 @@ def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = N
 
     median_focus = float(np.median([v.focus for v in verdicts]))
     median_img = np.median(np.stack(thumbs), axis=0).astype(np.float32)
+    # clipping relative to the set: a dark part clips in every frame, a lamp off or glare stands out
+    median_dark = float(np.median([v.dark_fraction for v in verdicts]))
+    median_bright = float(np.median([v.bright_fraction for v in verdicts]))
+    max_dark = max(config.max_dark_fraction, config.clip_ratio * median_dark)
+    max_bright = max(config.max_bright_fraction, config.clip_ratio * median_bright)
     for v, thumb in zip(verdicts, thumbs, strict=True):
         v.focus_ratio = v.focus / median_focus if median_focus > 0 else 0.0
         if v.focus_ratio < config.focus_min_ratio:
@@ -178,25 +187,31 @@ def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = N
                 f"blurred or no texture: sharpness {v.focus_ratio:.2f} x the set's median (minimum {config.focus_min_ratio:.2f}); "
                 "refocus, stop motion, clean the lens or check the part is present"
             )
-        if v.dark_fraction > config.max_dark_fraction:
+        if v.dark_fraction > max_dark:
             v.reasons["exposure"] = (
                 f"under-exposed: {v.dark_fraction:.1%} of pixels <= {config.dark_level} "
-                f"(maximum {config.max_dark_fraction:.1%}); raise exposure or light"
+                f"(maximum {max_dark:.1%}: {config.clip_ratio:g} x the set's median {median_dark:.1%}, at least "
+                f"max_dark_fraction {config.max_dark_fraction:.1%}); raise exposure or light"
             )
-        elif v.bright_fraction > config.max_bright_fraction:
+        elif v.bright_fraction > max_bright:
             v.reasons["exposure"] = (
                 f"over-exposed: {v.bright_fraction:.1%} of pixels >= {config.bright_level} "
-                f"(maximum {config.max_bright_fraction:.1%}); lower exposure or remove glare"
+                f"(maximum {max_bright:.1%}: {config.clip_ratio:g} x the set's median {median_bright:.1%}, at least "
+                f"max_bright_fraction {config.max_bright_fraction:.1%}); lower exposure or remove glare"
             )
         v.station_corr = normalized_correlation(thumb, median_img)
 
     candidates = [i for i, v in enumerate(verdicts) if not v.reasons] or list(range(len(verdicts)))
     anchor = max(candidates, key=lambda i: verdicts[i].station_corr)
     h, w = thumbs[anchor].shape
+    # the inspector's own motion model (homography, feature fallback): what it registers at run
+    # time is what the gate must accept; then the same photometric fit as build and the engine, so
+    # a lighting change (gain, offset, gradient) is not mistaken for something in view
     aligner = Aligner(
         cv2.cvtColor(thumbs[anchor], cv2.COLOR_GRAY2RGB),
-        AlignConfig(motion="euclidean", min_score=config.min_align_score, fill="black"),
+        AlignConfig(min_score=config.min_align_score, fill="black"),
     )
+    photometric = Photometric(thumbs[anchor], mode="local")
     full_h, full_w = images[0].shape[:2]
     diagonal = float(np.hypot(full_w, full_h))
     for i, (v, thumb) in enumerate(zip(verdicts, thumbs, strict=True)):
@@ -218,6 +233,8 @@ def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = N
         if result.ok:
             aligned = cv2.cvtColor(result.aligned, cv2.COLOR_RGB2GRAY)
             valid = cv2.warpPerspective(np.ones_like(thumb), result.warp.matrix, (w, h), flags=cv2.INTER_NEAREST) > 0
+            valid = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the interpolated seam
+            aligned = photometric.normalize(aligned, valid)
             corr = normalized_correlation(aligned, thumbs[anchor], valid)
             # the raw correlation judges an empty station; the aligned one forgives a small shift
             v.station_corr = max(v.station_corr, corr)
