@@ -147,3 +147,45 @@ def test_live_gates_judge_each_new_frame(base_scene: np.ndarray) -> None:
     assert all(x.accepted for x in verdicts)
     blurred = live.add("blurred", scenes.blurred(scenes.good_frame(base_scene, 9)))
     assert not blurred.accepted and short_reason(blurred) == "blurred or no texture"
+
+
+def _camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A free part under a real camera (the real-photo bench's nuisances): +/-4 px, +/-3 deg, +/-1 %
+    scale, gain 1 +/- 0.12, offset +/-12 levels and a 12 % light gradient."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-3, 3)), float(1 + rng.uniform(-0.01, 0.01)))
+    m[:, 2] += rng.uniform(-4, 4, 2)
+    out = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    phi, g = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.12)
+    ramp = 1 + g * ((xx - w / 2) * np.cos(phi) + (yy - h / 2) * np.sin(phi)) / (w / 2)
+    out = out * (float(1 + rng.uniform(-0.12, 0.12)) * ramp)[:, :, None] + float(rng.uniform(-12, 12))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_real_camera_nuisances_pass_and_a_hand_under_changed_light_is_caught(base_scene: np.ndarray) -> None:
+    """Issue 15: the nuisances the inspector handles (homography alignment, Photometric) do not
+    reject a frame; a hand over a third of the part, lit differently too, still does."""
+    rng = np.random.default_rng(3)
+    images = [_camera(scenes.good_frame(base_scene, i), rng) for i in range(15)]
+    images.append(_camera(_hand(scenes.good_frame(base_scene, 40)), rng))
+    names = [f"good{i}" for i in range(15)] + ["hand"]
+    v = {x.name: x for x in evaluate_gates(images, names).verdicts}
+    assert all(v[f"good{i}"].accepted for i in range(15)), {n: x.reasons for n, x in v.items() if not x.accepted}
+    assert max(v[f"good{i}"].tile_diff or 0.0 for i in range(15)) < GateConfig().station_tile_diff / 2
+    assert v["hand"].failed_gates == ["station"] and "something in view" in v["hand"].reasons["station"]
+    # the same set with the tile limit above the hand's difference: the photometric fit is what passes the good ones
+    loose = {x.name: x for x in evaluate_gates(images, names, GateConfig(station_tile_diff=200.0)).verdicts}
+    assert loose["hand"].accepted
+
+
+def test_exposure_is_judged_against_the_set(base_scene: np.ndarray) -> None:
+    """A dark part clips in every frame (kept); a frame clipping far more than its siblings is rejected."""
+    dark = base_scene.copy()
+    dark[:, : dark.shape[1] // 4] = 0  # a black quarter: 25 % clipped dark in every frame
+    images = [np.where(dark == 0, 0, scenes.good_frame(dark, i)).astype(np.uint8) for i in range(8)]
+    lamp_off = (scenes.good_frame(dark, 9) // 25).astype(np.uint8)
+    v = {x.name: x for x in evaluate_gates([*images, lamp_off], [f"g{i}" for i in range(8)] + ["off"]).verdicts}
+    assert all(v[f"g{i}"].accepted for i in range(8)), {n: x.reasons for n, x in v.items() if not x.accepted}
+    assert v["g0"].dark_fraction > GateConfig().max_dark_fraction  # above the absolute allowance, kept by the set's median
+    assert "exposure" in v["off"].failed_gates and "the set's median" in v["off"].reasons["exposure"]
