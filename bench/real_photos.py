@@ -288,18 +288,12 @@ class FieldResult:
     notes: list[str] = field(default_factory=list)
     motion: str | None = None
     validation: dict[str, Any] = field(default_factory=dict)
-    gates_override: bool = False
-
-
-#: Gate settings the bench falls back to when the documented defaults refuse a capture of a good
-#: station (reported per station): motion and local-difference limits widened to the camera model.
-OPEN_GATES = {"max_shift_px": 40.0, "max_shift_fraction": 0.12, "warn_shift_fraction": 0.12,
-              "station_tile_diff": 80.0, "max_dark_fraction": 0.3, "max_bright_fraction": 0.3}
+    build_refused: bool = False
 
 
 def field_path(data: StationData, work: Path) -> tuple[FieldResult, Callable[[np.ndarray], Outcome]]:
     """capture -> build -> validate -> promote (documented defaults, no --force); the live inspector."""
-    from calibration import GateConfig, build_candidate, capture, promote, run_validation
+    from calibration import build_candidate, capture, promote, run_validation
     from differad_edge.errors import CalibrationError
     from differad_edge.store import ReferenceStore
 
@@ -311,18 +305,12 @@ def field_path(data: StationData, work: Path) -> tuple[FieldResult, Callable[[np
     store = ReferenceStore(store_root)
     session = capture(pid, str(data.capture_dir), N_CAPTURE, session_dir)
     notes: list[str] = []
-    gates_override = False
-    try:
+    try:  # documented gate defaults, nothing opened: a refusal leaves the station unregistered
         version = build_candidate(store, session)
-    except CalibrationError:
-        # The gates belong to issue 16; where their defaults refuse a capture of a good station the
-        # bench opens them explicitly (and says so, with the gates that refused, in the results).
+    except CalibrationError as e:
         refused = {g: n for g, n in (session.gates.get("rejected_by_gate") or {}).items() if n}
-        notes.append(f"default gates refused the build (frames rejected per gate: {refused})")
-        gates_override = True
-        session = capture(pid, str(data.capture_dir), N_CAPTURE, session_dir, overwrite=True,
-                          gates=GateConfig(**{k: v for k, v in OPEN_GATES.items() if k in GateConfig.model_fields}))
-        version = build_candidate(store, session)
+        notes.append(f"default gates refused the build ({e}; frames rejected per gate: {refused})")
+        return FieldResult(False, "", notes, build_refused=True), lambda frame: Outcome(None, 0.0, "NOT_INSPECTED")
     cal_dir = work / "calibration"
     if cal_dir.exists():
         shutil.rmtree(cal_dir)
@@ -354,7 +342,7 @@ def field_path(data: StationData, work: Path) -> tuple[FieldResult, Callable[[np
 
     res = result.to_json()
     summary = {k: res.get(k) for k in ("passed", "false_alarm_rate", "detection_rate", "golden", "reasons")}
-    return FieldResult(registered, version, notes, motion, summary, gates_override), run
+    return FieldResult(registered, version, notes, motion, summary), run
 
 
 def single_reference(data: StationData) -> Callable[[np.ndarray], Outcome]:
@@ -505,7 +493,7 @@ def run_seed(seed: int, stations: list[str], out: Path, camera: Camera) -> dict[
     out_seed = {m: summarize(r) for m, r in recs.items()}
     out_seed["_registered"] = sum(f.registered for f in fields.values())
     out_seed["_stations"] = len(fields)
-    out_seed["_gates_override"] = sum(f.gates_override for f in fields.values())
+    out_seed["_build_refused"] = sum(f.build_refused for f in fields.values())
     out_seed["_residual_px"] = float(np.median(residuals)) if residuals else None
     out_seed["_fields"] = {k: {"registered": v.registered, "motion": v.motion, "validation": v.validation,
                                "notes": v.notes} for k, v in fields.items()}
@@ -549,10 +537,10 @@ def render(results: dict[int, dict[str, Any]], stations: list[str]) -> str:
         lines.append(f"| {names[m]} | " + " | ".join(
             _f(_med([results[s][m]["per_station"].get(st) for s in seeds])) for st in stations) + " |")
     reg = [f"{results[s]['_registered']}/{results[s]['_stations']}" for s in seeds]
-    ovr = [results[s]["_gates_override"] for s in seeds]
+    ovr = [results[s].get("_build_refused", 0) for s in seeds]
     res = [_f(results[s]["_residual_px"], 2) for s in seeds]
     lines += ["", f"field path registered without --force: {', '.join(reg)} stations (per seed); "
-              f"stations whose capture needed the gates opened explicitly (OPEN_GATES): {ovr}; "
+              f"stations whose build the default gates refused: {ovr}; "
               f"median alignment residual of the live inspections: {', '.join(res)} px"]
     best_base = max(_med([results[s][m]["f1"] for s in seeds]) or 0.0 for m in ("absdiff_otsu", "ssim"))
     lines.append(f"field path - best baseline: {(_med([results[s]['field']['f1'] for s in seeds]) or 0) - best_base:+.1f} F1 points")
