@@ -1,7 +1,9 @@
-"""Distribution ``differad-edge``: the core library plus its edges (train, export, calibration).
+"""Distribution ``differad-edge``: the core library plus its edges (cli, train, export, calibration).
 
-The top-level folders ``train/``, ``export/`` and ``calibration/`` install as sub-packages of
-``differad_edge`` so that nothing with a generic name lands at the top of site-packages.
+The core is the folder ``differad_edge/``; each edge is a top-level folder (``cli/``, ``train/``,
+``export/``, ``calibration/``) that installs as a sub-package of ``differad_edge`` (``differad_edge.cli``,
+...), so the tree shows the architecture while nothing with a generic name lands at the top of
+site-packages.
 """
 
 import re
@@ -14,6 +16,7 @@ VERSION = re.search(r'^__version__ = "([^"]+)"', Path("differad_edge/__init__.py
 
 core = find_packages(include=["differad_edge", "differad_edge.*"])
 edges = {
+    "differad_edge.cli": "cli",
     "differad_edge.train": "train",
     "differad_edge.export": "export",
     "differad_edge.calibration": "calibration",
@@ -76,7 +79,10 @@ setup(
         # several GPUs (ZeRO-3); not installed by `make` (no GPU in CI)
         "train-multigpu": ["deepspeed>=0.15"],
         # scikit-image: real photographs (skimage.data) for tests and the real-photo benchmark
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "pytest-timeout>=2", "scikit-image>=0.22"],
+        "dev": [
+            "pytest>=8", "hypothesis>=6", "ruff>=0.6", "pytest-timeout>=2", "scikit-image>=0.22",
+            "mypy>=1.10", "types-PyYAML",
+        ],
     },
     entry_points={
         "console_scripts": [
