@@ -373,8 +373,8 @@ class Aligner:
         good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
         if len(good) < 8:
             return None, f"only {len(good)} distinctive feature matches (need 8)"
-        src = np.float32([kt[m.queryIdx].pt for m in good])
-        dst = np.float32([kr[m.trainIdx].pt for m in good])
+        src = np.array([kt[m.queryIdx].pt for m in good], np.float32)
+        dst = np.array([kr[m.trainIdx].pt for m in good], np.float32)
         if self.config.motion == "homography":
             m, inl = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
         elif self.config.motion == "affine":
@@ -390,7 +390,8 @@ class Aligner:
         return h / h[2, 2], ""
 
     def _result(
-        self, target: np.ndarray, warp: PixelTransform, score: float, method: str, reason: str, ok: bool = True
+        self, target: np.ndarray, warp: PixelTransform, score: float, method: Literal["ecc", "features", "identity"], reason: str,
+        ok: bool = True
     ) -> Alignment:
         """Resample the target into the reference frame (skipped when nothing moves)."""
         m = warp.matrix
@@ -418,7 +419,7 @@ class Aligner:
             aligned = cv2.warpAffine(target, inv[:2], self.size, dst=out, flags=flags, borderMode=border)
         valid = coverage(m, tsize, self.size)
         residual = self.residual(aligned, valid) if ok and not self._flat else None
-        return Alignment(warp, aligned, score, method, ok, reason or None, valid, residual, motion)  # type: ignore[arg-type]
+        return Alignment(warp, aligned, score, method, ok, reason or None, valid, residual, motion)
 
     def residual(self, aligned: np.ndarray, valid: np.ndarray | None = None) -> float | None:
         """Median misalignment (px) left between an aligned frame and the reference: sub-pixel phase

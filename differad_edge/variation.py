@@ -136,6 +136,7 @@ class Photometric:
             coef = self._robust(self._design(mode), t, use)
             if coef is None:
                 continue
+            out: tuple[float, ...]
             if mode == "gain":
                 out = (float(coef[0]), 0.0, 0.0, float(coef[1]), 0.0, 0.0)
             else:
