@@ -46,7 +46,7 @@ class InspectorParams:
     input: str = "raw"
     image_topic: str = "/camera/image_raw"
     qos: str = "sensor_data"
-    align: str = "euclidean"
+    align: str = "homography"  # AlignConfig's default, as in the CLI; a motion calibration stored wins
     publish_annotated: bool = False
     diagnostics_period: float = 1.0
     latency_window: int = 300
