@@ -249,7 +249,8 @@ def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = N
                 f"(minimum {config.station_min_corr:.2f}); check the part is present and the scene unchanged"
             )
             continue
-        if "exposure" not in v.reasons:  # a global lighting change is the exposure gate's to name
+        if "exposure" not in v.reasons and "focus" not in v.reasons:
+            # a global lighting change or blur differs everywhere: the exposure / focus gate names it
             _local_station(v, diffs, config)
         if "station" in v.reasons:
             continue
