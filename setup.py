@@ -58,17 +58,33 @@ setup(
         # torch itself is installed first, pinned (see Makefile / requirements/constraints.txt).
         "vlm": ["torch==2.13.0", "transformers==5.23.0", "accelerate>=1.0", "tokenizers>=0.21", "bitsandbytes>=0.45"],
         "train": [
-            "torch==2.13.0", "transformers==5.23.0", "trl==1.16.0", "peft>=0.15", "accelerate>=1.0",
-            "datasets>=3", "tokenizers>=0.21", "bitsandbytes>=0.45",
+            "torch==2.13.0",
+            "transformers==5.23.0",
+            "trl==1.16.0",
+            "peft>=0.15",
+            "accelerate>=1.0",
+            "datasets>=3",
+            "tokenizers>=0.21",
+            "bitsandbytes>=0.45",
         ],
         # torch-free deployment of an exported bundle (the `onnx` engine)
         "onnx": ["onnxruntime>=1.20", "tokenizers>=0.21"],
         "export": [
-            "onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2", "tokenizers>=0.21",
-            "torch==2.13.0", "transformers==5.23.0",
+            "onnx>=1.17",
+            "onnxruntime>=1.20",
+            "onnxscript>=0.2",
+            "tokenizers>=0.21",
+            "torch==2.13.0",
+            "transformers==5.23.0",
         ],
-        "ros": ["ros-rclpy[fastrtps]==9.1.2", "ros-sensor-msgs", "ros-std-msgs", "ros-geometry-msgs",
-                "ros-diagnostic-msgs", "rosbags>=0.10"],
+        "ros": [
+            "ros-rclpy[fastrtps]==9.1.2",
+            "ros-sensor-msgs",
+            "ros-std-msgs",
+            "ros-geometry-msgs",
+            "ros-diagnostic-msgs",
+            "rosbags>=0.10",
+        ],
         "calibration": ["rosbags>=0.10"],
         # the field station web app (differad-station): FastAPI/Starlette + Jinja2 pages (+ vendored htmx);
         # selenium drives the system Chromium in its browser tests
@@ -80,8 +96,13 @@ setup(
         "train-multigpu": ["deepspeed>=0.15"],
         # scikit-image: real photographs (skimage.data) for tests and the real-photo benchmark
         "dev": [
-            "pytest>=8", "hypothesis>=6", "ruff>=0.6", "pytest-timeout>=2", "scikit-image>=0.22",
-            "mypy>=1.10", "types-PyYAML",
+            "pytest>=8",
+            "hypothesis>=6",
+            "ruff>=0.6",
+            "pytest-timeout>=2",
+            "scikit-image>=0.22",
+            "mypy>=1.10",
+            "types-PyYAML",
         ],
     },
     entry_points={

@@ -54,12 +54,19 @@ class GpuMemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _used_mib(self) -> float:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         import os
 
-        return sum(float(line.split(",")[1]) for line in out.splitlines()
-                   if line.strip() and int(line.split(",")[0]) == os.getpid())
+        return sum(
+            float(line.split(",")[1])
+            for line in out.splitlines()
+            if line.strip() and int(line.split(",")[0]) == os.getpid()
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -77,9 +84,14 @@ class GpuMemorySampler:
 
 def _engine(name: str, args: argparse.Namespace, model: Path, bundles: dict[str, Path]) -> Engine:
     if name.startswith("torch"):
-        eng: Any = VLMEngine(model, dtype=args.torch_dtype, device=args.device, template_id=NOTHINK_TEMPLATE.id,
-                             max_new_tokens=args.new_tokens,
-                             size_policy={"max_pixels": args.image_size**2, "min_pixels": 64 * 64})
+        eng: Any = VLMEngine(
+            model,
+            dtype=args.torch_dtype,
+            device=args.device,
+            template_id=NOTHINK_TEMPLATE.id,
+            max_new_tokens=args.new_tokens,
+            size_policy={"max_pixels": args.image_size**2, "min_pixels": 64 * 64},
+        )
     else:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "cuda" else None
         eng = OnnxEngine(bundles[name], providers=providers, max_new_tokens=args.new_tokens, threads=args.threads)
@@ -105,8 +117,10 @@ def _time(engines: dict[str, Engine], args: argparse.Namespace) -> dict[str, dic
             engines[name].detect(handles[name], tgt)
             if i >= args.warmup:
                 totals[name].append((time.perf_counter() - t0) * 1000.0)
-    return {n: {"p50": statistics.median(v), "p95": float(np.percentile(v, 95)), "prepare": prepare_ms[n],
-                "n": len(v)} for n, v in totals.items()}
+    return {
+        n: {"p50": statistics.median(v), "p95": float(np.percentile(v, 95)), "prepare": prepare_ms[n], "n": len(v)}
+        for n, v in totals.items()
+    }
 
 
 def _time_gpu(names: list[str], args: argparse.Namespace, model: Path, bundles: dict[str, Path]) -> dict:
@@ -129,15 +143,16 @@ def _time_gpu(names: list[str], args: argparse.Namespace, model: Path, bundles: 
 def table(rows: dict[str, dict[str, float]], sizes: dict[str, int], gpu: bool) -> str:
     base = next(iter(rows))  # the torch baseline
     base_t, base_s = rows[base]["p50"], sizes[base]
-    head = (f"| config | size MB | size vs {base} | p50 ms/pair | p95 ms/pair | p50 vs {base} | "
-            "prepare ms (once) |")
+    head = f"| config | size MB | size vs {base} | p50 ms/pair | p95 ms/pair | p50 vs {base} | prepare ms (once) |"
     sep = "|---|---:|---:|---:|---:|---:|---:|"
     if gpu:
         head, sep = head + " peak GPU MiB |", sep + "---:|"
     lines = [head, sep]
     for name, r in rows.items():
-        line = (f"| {name} | {sizes[name] / 1e6:.1f} | {sizes[name] / base_s:.2f} | {r['p50']:.1f} | {r['p95']:.1f} | "
-                f"{r['p50'] / base_t:.2f} | {r['prepare']:.1f} |")
+        line = (
+            f"| {name} | {sizes[name] / 1e6:.1f} | {sizes[name] / base_s:.2f} | {r['p50']:.1f} | {r['p95']:.1f} | "
+            f"{r['p50'] / base_t:.2f} | {r['prepare']:.1f} |"
+        )
         lines.append(line + (f" {r.get('peak_gpu_mib', float('nan')):.0f} |" if gpu else ""))
     return "\n".join(lines)
 
@@ -176,15 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--new-tokens", type=int, default=16, help="fixed answer length (EOS ignored)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch and ONNX Runtime CPU threads (1: torch's OpenMP collapses on an oversubscribed CPU)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and ONNX Runtime CPU threads (1: torch's OpenMP collapses on an oversubscribed CPU)",
+    )
     ap.add_argument("--block-size", type=int, default=32, help="int4 block size")
     ap.add_argument("--work", type=Path, help="keep the model and bundles here (default: a temp folder)")
     ap.add_argument("--plot", type=Path, help="write a bar chart (size, latency) here (png)")
     ap.add_argument("--reuse", action="store_true", help="reuse bundles already exported into --work")
     ap.add_argument("--record", action="store_true", help=f"append the table to {RESULTS.name}")
-    ap.add_argument("--grammar-compare", action="store_true",
-                    help="answer grammar on vs off, vlm engine and ONNX int4 bundle, natural answer lengths")
+    ap.add_argument(
+        "--grammar-compare",
+        action="store_true",
+        help="answer grammar on vs off, vlm engine and ONNX int4 bundle, natural answer lengths",
+    )
     ap.add_argument("--memorized", type=Path, help="with --grammar-compare: a memorized fixture model and its pairs")
     args = ap.parse_args(argv)
     if args.grammar_compare:
@@ -204,10 +226,19 @@ def main(argv: list[str] | None = None) -> int:
                 bundles[name] = work / f"bundle-{quant}"  # checked again when the engine loads it
                 continue
             t0 = time.perf_counter()
-            cfg = make_config(model=model, out=work / f"bundle-{quant}", quant=quant, verify_count=2,
-                              verify_size=args.image_size, max_pixels=args.image_size**2,
-                              max_new_tokens=args.new_tokens, block_size=args.block_size, fail_on_verify=False,
-                              vision_fp16=(args.device == "cuda" and quant == "int4"), overwrite=True)
+            cfg = make_config(
+                model=model,
+                out=work / f"bundle-{quant}",
+                quant=quant,
+                verify_count=2,
+                verify_size=args.image_size,
+                max_pixels=args.image_size**2,
+                max_new_tokens=args.new_tokens,
+                block_size=args.block_size,
+                fail_on_verify=False,
+                vision_fp16=(args.device == "cuda" and quant == "int4"),
+                overwrite=True,
+            )
             bundles[name] = run_export(cfg, log=lambda m: print(m, file=sys.stderr)).bundle
             print(f"exported {name} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         base = f"torch {args.torch_dtype}"
@@ -222,10 +253,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = _time(engines, args)
     model_desc = str(args.model) if args.model else f"{args.size} (random weights)"
     ort_version = __import__("onnxruntime").__version__
-    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()} "
-              f"({platform.machine()}, {args.threads} threads); torch {torch.__version__}; onnxruntime {ort_version}; "
-              f"model={model_desc}; device={args.device}; {args.image_size}x{args.image_size} pairs; "
-              f"{args.new_tokens} new tokens; reference prefix cache on; {args.reps} reps (+{args.warmup} warmup)")
+    header = (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()} "
+        f"({platform.machine()}, {args.threads} threads); torch {torch.__version__}; onnxruntime {ort_version}; "
+        f"model={model_desc}; device={args.device}; {args.image_size}x{args.image_size} pairs; "
+        f"{args.new_tokens} new tokens; reference prefix cache on; {args.reps} reps (+{args.warmup} warmup)"
+    )
     text = table(rows, sizes, args.device == "cuda")
     command = "python bench/export.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(header)
@@ -234,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         plot(rows, sizes, header, args.plot)
     if args.record:
         with RESULTS.open("a", encoding="utf-8") as f:
-            f.write(f"\n## Edge bundles: {base} vs ONNX fp32 vs ONNX int4 ({args.device})\n\n"
-                    f"{header}\n\nCommand: `{command}`\n\n{text}\n")
+            f.write(
+                f"\n## Edge bundles: {base} vs ONNX fp32 vs ONNX int4 ({args.device})\n\n"
+                f"{header}\n\nCommand: `{command}`\n\n{text}\n"
+            )
         print(f"appended to {RESULTS}", file=sys.stderr)
     return 0
 
@@ -258,8 +293,17 @@ def _grammar_main(args: argparse.Namespace, argv: list[str] | None) -> int:
             pairs = [(ref, make_pair(side, 1 + i)[1]) for i in range(args.warmup + args.reps)]
         out = work / "bundle-int4-grammar"
         if not (args.reuse and (out / "manifest.json").is_file()):
-            cfg = make_config(model=model, out=out, quant="int4", verify_count=2, verify_size=side,
-                              max_pixels=side * side, block_size=args.block_size, fail_on_verify=False, overwrite=True)
+            cfg = make_config(
+                model=model,
+                out=out,
+                quant="int4",
+                verify_count=2,
+                verify_size=side,
+                max_pixels=side * side,
+                block_size=args.block_size,
+                fail_on_verify=False,
+                overwrite=True,
+            )
             run_export(cfg, log=lambda m: print(m, file=sys.stderr))
         policy = {"max_pixels": side * side, "min_pixels": min(side * side, 64 * 64)}
         vlm = VLMEngine(model, template_id=NOTHINK_TEMPLATE.id, size_policy=policy)
@@ -268,20 +312,26 @@ def _grammar_main(args: argparse.Namespace, argv: list[str] | None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a random model's int4 bundle is unverified by design here
             onnx = OnnxEngine(out, threads=args.threads)
-        tables = [grammar_table(f"vlm fp32 {side}x{side}", grammar_compare(vlm, pairs, warmup=args.warmup)),
-                  grammar_table(f"onnx int4 {side}x{side}", grammar_compare(onnx, pairs, warmup=args.warmup))]
-    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()} ({platform.machine()}, "
-              f"{args.threads} threads, shared CPU); torch {torch.__version__}; onnxruntime "
-              f"{__import__('onnxruntime').__version__}; model={args.memorized or args.model or args.size}; "
-              f"grammar on vs off; reference prefix cache on; {len(pairs) - args.warmup} pairs (+{args.warmup} warmup)")
+        tables = [
+            grammar_table(f"vlm fp32 {side}x{side}", grammar_compare(vlm, pairs, warmup=args.warmup)),
+            grammar_table(f"onnx int4 {side}x{side}", grammar_compare(onnx, pairs, warmup=args.warmup)),
+        ]
+    header = (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()} ({platform.machine()}, "
+        f"{args.threads} threads, shared CPU); torch {torch.__version__}; onnxruntime "
+        f"{__import__('onnxruntime').__version__}; model={args.memorized or args.model or args.size}; "
+        f"grammar on vs off; reference prefix cache on; {len(pairs) - args.warmup} pairs (+{args.warmup} warmup)"
+    )
     text = "\n\n".join(tables)
     print(header)
     print(text)
     if args.record:
         command = "python bench/export.py " + " ".join(argv if argv is not None else sys.argv[1:])
         with RESULTS.open("a", encoding="utf-8") as f:
-            f.write(f"\n## Answer grammar on vs off: vlm and ONNX int4 (cpu)\n\n{header}\n\nCommand: `{command}`\n\n"
-                    f"{text}\n")
+            f.write(
+                f"\n## Answer grammar on vs off: vlm and ONNX int4 (cpu)\n\n{header}\n\nCommand: `{command}`\n\n"
+                f"{text}\n"
+            )
         print(f"appended to {RESULTS}", file=sys.stderr)
     return 0
 

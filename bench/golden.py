@@ -140,8 +140,12 @@ def run(size: int, frames: int) -> list[Row]:
     for channels in ("rgb", "gray"):
         engine = GoldenEngine(channels=channels)
         handle = engine.prepare(Reference(ref))
-        for case, frame in (("good part", aligned_good), ("good part, noisy specks", aligned_noisy),
-                            ("good part, gain + gradient light", aligned_lit), ("defective part", aligned_bad)):
+        for case, frame in (
+            ("good part", aligned_good),
+            ("good part, noisy specks", aligned_noisy),
+            ("good part, gain + gradient light", aligned_lit),
+            ("defective part", aligned_bad),
+        ):
             det = engine.detect(handle, frame, valid=seam)
             note = f"anomaly={det.anomaly}, score={det.score:.3f}"
             fn = lambda e=engine, h=handle, f=frame: e.detect(h, f, valid=seam)  # noqa: E731

@@ -57,10 +57,17 @@ class GpuMemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _used_mib(self) -> float:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, check=False).stdout
-        return sum(float(line.split(",")[1]) for line in out.splitlines()
-                   if line.strip() and int(line.split(",")[0]) == os.getpid())
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        return sum(
+            float(line.split(",")[1])
+            for line in out.splitlines()
+            if line.strip() and int(line.split(",")[0]) == os.getpid()
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -83,8 +90,15 @@ def _engine(config: str, model: Path, bundle: Path | None, device: str, dtype: s
 
         kv = "static" if ("static" in config or "compiled" in config) else "dynamic"
         quant = "nf4" if "nf4" in config else None
-        return VLMEngine(model, dtype="fp32" if quant else dtype, device=device, quant=quant, kv_cache=kv,
-                         grammar=grammar, size_policy=policy)
+        return VLMEngine(
+            model,
+            dtype="fp32" if quant else dtype,
+            device=device,
+            quant=quant,
+            kv_cache=kv,
+            grammar=grammar,
+            size_policy=policy,
+        )
     from differad_edge.engines.onnx import OnnxEngine
     from differad_edge.onnxrt.runtime import available_providers
 
@@ -95,8 +109,18 @@ def _engine(config: str, model: Path, bundle: Path | None, device: str, dtype: s
         return OnnxEngine(bundle, providers=providers, grammar=grammar)
 
 
-def measure(config: str, model: Path, bundle: Path | None, device: str, dtype: str, grammar: bool, side: int,
-            reps: int, warmup: int, off_tokens: int) -> dict[str, Any]:
+def measure(
+    config: str,
+    model: Path,
+    bundle: Path | None,
+    device: str,
+    dtype: str,
+    grammar: bool,
+    side: int,
+    reps: int,
+    warmup: int,
+    off_tokens: int,
+) -> dict[str, Any]:
     """p50 / p95 ms per pair and peak memory of one config (run in a subprocess by ``main``)."""
     from vlm_latency import make_pair
 
@@ -134,8 +158,14 @@ def measure(config: str, model: Path, bundle: Path | None, device: str, dtype: s
     finally:
         if sampler:
             sampler.__exit__(None, None, None)
-    out = {"p50": statistics.median(times), "p95": float(np.percentile(times, 95)), "n": len(times),
-           "valid": valid, "vision": info.get("vision_backend", "torch"), "note": info.get("vision_note", "")}
+    out = {
+        "p50": statistics.median(times),
+        "p95": float(np.percentile(times, 95)),
+        "n": len(times),
+        "valid": valid,
+        "vision": info.get("vision_backend", "torch"),
+        "note": info.get("vision_note", ""),
+    }
     if torch_engine and device == "cuda":
         import torch
 
@@ -154,8 +184,16 @@ def tokens_cpu_vs_gpu(model: Path, gpu: str, pairs: int) -> dict[str, Any]:
 
     result = {}
     for grammar in (True, False):
-        engines = [VLMEngine(model, device=d, grammar=grammar, max_new_tokens=24,
-                             size_policy={"max_pixels": 128 * 128, "min_pixels": 64 * 64}) for d in ("cpu", gpu)]
+        engines = [
+            VLMEngine(
+                model,
+                device=d,
+                grammar=grammar,
+                max_new_tokens=24,
+                size_policy={"max_pixels": 128 * 128, "min_pixels": 64 * 64},
+            )
+            for d in ("cpu", gpu)
+        ]
         same = 0
         for i in range(pairs):
             ref, tgt = make_pair(128, 10 + i)
@@ -186,8 +224,17 @@ def export_bundle(model: Path, bundle: Path, side: int, device: str) -> dict[str
     from differad_edge.onnxrt.bundle import load_bundle
 
     if not (bundle / "manifest.json").is_file():
-        cfg = make_config(model=model, out=bundle, quant="int4", verify_count=1, verify_size=min(side, 256),
-                          max_pixels=side * side, fail_on_verify=False, vision_fp16=device == "cuda", overwrite=True)
+        cfg = make_config(
+            model=model,
+            out=bundle,
+            quant="int4",
+            verify_count=1,
+            verify_size=min(side, 256),
+            max_pixels=side * side,
+            fail_on_verify=False,
+            vision_fp16=device == "cuda",
+            overwrite=True,
+        )
         run_export(cfg, log=lambda m: print(m, file=sys.stderr))
     return {"tensorrt": load_bundle(bundle).manifest.get("tensorrt", {})}
 
@@ -196,26 +243,75 @@ def _one(args: argparse.Namespace) -> int:
     if args.one == "export":
         r = export_bundle(Path(args.model_dir), Path(args.bundle_dir), args.side, args.device)
     else:
-        r = measure(args.one, Path(args.model_dir), Path(args.bundle_dir), args.device, args.dtype,
-                    args.grammar == "on", args.side, args.reps, args.warmup, args.off_tokens)
+        r = measure(
+            args.one,
+            Path(args.model_dir),
+            Path(args.bundle_dir),
+            args.device,
+            args.dtype,
+            args.grammar == "on",
+            args.side,
+            args.reps,
+            args.warmup,
+            args.off_tokens,
+        )
     Path(args.out_json).write_text(json.dumps(r))
     return 0
 
 
-def _job(args: argparse.Namespace, job: tuple[str, str], k: int, paths: dict[str, Path], device: str, dtype: str,
-         timeout: float) -> dict[str, Any]:
+def _job(
+    args: argparse.Namespace,
+    job: tuple[str, str],
+    k: int,
+    paths: dict[str, Path],
+    device: str,
+    dtype: str,
+    timeout: float,
+) -> dict[str, Any]:
     """One step: in this process for the dry run (every step, no budget), else a subprocess with a timeout."""
     config, grammar = job
     if args.dry_run:
         if config == "export":
             return export_bundle(paths["model"], paths["bundle"], args.side, device)
-        return measure(config, paths["model"], paths["bundle"], device, dtype, grammar == "on", args.side,
-                       args.reps, args.warmup, args.off_tokens)
+        return measure(
+            config,
+            paths["model"],
+            paths["bundle"],
+            device,
+            dtype,
+            grammar == "on",
+            args.side,
+            args.reps,
+            args.warmup,
+            args.off_tokens,
+        )
     out = paths["work"] / f"row-{k}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", config, "--grammar", grammar,
-           "--model-dir", str(paths["model"]), "--bundle-dir", str(paths["bundle"]), "--out-json", str(out),
-           "--device", device, "--dtype", dtype, "--side", str(args.side), "--reps", str(args.reps),
-           "--warmup", str(args.warmup), "--off-tokens", str(args.off_tokens)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--one",
+        config,
+        "--grammar",
+        grammar,
+        "--model-dir",
+        str(paths["model"]),
+        "--bundle-dir",
+        str(paths["bundle"]),
+        "--out-json",
+        str(out),
+        "--device",
+        device,
+        "--dtype",
+        dtype,
+        "--side",
+        str(args.side),
+        "--reps",
+        str(args.reps),
+        "--warmup",
+        str(args.warmup),
+        "--off-tokens",
+        str(args.off_tokens),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -277,27 +373,49 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def table(rows: dict[tuple[str, str], dict[str, Any]], tokens: dict[str, str], args: argparse.Namespace,
-          device: str, seconds: float, export: dict[str, Any]) -> str:
+def table(
+    rows: dict[tuple[str, str], dict[str, Any]],
+    tokens: dict[str, str],
+    args: argparse.Namespace,
+    device: str,
+    seconds: float,
+    export: dict[str, Any],
+) -> str:
     name = "cpu (dry run)" if args.dry_run else _gpu_name()
-    lines = [f"## GPU run: {args.size} model, {args.side}x{args.side} pairs ({name})", "",
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; python "
-             f"{platform.python_version()}; {_versions()}; {args.reps} reps (+{args.warmup} warmup); grammar off = "
-             f"fixed {args.off_tokens}-token answers; {seconds:.0f} s", "",
-             "Command: `bash bench/gpu.sh" + (" --dry-run" if args.dry_run else "") + "`", "",
-             "| config | grammar | p50 ms/pair | p95 ms/pair | peak GPU MiB | valid answers | vision | note |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+    lines = [
+        f"## GPU run: {args.size} model, {args.side}x{args.side} pairs ({name})",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; python "
+        f"{platform.python_version()}; {_versions()}; {args.reps} reps (+{args.warmup} warmup); grammar off = "
+        f"fixed {args.off_tokens}-token answers; {seconds:.0f} s",
+        "",
+        "Command: `bash bench/gpu.sh" + (" --dry-run" if args.dry_run else "") + "`",
+        "",
+        "| config | grammar | p50 ms/pair | p95 ms/pair | peak GPU MiB | valid answers | vision | note |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
     for (config, grammar), r in rows.items():
         if "skipped" in r:
             lines.append(f"| {config} | {grammar} | - | - | - | - | - | {r['skipped']} |")
             continue
         peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
-        lines.append(f"| {config} | {grammar} | {r['p50']:.1f} | {r['p95']:.1f} | {peak} | {r['valid']}/{r['n']} | "
-                     f"{r['vision']} | {r['note'][:80]} |")
+        lines.append(
+            f"| {config} | {grammar} | {r['p50']:.1f} | {r['p95']:.1f} | {peak} | {r['valid']}/{r['n']} | "
+            f"{r['vision']} | {r['note'][:80]} |"
+        )
     trt = export.get("tensorrt", {})
-    lines += ["", "TensorRT vision plan: " + ("built" if trt.get("built") else f"not built ({trt.get('reason') or export.get('skipped')})")]
-    lines += ["", "fp32 tokens of the tiny model, CPU vs " + ("CPU" if args.dry_run else "GPU") + ": "
-              + "; ".join(f"{k}: {v}" for k, v in tokens.items())]
+    lines += [
+        "",
+        "TensorRT vision plan: "
+        + ("built" if trt.get("built") else f"not built ({trt.get('reason') or export.get('skipped')})"),
+    ]
+    lines += [
+        "",
+        "fp32 tokens of the tiny model, CPU vs "
+        + ("CPU" if args.dry_run else "GPU")
+        + ": "
+        + "; ".join(f"{k}: {v}" for k, v in tokens.items()),
+    ]
     return "\n".join(lines)
 
 

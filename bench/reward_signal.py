@@ -110,11 +110,21 @@ def time_rewards(n: int, repeats: int, seed: int) -> dict[str, float]:
 def render(rows: list[dict[str, float]], G: int, groups: int, timing: dict[str, float]) -> str:
     names = list(REWARDS)
     pair = ("iou", "dclr")
-    head = ("| offset (box sizes) | " + " | ".join(f"flat groups {n}" for n in names) + " | "
-            + " | ".join(f"mean abs(A) {n}" for n in pair) + " | "
-            + " | ".join(f"group reward std {n}" for n in pair) + " | mean w (dclr) |")
-    lines = [f"G={G}, {groups} groups per offset; flat = all G rewards equal (zero advantage, no gradient)", "",
-             head, "|" + " --- |" * (2 + len(names) + 2 * len(pair))]
+    head = (
+        "| offset (box sizes) | "
+        + " | ".join(f"flat groups {n}" for n in names)
+        + " | "
+        + " | ".join(f"mean abs(A) {n}" for n in pair)
+        + " | "
+        + " | ".join(f"group reward std {n}" for n in pair)
+        + " | mean w (dclr) |"
+    )
+    lines = [
+        f"G={G}, {groups} groups per offset; flat = all G rewards equal (zero advantage, no gradient)",
+        "",
+        head,
+        "|" + " --- |" * (2 + len(names) + 2 * len(pair)),
+    ]
     for r in rows:
         flat = " | ".join(f"{100 * r[f'{n}_flat']:.1f} %" for n in names)
         adv = " | ".join(f"{r[f'{n}_absadv']:.3f}" for n in pair)

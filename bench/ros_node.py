@@ -40,12 +40,26 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--engine", default="golden")
     ap.add_argument("--model", default="")
     ap.add_argument("--align", default="none", help="inspector alignment (none, euclidean, ...)")
-    ap.add_argument("--direct-calls", type=int, default=60, help="direct inspector calls before and after, each paced and back to back "
-                    "(rounded up to whole rounds of the 16 frames)")
-    ap.add_argument("--executors", nargs="+", default=["events", "single_threaded"], choices=["events", "single_threaded"],
-                    help="one stream per executor (node and subscriber), side by side in the table")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="OpenCV threads, in this process's direct calls and in the node (its cv_threads)")
+    ap.add_argument(
+        "--direct-calls",
+        type=int,
+        default=60,
+        help="direct inspector calls before and after, each paced and back to back "
+        "(rounded up to whole rounds of the 16 frames)",
+    )
+    ap.add_argument(
+        "--executors",
+        nargs="+",
+        default=["events", "single_threaded"],
+        choices=["events", "single_threaded"],
+        help="one stream per executor (node and subscriber), side by side in the table",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OpenCV threads, in this process's direct calls and in the node (its cv_threads)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ros_node")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
@@ -183,17 +197,23 @@ class Stream:
             "end-to-end median ms": med,
             "end-to-end p95 ms": float(np.percentile(e2e, 95)) if e2e.size else float("nan"),
             "ROS-added median ms (vs direct)": med - float(np.median(self.direct)),
-            "ROS-added median ms, ~/result (vs direct)": (float(np.median(self.e2e(self.results)))
-                                                          - float(np.median(self.direct))) if self.results else float("nan"),
+            "ROS-added median ms, ~/result (vs direct)": (
+                float(np.median(self.e2e(self.results))) - float(np.median(self.direct))
+            )
+            if self.results
+            else float("nan"),
             "ROS-added median ms (vs direct back to back)": med - float(np.median(self.direct_b2b)),
             "node inspect p50 ms (same frames, in node)": node_inspect,
             "node receipt->publish p50 ms": node_latency,
             "ROS-added median ms (vs node inspect)": med - node_inspect,
-            "breakdown: camera publish() call p50 ms (wall time, CPU waits included)": float(np.median(self.publish_ms)),
+            "breakdown: camera publish() call p50 ms (wall time, CPU waits included)": float(
+                np.median(self.publish_ms)
+            ),
             "breakdown: in node, receipt->publish minus inspect (p50s) ms": node_latency - node_inspect,
             "breakdown: DDS + executors both ways, end-to-end minus receipt->publish (medians) ms": med - node_latency,
-            "node RSS start / end / max MB": (f"{steady[0, 1]:.0f} / {steady[-1, 1]:.0f} / {steady[:, 1].max():.0f}"
-                                              if len(steady) else "n/a"),
+            "node RSS start / end / max MB": (
+                f"{steady[0, 1]:.0f} / {steady[-1, 1]:.0f} / {steady[:, 1].max():.0f}" if len(steady) else "n/a"
+            ),
             "node RSS slope MB/min": slope,
             "node exit code (SIGINT)": self.exit_code,
         }
@@ -214,10 +234,18 @@ def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], exe
 
     run = Stream()
     topic = f"/bench/camera_{executor}"
-    params = {"store": store_dir, "product_id": PRODUCT, "engine": args.engine, "align": args.align,
-              "model": args.model, "image_topic": topic, "diagnostics_period": 1.0, "executor": executor,
-              "cv_threads": args.threads,
-              "latency_window": 100_000}  # percentiles over the whole run
+    params = {
+        "store": store_dir,
+        "product_id": PRODUCT,
+        "engine": args.engine,
+        "align": args.align,
+        "model": args.model,
+        "image_topic": topic,
+        "diagnostics_period": 1.0,
+        "executor": executor,
+        "cv_threads": args.threads,
+        "latency_window": 100_000,
+    }  # percentiles over the whole run
     cmd = [sys.executable, "-m", "differad_edge_ros.node", "--ros-args"]
     cmd += [x for k, v in params.items() if v != "" for x in ("-p", f"{k}:={v}")]
     node_proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -238,8 +266,9 @@ def stream(args, env: dict[str, str], store_dir: str, messages: list[bytes], exe
         now = time.time_ns()
         run.results[cdr_stamp(raw)] = now
 
-    client.create_subscription(Detection2DArray, "/inspector/detections", on_detections, QoSProfile(depth=100),
-                               raw=True)
+    client.create_subscription(
+        Detection2DArray, "/inspector/detections", on_detections, QoSProfile(depth=100), raw=True
+    )
     client.create_subscription(InspectionResult, "/inspector/result", on_result, QoSProfile(depth=100), raw=True)
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     pub = client.create_publisher(Image, topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
@@ -319,14 +348,22 @@ def plot(path: Path, runs: dict[str, Stream], args) -> None:
             a.plot(rss[:, 0], rss[:, 1], label=name)
         t0 = min(run.sent.values())
         keys = sorted(k for k in run.sent if k in run.received)
-        b.plot([(run.sent[k] - t0) / 1e9 for k in keys], [(run.received[k] - run.sent[k]) / 1e6 for k in keys], ".",
-               ms=2, label=f"end-to-end via ROS, {name}")
+        b.plot(
+            [(run.sent[k] - t0) / 1e9 for k in keys],
+            [(run.received[k] - run.sent[k]) / 1e6 for k in keys],
+            ".",
+            ms=2,
+            label=f"end-to-end via ROS, {name}",
+        )
     a.set(title="inspector node RSS", xlabel="s", ylabel="MB")
     a.legend()
     direct = np.concatenate([r.direct for r in runs.values()])
     b.axhline(float(np.median(direct)), color="r", label="direct inspect (median)")
-    b.set(title=f"latency, {args.fps:g} fps {args.size}x{args.size} {args.engine} align={args.align}",
-          xlabel="s", ylabel="ms")
+    b.set(
+        title=f"latency, {args.fps:g} fps {args.size}x{args.size} {args.engine} align={args.align}",
+        xlabel="s",
+        ylabel="ms",
+    )
     b.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -335,13 +372,17 @@ def plot(path: Path, runs: dict[str, Stream], args) -> None:
 
 def append_results(args, table: str) -> None:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = f".venv/bin/python bench/ros_node.py --duration {args.duration:g} --fps {args.fps:g} --size {args.size} " \
-          f"--engine {args.engine} --align {args.align} --executors {' '.join(args.executors)}"
-    text = (f"\n## ROS 2 inspector node ({when})\n\n`{cmd}` on {platform.node()} ({os.cpu_count()} CPU, shared), "
-            f"Fast DDS SHM profile, best-effort camera QoS; camera: pre-serialized frames, restamped; node: raw (CDR) "
-            f"image subscription, reference warmed up at start. ROS-added = end-to-end "
-            f"median - direct inspect median, the direct calls at the camera rate on the same frames (back-to-back "
-            f"figure below it).\n\n{table}\n")
+    cmd = (
+        f".venv/bin/python bench/ros_node.py --duration {args.duration:g} --fps {args.fps:g} --size {args.size} "
+        f"--engine {args.engine} --align {args.align} --executors {' '.join(args.executors)}"
+    )
+    text = (
+        f"\n## ROS 2 inspector node ({when})\n\n`{cmd}` on {platform.node()} ({os.cpu_count()} CPU, shared), "
+        f"Fast DDS SHM profile, best-effort camera QoS; camera: pre-serialized frames, restamped; node: raw (CDR) "
+        f"image subscription, reference warmed up at start. ROS-added = end-to-end "
+        f"median - direct inspect median, the direct calls at the camera rate on the same frames (back-to-back "
+        f"figure below it).\n\n{table}\n"
+    )
     if not args.results.exists():
         text = "# Benchmark results\n" + text
     with open(args.results, "a", encoding="utf-8") as f:

@@ -65,8 +65,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--frames", type=int, default=300, help="frames per row")
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--sizes", type=int, nargs="+", default=[8, 800], help="square frame sides")
-    ap.add_argument("--executors", nargs="+", default=["events", "single_threaded"],
-                    choices=["events", "single_threaded"])
+    ap.add_argument(
+        "--executors", nargs="+", default=["events", "single_threaded"], choices=["events", "single_threaded"]
+    )
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
     return ap.parse_args()
@@ -93,7 +94,9 @@ def round_trips(args, env: dict[str, str], executor: str, size: int) -> np.ndarr
         received[cdr_stamp(raw)] = now
 
     node.create_subscription(Detection2DArray, "/transport/detections", on_detections, QoSProfile(depth=100), raw=True)
-    pub = node.create_publisher(Image, "/transport/camera", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+    pub = node.create_publisher(
+        Image, "/transport/camera", QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    )
     spinner = make_executor(executor, node)
     stop = threading.Event()
     thread = threading.Thread(target=spin_until_shutdown, args=(spinner,), kwargs={"stop": stop}, daemon=True)
@@ -141,8 +144,10 @@ def main() -> int:
         for executor in args.executors:
             for size in args.sizes:
                 rt = round_trips(args, env, executor, size)
-                lines.append(f"| {executor} | {size}x{size} rgb8 ({size * size * 3 / 1e6:.2f} MB) | "
-                             f"{len(rt)}/{args.frames} | {np.median(rt):.2f} | {np.percentile(rt, 90):.2f} |")
+                lines.append(
+                    f"| {executor} | {size}x{size} rgb8 ({size * size * 3 / 1e6:.2f} MB) | "
+                    f"{len(rt)}/{args.frames} | {np.median(rt):.2f} | {np.percentile(rt, 90):.2f} |"
+                )
                 print(lines[-1], flush=True)
     finally:
         rclpy.try_shutdown()
@@ -151,9 +156,11 @@ def main() -> int:
     if not args.no_append:
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         with open(args.results, "a", encoding="utf-8") as f:
-            f.write(f"\n## ROS 2 transport floor ({when})\n\n`.venv/bin/python bench/ros_transport.py` on "
-                    f"{platform.node()} ({os.cpu_count()} CPU, shared): frame in -> Detection2DArray out through an "
-                    f"echo process shaped like the inspector node, no inspection, {args.fps:g} fps.\n\n{table}\n")
+            f.write(
+                f"\n## ROS 2 transport floor ({when})\n\n`.venv/bin/python bench/ros_transport.py` on "
+                f"{platform.node()} ({os.cpu_count()} CPU, shared): frame in -> Detection2DArray out through an "
+                f"echo process shaped like the inspector node, no inspection, {args.fps:g} fps.\n\n{table}\n"
+            )
     return 0
 
 

@@ -91,31 +91,77 @@ def main() -> None:
     print(f"  synth: {time.perf_counter() - t0:.0f} s")
     base = a.out / "base"
     if not (base / "config.json").is_file():
-        run([str(BIN / "differad"), "dev", "make-model", str(base), "--size", a.size, "--overwrite"], a.out / "make.log")
+        run(
+            [str(BIN / "differad"), "dev", "make-model", str(base), "--size", a.size, "--overwrite"], a.out / "make.log"
+        )
     model = a.out / "model"
     cpu = a.device == "cpu"
-    run([str(BIN / "differad-train"), "sft", f"model.path={base}", f"data.pairs={train}", f"output_dir={model}",
-         "--overwrite", "lora.enabled=false", "merge_lora=false", "model.freeze_vision=false",
-         f"model.dtype={'fp32' if cpu else 'bf16'}", "data.template=differad-r1-nothink-v1", "data.paraphrase=false",
-         f"train.max_steps={a.steps}", f"train.per_device_train_batch_size={a.batch}",
-         "train.gradient_accumulation_steps=1", f"train.learning_rate={a.lr}", "train.lr_scheduler_type=cosine",
-         "train.warmup_steps=0.03", "train.logging_steps=10", "train.save_steps=100000",
-         f"train.dataloader_num_workers={0 if cpu else min(8, a.workers)}", "train.disable_tqdm=true",
-         f"diagnostics.eval_pairs={held}", "diagnostics.max_eval=64", "diagnostics.steps=200",
-         "diagnostics.max_new_tokens=24"], a.out / "train.log")
+    run(
+        [
+            str(BIN / "differad-train"),
+            "sft",
+            f"model.path={base}",
+            f"data.pairs={train}",
+            f"output_dir={model}",
+            "--overwrite",
+            "lora.enabled=false",
+            "merge_lora=false",
+            "model.freeze_vision=false",
+            f"model.dtype={'fp32' if cpu else 'bf16'}",
+            "data.template=differad-r1-nothink-v1",
+            "data.paraphrase=false",
+            f"train.max_steps={a.steps}",
+            f"train.per_device_train_batch_size={a.batch}",
+            "train.gradient_accumulation_steps=1",
+            f"train.learning_rate={a.lr}",
+            "train.lr_scheduler_type=cosine",
+            "train.warmup_steps=0.03",
+            "train.logging_steps=10",
+            "train.save_steps=100000",
+            f"train.dataloader_num_workers={0 if cpu else min(8, a.workers)}",
+            "train.disable_tqdm=true",
+            f"diagnostics.eval_pairs={held}",
+            "diagnostics.max_eval=64",
+            "diagnostics.steps=200",
+            "diagnostics.max_new_tokens=24",
+        ],
+        a.out / "train.log",
+    )
     results = {}
-    for engine, extra in (("vlm", ["--model", str(model), "--device", a.device, "--max-new-tokens", "24"]),
-                          ("golden", [])):
+    for engine, extra in (
+        ("vlm", ["--model", str(model), "--device", a.device, "--max-new-tokens", "24"]),
+        ("golden", []),
+    ):
         out = a.out / f"eval_{engine}"
-        run([str(BIN / "differad"), "eval", "--engine", engine, *extra, "--data", str(held), "--no-align",
-             "--no-progress", "--out", str(out)], a.out / f"eval_{engine}.log")
+        run(
+            [
+                str(BIN / "differad"),
+                "eval",
+                "--engine",
+                engine,
+                *extra,
+                "--data",
+                str(held),
+                "--no-align",
+                "--no-progress",
+                "--out",
+                str(out),
+            ],
+            a.out / f"eval_{engine}.log",
+        )
         results[engine] = overall(out / "report.json")
     summary = json.loads((model / "train_summary.json").read_text(encoding="utf-8"))
     diag = (summary.get("diagnostics") or {}).get("last") or {}
-    results["always_zero"] = {"acc30": diag.get("diag/zero_acc30"), "miou": diag.get("diag/zero_miou"),
-                              "f1": diag.get("diag/zero_f1")}
-    results["best_fixed_box"] = {"acc30": diag.get("diag/fixed_acc30"), "miou": diag.get("diag/fixed_miou"),
-                                 "f1": diag.get("diag/fixed_f1")}
+    results["always_zero"] = {
+        "acc30": diag.get("diag/zero_acc30"),
+        "miou": diag.get("diag/zero_miou"),
+        "f1": diag.get("diag/zero_f1"),
+    }
+    results["best_fixed_box"] = {
+        "acc30": diag.get("diag/fixed_acc30"),
+        "miou": diag.get("diag/fixed_miou"),
+        "f1": diag.get("diag/fixed_f1"),
+    }
     results["image_use"] = {"loss_real": diag.get("diag/loss_real"), "loss_shuffled": diag.get("diag/loss_shuffled")}
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     results["settings"] = vars(a) | {"out": str(a.out)}
@@ -125,8 +171,10 @@ def main() -> None:
         r = results[name]
         cells = [f"{100 * r[k]:.1f} %" if isinstance(r.get(k), (int, float)) else "-" for k in ("acc30", "f1", "miou")]
         print(f"| {name} | {' | '.join(cells)} |")
-    print(f"\nimage-use check (held-out answer loss): real {results['image_use']['loss_real']} vs shuffled "
-          f"{results['image_use']['loss_shuffled']}; total {results['wall_s']} s; {a.out / 'generalize.json'}")
+    print(
+        f"\nimage-use check (held-out answer loss): real {results['image_use']['loss_real']} vs shuffled "
+        f"{results['image_use']['loss_shuffled']}; total {results['wall_s']} s; {a.out / 'generalize.json'}"
+    )
 
 
 if __name__ == "__main__":

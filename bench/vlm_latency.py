@@ -79,8 +79,12 @@ def run_size(engines: dict[str, VLMEngine], size: int, reps: int, warmup: int, d
     for name, rows in samples.items():
         result["stages"][name] = {s: statistics.median(r.get(s, 0.0) for r in rows) for s in STAGES}
         totals = [r["total"] for r in rows]
-        result["total_ms"][name] = {"p50": _percentile(totals, 50), "p95": _percentile(totals, 95),
-                                    "min": min(totals), "n": len(totals)}
+        result["total_ms"][name] = {
+            "p50": _percentile(totals, 50),
+            "p95": _percentile(totals, 95),
+            "min": min(totals),
+            "n": len(totals),
+        }
     # Each pair ran both paths back to back, so the per-pair ratio cancels most load swings of a shared machine.
     pair_ratios = [c["total"] / u["total"] for u, c in zip(samples["uncached"], samples["cached"], strict=True)]
     result["pair_ratio_median"] = statistics.median(pair_ratios)
@@ -96,8 +100,9 @@ def _answer_kind(text: str) -> str:
     return "invalid" if not parsed.valid else "zero box" if parsed.box.is_zero else "anomalous"
 
 
-def _vlm_answer(engine: VLMEngine, handle, target: np.ndarray, grammar: bool, max_new: int,
-                fixed: int = 0) -> tuple[list[int], str, int, float]:
+def _vlm_answer(
+    engine: VLMEngine, handle, target: np.ndarray, grammar: bool, max_new: int, fixed: int = 0
+) -> tuple[list[int], str, int, float]:
     """(tokens, text, forward passes, ms) of one vlm answer; ``fixed``: unconstrained, exactly that many tokens."""
     engine.grammar, engine.min_new_tokens, engine._max_new_tokens = grammar, fixed, fixed or max_new
     resized = engine.size_policy.apply(target)
@@ -106,12 +111,18 @@ def _vlm_answer(engine: VLMEngine, handle, target: np.ndarray, grammar: bool, ma
     return gen.tokens[0], gen.texts[0], gen.forward_passes[0], (time.perf_counter() - t0) * 1000.0
 
 
-def _onnx_answer(engine, handle, target: np.ndarray, grammar: bool, max_new: int,
-                 fixed: int = 0) -> tuple[list[int], str, int, float]:
+def _onnx_answer(
+    engine, handle, target: np.ndarray, grammar: bool, max_new: int, fixed: int = 0
+) -> tuple[list[int], str, int, float]:
     resized = engine.size_policy.apply(target)
     t0 = time.perf_counter()
-    gen = engine.runner.generate(resized.image, prefix=handle.state["prefix"], max_new_tokens=fixed or max_new,
-                                 min_new_tokens=fixed, grammar=grammar and not fixed)
+    gen = engine.runner.generate(
+        resized.image,
+        prefix=handle.state["prefix"],
+        max_new_tokens=fixed or max_new,
+        min_new_tokens=fixed,
+        grammar=grammar and not fixed,
+    )
     return gen.tokens, gen.text, gen.forward_passes, (time.perf_counter() - t0) * 1000.0
 
 
@@ -133,9 +144,20 @@ def grammar_compare(engine, pairs: list[tuple[np.ndarray, np.ndarray]], warmup: 
         same = answer(engine, h, tgt, False, max_new, fixed=len(on[0]))
         free = answer(engine, h, tgt, False, max_new)
         if i >= warmup:
-            rows.append({"kind": _answer_kind(on[1]), "tokens": len(on[0]), "passes_on": on[2], "ms_on": on[3],
-                         "passes_same": same[2], "ms_same": same[3], "free_kind": _answer_kind(free[1]),
-                         "free_identical": free[0] == on[0], "passes_free": free[2], "ms_free": free[3]})
+            rows.append(
+                {
+                    "kind": _answer_kind(on[1]),
+                    "tokens": len(on[0]),
+                    "passes_on": on[2],
+                    "ms_on": on[3],
+                    "passes_same": same[2],
+                    "ms_same": same[3],
+                    "free_kind": _answer_kind(free[1]),
+                    "free_identical": free[0] == on[0],
+                    "passes_free": free[2],
+                    "ms_free": free[3],
+                }
+            )
     if isinstance(engine, VLMEngine):
         engine.grammar, engine.min_new_tokens, engine._max_new_tokens = True, 0, None
     return {"rows": rows}
@@ -143,14 +165,18 @@ def grammar_compare(engine, pairs: list[tuple[np.ndarray, np.ndarray]], warmup: 
 
 def grammar_table(label: str, result: dict) -> str:
     """One line per answer kind: passes and wall time, grammar on vs unconstrained."""
-    lines = [f"| {label}: answer kind | n | tokens | passes on | passes unconstrained (same answer) | passes ratio | "
-             "ms on (p50) | ms unconstrained same (p50) | time ratio (p50 of per-pair) | unconstrained free: valid, "
-             "identical, passes, ms p50 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"| {label}: answer kind | n | tokens | passes on | passes unconstrained (same answer) | passes ratio | "
+        "ms on (p50) | ms unconstrained same (p50) | time ratio (p50 of per-pair) | unconstrained free: valid, "
+        "identical, passes, ms p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     rows = result["rows"]
     for kind in ("anomalous", "zero box", "all"):
         sel = [r for r in rows if kind == "all" or r["kind"] == kind]
         if not sel:
             continue
+
         def mean(k: str, sel: list[dict] = sel) -> float:
             return statistics.mean(r[k] for r in sel)
 
@@ -160,10 +186,12 @@ def grammar_table(label: str, result: dict) -> str:
         ratio_t = statistics.median(r["ms_on"] / r["ms_same"] for r in sel)
         valid = sum(r["free_kind"] != "invalid" for r in sel)
         ident = sum(r["free_identical"] for r in sel)
-        lines.append(f"| {kind} | {len(sel)} | {mean('tokens'):.1f} | {mean('passes_on'):.1f} | {mean('passes_same'):.1f} | "
-                     f"{mean('passes_on') / mean('passes_same'):.2f} | {med('ms_on'):.1f} | {med('ms_same'):.1f} | "
-                     f"{ratio_t:.2f} | {valid}/{len(sel)} valid, {ident} identical, {mean('passes_free'):.1f}, "
-                     f"{med('ms_free'):.1f} |")
+        lines.append(
+            f"| {kind} | {len(sel)} | {mean('tokens'):.1f} | {mean('passes_on'):.1f} | {mean('passes_same'):.1f} | "
+            f"{mean('passes_on') / mean('passes_same'):.2f} | {med('ms_on'):.1f} | {med('ms_same'):.1f} | "
+            f"{ratio_t:.2f} | {valid}/{len(sel)} valid, {ident} identical, {mean('passes_free'):.1f}, "
+            f"{med('ms_free'):.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -177,7 +205,10 @@ def memorized_pairs_of(model: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def print_table(results: list[dict], gpu: bool) -> str:
-    lines = ["| image | stage | uncached ms (median) | cached ms (median) | cached/uncached |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| image | stage | uncached ms (median) | cached ms (median) | cached/uncached |",
+        "|---|---|---:|---:|---:|",
+    ]
     for r in results:
         st = r["stages"]
         for s in STAGES:
@@ -185,21 +216,31 @@ def print_table(results: list[dict], gpu: bool) -> str:
             ratio = f"{c / u:.2f}" if u > 0 else "-"
             label = "**per frame**" if s == "total" else s
             lines.append(f"| {r['size']}x{r['size']} | {label} | {u:.1f} | {c:.1f} | {ratio} |")
-        lines.append(f"| {r['size']}x{r['size']} | per frame, best of {r['total_ms']['cached']['n']} | "
-                     f"{r['total_ms']['uncached']['min']:.1f} | {r['total_ms']['cached']['min']:.1f} | "
-                     f"{r['total_ms']['cached']['min'] / r['total_ms']['uncached']['min']:.2f} |")
-        lines.append(f"| {r['size']}x{r['size']} | per frame, median of per-pair ratios | | | "
-                     f"{r['pair_ratio_median']:.2f} |")
-        lines.append(f"| {r['size']}x{r['size']} | prepare (once per reference) | {r['prepare_ms']['uncached']:.1f} | "
-                     f"{r['prepare_ms']['cached']:.1f} | - |")
+        lines.append(
+            f"| {r['size']}x{r['size']} | per frame, best of {r['total_ms']['cached']['n']} | "
+            f"{r['total_ms']['uncached']['min']:.1f} | {r['total_ms']['cached']['min']:.1f} | "
+            f"{r['total_ms']['cached']['min'] / r['total_ms']['uncached']['min']:.2f} |"
+        )
+        lines.append(
+            f"| {r['size']}x{r['size']} | per frame, median of per-pair ratios | | | {r['pair_ratio_median']:.2f} |"
+        )
+        lines.append(
+            f"| {r['size']}x{r['size']} | prepare (once per reference) | {r['prepare_ms']['uncached']:.1f} | "
+            f"{r['prepare_ms']['cached']:.1f} | - |"
+        )
     if gpu or any("max_memory_allocated_mb" in r for r in results):
-        lines += ["", "| image | mode | p50 ms/pair | p95 ms/pair | n | peak GPU MiB |", "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| image | mode | p50 ms/pair | p95 ms/pair | n | peak GPU MiB |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for r in results:
             for name in ("uncached", "cached"):
                 t = r["total_ms"][name]
                 mem = r.get("max_memory_allocated_mb", float("nan"))
-                lines.append(f"| {r['size']}x{r['size']} | {name} | {t['p50']:.1f} | {t['p95']:.1f} | {t['n']} | "
-                             f"{mem:.0f} |")
+                lines.append(
+                    f"| {r['size']}x{r['size']} | {name} | {t['p50']:.1f} | {t['p95']:.1f} | {t['n']} | {mem:.0f} |"
+                )
     text = "\n".join(lines)
     print(text)
     return text
@@ -239,13 +280,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-sizes", type=int, nargs="+", default=[256, 800])
     ap.add_argument("--reps", type=int, default=5, help="timed pairs per image size and mode")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--kv-cache", choices=("dynamic", "static"), default="dynamic",
-                    help="KV cache of both engines; static: fixed shapes, which generate compiles on CUDA")
+    ap.add_argument(
+        "--kv-cache",
+        choices=("dynamic", "static"),
+        default="dynamic",
+        help="KV cache of both engines; static: fixed shapes, which generate compiles on CUDA",
+    )
     ap.add_argument("--new-tokens", type=int, default=16, help="fixed answer length (EOS ignored)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1 gives stable numbers on a shared machine; 2 threads stall when preempted)")
-    ap.add_argument("--grammar-compare", action="store_true",
-                    help="answer grammar on vs off (forward passes, wall time) instead of the prefix-cache comparison")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 gives stable numbers on a shared machine; 2 threads stall when preempted)",
+    )
+    ap.add_argument(
+        "--grammar-compare",
+        action="store_true",
+        help="answer grammar on vs off (forward passes, wall time) instead of the prefix-cache comparison",
+    )
     ap.add_argument("--memorized", type=Path, help="with --grammar-compare: a memorized fixture model and its pairs")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--plot", type=Path, help="write a stacked bar chart of the stages here (png)")
@@ -261,29 +313,47 @@ def main(argv: list[str] | None = None) -> int:
         return _grammar_main(args)
     with tempfile.TemporaryDirectory(prefix="differad-bench-") as tmp:
         t0 = time.perf_counter()
-        path = args.model or make_model(Path(tmp) / args.size, size=args.size, seed=0,
-                                        template_id=NOTHINK_TEMPLATE.id)
+        path = args.model or make_model(Path(tmp) / args.size, size=args.size, seed=0, template_id=NOTHINK_TEMPLATE.id)
         loaded = load_model(path, dtype=args.dtype, device=args.device, quant=args.quant)
-        print(f"model {path} ({loaded.info['params'] / 1e6:.1f}M params, {args.dtype}, {args.device}, "
-              f"quant={args.quant}) ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        print(
+            f"model {path} ({loaded.info['params'] / 1e6:.1f}M params, {args.dtype}, {args.device}, "
+            f"quant={args.quant}) ready in {time.perf_counter() - t0:.1f}s",
+            file=sys.stderr,
+        )
         engines = {
-            name: VLMEngine(loaded, template_id=NOTHINK_TEMPLATE.id, max_new_tokens=args.new_tokens,
-                            reference_cache=(name == "cached"), kv_cache=args.kv_cache)
+            name: VLMEngine(
+                loaded,
+                template_id=NOTHINK_TEMPLATE.id,
+                max_new_tokens=args.new_tokens,
+                reference_cache=(name == "cached"),
+                kv_cache=args.kv_cache,
+            )
             for name in ("uncached", "cached")
         }
         for eng in engines.values():
             eng.min_new_tokens = args.new_tokens
         results = [run_size(engines, s, args.reps, args.warmup, args.device) for s in args.image_sizes]
-    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; torch {torch.__version__}; "
-              f"threads={args.threads}; model={args.model or args.size} {args.dtype} {args.device} quant={args.quant}; "
-              f"kv_cache={args.kv_cache}; "
-              f"{args.new_tokens} new tokens; {args.reps} reps (+{args.warmup} warmup)")
+    header = (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; torch {torch.__version__}; "
+        f"threads={args.threads}; model={args.model or args.size} {args.dtype} {args.device} quant={args.quant}; "
+        f"kv_cache={args.kv_cache}; "
+        f"{args.new_tokens} new tokens; {args.reps} reps (+{args.warmup} warmup)"
+    )
     print(header)
     table = print_table(results, args.device.startswith("cuda"))
     if args.json:
-        atomic_write_text(args.json, json.dumps({"header": header, "args": vars(args) | {"model": str(args.model),
-                                         "json": str(args.json), "plot": str(args.plot)},
-                                         "results": results, "table": table}, indent=2))
+        atomic_write_text(
+            args.json,
+            json.dumps(
+                {
+                    "header": header,
+                    "args": vars(args) | {"model": str(args.model), "json": str(args.json), "plot": str(args.plot)},
+                    "results": results,
+                    "table": table,
+                },
+                indent=2,
+            ),
+        )
     if args.plot:
         plot(results, args.plot)
     return 0
@@ -293,8 +363,11 @@ def _grammar_main(args: argparse.Namespace) -> int:
     import torch
 
     with tempfile.TemporaryDirectory(prefix="differad-bench-") as tmp:
-        path = args.memorized or args.model or make_model(Path(tmp) / args.size, size=args.size, seed=0,
-                                                          template_id=NOTHINK_TEMPLATE.id)
+        path = (
+            args.memorized
+            or args.model
+            or make_model(Path(tmp) / args.size, size=args.size, seed=0, template_id=NOTHINK_TEMPLATE.id)
+        )
         loaded = load_model(path, dtype=args.dtype, device=args.device, quant=args.quant)
         out = []
         if args.memorized:
@@ -302,16 +375,21 @@ def _grammar_main(args: argparse.Namespace) -> int:
             pairs = memorized_pairs_of(args.memorized)
             label = f"vlm, memorized fixture, its {len(pairs)} pairs"
             out.append(grammar_table(label, grammar_compare(engine, pairs, warmup=args.warmup)))
-        for size in ([] if args.memorized else args.image_sizes):
-            engine = VLMEngine(loaded, kv_cache=args.kv_cache,
-                               size_policy=SizePolicy(max_pixels=size * size, min_pixels=min(size * size, 64 * 64)))
+        for size in [] if args.memorized else args.image_sizes:
+            engine = VLMEngine(
+                loaded,
+                kv_cache=args.kv_cache,
+                size_policy=SizePolicy(max_pixels=size * size, min_pixels=min(size * size, 64 * 64)),
+            )
             ref, _ = make_pair(size, 0)
             pairs = [(ref, make_pair(size, 1 + i)[1]) for i in range(args.warmup + args.reps)]
             label = f"vlm {args.size if not args.model else args.model} {size}x{size}"
             out.append(grammar_table(label, grammar_compare(engine, pairs, warmup=args.warmup)))
-    header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; torch {torch.__version__}; "
-              f"threads={args.threads}; model={args.memorized or args.model or args.size} {args.dtype} {args.device}; "
-              f"kv_cache={args.kv_cache}; grammar on vs off; reference prefix cache on")
+    header = (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()}; torch {torch.__version__}; "
+        f"threads={args.threads}; model={args.memorized or args.model or args.size} {args.dtype} {args.device}; "
+        f"kv_cache={args.kv_cache}; grammar on vs off; reference prefix cache on"
+    )
     print(header)
     print("\n\n".join(out))
     if args.json:

@@ -129,7 +129,9 @@ def build_candidate(
     config = config or BuildConfig()
     if gates is not None:
         regate(session, gates)
-    min_accepted = (gates or make_config(GateConfig, session.gates.get("config", {}), "session gate config")).min_accepted
+    min_accepted = (
+        gates or make_config(GateConfig, session.gates.get("config", {}), "session gate config")
+    ).min_accepted
     frames = session.select("build")
     if len(frames) < min_accepted:
         rejected = {f.name: "; ".join(f.verdict.get("reasons", {}).values()) for f in session.select("build", False)}
@@ -156,8 +158,11 @@ def build_candidate(
 
     metadata = {
         # what the inspector registers live frames with (the model this reference was built with)
-        ALIGN_KEY: {"motion": built.metrics["motion"], "residual_px": built.metrics["residual_px_median"],
-                    "candidates_px": built.metrics["motion_residuals_px"]},
+        ALIGN_KEY: {
+            "motion": built.metrics["motion"],
+            "residual_px": built.metrics["residual_px_median"],
+            "candidates_px": built.metrics["motion_residuals_px"],
+        },
         "calibration": {
             "session": str(session.root),
             "source": session.source,
@@ -166,7 +171,7 @@ def build_candidate(
             "build": built.metrics,
             "build_config": config.model_dump(),
             "care_mask_source": str(care_mask) if care_mask is not None else None,
-        }
+        },
     }
     return store.add_version(
         session.product_id,

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from differad_edge.alignment import MOTIONS
 from differad_edge.cli.common import OneLineParser, run_command
+
+from differad_edge.alignment import MOTIONS
 from differad_edge.variation import VARIATION_METHODS
 
 PROG = "differad-calibrate"
@@ -24,13 +25,17 @@ STORE_ENV = "DIFFERAD_STORE"
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--store", default=os.environ.get(STORE_ENV, "references"), metavar="DIR",
+        "--store",
+        default=os.environ.get(STORE_ENV, "references"),
+        metavar="DIR",
         help=f"reference store folder (default: ${STORE_ENV} or ./references)",
     )
 
 
 def _operator_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--operator", metavar="NAME", help="who does this (default: $DIFFERAD_OPERATOR); kept in the history")
+    p.add_argument(
+        "--operator", metavar="NAME", help="who does this (default: $DIFFERAD_OPERATOR); kept in the history"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-mask", action="store_true", help="also ignore pixels that vary between good parts")
     p.add_argument("--max-spread", type=float, help="auto-mask: spread (gray levels) above which a pixel is ignored")
     p.add_argument("--method", choices=VARIATION_METHODS, help="reference = median (default) or mean")
-    p.add_argument("--motion", choices=["auto", *MOTIONS],
-                   help="alignment motion model (default auto: chosen on the frames by residual, stored with the reference)")
+    p.add_argument(
+        "--motion",
+        choices=["auto", *MOTIONS],
+        help="alignment motion model (default auto: chosen on the frames by residual, stored with the reference)",
+    )
     p.add_argument("--config", help="calibration YAML; with it the gates are re-run with its thresholds")
     p.set_defaults(func=_build)
 
@@ -74,8 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="JSON", help="defect boxes {file: [x1,y1,x2,y2]} (default DIR/labels.json)")
     p.add_argument("--target-far", type=float, help="largest false-alarm rate allowed (default 0)")
     p.add_argument("--min-detection", type=float, help="smallest detection rate required (default 0.8)")
-    p.add_argument("--report", metavar="DIR", help="new HTML report folder (default: a timestamped "
-                   "SESSION_DIR/reports/report-PRODUCT-VERSION-TIME or ./reports/...; never overwritten)")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="new HTML report folder (default: a timestamped "
+        "SESSION_DIR/reports/report-PRODUCT-VERSION-TIME or ./reports/...; never overwritten)",
+    )
     _operator_arg(p)
     p.add_argument("--config", help="calibration YAML (section validate)")
     p.set_defaults(func=_validate)
@@ -149,8 +161,16 @@ def _capture(args: argparse.Namespace) -> int:
 
     try:
         session = capture(
-            args.product, args.source, args.frames, args.out, holdout=args.holdout, gates=cfg.gates,
-            overwrite=args.overwrite, on_frame=report_progress, stride=args.stride, topic=args.topic,
+            args.product,
+            args.source,
+            args.frames,
+            args.out,
+            holdout=args.holdout,
+            gates=cfg.gates,
+            overwrite=args.overwrite,
+            on_frame=report_progress,
+            stride=args.stride,
+            topic=args.topic,
             timeout_s=args.timeout,
         )
     finally:
@@ -158,16 +178,20 @@ def _capture(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
     build_ok = len(session.select("build"))
     held = len(session.select("holdout"))
-    print(f"captured {len(session.frames)} frames of {args.product} into {session.root}: "
-          f"{build_ok} accepted for the build, {held} accepted held out for validation")
+    print(
+        f"captured {len(session.frames)} frames of {args.product} into {session.root}: "
+        f"{build_ok} accepted for the build, {held} accepted held out for validation"
+    )
     for f in session.frames:
         for gate, why in f.verdict.get("reasons", {}).items():
             print(f"  rejected {f.name} [{gate}]: {why}")
         for gate, why in f.verdict.get("warnings", {}).items():
             print(f"  warning {f.name} [{gate}]: {why}")
     if build_ok < cfg.gates.min_accepted:
-        print(f"warning: fewer than {cfg.gates.min_accepted} accepted frames; 'build' will refuse this session",
-              file=sys.stderr)
+        print(
+            f"warning: fewer than {cfg.gates.min_accepted} accepted frames; 'build' will refuse this session",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -186,11 +210,18 @@ def _build(args: argparse.Namespace) -> int:
     build = make_config(BuildConfig, data, "build options")
     session = load_session(args.session)
     version = build_candidate(
-        _store(args), session, config=build, gates=cfg.gates if args.config else None,
-        care_mask=args.care_mask, progress=sys.stderr.isatty(), operator=_operator(args, required=False),
+        _store(args),
+        session,
+        config=build,
+        gates=cfg.gates if args.config else None,
+        care_mask=args.care_mask,
+        progress=sys.stderr.isatty(),
+        operator=_operator(args, required=False),
     )
-    print(f"built candidate {session.product_id}/{version}; next: differad-calibrate validate "
-          f"--product {session.product_id} --version {version} --session {session.root}")
+    print(
+        f"built candidate {session.product_id}/{version}; next: differad-calibrate validate "
+        f"--product {session.product_id} --version {version} --session {session.root}"
+    )
     print(version)
     return 0
 
@@ -201,8 +232,11 @@ def _validate(args: argparse.Namespace) -> int:
     from .session import load_session
 
     cfg = _config(args).validate_
-    updates = {k: v for k, v in (("target_false_alarm_rate", args.target_far), ("min_detection_rate", args.min_detection))
-               if v is not None}
+    updates = {
+        k: v
+        for k, v in (("target_false_alarm_rate", args.target_far), ("min_detection_rate", args.min_detection))
+        if v is not None
+    }
     if updates:
         cfg = make_config(ValidateConfig, {**cfg.model_dump(), **updates}, "validate options")
     operator = _operator(args)
@@ -213,19 +247,34 @@ def _validate(args: argparse.Namespace) -> int:
     report_root = session.root if session else Path(args.store)
     report_dir = args.report or new_report_dir(report_root / "reports", args.product, version)
     result = run_validation(
-        store, args.product, version, session=session, good_dirs=args.good, defects_dir=args.defects,
-        labels=args.labels, config=cfg, report_dir=report_dir, progress=sys.stderr.isatty(), operator=operator,
+        store,
+        args.product,
+        version,
+        session=session,
+        good_dirs=args.good,
+        defects_dir=args.defects,
+        labels=args.labels,
+        config=cfg,
+        report_dir=report_dir,
+        progress=sys.stderr.isatty(),
+        operator=operator,
     )
     s = result.to_json()
     verdict = "PASSED" if result.passed else "FAILED"
     pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
     thresholds = ", ".join(f"{k}={v}" for k, v in result.golden.items()) or "none"
-    print(f"{args.product}/{version} {verdict}: false alarms {pct(s['false_alarm_rate'])} on {s['n_good']} good frames, "
-          f"detection {pct(s['detection_rate'])} on {s['n_defect']} defects; thresholds {thresholds}")
+    print(
+        f"{args.product}/{version} {verdict}: false alarms {pct(s['false_alarm_rate'])} on {s['n_good']} good frames, "
+        f"detection {pct(s['detection_rate'])} on {s['n_defect']} defects; thresholds {thresholds}"
+    )
     for r in result.reasons:
         print(f"  {r}")
     failing = result.failing_frames()
-    for key, label in (("false_alarms", "false alarm"), ("missed", "missed defect"), ("alignment_failures", "not aligned")):
+    for key, label in (
+        ("false_alarms", "false alarm"),
+        ("missed", "missed defect"),
+        ("alignment_failures", "not aligned"),
+    ):
         for name in failing[key]:
             print(f"  {label}: {name}")
     if result.golden and result.passed:
@@ -237,8 +286,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from .commands import promote
 
-    promote(_store(args), args.product, args.version, force=args.force, reason=args.reason,
-            operator=_operator(args))
+    promote(_store(args), args.product, args.version, force=args.force, reason=args.reason, operator=_operator(args))
     print(f"{args.product}: active version is now {args.version}{' (forced)' if args.force else ''}")
     return 0
 
@@ -251,8 +299,11 @@ def _rollback(args: argparse.Namespace) -> int:
     target = rollback_target(store, args.product)
     version = rollback(store, args.product, force=args.force, reason=args.reason, operator=operator)
     if target is not None and target.status != "validated":  # only reached with --force (the store refuses otherwise)
-        print(f"warning: {args.product}/{version} is {target.status}: it never passed validation (forced rollback, "
-              "logged with your reason)", file=sys.stderr)
+        print(
+            f"warning: {args.product}/{version} is {target.status}: it never passed validation (forced rollback, "
+            "logged with your reason)",
+            file=sys.stderr,
+        )
     print(f"{args.product}: rolled back, active version is now {version}")
     return 0
 
@@ -268,8 +319,10 @@ def _list(args: argparse.Namespace) -> int:
     for r in rows:
         fa = "-" if r["false_alarm_rate"] is None else f"{r['false_alarm_rate']:.1%}"
         dr = "-" if r["detection_rate"] is None else f"{r['detection_rate']:.1%}"
-        print(f"{r['product']:<20} {r['version']:<10} {r['status']:<10} {'*' if r['active'] else '':<6} "
-              f"{fa:>8} {dr:>9}  {r['created']}")
+        print(
+            f"{r['product']:<20} {r['version']:<10} {r['status']:<10} {'*' if r['active'] else '':<6} "
+            f"{fa:>8} {dr:>9}  {r['created']}"
+        )
     return 0
 
 
@@ -297,8 +350,9 @@ def _add_view_options(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 if "--product" in sub._option_string_actions and "--view" not in sub._option_string_actions:
-                    sub.add_argument("--view", metavar="ID",
-                                     help="view (robot pose) of the product: its reference is PRODUCT.VIEW")
+                    sub.add_argument(
+                        "--view", metavar="ID", help="view (robot pose) of the product: its reference is PRODUCT.VIEW"
+                    )
 
 
 def _with_view(func):
@@ -308,6 +362,7 @@ def _with_view(func):
 
             args.product = reference_id(args.product, args.view)  # ConfigError: one line, exit 2
         return func(args)
+
     return run
 
 

@@ -118,7 +118,11 @@ def run_validation(
     version = version or latest_candidate(store, product_id)
     info = store.info(product_id, version)
     store.check_can_validate(product_id, version)  # fail before the run, not after it
-    if report_dir is not None and Path(report_dir).exists() and (not Path(report_dir).is_dir() or any(Path(report_dir).iterdir())):
+    if (
+        report_dir is not None
+        and Path(report_dir).exists()
+        and (not Path(report_dir).is_dir() or any(Path(report_dir).iterdir()))
+    ):
         raise CalibrationError(
             f"report folder {report_dir} exists already; reports are never overwritten - choose a new --report "
             "or leave it out for a timestamped folder"
@@ -135,21 +139,32 @@ def run_validation(
     if defects_dir is not None:
         samples += load_defects(defects_dir, labels)
         label_file = Path(labels) if labels is not None else Path(defects_dir) / "labels.json"
-        inputs.append({"name": label_file.name, "kind": "labels", "file": str(label_file), "sha256": sha256_file(label_file)})
+        inputs.append(
+            {"name": label_file.name, "kind": "labels", "file": str(label_file), "sha256": sha256_file(label_file)}
+        )
     inputs = [s.input_record() for s in samples] + inputs
     motion = (info.metadata.get("calibration", {}).get("build_config", {}) or {}).get("motion", "euclidean")
     result = validate_reference(reference, samples, config, motion=motion, progress=progress)
     if report_dir is not None:
         result.report_path = write_report(result, reference, report_dir, info)
     store.set_validation(
-        product_id, version, result.passed, result.to_json(), operator=operator, inputs=inputs,
+        product_id,
+        version,
+        result.passed,
+        result.to_json(),
+        operator=operator,
+        inputs=inputs,
         report_files=[str(result.report_path)] if result.report_path else None,
     )
     return result
 
 
 def promote(
-    store: ReferenceStore, product_id: str, version: str, force: bool = False, reason: str | None = None,
+    store: ReferenceStore,
+    product_id: str,
+    version: str,
+    force: bool = False,
+    reason: str | None = None,
     operator: str | None = None,
 ) -> None:
     if force and not (reason and reason.strip()):
@@ -250,13 +265,19 @@ def summary_lines(details: dict[str, Any]) -> list[str]:
         )
         for r in rep.get("reasons", []):
             lines.append(f"    {r}")
-        for key, label in (("false_alarms", "false alarm"), ("missed", "missed defect"), ("alignment_failures", "not aligned")):
+        for key, label in (
+            ("false_alarms", "false alarm"),
+            ("missed", "missed defect"),
+            ("alignment_failures", "not aligned"),
+        ):
             for name in rep.get(key, []) or []:
                 lines.append(f"    {label}: {name}")
         inputs = val.get("inputs") or []
         if inputs:
             kinds = {k: sum(i.get("kind") == k for i in inputs) for k in ("good", "defect", "labels")}
-            lines.append(f"    inputs: {kinds['good']} good, {kinds['defect']} defect frames, {kinds['labels']} label files (sha256 in --json)")
+            lines.append(
+                f"    inputs: {kinds['good']} good, {kinds['defect']} defect frames, {kinds['labels']} label files (sha256 in --json)"
+            )
         for f in val.get("report_files") or []:
             lines.append(f"    report: {f}")
     else:

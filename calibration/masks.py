@@ -29,7 +29,9 @@ def load_care_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     try:
         rgb = load_image(p)
     except ImageError as e:
-        raise CalibrationError(f"cannot read care mask {p}: {e}; pass a PNG (white = inspect) or a YAML of polygons") from e
+        raise CalibrationError(
+            f"cannot read care mask {p}: {e}; pass a PNG (white = inspect) or a YAML of polygons"
+        ) from e
     if (rgb.shape[1], rgb.shape[0]) != tuple(size):
         raise CalibrationError(
             f"care mask {p} is {rgb.shape[1]}x{rgb.shape[0]} but the frames are {size[0]}x{size[1]}; "
@@ -37,7 +39,9 @@ def load_care_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
         )
     mask = np.where(rgb.max(axis=2) > 127, 255, 0).astype(np.uint8)
     if not mask.any():
-        raise CalibrationError(f"care mask {p} is all black: nothing would be inspected; white marks the inspected area")
+        raise CalibrationError(
+            f"care mask {p} is all black: nothing would be inspected; white marks the inspected area"
+        )
     return mask
 
 
@@ -58,7 +62,9 @@ def polygons_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     for key, value in (("care", 255), ("ignore", 0)):
         polys = data.get(key) or []
         if not isinstance(polys, list):
-            raise CalibrationError(f"polygon mask {path}: '{key}' must be a list of polygons, got {type(polys).__name__}")
+            raise CalibrationError(
+                f"polygon mask {path}: '{key}' must be a list of polygons, got {type(polys).__name__}"
+            )
         for j, poly in enumerate(polys):
             pts = _polygon(poly, f"{path}: {key}[{j}]")
             cv2.fillPoly(mask, [pts], value)

@@ -95,7 +95,9 @@ class Session:
         for f in frames:
             rel = Path(str(f.file))
             if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-                raise CalibrationError(f"session {self.root} names frame file {f.file!r} outside its folder; capture again")
+                raise CalibrationError(
+                    f"session {self.root} names frame file {f.file!r} outside its folder; capture again"
+                )
             path = self.root / rel
             if path.is_symlink():
                 raise CalibrationError(f"frame {path} of session {self.root} is a symbolic link; capture again")
@@ -151,8 +153,13 @@ def capture(
     _check_out(out, overwrite)
     kind = describe_source(source) if frames is None else "station"
     if frames is None:
-        frames = collect_frames(source, count, progress=progress and on_frame is None,
-                                on_frame=_live(gates, count, on_frame), **source_options)
+        frames = collect_frames(
+            source,
+            count,
+            progress=progress and on_frame is None,
+            on_frame=_live(gates, count, on_frame),
+            **source_options,
+        )
     report = evaluate_gates([f.image for f in frames], [f.name for f in frames], gates)
     held = holdout_indices(len(frames), holdout)
 
@@ -201,8 +208,11 @@ def _live(gates: GateConfig | None, total: int | None, on_frame: Callable[[Captu
         state["accepted"] += verdict.accepted
         if not verdict.accepted:
             state["last"] = f"{short_reason(verdict)} ({frame.name})"
-        on_frame(CaptureProgress(state["n"], total, frame.name, verdict, state["accepted"], state["last"],
-                                 not verdict.accepted))
+        on_frame(
+            CaptureProgress(
+                state["n"], total, frame.name, verdict, state["accepted"], state["last"], not verdict.accepted
+            )
+        )
 
     return callback
 
@@ -226,7 +236,9 @@ def load_session(root: str | Path) -> Session:
     root = Path(root)
     path = root / SESSION_FILE
     if not path.is_file():
-        raise CalibrationError(f"{root} is not a capture session (no {SESSION_FILE}); run 'differad-calibrate capture' first")
+        raise CalibrationError(
+            f"{root} is not a capture session (no {SESSION_FILE}); run 'differad-calibrate capture' first"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         frames = [SessionFrame(**f) for f in data["frames"]]

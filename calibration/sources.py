@@ -25,6 +25,7 @@ IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 #: ROS image encodings we decode, with their channel order as understood by ``images.to_rgb8``.
 
+
 @dataclass
 class Frame:
     """One candidate frame; ``name`` identifies it in reports (file name, video index, bag stamp)."""
@@ -82,7 +83,11 @@ def iter_frames(spec: str, *, stride: int = 1, topic: str | None = None, timeout
 
 
 def collect_frames(
-    spec: str, count: int | None, *, progress: bool = False, on_frame: Callable[[Frame], None] | None = None,
+    spec: str,
+    count: int | None,
+    *,
+    progress: bool = False,
+    on_frame: Callable[[Frame], None] | None = None,
     **options: Any,
 ) -> list[Frame]:
     """The first ``count`` frames of a source (``None``: all of them); an empty source is an error.
@@ -130,7 +135,9 @@ def iter_video(path: Path) -> Iterator[Frame]:
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise CalibrationError(f"cannot open video {path}; is it a video file OpenCV can decode (e.g. MJPG .avi, mp4)?")
+            raise CalibrationError(
+                f"cannot open video {path}; is it a video file OpenCV can decode (e.g. MJPG .avi, mp4)?"
+            )
         index = 0
         while True:
             ok, bgr = cap.read()
@@ -153,7 +160,9 @@ def iter_camera(index: int, timeout_s: float = 30.0) -> Iterator[Frame]:
     cap = cv2.VideoCapture(index)
     try:
         if not cap.isOpened():
-            raise CalibrationError(f"cannot open camera {index}; check it is plugged in and not used by another program")
+            raise CalibrationError(
+                f"cannot open camera {index}; check it is plugged in and not used by another program"
+            )
         count, last = 0, time.monotonic()
         while time.monotonic() - last < timeout_s:
             ok, bgr = cap.read()

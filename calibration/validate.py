@@ -62,7 +62,11 @@ class SampleResult:
     def found(self, key: tuple[float, float], min_iou: float) -> bool:
         det = self.outcomes.get(key)
         return bool(
-            self.align_ok and det is not None and det.anomaly and self.gt_ref is not None and iou(det.box, self.gt_ref) >= min_iou
+            self.align_ok
+            and det is not None
+            and det.anomaly
+            and self.gt_ref is not None
+            and iou(det.box, self.gt_ref) >= min_iou
         )
 
 
@@ -107,7 +111,11 @@ class ValidationResult:
         key = point.key if point else None
         return {
             "false_alarms": [s.sample.name for s in self.samples if s.sample.gt is None and key and s.alarm(key)],
-            "missed": [s.sample.name for s in self.samples if s.sample.gt is not None and key and not s.found(key, self.config.iou)],
+            "missed": [
+                s.sample.name
+                for s in self.samples
+                if s.sample.gt is not None and key and not s.found(key, self.config.iou)
+            ],
             "alignment_failures": [s.sample.name for s in self.samples if not s.align_ok],
         }
 
@@ -124,7 +132,9 @@ class ValidationResult:
             "detection_rate": None if self.chosen is None else self.chosen.detection_rate,
             "target_false_alarm_rate": self.config.target_false_alarm_rate,
             "margin": self.config.margin,
-            "tightest": None if self.tightest is None else {"k": self.tightest.k, "abs_threshold": self.tightest.abs_threshold},
+            "tightest": None
+            if self.tightest is None
+            else {"k": self.tightest.k, "abs_threshold": self.tightest.abs_threshold},
             "min_detection_rate": self.config.min_detection_rate,
             "iou": self.config.iou,
             "n_good": len(good),
@@ -133,8 +143,13 @@ class ValidationResult:
             **failing,
             "failing_frames": sorted({n for names in failing.values() for n in names}),
             "grid": [
-                {"k": g.k, "abs_threshold": g.abs_threshold, "false_alarm_rate": g.false_alarm_rate,
-                 "detection_rate": g.detection_rate, "tolerance": round(g.tolerance, 4)}
+                {
+                    "k": g.k,
+                    "abs_threshold": g.abs_threshold,
+                    "false_alarm_rate": g.false_alarm_rate,
+                    "detection_rate": g.detection_rate,
+                    "tolerance": round(g.tolerance, 4),
+                }
                 for g in self.grid
             ],
             "report": str(self.report_path) if self.report_path else None,
@@ -144,13 +159,19 @@ class ValidationResult:
 def _mean_tolerance(reference: Reference, k: float, abs_threshold: float) -> float:
     """Mean of max(abs, k * spread) over inspected pixels: orders grid points by sensitivity."""
     spread = reference.spread
-    s = np.zeros(reference.image.shape[:2], np.float32) if spread is None else (spread.max(axis=2) if spread.ndim == 3 else spread)
+    s = (
+        np.zeros(reference.image.shape[:2], np.float32)
+        if spread is None
+        else (spread.max(axis=2) if spread.ndim == 3 else spread)
+    )
     tol = np.maximum(abs_threshold, k * s)
     mask = reference.care_mask
     return float(tol[mask > 0].mean() if mask is not None and mask.any() else tol.mean())
 
 
-def _evaluate(reference: Reference, results: list[SampleResult], k: float, abs_t: float, config: ValidateConfig) -> GridPoint:
+def _evaluate(
+    reference: Reference, results: list[SampleResult], k: float, abs_t: float, config: ValidateConfig
+) -> GridPoint:
     """Run the golden engine at one setting on every aligned sample; false-alarm and detection rates."""
     from differad_edge.engines.golden import GoldenEngine
 
@@ -167,7 +188,9 @@ def _evaluate(reference: Reference, results: list[SampleResult], k: float, abs_t
     return GridPoint(k, abs_t, fa, dr, _mean_tolerance(reference, k, abs_t))
 
 
-def align_samples(reference: Reference, samples: list[Sample], motion: str = "auto", progress: bool = False) -> list[SampleResult]:
+def align_samples(
+    reference: Reference, samples: list[Sample], motion: str = "auto", progress: bool = False
+) -> list[SampleResult]:
     """Register each held-out frame once; every threshold of the grid reuses the aligned image.
 
     The motion model stored with the reference (chosen by ``build``) wins over ``motion``: validation
@@ -218,7 +241,11 @@ def validate_reference(
         iterator = tqdm(grid_keys, desc="tuning thresholds", unit="setting")
     grid = [_evaluate(reference, results, k, abs_t, config) for k, abs_t in iterator]
     feasible = [g for g in grid if g.false_alarm_rate <= config.target_false_alarm_rate + 1e-12]
-    tightest = min(feasible, key=lambda g: (-(g.detection_rate or 0.0), g.tolerance, g.k, g.abs_threshold)) if feasible else None
+    tightest = (
+        min(feasible, key=lambda g: (-(g.detection_rate or 0.0), g.tolerance, g.k, g.abs_threshold))
+        if feasible
+        else None
+    )
     # The few held-out frames only bound the noise seen so far: loosen the tightest passing setting
     # by the safety margin and judge the candidate at the thresholds that will actually be used.
     chosen = None
@@ -261,8 +288,12 @@ _PREPARED: LRU[tuple[int, str, str], tuple[Any, Any]] = LRU(1)
 
 
 def residual_map(
-    reference: Reference, aligned: np.ndarray, k: float, abs_threshold: float,
-    golden: dict[str, Any] | None = None, valid: np.ndarray | None = None,
+    reference: Reference,
+    aligned: np.ndarray,
+    k: float,
+    abs_threshold: float,
+    golden: dict[str, Any] | None = None,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-pixel deviation / tolerance for the report's heat maps (1 = at the threshold, 0 outside
     the care mask and where the frame has no pixels).

@@ -40,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the full pipeline on a synthetic inspection set (no weights, no network)",
         description="Build references and variation models, inspect good and defective parts, print the metrics.",
     )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})")
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (same seed, same result)")
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default: 256)")
     p.add_argument("--goods", type=int, default=4, help="good parts per product for the variation model")
@@ -62,13 +64,19 @@ def _register(store: ReferenceStore, product: Product, model_goods: list[np.ndar
     aligned = [align(product.reference, g, AlignConfig()).aligned for g in model_goods]
     mean, spread = build_variation_model([product.reference, *aligned])
     version = store.add_version(
-        product.id, product.reference, mean=mean, spread=spread, extra_images=aligned,
+        product.id,
+        product.reference,
+        mean=mean,
+        spread=spread,
+        extra_images=aligned,
         metadata={"source": "differad demo", "kind": product.kind, "goods": len(aligned)},
     )
     candidate = store.load(product.id, version)
     false_alarms = sum(inspector.inspect_pair(candidate, g).detection.anomaly for g in model_goods)
     store.set_validation(
-        product.id, version, passed=false_alarms == 0,
+        product.id,
+        version,
+        passed=false_alarms == 0,
         report={"check": "no anomaly on the good parts used for the model", "false_alarms": int(false_alarms)},
     )
     store.promote(product.id, version, force=false_alarms > 0, reason="demo: promoted despite false alarms")
@@ -76,7 +84,11 @@ def _register(store: ReferenceStore, product: Product, model_goods: list[np.ndar
 
 
 def _inspect_product(
-    inspector: Inspector, product: Product, frames: list[tuple[str, np.ndarray, Box | None]], out: Path, bar: tqdm,
+    inspector: Inspector,
+    product: Product,
+    frames: list[tuple[str, np.ndarray, Box | None]],
+    out: Path,
+    bar: tqdm,
 ) -> tuple[list[Record], list[Inspection], list[np.ndarray]]:
     """Inspect held-out parts of one product against its active reference; save annotated images."""
     records: list[Record] = []
@@ -85,8 +97,18 @@ def _inspect_product(
     for name, frame, gt in frames:
         inspection = inspector.inspect(frame, product.id)
         det = inspection.detection
-        records.append(Record(det.box if det.valid else None, gt if gt is not None else ZERO_BOX, det.valid, product.id, "demo",
-                              f"{product.id}/{name}", det.score, det.verdict.value))
+        records.append(
+            Record(
+                det.box if det.valid else None,
+                gt if gt is not None else ZERO_BOX,
+                det.valid,
+                product.id,
+                "demo",
+                f"{product.id}/{name}",
+                det.score,
+                det.verdict.value,
+            )
+        )
         image = annotated_inspection(product.reference, frame, det, gt)
         save_image(out / "images" / product.id / f"{name}.png", image)
         inspections.append(inspection)
@@ -100,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out: Path = args.out
     inspection_set = make_inspection_set(
-        goods=args.goods + args.targets, defects=args.targets, size=args.size, seed=args.seed, kinds=PRODUCT_KINDS,
+        goods=args.goods + args.targets,
+        defects=args.targets,
+        size=args.size,
+        seed=args.seed,
+        kinds=PRODUCT_KINDS,
     )
     store = ReferenceStore(out / "references")
     engine = GoldenEngine()
@@ -109,15 +135,18 @@ def run(args: argparse.Namespace) -> int:
     inspections: list[Inspection] = []
     tiles: list[np.ndarray] = []
     versions: dict[str, str] = {}
-    bar = tqdm(total=len(PRODUCT_KINDS) * 2 * args.targets, desc="demo", unit="part", disable=args.no_progress,
-               mininterval=0.5)
+    bar = tqdm(
+        total=len(PRODUCT_KINDS) * 2 * args.targets, desc="demo", unit="part", disable=args.no_progress, mininterval=0.5
+    )
     try:
         for product in inspection_set.products:
             versions[product.id] = _register(store, product, product.goods[: args.goods], inspector)
             frames: list[tuple[str, np.ndarray, Box | None]] = [
-                (f"good_{i:02d}", g, None) for i, g in enumerate(product.goods[args.goods:])
+                (f"good_{i:02d}", g, None) for i, g in enumerate(product.goods[args.goods :])
             ]
-            frames += [(f"defect_{i:02d}", d, b) for i, (d, b) in enumerate(zip(product.defects, product.boxes, strict=True))]
+            frames += [
+                (f"defect_{i:02d}", d, b) for i, (d, b) in enumerate(zip(product.defects, product.boxes, strict=True))
+            ]
             recs, insps, imgs = _inspect_product(inspector, product, frames, out, bar)
             records += recs
             inspections += insps
@@ -132,17 +161,24 @@ def run(args: argparse.Namespace) -> int:
     viz.plot_report(report, out / "metrics.png", title="differad demo (golden engine)")
     elapsed = time.perf_counter() - t0
     medians = median_timings(inspections)
-    atomic_write_json(out / "summary.json", {
-        "seed": args.seed,
-        "size": args.size,
-        "products": versions,
-        "parts_inspected": len(records),
-        "metrics": report_to_json(report),
-        "median_timings_ms": medians,
-        "elapsed_s": round(elapsed, 2),
-        "outputs": {"images": "images/", "overview": "overview.png", "metrics_plot": "metrics.png",
-                    "references": "references/"},
-    })
+    atomic_write_json(
+        out / "summary.json",
+        {
+            "seed": args.seed,
+            "size": args.size,
+            "products": versions,
+            "parts_inspected": len(records),
+            "metrics": report_to_json(report),
+            "median_timings_ms": medians,
+            "elapsed_s": round(elapsed, 2),
+            "outputs": {
+                "images": "images/",
+                "overview": "overview.png",
+                "metrics_plot": "metrics.png",
+                "references": "references/",
+            },
+        },
+    )
     print(render_table(report, title=f"differad demo: golden engine, {len(records)} parts, seed {args.seed}"))
     o = report.overall
     stages = ", ".join(f"{k} {medians[k]:.1f} ms" for k in ("align", "engine", "total") if k in medians)

@@ -24,9 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--seed", type=int, default=0, help="random seed of the weights")
     m.add_argument("--template", metavar="ID", help="prompt template stored with the model (default: no-think)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing non-empty folder")
-    m.add_argument("--memorized", action="store_true",
-                   help="train the tiny model until it has memorized 16 synthetic pairs (real, image-dependent "
-                        "answers on those pairs only; ~1 min on a CPU; needs the train extra)")
+    m.add_argument(
+        "--memorized",
+        action="store_true",
+        help="train the tiny model until it has memorized 16 synthetic pairs (real, image-dependent "
+        "answers on those pairs only; ~1 min on a CPU; needs the train extra)",
+    )
     m.set_defaults(func=run_make_model)
 
 
@@ -35,8 +38,9 @@ def run_make_model(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
 
         if args.size != "tiny" or args.template:
-            raise ConfigError("--memorized trains the tiny model with the default no-think template; "
-                              "drop --size/--template")
+            raise ConfigError(
+                "--memorized trains the tiny model with the default no-think template; drop --size/--template"
+            )
         from ..train.fixture import MemorizeSettings, make_memorized_model  # the train extra, on use only
 
         print(make_memorized_model(args.out_dir, MemorizeSettings(seed=args.seed), overwrite=args.overwrite))

@@ -49,54 +49,81 @@ _FLAGS = {
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("engine")
     g.add_argument(
-        "--engine", default=None, metavar="NAME",
+        "--engine",
+        default=None,
+        metavar="NAME",
         help=f"detector: {', '.join(sorted(ENGINES))} (default: golden, no weights needed)",
     )
     g.add_argument("--model", type=Path, metavar="PATH", help="model folder (vlm) or export bundle (onnx)")
     g.add_argument("--dtype", choices=DTYPES, help="weights dtype of the vlm engine (default: the engine's)")
     g.add_argument("--device", metavar="DEV", help="cpu, cuda or cuda:N (vlm; default: cpu)")
     g.add_argument(
-        "--providers", type=_comma_list, metavar="P[,P...]",
+        "--providers",
+        type=_comma_list,
+        metavar="P[,P...]",
         help="ONNX Runtime execution providers in order, e.g. CUDAExecutionProvider,CPUExecutionProvider (onnx)",
     )
     g.add_argument("--threads", type=int, metavar="N", help="intra-op threads of ONNX Runtime (onnx)")
     g.add_argument("--quant", choices=QUANTS, help="bitsandbytes quantization of the vlm engine (CUDA)")
-    g.add_argument("--template", dest="template_id", metavar="ID", help="prompt template id (default: the one stored with the model)")
+    g.add_argument(
+        "--template",
+        dest="template_id",
+        metavar="ID",
+        help="prompt template id (default: the one stored with the model)",
+    )
     g.add_argument("--max-new-tokens", type=int, metavar="N", help="token limit of the answer (vlm)")
     g.add_argument(
-        "--kv-cache", choices=KV_CACHES, help="vlm KV cache: dynamic (default) or static (fixed shapes; generate "
-        "compiles the decoder on CUDA)",
+        "--kv-cache",
+        choices=KV_CACHES,
+        help="vlm KV cache: dynamic (default) or static (fixed shapes; generate compiles the decoder on CUDA)",
     )
     g.add_argument(
-        "--no-reference-cache", dest="reference_cache", action="store_false", default=None,
+        "--no-reference-cache",
+        dest="reference_cache",
+        action="store_false",
+        default=None,
         help="recompute the reference prefix for every target (vlm; for comparison and debugging)",
     )
     g.add_argument(
-        "--engine-option", dest="engine_option", action="append", default=[], metavar="KEY=VALUE",
+        "--engine-option",
+        dest="engine_option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="an option of the engine's typed config, e.g. k=3.5 or min_area=40 (golden; repeatable; "
         "values are YAML: 3.5, true, null)",
     )
     g.add_argument(
-        "--engine-config", type=Path, metavar="FILE.yaml",
+        "--engine-config",
+        type=Path,
+        metavar="FILE.yaml",
         help="engine options as a YAML mapping (--engine-option wins over the file)",
     )
     a = parser.add_argument_group("alignment")
     a.add_argument(
-        "--align", action=argparse.BooleanOptionalAction, default=True,
+        "--align",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="register each target onto the reference before detection (default: on)",
     )
     a.add_argument(
-        "--motion", choices=MOTIONS, default=None,
+        "--motion",
+        choices=MOTIONS,
+        default=None,
         help=f"alignment motion model (default: the one calibration stored with the reference, else {AlignConfig().motion})",
     )
     c = parser.add_argument_group("checks before judging")
     c.add_argument(
-        "--channel-mismatch", choices=("gray", "refuse"), default="gray",
+        "--channel-mismatch",
+        choices=("gray", "refuse"),
+        default="gray",
         help="a mono frame against a colour reference (or the reverse): compare in luminance (default) or "
         "NOT INSPECTED",
     )
     c.add_argument(
-        "--no-quality-check", dest="quality_check", action="store_false",
+        "--no-quality-check",
+        dest="quality_check",
+        action="store_false",
         help="judge blurred / over- or under-exposed frames anyway (default: NOT INSPECTED)",
     )
 
@@ -113,7 +140,9 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("reference store")
     g.add_argument("--store", type=Path, metavar="DIR", help="reference store (differad-calibrate); needs --product")
     g.add_argument("--product", metavar="ID", help="product id in --store: its active reference is used")
-    g.add_argument("--version", dest="ref_version", metavar="V", help="a specific version of --product instead of the active one")
+    g.add_argument(
+        "--version", dest="ref_version", metavar="V", help="a specific version of --product instead of the active one"
+    )
 
 
 def store_reference(args: argparse.Namespace) -> tuple[ReferenceStore, str, str | None] | None:
@@ -218,7 +247,9 @@ def build_engine(args: argparse.Namespace) -> Engine:
     if typed:
         config_type = getattr(cls, "config_type", None)
         if config_type is not None:
-            check_option_names(name, typed, [f for f in config_type.__dataclass_fields__ if f != "care_mask"] + ["care_mask"])
+            check_option_names(
+                name, typed, [f for f in config_type.__dataclass_fields__ if f != "care_mask"] + ["care_mask"]
+            )
         else:
             params = [p for p in pyinspect.signature(cls.__init__).parameters if p not in ("self", "model")]
             check_option_names(name, typed, [p for p in params if p not in ("args", "kwargs", "overrides")])
@@ -238,9 +269,11 @@ def build_inspector(engine: Engine, args: argparse.Namespace, store: ReferenceSt
     """The core pipeline (checks, alignment, the engine, defects mapped back to the frame), built the
     way the ROS node builds it, so the CLI reproduces what the node decides."""
     return Inspector(
-        engine, store=store,
+        engine,
+        store=store,
         align=(AlignConfig(motion=args.motion) if args.motion else AlignConfig()) if args.align else None,
-        on_channel_mismatch=args.channel_mismatch, quality=QualityLimits() if args.quality_check else None,
+        on_channel_mismatch=args.channel_mismatch,
+        quality=QualityLimits() if args.quality_check else None,
     )
 
 

@@ -66,12 +66,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", type=Path, required=True, metavar="PAIRS", help="pairs.jsonl (dataset format)")
     p.add_argument(
-        "--predictions", type=Path, metavar="PREDS",
+        "--predictions",
+        type=Path,
+        metavar="PREDS",
         help="score this predictions.jsonl (id + raw 'text' or pixel 'box') instead of running an engine",
     )
     p.add_argument("--out", type=Path, metavar="DIR", help="write report.json, predictions.jsonl and worst cases")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="score only the first N pairs")
-    p.add_argument("--worst", type=_non_negative_int, default=12, metavar="K", help="annotated images of the K worst samples")
+    p.add_argument(
+        "--worst", type=_non_negative_int, default=12, metavar="K", help="annotated images of the K worst samples"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_store_arguments(p)
     add_engine_arguments(p)
@@ -129,8 +133,16 @@ def engine_predictor(args: argparse.Namespace) -> Predictor:
             inspection = inspector.inspect_pair(refs.get(pair.reference), frame)
         det = inspection.detection
         box = det.box if det.valid else None
-        return Outcome(pair, box, det.valid, det.score, det.text, det.message, timings_ms=inspection.timings_ms,
-                       verdict=det.verdict.value)
+        return Outcome(
+            pair,
+            box,
+            det.valid,
+            det.score,
+            det.text,
+            det.message,
+            timings_ms=inspection.timings_ms,
+            verdict=det.verdict.value,
+        )
 
     def close() -> None:
         inspector.close()
@@ -159,8 +171,15 @@ def file_predictor(path: Path) -> Predictor:
         if p is None:  # protocol: a sample without an answer scores as an invalid answer
             missing.append(pair.id)
             return Outcome(pair, None, False, reason="no prediction for this id")
-        return Outcome(pair, p.box_on(pair.target), p.valid, p.score, p.text, p.reason,  # raw answers: 0-1000 scale
-                       verdict=p.verdict)
+        return Outcome(
+            pair,
+            p.box_on(pair.target),
+            p.valid,
+            p.score,
+            p.text,
+            p.reason,  # raw answers: 0-1000 scale
+            verdict=p.verdict,
+        )
 
     described = {"engine": "predictions", "predictions": str(path)}
     return Predictor(predict, described, errors=[f"predictions {e}" for e in preds.errors], missing=missing)
@@ -224,12 +243,16 @@ def run(args: argparse.Namespace) -> int:
     for line in bad_lines[:ECHO_ERRORS]:  # what was skipped, and why (a box outside its image, ...)
         print(f"differad: skipped {line}", file=sys.stderr)
     if len(bad_lines) > ECHO_ERRORS:
-        print(f"differad: ... and {len(bad_lines) - ECHO_ERRORS} more skipped lines (all listed in report.json with --out)",
-              file=sys.stderr)
+        print(
+            f"differad: ... and {len(bad_lines) - ECHO_ERRORS} more skipped lines (all listed in report.json with --out)",
+            file=sys.stderr,
+        )
     report = _score(outcomes)
     print(render_table(report))
     print(render_beyond(report))
-    summary = f"scored {len(outcomes)} samples; skipped {len(bad_lines)} malformed lines and {len(bad_samples)} bad samples"
+    summary = (
+        f"scored {len(outcomes)} samples; skipped {len(bad_lines)} malformed lines and {len(bad_samples)} bad samples"
+    )
     if missing:
         summary += f"; {len(missing)} pairs had no prediction (scored as invalid)"
     medians = median_timings(outcomes)
@@ -256,8 +279,13 @@ def _nothing_to_score(data: Path, bad_lines: list[str], bad_samples: list[str]) 
 
 
 def _write_outputs(
-    args: argparse.Namespace, metrics_report: Report, outcomes: list[Outcome], bad_lines: list[str],
-    bad_samples: list[str], missing: list[str], described: dict,
+    args: argparse.Namespace,
+    metrics_report: Report,
+    outcomes: list[Outcome],
+    bad_lines: list[str],
+    bad_samples: list[str],
+    missing: list[str],
+    described: dict,
 ) -> None:
     out: Path = args.out
     worst = sorted(outcomes, key=lambda o: o.iou)[: args.worst]
@@ -276,7 +304,9 @@ def _write_outputs(
         "malformed_lines": bad_lines,
         "bad_samples": bad_samples,
         "missing_predictions": missing,
-        "worst": [{"id": o.pair.id, "iou": round(o.iou, 4), "image": f} for o, f in zip(worst, worst_files, strict=True)],
+        "worst": [
+            {"id": o.pair.id, "iou": round(o.iou, 4), "image": f} for o, f in zip(worst, worst_files, strict=True)
+        ],
     }
     atomic_write_json(out / "report.json", report)
     plot_report(metrics_report, out / "metrics.png", title=f"differad eval: {args.data.name}")
@@ -305,8 +335,12 @@ def _write_worst(folder: Path, worst: list[Outcome]) -> list[str]:
         name = unique_name(f"{rank:03d}_{_SAFE.sub('_', str(o.pair.id))}", used)
         try:
             save_annotated(
-                folder / name, load_image(o.pair.reference), load_image(o.pair.target),
-                o.pred, o.pair.box, label=f"IoU {o.iou:.2f}",
+                folder / name,
+                load_image(o.pair.reference),
+                load_image(o.pair.target),
+                o.pred,
+                o.pair.box,
+                label=f"IoU {o.iou:.2f}",
             )
         except DifferadError:  # an image that vanished since scoring must not lose the report
             name = ""

@@ -48,10 +48,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reference", "-r", type=Path, metavar="R", help="defect-free reference image")
     p.add_argument("--target", "-t", type=Path, required=True, nargs="+", metavar="T", help="target image(s)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="write annotated images (boxes, heat map) and detections.jsonl")
-    p.add_argument("--json", action="store_true", help="print one JSON object per target (JSON Lines; eval --predictions reads it)")
     p.add_argument(
-        "--color", choices=("auto", "always", "never"), default="auto",
+        "--out", type=Path, metavar="DIR", help="write annotated images (boxes, heat map) and detections.jsonl"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object per target (JSON Lines; eval --predictions reads it)"
+    )
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
         help="colour the verdicts (auto: on a terminal, unless NO_COLOR is set)",
     )
     add_store_arguments(p)
@@ -143,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         return EXIT_ERROR
     if not_inspected:
-        print(f"{DIFFERAD}: {not_inspected} of {len(args.target)} targets NOT INSPECTED (exit {EXIT_NOT_INSPECTED})",
-              file=sys.stderr)
+        print(
+            f"{DIFFERAD}: {not_inspected} of {len(args.target)} targets NOT INSPECTED (exit {EXIT_NOT_INSPECTED})",
+            file=sys.stderr,
+        )
         return EXIT_NOT_INSPECTED
     return 0
 
@@ -161,4 +169,3 @@ def _inspect(inspector: Inspector, reference: Any, in_store: Any, frame: np.ndar
         return inspector.inspect_pair(reference, frame)
     _, product, version = in_store
     return inspector.inspect(frame, product, version)
-

@@ -15,7 +15,11 @@ from ..images import save_image
 
 
 def annotated_pair(
-    reference: np.ndarray, target: np.ndarray, pred: Box | None, gt: Box | None = None, label: str = "",
+    reference: np.ndarray,
+    target: np.ndarray,
+    pred: Box | None,
+    gt: Box | None = None,
+    label: str = "",
     score: float | None = None,
 ) -> np.ndarray:
     """Reference beside the target with the predicted (red) and true (green) box drawn on the target."""
@@ -25,15 +29,23 @@ def annotated_pair(
 
 
 def save_annotated(
-    path: Path, reference: np.ndarray, target: np.ndarray, pred: Box | None, gt: Box | None = None,
-    label: str = "", score: float | None = None,
+    path: Path,
+    reference: np.ndarray,
+    target: np.ndarray,
+    pred: Box | None,
+    gt: Box | None = None,
+    label: str = "",
+    score: float | None = None,
 ) -> Path:
     save_image(path, annotated_pair(reference, target, pred, gt, label, score))
     return path
 
 
 def annotated_inspection(
-    reference: np.ndarray, frame: np.ndarray, detection: Detection, gt: Box | None = None,
+    reference: np.ndarray,
+    frame: np.ndarray,
+    detection: Detection,
+    gt: Box | None = None,
 ) -> np.ndarray:
     """reference | frame with every defect and the verdict banner | anomaly-map overlay (when the
     engine returned one): what a person looks at to trust or question a verdict."""

@@ -115,7 +115,10 @@ class Alignment:
     motion: str = ""
 
     def covered_share(
-        self, frame_size: tuple[int, int], reference_size: tuple[int, int], weights: np.ndarray | None = None,
+        self,
+        frame_size: tuple[int, int],
+        reference_size: tuple[int, int],
+        weights: np.ndarray | None = None,
     ) -> float:
         """Share (0..1) of the reference that the frame's pixels land on after the warp: a cropped or
         zoomed frame aligns well on what it shows, but the rest of the part is unseen.
@@ -295,8 +298,12 @@ class Aligner:
         return h if refit is None else refit
 
     def _ecc(
-        self, tgt_levels: list[np.ndarray], init: np.ndarray, levels: list[tuple[int, int]] | None = None,
-        template_mask: np.ndarray | None = None, iterations: int | None = None,
+        self,
+        tgt_levels: list[np.ndarray],
+        init: np.ndarray,
+        levels: list[tuple[int, int]] | None = None,
+        template_mask: np.ndarray | None = None,
+        iterations: int | None = None,
     ) -> tuple[np.ndarray | None, float, str]:
         """ECC from coarse to fine; returns the full-resolution (edge convention) warp, target->reference."""
         cfg = self.config
@@ -390,8 +397,13 @@ class Aligner:
         return h / h[2, 2], ""
 
     def _result(
-        self, target: np.ndarray, warp: PixelTransform, score: float, method: Literal["ecc", "features", "identity"], reason: str,
-        ok: bool = True
+        self,
+        target: np.ndarray,
+        warp: PixelTransform,
+        score: float,
+        method: Literal["ecc", "features", "identity"],
+        reason: str,
+        ok: bool = True,
     ) -> Alignment:
         """Resample the target into the reference frame (skipped when nothing moves)."""
         m = warp.matrix
@@ -400,8 +412,15 @@ class Aligner:
         if tsize == self.size and warp.max_corner_shift(self.size) <= self.config.identity_tolerance_px:
             residual = self.residual(target) if ok and not self._flat else None
             return Alignment(
-                PixelTransform.identity(), target, score, "identity" if ok else method, ok, reason or None,
-                None, residual, motion,
+                PixelTransform.identity(),
+                target,
+                score,
+                "identity" if ok else method,
+                ok,
+                reason or None,
+                None,
+                residual,
+                motion,
             )
         # OpenCV maps destination (reference) pixels back to the source (target): pass the inverse.
         inv = _edge_to_center(np.linalg.inv(m))
@@ -426,8 +445,9 @@ class Aligner:
         correlation of a 3x3 grid of textured patches (photometric changes do not move the peak)."""
         shifts = []
         for x, y, p, window in self._patches:
-            if valid is not None and not (valid[y, x] and valid[y + p - 1, x + p - 1] and valid[y, x + p - 1]
-                                          and valid[y + p - 1, x]):
+            if valid is not None and not (
+                valid[y, x] and valid[y + p - 1, x + p - 1] and valid[y, x + p - 1] and valid[y + p - 1, x]
+            ):
                 continue
             tile = aligned[y : y + p, x : x + p]
             tile = cv2.cvtColor(tile, cv2.COLOR_RGB2GRAY) if tile.ndim == 3 else tile
@@ -457,7 +477,9 @@ def _residual_patches(gray: np.ndarray, grid: int = 3) -> list[tuple[int, int, i
     return out
 
 
-def coverage(warp: np.ndarray, target_size: tuple[int, int], size: tuple[int, int], inset: float = 1.5) -> np.ndarray | None:
+def coverage(
+    warp: np.ndarray, target_size: tuple[int, int], size: tuple[int, int], inset: float = 1.5
+) -> np.ndarray | None:
     """uint8 mask (reference pixels) of where a target warped by ``warp`` (target -> reference, edge px)
     has pixels, inset by ``inset`` px (interpolation mixes in the fill there); None when it covers all."""
     tw, th = target_size
@@ -468,8 +490,10 @@ def coverage(warp: np.ndarray, target_size: tuple[int, int], size: tuple[int, in
         return np.zeros((h, w), np.uint8)
     poly = p[:, :2] / p[:, 2:3] - 0.5  # edge -> center px
     contour = poly.astype(np.float32).reshape(-1, 1, 2)
-    inside = [cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0
-              for x, y in ((0, 0), (w - 1, 0), (w - 1, h - 1), (0, h - 1))]
+    inside = [
+        cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0
+        for x, y in ((0, 0), (w - 1, 0), (w - 1, h - 1), (0, h - 1))
+    ]
     if all(inside):
         return None
     mask = np.zeros((h, w), np.uint8)

@@ -107,8 +107,10 @@ def _json_object(line: str) -> dict[str, Any]:
 
 def _pixel_box(value: Any) -> Box:
     """A ground-truth/prediction box in pixels: 4 finite numbers, non-negative, zero or non-degenerate."""
-    if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
         raise ValueError(f"box must be [x1, y1, x2, y2] numbers, got {_short(value)}")
     try:

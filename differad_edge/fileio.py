@@ -43,7 +43,9 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def refuse_overwrite(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike], flag: str = "--out") -> None:
+def refuse_overwrite(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike], flag: str = "--out"
+) -> None:
     """Refuse to write any of ``outputs`` over one of the command's own ``inputs`` (issue 13 item 4:
     ``inspect --out .`` replaced the target with its annotated picture). Compares resolved paths and,
     for existing files, device/inode (hard links, case-insensitive file systems)."""
@@ -61,7 +63,9 @@ def refuse_overwrite(outputs: Iterable[str | os.PathLike], inputs: Iterable[str 
     for out in outputs:
         hit = taken.get(key(out))
         if hit is not None:
-            raise ConfigError(f"{flag} would overwrite the input {hit} with {out}; choose another output folder or name")
+            raise ConfigError(
+                f"{flag} would overwrite the input {hit} with {out}; choose another output folder or name"
+            )
 
 
 def sha256_bytes(data: bytes) -> str:

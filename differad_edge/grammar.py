@@ -58,8 +58,9 @@ class GrammarSpec:
         if not self.think_close.startswith("<"):
             raise ConfigError(f"grammar think_close={self.think_close!r} must start with '<' (free text excludes '<')")
         if not isinstance(self.max_think_tokens, int) or self.max_think_tokens < 0 or self.max_gap < 0:
-            raise ConfigError(f"grammar max_think_tokens={self.max_think_tokens!r} and max_gap={self.max_gap!r} "
-                              "must be integers >= 0")
+            raise ConfigError(
+                f"grammar max_think_tokens={self.max_think_tokens!r} and max_gap={self.max_gap!r} must be integers >= 0"
+            )
 
     @property
     def longest_answer(self) -> str:
@@ -87,8 +88,10 @@ class GrammarSpec:
         answer = f'"{self.answer_open}" box "{self.answer_close}"'
         if not self.think:
             return f"answer ::= {answer}; box ::= {box}"
-        return (f'answer ::= "{self.think_open}" free "{self.think_close}" gap {answer}; free ::= text without "<", '
-                f"<= {self.max_think_tokens} tokens; gap ::= up to {self.max_gap} of space/newline; box ::= {box}")
+        return (
+            f'answer ::= "{self.think_open}" free "{self.think_close}" gap {answer}; free ::= text without "<", '
+            f"<= {self.max_think_tokens} tokens; gap ::= up to {self.max_gap} of space/newline; box ::= {box}"
+        )
 
 
 def grammar_for(template: Any, max_new_tokens: int) -> GrammarSpec:
@@ -115,8 +118,18 @@ def _segments(spec: GrammarSpec) -> tuple[tuple[Any, ...], ...]:
     segs: list[tuple[Any, ...]] = []
     if spec.think:
         segs += [("lit", spec.think_open.encode()), ("free",), ("lit", spec.think_close.encode()), ("gap",)]
-    segs += [("lit", (spec.answer_open + "(").encode()), ("num", 0), ("lit", b","), ("num", 1), ("lit", b"),("),
-             ("num", 2), ("lit", b","), ("num", 3), ("lit", (")" + spec.answer_close).encode()), ("end",)]
+    segs += [
+        ("lit", (spec.answer_open + "(").encode()),
+        ("num", 0),
+        ("lit", b","),
+        ("num", 1),
+        ("lit", b"),("),
+        ("num", 2),
+        ("lit", b","),
+        ("num", 3),
+        ("lit", (")" + spec.answer_close).encode()),
+        ("end",),
+    ]
     return tuple(segs)
 
 
@@ -232,9 +245,13 @@ class TokenVocab:
         model = data.get("model") or {}
         vocab = model.get("vocab")
         if not isinstance(vocab, dict):
-            raise ConfigError("the answer grammar needs a BPE tokenizer.json (model.vocab as a dict); "
-                              "turn the grammar off (grammar=False) for this tokenizer")
-        byte_level = "ByteLevel" in json.dumps(data.get("decoder")) or "ByteLevel" in json.dumps(data.get("pre_tokenizer"))
+            raise ConfigError(
+                "the answer grammar needs a BPE tokenizer.json (model.vocab as a dict); "
+                "turn the grammar off (grammar=False) for this tokenizer"
+            )
+        byte_level = "ByteLevel" in json.dumps(data.get("decoder")) or "ByteLevel" in json.dumps(
+            data.get("pre_tokenizer")
+        )
         decoder = _byte_decoder()
         ids = [int(i) for i in vocab.values()]
         added = data.get("added_tokens") or []
@@ -260,8 +277,10 @@ class TokenVocab:
     def from_hf_tokenizer(cls, tokenizer: Any, size: int | None = None) -> TokenVocab:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
-            raise ConfigError(f"the answer grammar needs a fast (tokenizers-backed) tokenizer, got "
-                              f"{type(tokenizer).__name__}; turn the grammar off (grammar=False)")
+            raise ConfigError(
+                f"the answer grammar needs a fast (tokenizers-backed) tokenizer, got "
+                f"{type(tokenizer).__name__}; turn the grammar off (grammar=False)"
+            )
         return cls.from_tokenizer_json(backend.to_str(), size)
 
     def __len__(self) -> int:
@@ -388,11 +407,12 @@ class TokenGrammar:
         kind = self.auto.segs[seg][0]
         if kind in ("num", "gap"):
             if self._pure is None:
-                self._pure = {k: [i for i, p in enumerate(self.vocab.pieces) if p and all(b in allowed for b in p)]
-                              for k, allowed in (("num", _DIGITS), ("gap", frozenset(GAP_CHARS)))}
+                self._pure = {
+                    k: [i for i, p in enumerate(self.vocab.pieces) if p and all(b in allowed for b in p)]
+                    for k, allowed in (("num", _DIGITS), ("gap", frozenset(GAP_CHARS)))
+                }
             walk = self.auto.walk
-            return [i for i in self._pure[kind]
-                    if (s := walk(chars, self.vocab.pieces[i])) is not None and s[0] == seg]  # type: ignore[arg-type]
+            return [i for i in self._pure[kind] if (s := walk(chars, self.vocab.pieces[i])) is not None and s[0] == seg]  # type: ignore[arg-type]
         step = self.auto.step
         out: list[int] = []
         stack: list[tuple[Any, State]] = [(self.vocab.trie, chars)]
@@ -451,8 +471,13 @@ class Decoded:
         return float(np.exp(self.logprob / n)) if n else 1.0 if self.accepted else 0.0
 
 
-def constrained_decode(grammar: TokenGrammar, prefill: Callable[[list[int]], Any], step: Callable[[list[int]], Any],
-                       pick: Callable[[Any, np.ndarray], tuple[int, float]], max_new_tokens: int) -> Decoded:
+def constrained_decode(
+    grammar: TokenGrammar,
+    prefill: Callable[[list[int]], Any],
+    step: Callable[[list[int]], Any],
+    pick: Callable[[Any, np.ndarray], tuple[int, float]],
+    max_new_tokens: int,
+) -> Decoded:
     """Greedy decoding under ``grammar`` with jump-forward; the engines supply the model calls.
 
     ``prefill(forced)`` runs the prompt plus the tokens forced at the start and returns the last

@@ -46,7 +46,9 @@ def load_image(source: ImageSource, channel_order: ChannelOrder = "rgb", max_pix
             raise ImageError(f"image file not found: {path}")
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
-                raise ImageError(f"image file {path} is {path.stat().st_size} bytes, over {MAX_FILE_BYTES}; not an image")
+                raise ImageError(
+                    f"image file {path} is {path.stat().st_size} bytes, over {MAX_FILE_BYTES}; not an image"
+                )
             data = path.read_bytes()
         except OSError as e:
             raise ImageError(f"cannot read image {path}: {e}") from e
@@ -112,8 +114,7 @@ def _check_header(data: bytes, max_pixels: int) -> str:
     fmt = sniff_format(data)
     if fmt is None:
         raise ImageError(
-            f"unsupported or unknown image format (starts with {bytes(data[:8])!r}); "
-            f"use {', '.join(SUPPORTED_FORMATS)}"
+            f"unsupported or unknown image format (starts with {bytes(data[:8])!r}); use {', '.join(SUPPORTED_FORMATS)}"
         )
     if fmt == "PNG":
         _png_check(data)
@@ -227,11 +228,12 @@ def to_rgb8(arr: np.ndarray, channel_order: ChannelOrder = "rgb") -> np.ndarray:
     if channels != expected and not (channels == 1 and channel_order != "gray"):
         if channels in (3, 4) and channel_order in ("rgb", "bgr", "rgba", "bgra"):
             widened: dict[tuple[str, int], ChannelOrder] = {
-                ("rgb", 4): "rgba", ("bgr", 4): "bgra", ("rgba", 3): "rgb", ("bgra", 3): "bgr",
+                ("rgb", 4): "rgba",
+                ("bgr", 4): "bgra",
+                ("rgba", 3): "rgb",
+                ("bgra", 3): "bgr",
             }
-            channel_order = widened.get(
-                (channel_order, channels), channel_order
-            )
+            channel_order = widened.get((channel_order, channels), channel_order)
         else:
             raise ImageError(f"array has {channels} channels but channel order {channel_order!r} was stated")
     if channels == 1:
@@ -274,8 +276,9 @@ def encode_image(rgb: np.ndarray, ext: str = ".png") -> bytes:
     try:
         ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb)
     except cv2.error as e:  # unknown extension, or an array the codec cannot store
-        raise ImageError(f"could not encode image as {ext!r} ({str(e).strip().splitlines()[-1]}); "
-                         "use .png, .jpg, .bmp or .tif") from e
+        raise ImageError(
+            f"could not encode image as {ext!r} ({str(e).strip().splitlines()[-1]}); use .png, .jpg, .bmp or .tif"
+        ) from e
     if not ok:
         raise ImageError(f"could not encode image as {ext}")
     return buf.tobytes()

@@ -138,7 +138,9 @@ class Inspector:
             prepared = self._prepared(product_id, version)
         except ReferenceError as e:
             detection = Detection.refuse(Reason.NO_REFERENCE, str(e), engine=self.engine.name)
-            return Inspection(detection, product_id, version or "", None, {"total": (time.perf_counter() - t0) * 1000.0})
+            return Inspection(
+                detection, product_id, version or "", None, {"total": (time.perf_counter() - t0) * 1000.0}
+            )
         return self._run(prepared, frame, {"reference": (time.perf_counter() - t0) * 1000.0})
 
     def warm_up(self, product_id: str) -> Inspection:
@@ -227,12 +229,16 @@ class Inspector:
         name = self.engine.name
         if self.align_config is None and image_size(frame) != ref.size:
             w, h = image_size(frame)
-            return Detection.refuse(
-                Reason.SIZE_MISMATCH,
-                f"frame is {w}x{h} but reference {ref.product_id}/{ref.version} is {ref.size[0]}x{ref.size[1]}; "
-                "enable alignment or resize the frame",
-                engine=name,
-            ), False, []
+            return (
+                Detection.refuse(
+                    Reason.SIZE_MISMATCH,
+                    f"frame is {w}x{h} but reference {ref.product_id}/{ref.version} is {ref.size[0]}x{ref.size[1]}; "
+                    "enable alignment or resize the frame",
+                    engine=name,
+                ),
+                False,
+                [],
+            )
         if self.quality is None:  # only the channel layout is needed: skip the full measures
             mono, stats = is_monochrome(frame), None
         else:
@@ -246,10 +252,15 @@ class Inspector:
             return None, False, []
         what = "mono frame against a colour reference" if mono else "colour frame against a mono reference"
         if self.on_channel_mismatch == "refuse":
-            return Detection.refuse(
-                Reason.CHANNEL_MISMATCH, f"{what}; register a reference with this camera or allow gray comparison",
-                engine=name,
-            ), False, []
+            return (
+                Detection.refuse(
+                    Reason.CHANNEL_MISMATCH,
+                    f"{what}; register a reference with this camera or allow gray comparison",
+                    engine=name,
+                ),
+                False,
+                [],
+            )
         return None, True, [f"channel_mismatch: {what}, compared in luminance"]
 
     def _run(self, prepared: _Prepared, frame: np.ndarray, timings: dict[str, float]) -> Inspection:
@@ -258,7 +269,9 @@ class Inspector:
         try:
             frame = to_rgb8(frame)
         except ImageError as e:
-            return self._finish(prepared, Detection.refuse(Reason.BAD_FRAME, str(e), engine=self.engine.name), None, timings)
+            return self._finish(
+                prepared, Detection.refuse(Reason.BAD_FRAME, str(e), engine=self.engine.name), None, timings
+            )
         refused, in_gray, notes = self._checks(prepared, frame)
         timings["checks"] = (time.perf_counter() - t0) * 1000.0
         if refused is not None:
@@ -300,7 +313,9 @@ class Inspector:
                 detection = self.engine.detect(handle, target)
         except (DifferadError, Exception) as e:  # one frame's failure must not stop a stream
             detection = Detection.refuse(
-                Reason.ENGINE_ERROR, f"engine {self.engine.name!r} failed: {type(e).__name__}: {e}", engine=self.engine.name
+                Reason.ENGINE_ERROR,
+                f"engine {self.engine.name!r} failed: {type(e).__name__}: {e}",
+                engine=self.engine.name,
             )
         timings["engine"] = (time.perf_counter() - t1) * 1000.0
         if alignment is not None and detection.defects:

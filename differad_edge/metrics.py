@@ -263,7 +263,10 @@ def image_level(records: Iterable[Record]) -> ImageLevel:
 
 
 def pixel_level(
-    maps: Iterable[Any], masks: Iterable[Any], fpr_limit: float = 0.3, max_pixels: int = 2_000_000,
+    maps: Iterable[Any],
+    masks: Iterable[Any],
+    fpr_limit: float = 0.3,
+    max_pixels: int = 2_000_000,
 ) -> PixelLevel:
     """Pixel AUROC and PRO over anomaly maps (float HxW) and their ground-truth masks (non-zero = defect).
 
@@ -327,8 +330,13 @@ def pixel_level(
     return PixelLevel(auroc, pro, fpr_limit, n)
 
 
-_COLUMNS = (("acc30", "Acc@{t} (%)"), ("f1", "F1 (%)"), ("miou", "mIoU (%)"), ("miou_ano", "mIoU_ano (%)"),
-            ("miou_nor", "mIoU_nor (%)"))
+_COLUMNS = (
+    ("acc30", "Acc@{t} (%)"),
+    ("f1", "F1 (%)"),
+    ("miou", "mIoU (%)"),
+    ("miou_ano", "mIoU_ano (%)"),
+    ("miou_nor", "mIoU_nor (%)"),
+)
 
 
 def _pct(v: float | None) -> str:
@@ -361,7 +369,11 @@ def render_table(report: Report, title: str | None = None) -> str:
     right = [False, False] + [True] * (len(heads) - 2)
 
     def fmt(cells: list[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)) + " |"
+        return (
+            "| "
+            + " | ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True))
+            + " |"
+        )
 
     sep = "| " + " | ".join(("-" * (w - 1) + ":") if r else "-" * w for w, r in zip(widths, right, strict=True)) + " |"
     lines = ([f"{title}", ""] if title else []) + [fmt(heads), sep, *(fmt(r) for r in rows)]

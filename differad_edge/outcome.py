@@ -36,7 +36,9 @@ class Reason(str, enum.Enum):
     """Why a frame was NOT_INSPECTED. A fixed set, so a controller or a dashboard can switch on it."""
 
     ALIGNMENT_FAILED = "alignment_failed"  #: frame cannot be registered onto the reference (wrong part, empty station)
-    PARTIAL_VIEW = "partial_view"  #: the registered frame covers too little of the reference (cropped, zoomed, part out of view)
+    PARTIAL_VIEW = (
+        "partial_view"  #: the registered frame covers too little of the reference (cropped, zoomed, part out of view)
+    )
     IMAGE_QUALITY = "image_quality"  #: blurred, over- or under-exposed frame
     CHANNEL_MISMATCH = "channel_mismatch"  #: mono frame vs colour reference (or reverse) and configured to refuse
     SIZE_MISMATCH = "size_mismatch"  #: frame size does not fit the reference and alignment is off
@@ -95,12 +97,23 @@ class Detection:
 
     @classmethod
     def refuse(
-        cls, reason: Reason, message: str, *, engine: str = "", text: str | None = None, score: float = 0.0,
+        cls,
+        reason: Reason,
+        message: str,
+        *,
+        engine: str = "",
+        text: str | None = None,
+        score: float = 0.0,
         timings_ms: dict[str, float] | None = None,
     ) -> Detection:
         """A NOT_INSPECTED detection: nothing is claimed about the part."""
         return cls(
-            [], float(score), engine, not_inspected=Reason(reason), message=message, text=text,
+            [],
+            float(score),
+            engine,
+            not_inspected=Reason(reason),
+            message=message,
+            text=text,
             timings_ms=dict(timings_ms or {}),
         )
 

@@ -64,7 +64,9 @@ def content_weights(rgb: np.ndarray, care_mask: np.ndarray | None = None) -> np.
     mean = float(grad.mean())
     weights = grad + np.float32(0.05 * mean) if mean > 1e-6 else np.ones_like(gray)
     if care_mask is not None:
-        care = cv2.resize((np.asarray(care_mask) > 0).astype(np.uint8), gray.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        care = cv2.resize(
+            (np.asarray(care_mask) > 0).astype(np.uint8), gray.shape[::-1], interpolation=cv2.INTER_NEAREST
+        )
         weights = weights * care
     total = float(weights.sum())
     return weights / np.float32(total) if total > 0 else np.full_like(gray, 1.0 / gray.size)

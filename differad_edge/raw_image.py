@@ -45,7 +45,9 @@ def encoding_of(name: str) -> Encoding:
         ) from None
 
 
-def raw_to_array(data: Any, width: int, height: int, encoding: str, step: int, is_bigendian: bool = False) -> np.ndarray:
+def raw_to_array(
+    data: Any, width: int, height: int, encoding: str, step: int, is_bigendian: bool = False
+) -> np.ndarray:
     """The pixels of a raw image buffer as ``H x W [x C]`` in their native encoding (a view when possible)."""
     enc = encoding_of(encoding)
     if width <= 0 or height <= 0:
@@ -76,5 +78,7 @@ def image_message_to_rgb(msg: Any) -> np.ndarray:
     data = msg.data
     if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)):
         data = np.asarray(data, dtype=np.uint8)  # e.g. rclpy's array.array or a list
-    pixels = raw_to_array(data, int(msg.width), int(msg.height), str(msg.encoding), int(msg.step), bool(msg.is_bigendian))
+    pixels = raw_to_array(
+        data, int(msg.width), int(msg.height), str(msg.encoding), int(msg.step), bool(msg.is_bigendian)
+    )
     return to_rgb8(pixels, encoding_of(str(msg.encoding)).order)  # type: ignore[arg-type]

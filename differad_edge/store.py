@@ -198,7 +198,9 @@ class ReferenceStore:
         if not self.root.is_dir():
             return []
         return sorted(
-            e.name for e in self._entries(self.root) if e.is_dir(follow_symlinks=False) and (Path(e.path) / "versions").is_dir()
+            e.name
+            for e in self._entries(self.root)
+            if e.is_dir(follow_symlinks=False) and (Path(e.path) / "versions").is_dir()
         )
 
     def _version_names(self, product_id: str) -> list[str]:
@@ -564,7 +566,13 @@ class ReferenceStore:
 
     @_locked
     def promote(
-        self, product_id: str, version: str, force: bool = False, reason: str | None = None, *, operator: str | None = None
+        self,
+        product_id: str,
+        version: str,
+        force: bool = False,
+        reason: str | None = None,
+        *,
+        operator: str | None = None,
     ) -> None:
         """Make ``version`` active. Only validated versions, unless ``force=True`` with a reason."""
         m = self._manifest(product_id, version)
@@ -692,7 +700,6 @@ class ReferenceStore:
             self._write_manifest(product_id, v, manifests[v])
         if ptr["format"] == LEGACY_FORMAT:
             self._write_pointer(product_id, ptr["version"], ptr["previous"], ptr["event"])
-
 
     def upgrade(self, product_id: str) -> None:
         """Seal a product's format-1 manifests now (any write does it too)."""

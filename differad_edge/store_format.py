@@ -242,7 +242,9 @@ def read_store_file(root: Path, path: Path, limit: int, what: str) -> bytes | No
         if not stat.S_ISREG(st.st_mode):
             raise ReferenceError(f"{what} {path} is not a regular file; remove it")
         if st.st_size > limit:
-            raise ReferenceError(f"{what} {path} is {st.st_size} bytes, over the limit of {limit}; it is not a store file")
+            raise ReferenceError(
+                f"{what} {path} is {st.st_size} bytes, over the limit of {limit}; it is not a store file"
+            )
         chunks, total = [], 0
         while chunk := os.read(fd, 1 << 20):
             total += len(chunk)

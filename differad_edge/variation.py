@@ -42,7 +42,9 @@ def build_variation_model(
     (102.0, 1.633)
     """
     if method not in VARIATION_METHODS:
-        raise ConfigError(f"variation method {method!r} is unknown; use one of {', '.join(map(repr, VARIATION_METHODS))}")
+        raise ConfigError(
+            f"variation method {method!r} is unknown; use one of {', '.join(map(repr, VARIATION_METHODS))}"
+        )
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8:
         images = [images]
     if len(images) == 0:
@@ -84,8 +86,12 @@ class Photometric:
     """
 
     def __init__(
-        self, reference_gray: np.ndarray, care: np.ndarray | None = None, mode: Brightness = "local",
-        samples: int = 2500, min_local: float = 1.5,
+        self,
+        reference_gray: np.ndarray,
+        care: np.ndarray | None = None,
+        mode: Brightness = "local",
+        samples: int = 2500,
+        min_local: float = 1.5,
     ) -> None:
         if mode not in BRIGHTNESS_MODES:
             raise ConfigError(f"brightness={mode!r} must be one of {', '.join(map(repr, BRIGHTNESS_MODES))}")
@@ -221,6 +227,11 @@ class Photometric:
 
 
 __all__ = [
-    "BRIGHTNESS_MODES", "MAD_TO_SIGMA", "VARIATION_METHODS", "Brightness", "Photometric", "VariationMethod",
+    "BRIGHTNESS_MODES",
+    "MAD_TO_SIGMA",
+    "VARIATION_METHODS",
+    "Brightness",
+    "Photometric",
+    "VariationMethod",
     "build_variation_model",
 ]

@@ -110,7 +110,11 @@ def verdict_banner(img: np.ndarray, detection: Detection, text: str = "") -> np.
 
 
 def draw_detection(
-    img: np.ndarray, detection: Detection, gt: Box | None = None, heat: bool = True, text: str = "",
+    img: np.ndarray,
+    detection: Detection,
+    gt: Box | None = None,
+    heat: bool = True,
+    text: str = "",
 ) -> np.ndarray:
     """The frame with every defect boxed (NG red, ranked), its anomaly map overlaid where the engine
     returned one, and the verdict banner on top."""
@@ -158,8 +162,9 @@ def side_by_side(
     return np.hstack([ref, sep, tgt])
 
 
-def heatmap(arr: np.ndarray, vmin: float | None = None, vmax: float | None = None,
-            colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
+def heatmap(
+    arr: np.ndarray, vmin: float | None = None, vmax: float | None = None, colormap: int = cv2.COLORMAP_JET
+) -> np.ndarray:
     """A 2-D anomaly map -> uint8 RGB colours (``vmin``/``vmax`` default to the map's range)."""
     a = np.asarray(arr, dtype=np.float32)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -176,7 +181,11 @@ def heatmap(arr: np.ndarray, vmin: float | None = None, vmax: float | None = Non
 
 
 def overlay_heatmap(
-    img: np.ndarray, arr: np.ndarray, alpha: float = 0.45, vmin: float | None = None, vmax: float | None = None,
+    img: np.ndarray,
+    arr: np.ndarray,
+    alpha: float = 0.45,
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> np.ndarray:
     """``img`` blended with ``heatmap(arr)`` (the map is resized to the image when sizes differ)."""
     base = to_rgb8(img, "rgb")
@@ -199,7 +208,7 @@ def contact_sheet(images: Sequence[np.ndarray], cols: int = 4, gap: int = 6) -> 
     sheet = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, 3), 255, np.uint8)
     for k, t in enumerate(tiles):
         r, c = divmod(k, cols)
-        sheet[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = t
+        sheet[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = t
     return sheet
 
 

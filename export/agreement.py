@@ -27,8 +27,9 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    token_agreement: float | None = Field(None, ge=0, le=1,
-                                          description="mean share of matching greedy tokens per pair (None: reported only)")
+    token_agreement: float | None = Field(
+        None, ge=0, le=1, description="mean share of matching greedy tokens per pair (None: reported only)"
+    )
     box_iou: float = Field(0.9, ge=0, le=1, description="mean IoU between source and bundle boxes")
     decision_agreement: float = Field(0.95, ge=0, le=1, description="share of identical anomaly/OK decisions")
 
@@ -114,8 +115,10 @@ def failures(agreement: Agreement, mode: str, thresholds: Thresholds) -> list[st
     """Missed thresholds as readable lines; fp32 requires identical greedy tokens on every pair."""
     if mode == "fp32":
         if agreement.exact_token_match < 1.0:
-            return [f"fp32 bundle must give identical greedy tokens, but only {agreement.exact_token_match:.0%} "
-                    "of pairs matched"]
+            return [
+                f"fp32 bundle must give identical greedy tokens, but only {agreement.exact_token_match:.0%} "
+                "of pairs matched"
+            ]
         return []
     out = []
     for name in ("box_iou", "decision_agreement", "token_agreement"):

@@ -44,11 +44,21 @@ class ModelShape:
         embed = model.model.language_model.embed_tokens.weight.numel()
         total = sum(p.numel() for p in model.parameters())  # tied lm_head counted once
         return cls(
-            text_params=int(total - vision), vision_params=int(vision), embed_params=int(embed),
-            hidden=t.hidden_size, layers=t.num_hidden_layers, heads=t.num_attention_heads,
-            kv_heads=t.num_key_value_heads, head_dim=t.head_dim, intermediate=t.intermediate_size,
-            vocab=t.vocab_size, vision_hidden=v.hidden_size, vision_heads=v.num_heads,
-            vision_intermediate=v.intermediate_size, patch=v.patch_size, merge=v.spatial_merge_size,
+            text_params=int(total - vision),
+            vision_params=int(vision),
+            embed_params=int(embed),
+            hidden=t.hidden_size,
+            layers=t.num_hidden_layers,
+            heads=t.num_attention_heads,
+            kv_heads=t.num_key_value_heads,
+            head_dim=t.head_dim,
+            intermediate=t.intermediate_size,
+            vocab=t.vocab_size,
+            vision_hidden=v.hidden_size,
+            vision_heads=v.num_heads,
+            vision_intermediate=v.intermediate_size,
+            patch=v.patch_size,
+            merge=v.spatial_merge_size,
         )
 
 
@@ -74,14 +84,24 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         f = lambda b: f"{b / GIB:.3f} GiB"  # noqa: E731
-        return (f"memory estimate: weights {f(self.weights_bytes)} + KV cache {f(self.kv_cache_bytes)} "
-                f"(max sequence {self.max_seq_len} tokens) + activations {f(self.activations_bytes)} "
-                f"= {f(self.total_bytes)}")
+        return (
+            f"memory estimate: weights {f(self.weights_bytes)} + KV cache {f(self.kv_cache_bytes)} "
+            f"(max sequence {self.max_seq_len} tokens) + activations {f(self.activations_bytes)} "
+            f"= {f(self.total_bytes)}"
+        )
 
 
-def estimate(shape: ModelShape, quant: str, max_image_pixels: int, prompt_tokens: int, max_new_tokens: int,
-             block_size: int = 32, weights_bytes: int | None = None, kv_bytes: int = 4,
-             vision_fp16: bool = False) -> MemoryEstimate:
+def estimate(
+    shape: ModelShape,
+    quant: str,
+    max_image_pixels: int,
+    prompt_tokens: int,
+    max_new_tokens: int,
+    block_size: int = 32,
+    weights_bytes: int | None = None,
+    kv_bytes: int = 4,
+    vision_fp16: bool = False,
+) -> MemoryEstimate:
     """Estimate inference memory for one pair (two images of at most ``max_image_pixels``).
 
     ``weights_bytes`` overrides the config-based weight size (after export: the real file sizes).

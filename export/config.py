@@ -29,8 +29,9 @@ class ExportConfig(BaseModel):
     block_size: int = Field(32, description="int4 MatMulNBits block size (power of two, 16..256)")
     fail_on_verify: bool = Field(True, description="fail the export when an agreement threshold is missed")
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    max_new_tokens: int | None = Field(None, ge=1, le=4096,
-                                       description="greedy answer length cap (default: the vlm engine's, 64 no-think / 512 think)")
+    max_new_tokens: int | None = Field(
+        None, ge=1, le=4096, description="greedy answer length cap (default: the vlm engine's, 64 no-think / 512 think)"
+    )
     max_pixels: int = Field(800 * 800, ge=1024, description="size policy: largest image the model sees (pixels)")
     vision_fp16: bool = Field(False, description="fp16 vision graph (GPU bundles; CPU keeps fp32)")
     grammar: bool = Field(True, description="store the answer grammar in the manifest and verify under it")

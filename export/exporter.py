@@ -101,9 +101,13 @@ def _check_out(cfg: ExportConfig) -> None:
 def _image_spec(loaded: Any) -> ImageSpec:
     ip, visual = loaded.processor.image_processor, loaded.model.model.visual
     return ImageSpec(
-        patch_size=int(ip.patch_size), temporal_patch_size=int(ip.temporal_patch_size), merge_size=int(ip.merge_size),
-        image_mean=tuple(float(v) for v in ip.image_mean), image_std=tuple(float(v) for v in ip.image_std),
-        rescale_factor=float(ip.rescale_factor), num_grid_per_side=int(visual.num_grid_per_side),
+        patch_size=int(ip.patch_size),
+        temporal_patch_size=int(ip.temporal_patch_size),
+        merge_size=int(ip.merge_size),
+        image_mean=tuple(float(v) for v in ip.image_mean),
+        image_std=tuple(float(v) for v in ip.image_std),
+        rescale_factor=float(ip.rescale_factor),
+        num_grid_per_side=int(visual.num_grid_per_side),
         interpolation_align_corners=bool(visual.interpolation_align_corners),
     )
 
@@ -114,9 +118,12 @@ def _model_info(loaded: Any) -> dict[str, Any]:
     cfg, gen = loaded.model.config, loaded.model.generation_config
     eos = gen.eos_token_id if gen.eos_token_id is not None else cfg.text_config.eos_token_id
     return {
-        "architecture": type(loaded.model).__name__, "model_type": cfg.model_type,
-        "image_token_id": int(cfg.image_token_id), "eos_token_ids": [int(e) for e in np.atleast_1d(eos)],
-        "params": int(loaded.info.get("params", 0)), **text_dims(loaded.model),
+        "architecture": type(loaded.model).__name__,
+        "model_type": cfg.model_type,
+        "image_token_id": int(cfg.image_token_id),
+        "eos_token_ids": [int(e) for e in np.atleast_1d(eos)],
+        "params": int(loaded.info.get("params", 0)),
+        **text_dims(loaded.model),
     }
 
 
@@ -128,8 +135,9 @@ def _write_tokenizer(loaded: Any, model_dir: Path, dst: Path) -> None:
         loaded.processor.tokenizer.backend_tokenizer.save(str(dst))
 
 
-def _write_onnx(loaded: Any, model_dir: Path, tmp: Path, cfg: ExportConfig, spec: ImageSpec, policy: SizePolicy,
-                bar: tqdm) -> dict[str, str]:
+def _write_onnx(
+    loaded: Any, model_dir: Path, tmp: Path, cfg: ExportConfig, spec: ImageSpec, policy: SizePolicy, bar: tqdm
+) -> dict[str, str]:
     """vision.onnx, decoder.onnx (at the requested precision), embeddings.npy, tokenizer.json."""
     from .graphs import embedding_table, export_decoder, export_vision
     from .quantize import consolidate, quantize_graph
@@ -167,8 +175,12 @@ def _write_onnx(loaded: Any, model_dir: Path, tmp: Path, cfg: ExportConfig, spec
     finally:
         model.set_attn_implementation(previous)
         shutil.rmtree(work, ignore_errors=True)
-    return {"vision": "vision.onnx", "decoder": "decoder.onnx", "embeddings": "embeddings.npy",
-            "tokenizer": "tokenizer.json"}
+    return {
+        "vision": "vision.onnx",
+        "decoder": "decoder.onnx",
+        "embeddings": "embeddings.npy",
+        "tokenizer": "tokenizer.json",
+    }
 
 
 def _write_torch(model_dir: Path, tmp: Path, cfg: ExportConfig, bar: tqdm) -> dict[str, str]:
@@ -190,8 +202,9 @@ def _verify_pairs(cfg: ExportConfig) -> list[Pair]:
     return synthetic_pairs(cfg.verify_count, cfg.verify_size, seed=cfg.seed)
 
 
-def verify(source: SourceModel, bundle_answer: Callable[[np.ndarray, np.ndarray], tuple[list[int], str]],
-           pairs: list[Pair]) -> tuple[Agreement, list[dict[str, Any]]]:
+def verify(
+    source: SourceModel, bundle_answer: Callable[[np.ndarray, np.ndarray], tuple[list[int], str]], pairs: list[Pair]
+) -> tuple[Agreement, list[dict[str, Any]]]:
     """Greedy answers of the source model and the bundle on every pair, and their agreement."""
     src_out, bun_out, per_pair = [], [], []
     for ref, tgt in tqdm(pairs, desc="verify", unit="pair", leave=False):
@@ -222,23 +235,34 @@ def _torch_answer(root: Path, policy: SizePolicy, max_new_tokens: int, grammar: 
     return runner.generate
 
 
-def _verify_bundle(cfg: ExportConfig, loaded: Any, root: Path, manifest: dict[str, Any],
-                   policy: SizePolicy, pairs: list[Pair]) -> tuple[Agreement, list[str]]:
+def _verify_bundle(
+    cfg: ExportConfig, loaded: Any, root: Path, manifest: dict[str, Any], policy: SizePolicy, pairs: list[Pair]
+) -> tuple[Agreement, list[str]]:
     """Source model vs the bundle being written; records the result in ``manifest["verification"]``."""
     spec = GrammarSpec.from_dict(manifest["grammar"]) if manifest.get("grammar") else None
     source = SourceModel(loaded, policy, cfg.max_new_tokens, spec)
-    answer = (_onnx_answer(root, manifest, policy) if cfg.runtime == "onnx"
-              else _torch_answer(root, policy, cfg.max_new_tokens, spec))
+    answer = (
+        _onnx_answer(root, manifest, policy)
+        if cfg.runtime == "onnx"
+        else _torch_answer(root, policy, cfg.max_new_tokens, spec)
+    )
     agreement, per_pair = verify(source, answer, pairs)
     missed = failures(agreement, cfg.quant, cfg.thresholds)
     manifest["verification"] = {
         "pairs_source": str(cfg.verify) if cfg.verify else f"synthetic:{cfg.verify_count}x{cfg.verify_size}px",
-        "reference_cache": cfg.runtime == "onnx", "thresholds": cfg.thresholds.model_dump(),
-        "required": ("identical greedy tokens" if cfg.quant == "fp32"
-                     else "box_iou and decision_agreement thresholds (token agreement reported)"),
+        "reference_cache": cfg.runtime == "onnx",
+        "thresholds": cfg.thresholds.model_dump(),
+        "required": (
+            "identical greedy tokens"
+            if cfg.quant == "fp32"
+            else "box_iou and decision_agreement thresholds (token agreement reported)"
+        ),
         "grammar": spec is not None,
-        "agreement": agreement.to_dict(), "passed": not missed, "failures": missed,
-        "enforced": cfg.fail_on_verify, "pairs": per_pair,
+        "agreement": agreement.to_dict(),
+        "passed": not missed,
+        "failures": missed,
+        "enforced": cfg.fail_on_verify,
+        "pairs": per_pair,
     }
     return agreement, missed
 
@@ -259,8 +283,9 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
         cfg = cfg.model_copy(update={"max_new_tokens": DEFAULT_MAX_NEW_TOKENS[template.think]})
     ids: PromptSegments = prompt_ids(processor, template)
     prompt_tokens = sum(len(s) for s in ids.segments)
-    est = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size,
-                   vision_fp16=cfg.vision_fp16)
+    est = estimate(
+        shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size, vision_fp16=cfg.vision_fp16
+    )
     log(f"{est.describe()} [from the config; budget {cfg.budget_gb:g} GiB]")
     check_budget(est, cfg.budget_gb)
     pairs = _verify_pairs(cfg)  # a bad --verify file fails now, not after the export work
@@ -285,14 +310,23 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
         names = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file() and f.name != MANIFEST_NAME)
         manifest["files"] = file_entries(tmp, names)
         agreement, missed = _verify_bundle(cfg, loaded, tmp, manifest, policy, pairs)
-        final = estimate(shape, cfg.quant, cfg.max_pixels, prompt_tokens, cfg.max_new_tokens, cfg.block_size,
-                         weights_bytes=_weight_bytes(manifest))
+        final = estimate(
+            shape,
+            cfg.quant,
+            cfg.max_pixels,
+            prompt_tokens,
+            cfg.max_new_tokens,
+            cfg.block_size,
+            weights_bytes=_weight_bytes(manifest),
+        )
         manifest["memory"] = {**final.to_dict(), "budget_gb": cfg.budget_gb}
         log(f"{final.describe()} [bundle files]")
         log(_agreement_line(cfg.quant, agreement, missed))
         if missed and cfg.fail_on_verify:
-            raise BundleError(f"verification failed for the {cfg.quant} bundle: {'; '.join(missed)}; "
-                              "no bundle was written (relax the thresholds or pass --no-verify-fail to keep it)")
+            raise BundleError(
+                f"verification failed for the {cfg.quant} bundle: {'; '.join(missed)}; "
+                "no bundle was written (relax the thresholds or pass --no-verify-fail to keep it)"
+            )
         check_budget(final, cfg.budget_gb)
         write_manifest(tmp, manifest)
         if cfg.out.exists():
@@ -311,40 +345,63 @@ def _weight_bytes(manifest: dict[str, Any]) -> int:
 
 def _agreement_line(quant: str, a: Agreement, missed: list[str]) -> str:
     state = "PASSED" if not missed else "FAILED: " + "; ".join(missed)
-    return (f"verification ({a.pairs} pairs, {quant}): box IoU {a.box_iou:.3f}, decisions {a.decision_agreement:.0%}; "
-            f"reported: identical tokens {a.exact_token_match:.0%}, token agreement {a.token_agreement:.3f} -> {state}")
+    return (
+        f"verification ({a.pairs} pairs, {quant}): box IoU {a.box_iou:.3f}, decisions {a.decision_agreement:.0%}; "
+        f"reported: identical tokens {a.exact_token_match:.0%}, token agreement {a.token_agreement:.3f} -> {state}"
+    )
 
 
-def _manifest(cfg: ExportConfig, model_dir: Path, loaded: Any, ids: PromptSegments, spec: ImageSpec,
-              policy: SizePolicy, graphs: dict[str, str]) -> dict[str, Any]:
+def _manifest(
+    cfg: ExportConfig,
+    model_dir: Path,
+    loaded: Any,
+    ids: PromptSegments,
+    spec: ImageSpec,
+    policy: SizePolicy,
+    graphs: dict[str, str],
+) -> dict[str, Any]:
     template = template_of(loaded)
     quant: dict[str, Any] = {"mode": cfg.quant}
     if cfg.runtime == "onnx":
-        quant.update(decoder={"int4": "MatMulNBits weight-only (symmetric)", "int8": "dynamic int8 MatMul",
-                              "fp16": "fp16 weights and compute, fp32 io", "fp32": "fp32"}[cfg.quant],
-                     vision="fp16" if cfg.vision_fp16 else "fp32",
-                     embeddings="fp32" if cfg.quant == "fp32" else "fp16")
+        quant.update(
+            decoder={
+                "int4": "MatMulNBits weight-only (symmetric)",
+                "int8": "dynamic int8 MatMul",
+                "fp16": "fp16 weights and compute, fp32 io",
+                "fp32": "fp32",
+            }[cfg.quant],
+            vision="fp16" if cfg.vision_fp16 else "fp32",
+            embeddings="fp32" if cfg.quant == "fp32" else "fp16",
+        )
         if cfg.quant == "int4":
             quant["block_size"] = cfg.block_size
     else:
         quant["bitsandbytes"] = TORCH_QUANT[cfg.quant]
     return {
         "format_version": BUNDLE_FORMAT_VERSION,
-        "exporter": {"name": EXPORTER, "version": __version__, "python": platform.python_version(),
-                     "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
-        "source": {"path": str(model_dir.resolve()), "sha256": source_hash(model_dir),
-                   "identity": loaded.identity},
+        "exporter": {
+            "name": EXPORTER,
+            "version": __version__,
+            "python": platform.python_version(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        "source": {"path": str(model_dir.resolve()), "sha256": source_hash(model_dir), "identity": loaded.identity},
         "runtime": cfg.runtime,
         "quantization": quant,
         "model": _model_info(loaded),
-        "prompt": {"template_id": template.id, "template": template.to_dict(), "text": ids.text,
-                   "segments": [list(s) for s in ids.segments]},
-        "generation": {"max_new_tokens": cfg.max_new_tokens,
-                       "decoding": "greedy under the answer grammar" if cfg.grammar else "greedy"},
+        "prompt": {
+            "template_id": template.id,
+            "template": template.to_dict(),
+            "text": ids.text,
+            "segments": [list(s) for s in ids.segments],
+        },
+        "generation": {
+            "max_new_tokens": cfg.max_new_tokens,
+            "decoding": "greedy under the answer grammar" if cfg.grammar else "greedy",
+        },
         **({"grammar": grammar_for(template, cfg.max_new_tokens).to_dict()} if cfg.grammar else {}),
         "coordinates": COORDINATES,
         "size_policy": {"max_pixels": policy.max_pixels, "min_pixels": policy.min_pixels, "factor": policy.factor},
         "preprocessing": spec.to_dict(),
         "graphs": graphs,
     }
-

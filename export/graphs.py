@@ -23,8 +23,9 @@ OPSET = 17
 VISION_INPUTS = ("pixel_values", "interp_indices", "interp_weights", "rot_pos_ids", "cu_seqlens")
 
 
-def _vision_attention_blockdiag(self: Any, hidden_states: Any, cu_seqlens: Any, position_embeddings: Any = None,
-                                **_: Any) -> Any:
+def _vision_attention_blockdiag(
+    self: Any, hidden_states: Any, cu_seqlens: Any, position_embeddings: Any = None, **_: Any
+) -> Any:
     """Qwen3VLVisionAttention.forward with a block-diagonal mask from ``cu_seqlens`` (traceable)."""
     import torch
     from transformers.models.qwen3_vl import modeling_qwen3_vl as mq
@@ -67,13 +68,21 @@ def _decoder_module(model: Any) -> Any:
             self.lm, self.lm_head = model.model.language_model, model.lm_head
             self.cfg = model.config.text_config
 
-        def forward(self, inputs_embeds: Any, attention_mask: Any, position_ids: Any, deepstack: Any, *past: Any) -> Any:
+        def forward(
+            self, inputs_embeds: Any, attention_mask: Any, position_ids: Any, deepstack: Any, *past: Any
+        ) -> Any:
             cache = DynamicCache(config=self.cfg)
             for i in range(self.cfg.num_hidden_layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                          past_key_values=cache, use_cache=True, deepstack_visual_embeds=list(deepstack.unbind(0)),
-                          visual_pos_masks=None)
+            out = self.lm(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+                deepstack_visual_embeds=list(deepstack.unbind(0)),
+                visual_pos_masks=None,
+            )
             logits = self.lm_head(out.last_hidden_state[:, -1:])
             presents = []
             for layer in out.past_key_values.layers:
@@ -91,10 +100,18 @@ def _vision_module(model: Any) -> Any:
             super().__init__()
             self.visual = model.model.visual
 
-        def forward(self, pixel_values: Any, interp_indices: Any, interp_weights: Any, rot_pos_ids: Any,
-                    cu_seqlens: Any) -> Any:
-            o = self.visual(pixel_values, grid_thw=cu_seqlens, return_dict=True, interp_indices=interp_indices,
-                            interp_weights=interp_weights, position_ids=rot_pos_ids, cu_seqlens=cu_seqlens)
+        def forward(
+            self, pixel_values: Any, interp_indices: Any, interp_weights: Any, rot_pos_ids: Any, cu_seqlens: Any
+        ) -> Any:
+            o = self.visual(
+                pixel_values,
+                grid_thw=cu_seqlens,
+                return_dict=True,
+                interp_indices=interp_indices,
+                interp_weights=interp_weights,
+                position_ids=rot_pos_ids,
+                cu_seqlens=cu_seqlens,
+            )
             return o.pooler_output, torch.stack(o.deepstack_features, 0)
 
     return Vision().eval()
@@ -103,8 +120,10 @@ def _vision_module(model: Any) -> Any:
 def text_dims(model: Any) -> dict[str, int]:
     cfg = model.config.text_config
     return {
-        "hidden_size": int(cfg.hidden_size), "num_layers": int(cfg.num_hidden_layers),
-        "num_kv_heads": int(cfg.num_key_value_heads), "head_dim": int(cfg.head_dim),
+        "hidden_size": int(cfg.hidden_size),
+        "num_layers": int(cfg.num_hidden_layers),
+        "num_kv_heads": int(cfg.num_key_value_heads),
+        "head_dim": int(cfg.head_dim),
         "num_deepstack": len(model.config.vision_config.deepstack_visual_indexes),
         "vocab_size": int(cfg.vocab_size),
     }
@@ -115,16 +134,26 @@ def _export(module: Any, args: tuple, path: Path, inputs: list[str], outputs: li
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings on shape-constant branches (checked by parity tests)
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                          dynamo=False, opset_version=OPSET, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            dynamo=False,
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
 
 
 def export_vision(model: Any, path: Path, host_inputs: dict[str, np.ndarray], pixel_values: np.ndarray) -> None:
     """Vision encoder graph, dynamic in the number of patches (example: one real image)."""
     import torch
 
-    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in
-                 (pixel_values, *(host_inputs[k] for k in VISION_INPUTS[1:])))
+    args = tuple(
+        torch.from_numpy(np.ascontiguousarray(a)) for a in (pixel_values, *(host_inputs[k] for k in VISION_INPUTS[1:]))
+    )
     axes = {k: {0: "patches"} for k in VISION_INPUTS[:4]}
     axes.update(cu_seqlens={0: "segments"}, image_embeds={0: "tokens"}, deepstack={1: "tokens"})
     with export_patches(model):
@@ -139,19 +168,33 @@ def export_decoder(model: Any, path: Path) -> None:
     n_layers, kvh, hd, h = d["num_layers"], d["num_kv_heads"], d["head_dim"], d["hidden_size"]
     b, s, p = 2, 5, 7
     gen = torch.Generator().manual_seed(0)
-    args = (torch.randn(b, s, h, generator=gen), torch.ones(b, p + s, dtype=torch.long),
-            torch.arange(p, p + s).view(1, 1, s).expand(3, b, s).contiguous(), torch.zeros(d["num_deepstack"], b, s, h),
-            *[torch.randn(b, kvh, p, hd, generator=gen) for _ in range(2 * n_layers)])
+    args = (
+        torch.randn(b, s, h, generator=gen),
+        torch.ones(b, p + s, dtype=torch.long),
+        torch.arange(p, p + s).view(1, 1, s).expand(3, b, s).contiguous(),
+        torch.zeros(d["num_deepstack"], b, s, h),
+        *[torch.randn(b, kvh, p, hd, generator=gen) for _ in range(2 * n_layers)],
+    )
     past = [f"past_{kv}_{i}" for i in range(n_layers) for kv in ("key", "value")]
     present = [f"present_{kv}_{i}" for i in range(n_layers) for kv in ("key", "value")]
     axes: dict[str, dict[int, str]] = {
-        "inputs_embeds": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"},
-        "position_ids": {1: "batch", 2: "seq"}, "deepstack": {1: "batch", 2: "seq"}, "logits": {0: "batch"},
-        **{n: {0: "batch", 2: "past"} for n in past}, **{n: {0: "batch", 2: "total"} for n in present},
+        "inputs_embeds": {0: "batch", 1: "seq"},
+        "attention_mask": {0: "batch", 1: "total"},
+        "position_ids": {1: "batch", 2: "seq"},
+        "deepstack": {1: "batch", 2: "seq"},
+        "logits": {0: "batch"},
+        **{n: {0: "batch", 2: "past"} for n in past},
+        **{n: {0: "batch", 2: "total"} for n in present},
     }
     with export_patches(model):
-        _export(_decoder_module(model), args, path, ["inputs_embeds", "attention_mask", "position_ids", "deepstack",
-                                                    *past], ["logits", *present], axes)
+        _export(
+            _decoder_module(model),
+            args,
+            path,
+            ["inputs_embeds", "attention_mask", "position_ids", "deepstack", *past],
+            ["logits", *present],
+            axes,
+        )
 
 
 def embedding_table(model: Any, dtype: Any = np.float32) -> np.ndarray:

@@ -26,8 +26,13 @@ def save_graph(model: Any, path: Path) -> None:
     import onnx
 
     big = _weights_bytes(model) > EXTERNAL_DATA_BYTES
-    onnx.save_model(model, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
-                    location=f"{path.name}.data" if big else None)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=big,
+        all_tensors_to_one_file=True,
+        location=f"{path.name}.data" if big else None,
+    )
 
 
 def consolidate(src: Path, dst: Path) -> None:

@@ -51,5 +51,10 @@ def _build(trt: Any, vision_onnx: Path, out: Path, max_patches: int) -> dict[str
     if plan is None:
         return {"built": False, "reason": "TensorRT engine build failed (see the TensorRT log above)"}
     out.write_bytes(bytes(plan))
-    return {"built": True, "file": out.name, "precision": "fp16", "tensorrt": trt.__version__,
-            "note": "engine is specific to this GPU model and TensorRT version"}
+    return {
+        "built": True,
+        "file": out.name,
+        "precision": "fp16",
+        "tensorrt": trt.__version__,
+        "note": "engine is specific to this GPU model and TensorRT version",
+    }

@@ -35,8 +35,10 @@ def load_pairs_file(path: str | os.PathLike, limit: int | None = None) -> list[P
         items = _read_jsonl(p)
     if not items:
         why = f" ({'; '.join(problems[:3])})" if problems else ""
-        raise DatasetError(f"verify set {p} has no usable pairs{why}; expected JSON lines with 'reference', "
-                           "'target', 'box' and 'category' (see differad_edge.dataset)")
+        raise DatasetError(
+            f"verify set {p} has no usable pairs{why}; expected JSON lines with 'reference', "
+            "'target', 'box' and 'category' (see differad_edge.dataset)"
+        )
     items = items[:limit] if limit else items
     return [(load_image(r), load_image(t)) for r, t in items]
 
@@ -60,7 +62,7 @@ def _read_jsonl(p: Path) -> list[tuple[Path, Path]]:
             rec = json.loads(line)
             out.append((p.parent / rec["reference"], p.parent / rec["target"]))
         except (ValueError, KeyError, TypeError) as e:
-            raise DatasetError(f"{p}:{n}: bad line ({e}); expected {{\"reference\": ..., \"target\": ...}}") from e
+            raise DatasetError(f'{p}:{n}: bad line ({e}); expected {{"reference": ..., "target": ...}}') from e
     return out
 
 
@@ -78,6 +80,7 @@ def synthetic_pairs(count: int, size: int = 256, seed: int = 0) -> list[Pair]:
             tgt = ref.copy() if i % 4 == 3 else _paint_defect(ref, rng)
         pairs.append((ref, tgt))
     return pairs
+
 
 def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
     small = rng.integers(40, 215, (8, 8, 3), dtype=np.uint8)

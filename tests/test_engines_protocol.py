@@ -18,8 +18,13 @@ from differad_edge.outcome import Verdict
 def onnx_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from differad_edge.export import make_config, run_export
 
-    cfg = make_config(model=tiny_model_dir, out=tmp_path_factory.mktemp("protocol") / "fp32", quant="fp32",
-                      verify_count=2, max_pixels=256 * 256)
+    cfg = make_config(
+        model=tiny_model_dir,
+        out=tmp_path_factory.mktemp("protocol") / "fp32",
+        quant="fp32",
+        verify_count=2,
+        max_pixels=256 * 256,
+    )
     return run_export(cfg, log=lambda _m: None).bundle
 
 

@@ -74,8 +74,13 @@ def test_the_inspect_quick_start_runs_as_written(tmp_path: Path) -> None:
     for name, img in (("reference.png", ref), ("part1.png", good), ("part2.png", bad)):
         save_image(tmp_path / name, img)
     argv = next(c for c in _commands() if c[:2] == ["differad", "inspect"] and "reference.png" in c)
-    proc = subprocess.run([sys.executable, "-m", "differad_edge.cli.main", *argv[1:]], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "differad_edge.cli.main", *argv[1:]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "part1.png: OK" in proc.stdout
     assert "part2.png: NG" in proc.stdout

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from differad_edge.cli.common import OneLineParser, run_command
+
 from differad_edge.errors import ConfigError
 
 PROG = "differad-train"
@@ -23,7 +24,9 @@ def _refuse_existing(path: str, overwrite: bool, flag: str = "--out") -> None:
     p = Path(path)
     if p.exists() and (not p.is_dir() or any(p.iterdir())):
         if not overwrite:
-            raise ConfigError(f"{flag} {p} exists and is not empty; pass --overwrite to replace it or choose a new folder")
+            raise ConfigError(
+                f"{flag} {p} exists and is not empty; pass --overwrite to replace it or choose a new folder"
+            )
         if p.is_dir():
             import shutil
 
@@ -38,8 +41,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise ConfigError(f"--count {args.count} must be >= 1")
     _refuse_existing(args.out, args.overwrite)
-    path = generate_dataset(args.out, args.count, args.seed, normals=args.normals, textures=args.textures,
-                            size=args.size)
+    path = generate_dataset(
+        args.out, args.count, args.seed, normals=args.normals, textures=args.textures, size=args.size
+    )
     print(path)
     return 0
 
@@ -119,15 +123,19 @@ def config_keys_help(kind: str) -> str:
             default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
             lines.append(f"  {section}.{key}  {default}" + (f"  {f.description}" if f.description else ""))
     trl = "GRPOConfig" if kind == "grpo" else "SFTConfig"
-    lines.append(f"  train.<any field of trl.{trl} / transformers.TrainingArguments>  passed through, "
-                 "validated by TRL (e.g. train.lr_scheduler_type=cosine train.weight_decay=0.01)")
+    lines.append(
+        f"  train.<any field of trl.{trl} / transformers.TrainingArguments>  passed through, "
+        "validated by TRL (e.g. train.lr_scheduler_type=cosine train.weight_decay=0.01)"
+    )
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from differad_edge.prompts import DEFAULT_TRAIN_TEMPLATE
 
-    parser = OneLineParser(prog=PROG, description="Train DifferAD models: synthetic pairs, SFT cold start, GRPO + DCLR.")
+    parser = OneLineParser(
+        prog=PROG, description="Train DifferAD models: synthetic pairs, SFT cold start, GRPO + DCLR."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
 
@@ -141,10 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
     s.set_defaults(func=cmd_synth)
 
-    for name, func, help_ in (("sft", cmd_sft, "cold start: supervised fine-tuning (TRL SFTTrainer)"),
-                              ("grpo", cmd_grpo, "GRPO with DCLR, resampling and difficulty weighting")):
-        p = sub.add_parser(name, help=help_, epilog=config_keys_help(name),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, func, help_ in (
+        ("sft", cmd_sft, "cold start: supervised fine-tuning (TRL SFTTrainer)"),
+        ("grpo", cmd_grpo, "GRPO with DCLR, resampling and difficulty weighting"),
+    ):
+        p = sub.add_parser(
+            name, help=help_, epilog=config_keys_help(name), formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         p.add_argument("--config", help="YAML file or shipped config name (" + ", ".join(_shipped()) + ")")
         p.add_argument("--merge-lora", action="store_true", help="merge the LoRA adapter into the saved model")
         p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output_dir")
@@ -157,8 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--adapter", required=True, help="adapter folder (OUT/adapter of a LoRA run)")
     m.add_argument("--out", required=True, help="output folder")
     m.add_argument("--dtype", default="bf16", choices=("fp32", "bf16", "fp16"))
-    m.add_argument("--template", default=DEFAULT_TRAIN_TEMPLATE,
-                   help="prompt template the adapter was trained with (id, JSON file, or 'model')")
+    m.add_argument(
+        "--template",
+        default=DEFAULT_TRAIN_TEMPLATE,
+        help="prompt template the adapter was trained with (id, JSON file, or 'model')",
+    )
     m.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
     m.set_defaults(func=cmd_merge)
     return parser

@@ -48,8 +48,10 @@ class _Section(BaseModel):
         if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
             for key in data:
                 if key not in cls.model_fields:
-                    raise ValueError(f"unknown key {key!r}{did_you_mean(str(key), set(cls.model_fields))}; "
-                                     f"known: {', '.join(cls.model_fields)}")
+                    raise ValueError(
+                        f"unknown key {key!r}{did_you_mean(str(key), set(cls.model_fields))}; "
+                        f"known: {', '.join(cls.model_fields)}"
+                    )
         return data
 
 
@@ -72,8 +74,11 @@ class LoraSection(_Section):
 
 class DataSection(_Section):
     pairs: str = Field("", description="pairs JSONL (differad_edge.dataset format)")
-    template: str = Field(DEFAULT_TRAIN_TEMPLATE, description="prompt template: an id, a template JSON file, "
-                          "or 'model' (the differad_prompt.json stored with model.path)")
+    template: str = Field(
+        DEFAULT_TRAIN_TEMPLATE,
+        description="prompt template: an id, a template JSON file, "
+        "or 'model' (the differad_prompt.json stored with model.path)",
+    )
     paraphrase: bool = Field(True, description="draw the instruction from the 20 paraphrases")
     seed: int = 0
     limit: int | None = Field(None, ge=1, description="use only the first N pairs")
@@ -83,13 +88,19 @@ class DiagnosticsSection(_Section):
     """Held-out evaluation during training: the project's metrics beside trivial baselines, and the image-use check."""
 
     enabled: bool = Field(True, description="evaluate on a held-out split at train begin, every `steps` and at the end")
-    eval_pairs: str | None = Field(None, description="held-out pairs JSONL (default: split eval_fraction off data.pairs)")
+    eval_pairs: str | None = Field(
+        None, description="held-out pairs JSONL (default: split eval_fraction off data.pairs)"
+    )
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of data.pairs held out when no eval_pairs")
     min_train: int = Field(8, ge=1, description="split only when at least this many pairs remain for training")
     max_eval: int = Field(32, ge=2, description="held-out pairs scored per evaluation (generation is slow)")
     steps: int = Field(50, ge=1, description="evaluate every N optimizer steps")
-    max_new_tokens: int | None = Field(None, ge=1, description="answer length limit on the held-out pairs (default: "
-                                       "train.max_completion_length for GRPO, 256 with <think>, else 32)")
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="answer length limit on the held-out pairs (default: "
+        "train.max_completion_length for GRPO, 256 with <think>, else 32)",
+    )
     image_check: bool = Field(True, description="loss on real vs shuffled image pairs (does the model look?)")
 
 
@@ -110,9 +121,13 @@ class RewardSection(_Section):
 
 #: TrainingArguments keys set from other sections (or by the runner): where to set them instead.
 RESERVED_TRAIN_KEYS = {
-    "output_dir": "the top-level output_dir", "bf16": "model.dtype", "fp16": "model.dtype",
-    "gradient_checkpointing": "model.gradient_checkpointing", "reward_weights": "reward.format_weight/loc_weight",
-    "remove_unused_columns": None, "max_completion_length": None,
+    "output_dir": "the top-level output_dir",
+    "bf16": "model.dtype",
+    "fp16": "model.dtype",
+    "gradient_checkpointing": "model.gradient_checkpointing",
+    "reward_weights": "reward.format_weight/loc_weight",
+    "remove_unused_columns": None,
+    "max_completion_length": None,
 }
 
 
@@ -136,7 +151,8 @@ class _TrainCommon(_Section):
     report_to: list[str] = Field(default_factory=list, description="tensorboard / wandb (extras of the same name)")
     dataloader_num_workers: int = Field(0, ge=0)
     resume_from_checkpoint: bool | str | None = Field(
-        None, description="true: the last checkpoint in OUTPUT/checkpoints; or a checkpoint folder")
+        None, description="true: the last checkpoint in OUTPUT/checkpoints; or a checkpoint folder"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -154,9 +170,11 @@ class _TrainCommon(_Section):
                 where = RESERVED_TRAIN_KEYS[key]
                 raise ValueError(f"{key!r} is set by the runner" + (f"; set {where} instead" if where else ""))
             if key not in trl:
-                raise ValueError(f"unknown key {key!r}{did_you_mean(str(key), set(cls.model_fields) | set(trl))}; "
-                                 f"expected a key listed by `differad-train {cls.trl_config[:-6].lower()} --help` "
-                                 f"or any field of trl.{cls.trl_config}")
+                raise ValueError(
+                    f"unknown key {key!r}{did_you_mean(str(key), set(cls.model_fields) | set(trl))}; "
+                    f"expected a key listed by `differad-train {cls.trl_config[:-6].lower()} --help` "
+                    f"or any field of trl.{cls.trl_config}"
+                )
         return data
 
     def trl_extra(self) -> dict[str, Any]:
@@ -201,7 +219,9 @@ class GRPOSettings(_TrainCommon):
     resample_on: Literal["loc", "total"] = Field("loc", description="judge flatness on R_loc (authors) or R total")
     max_resample_rounds: int = Field(2, ge=0)
     resample_eps: float = Field(1e-6, ge=0.0)
-    zero_advantage_warn_steps: int = Field(10, ge=0, description="warn after N consecutive steps without signal (0: never)")
+    zero_advantage_warn_steps: int = Field(
+        10, ge=0, description="warn after N consecutive steps without signal (0: never)"
+    )
     difficulty_weighting: bool = Field(True, description="Eq. 9-12 group weight")
     log_completions: bool = False
 
@@ -224,8 +244,11 @@ class _Job(_Section):
     @model_validator(mode="after")
     def _check(self) -> _Job:
         """Every cross-field rule, in one place."""
-        for name, value in (("model.path", self.model.path), ("data.pairs", self.data.pairs),
-                            ("output_dir", self.output_dir)):
+        for name, value in (
+            ("model.path", self.model.path),
+            ("data.pairs", self.data.pairs),
+            ("output_dir", self.output_dir),
+        ):
             if not str(value).strip():
                 raise ValueError(f"{name} is required; set it in the YAML or as {name}=VALUE")
         resolve_template(self.data.template, self.model.path)
@@ -327,8 +350,10 @@ def resolve_config(path: str | os.PathLike) -> Path:
     shipped = shipped_configs()
     if str(path) in shipped:
         return shipped[str(path)]
-    raise ConfigError(f"config {str(path)!r} is neither a file nor a shipped config"
-                      f"{did_you_mean(str(path), set(shipped))}; shipped: {', '.join(shipped)}")
+    raise ConfigError(
+        f"config {str(path)!r} is neither a file nor a shipped config"
+        f"{did_you_mean(str(path), set(shipped))}; shipped: {', '.join(shipped)}"
+    )
 
 
 def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:

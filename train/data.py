@@ -31,7 +31,9 @@ def load_pairs(path: str | os.PathLike, limit: int | None = None) -> list[Pair]:
     pairs = pf.pairs[:limit] if limit else pf.pairs
     if not pairs:
         why = f" ({pf.skipped} bad line(s), first: {pf.errors[0]})" if pf.errors else ""
-        raise DatasetError(f"no usable pairs in {path}{why}; expected JSONL lines with reference, target, box, category")
+        raise DatasetError(
+            f"no usable pairs in {path}{why}; expected JSONL lines with reference, target, box, category"
+        )
     return pairs
 
 
@@ -112,7 +114,13 @@ def build_grpo_dataset(
 
 
 def _pairs(pairs: str | os.PathLike | list[Pair], limit: int | None) -> list[Pair]:
-    return pairs[:limit] if isinstance(pairs, list) and limit else pairs if isinstance(pairs, list) else load_pairs(pairs, limit)
+    return (
+        pairs[:limit]
+        if isinstance(pairs, list) and limit
+        else pairs
+        if isinstance(pairs, list)
+        else load_pairs(pairs, limit)
+    )
 
 
 def build_sft_dataset(

@@ -44,8 +44,12 @@ MAX_FIXED_SCORED = 2000
 
 def _metrics(preds: Sequence[Box | None], valid: Sequence[bool], gts: Sequence[Box]) -> dict[str, float]:
     m = compute_metrics([Record(p, g, v) for p, v, g in zip(preds, valid, gts, strict=True)])
-    return {"acc30": m.acc30 or 0.0, "f1": m.f1 or 0.0, "miou": m.miou or 0.0,
-            "valid_rate": sum(valid) / len(valid) if valid else 0.0}
+    return {
+        "acc30": m.acc30 or 0.0,
+        "f1": m.f1 or 0.0,
+        "miou": m.miou or 0.0,
+        "valid_rate": sum(valid) / len(valid) if valid else 0.0,
+    }
 
 
 def best_fixed_box(train_solutions: Sequence[Box]) -> Box:
@@ -82,8 +86,9 @@ def _inputs(processor: Any, template: PromptTemplate, images: list[Any], answer:
     enc = processor(text=[prompt], images=images, return_tensors="pt")
     if answer is not None:
         n_prompt = enc["input_ids"].shape[1]
-        enc = processor(text=[prompt + answer + (processor.tokenizer.eos_token or "")], images=images,
-                        return_tensors="pt")
+        enc = processor(
+            text=[prompt + answer + (processor.tokenizer.eos_token or "")], images=images, return_tensors="pt"
+        )
         labels = enc["input_ids"].clone()
         labels[:, :n_prompt] = -100
         enc["labels"] = labels
@@ -98,8 +103,9 @@ def answer_loss(model: Any, processor: Any, template: PromptTemplate, images: li
         return float(model(**_inputs(processor, template, images, answer, model.device)).loss)
 
 
-def image_use_losses(model: Any, processor: Any, template: PromptTemplate, images: Sequence[list[Any]],
-                     answers: Sequence[str]) -> tuple[float, float]:
+def image_use_losses(
+    model: Any, processor: Any, template: PromptTemplate, images: Sequence[list[Any]], answers: Sequence[str]
+) -> tuple[float, float]:
     """(mean loss with each pair's own images, mean loss with the next pair's images)."""
     n = len(images)
     if n < 2:
@@ -109,14 +115,16 @@ def image_use_losses(model: Any, processor: Any, template: PromptTemplate, image
     return sum(real) / n, sum(shuffled) / n
 
 
-def generate_answer(model: Any, processor: Any, template: PromptTemplate, images: list[Any], max_new_tokens: int) -> str:
+def generate_answer(
+    model: Any, processor: Any, template: PromptTemplate, images: list[Any], max_new_tokens: int
+) -> str:
     """The greedy answer to the inference prompt (paraphrase 0), as the engine would ask it."""
     import torch
 
     enc = _inputs(processor, template, images, None, model.device)
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
-    return processor.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return processor.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 @dataclass
@@ -134,25 +142,34 @@ class HeldOut:
 
         images = [[Image.fromarray(load_image(p.reference)), Image.fromarray(load_image(p.target))] for p in pairs]
         sols = [pair_box_model_scale(p) for p in pairs]
-        answers = [sft_completion(Box(*(round(v) for v in s.as_tuple())), p.category, template)
-                   for s, p in zip(sols, pairs, strict=True)]
+        answers = [
+            sft_completion(Box(*(round(v) for v in s.as_tuple())), p.category, template)
+            for s, p in zip(sols, pairs, strict=True)
+        ]
         return cls(list(pairs), images, sols, answers)
 
 
-def evaluate_model(model: Any, processor: Any, template: PromptTemplate, held: HeldOut, max_new_tokens: int = 64,
-                   image_check: bool = True) -> dict[str, float]:
+def evaluate_model(
+    model: Any,
+    processor: Any,
+    template: PromptTemplate,
+    held: HeldOut,
+    max_new_tokens: int = 64,
+    image_check: bool = True,
+) -> dict[str, float]:
     """``diag/*`` metrics of the model on the held-out pairs (model put in eval mode, restored after)."""
     was_training = model.training
     model.eval()
     try:
         texts = [generate_answer(model, processor, template, imgs, max_new_tokens) for imgs in held.images]
         parsed = [parse_answer(t) for t in texts]  # the evaluation protocol, as `differad eval` reads answers
-        row = {f"diag/{k}": v for k, v in _metrics([p.box for p in parsed], [p.valid for p in parsed],
-                                                   held.solutions).items()}
+        row = {
+            f"diag/{k}": v
+            for k, v in _metrics([p.box for p in parsed], [p.valid for p in parsed], held.solutions).items()
+        }
         if image_check:
             real, shuffled = image_use_losses(model, processor, template, held.images, held.answers)
-            row.update({"diag/loss_real": real, "diag/loss_shuffled": shuffled,
-                        "diag/image_gain": shuffled - real})
+            row.update({"diag/loss_real": real, "diag/loss_shuffled": shuffled, "diag/image_gain": shuffled - real})
     finally:
         model.train(was_training)
     return row
@@ -160,16 +177,26 @@ def evaluate_model(model: Any, processor: Any, template: PromptTemplate, held: H
 
 def describe(row: dict[str, float], base: dict[str, float]) -> str:
     """One log line: the model's held-out numbers beside the baselines and the image-use check."""
-    text = (f"held-out Acc@0.3 {row['diag/acc30']:.3f} (zero box {base['diag/zero_acc30']:.3f}, "
-            f"best fixed box {base['diag/fixed_acc30']:.3f}), mIoU {row['diag/miou']:.3f}, "
-            f"valid {row['diag/valid_rate']:.2f}")
+    text = (
+        f"held-out Acc@0.3 {row['diag/acc30']:.3f} (zero box {base['diag/zero_acc30']:.3f}, "
+        f"best fixed box {base['diag/fixed_acc30']:.3f}), mIoU {row['diag/miou']:.3f}, "
+        f"valid {row['diag/valid_rate']:.2f}"
+    )
     if "diag/loss_real" in row:
         text += f"; answer loss real images {row['diag/loss_real']:.3f} vs shuffled {row['diag/loss_shuffled']:.3f}"
     return text
 
 
-def diagnostics_callback(held: HeldOut, train_solutions: Sequence[Box], processor: Any, template: PromptTemplate,
-                         every: int, max_new_tokens: int, image_check: bool, write_row: Any) -> Any:
+def diagnostics_callback(
+    held: HeldOut,
+    train_solutions: Sequence[Box],
+    processor: Any,
+    template: PromptTemplate,
+    every: int,
+    max_new_tokens: int,
+    image_check: bool,
+    write_row: Any,
+) -> Any:
     """A ``TrainerCallback`` that evaluates at train begin, every ``every`` steps and at train end.
 
     Rows go into ``state.log_history`` (so the summary and the curves see them) and to ``write_row``
@@ -188,17 +215,24 @@ def diagnostics_callback(held: HeldOut, train_solutions: Sequence[Box], processo
             if model is None or state.global_step == self.last_step:
                 return
             self.last_step = state.global_step
-            row = {"step": state.global_step, **evaluate_model(model, processor, template, held, max_new_tokens,
-                                                                image_check), **base}
+            row = {
+                "step": state.global_step,
+                **evaluate_model(model, processor, template, held, max_new_tokens, image_check),
+                **base,
+            }
             if state.is_world_process_zero:
                 state.log_history.append(row)
                 write_row(row)
                 logger.info("step %d: %s", state.global_step, describe(row, base))
                 gain = row.get("diag/image_gain")
                 if state.global_step > 0 and gain is not None and abs(gain) < 0.02 * max(row["diag/loss_real"], 1e-9):
-                    logger.warning("step %d: the answer loss is the same with shuffled images (%.4f vs %.4f): "
-                                   "the model does not use the images yet", state.global_step,
-                                   row["diag/loss_real"], row["diag/loss_shuffled"])
+                    logger.warning(
+                        "step %d: the answer loss is the same with shuffled images (%.4f vs %.4f): "
+                        "the model does not use the images yet",
+                        state.global_step,
+                        row["diag/loss_real"],
+                        row["diag/loss_shuffled"],
+                    )
 
         def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             self._run(state, model)

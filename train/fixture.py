@@ -79,7 +79,9 @@ def teacher_forced_batch(processor: Any, template: Any, images: list[list[Any]],
 
 
 def make_memorized_model(
-    out_dir: str | os.PathLike, settings: MemorizeSettings = MemorizeSettings(), overwrite: bool = False,
+    out_dir: str | os.PathLike,
+    settings: MemorizeSettings = MemorizeSettings(),
+    overwrite: bool = False,
 ) -> Path:
     """Train the tiny model on ``settings.count`` synthetic pairs until it answers them; returns the folder.
 
@@ -145,9 +147,16 @@ def make_memorized_model(
         mark_processor_class(tmp / "model")
         atomic_write_json(tmp / "model" / PROMPT_FILE, template.to_dict())
         info = {
-            "factory_size": "tiny", "seed": s.seed, "random_weights": False, "memorized": True,
-            "settings": asdict(s), "pairs": f"{PAIRS_DIR}/pairs.jsonl", "template": template.id,
-            "loss_first": loss_first, "loss_last": loss_last, "train_seconds": round(time.perf_counter() - t0, 1),
+            "factory_size": "tiny",
+            "seed": s.seed,
+            "random_weights": False,
+            "memorized": True,
+            "settings": asdict(s),
+            "pairs": f"{PAIRS_DIR}/pairs.jsonl",
+            "template": template.id,
+            "loss_first": loss_first,
+            "loss_last": loss_last,
+            "train_seconds": round(time.perf_counter() - t0, 1),
             "limits": "memorized, not general: answers on its own pairs only; boxes on unseen pairs are meaningless",
         }
         atomic_write_json(tmp / "model" / MODEL_INFO, info)
@@ -166,6 +175,8 @@ def memorized_pairs(model_dir: str | os.PathLike) -> Path:
     """The ``pairs.jsonl`` a memorized fixture model was trained on."""
     p = Path(model_dir) / PAIRS_DIR / "pairs.jsonl"
     if not p.is_file():
-        raise ConfigError(f"{model_dir} is not a memorized fixture model (no {PAIRS_DIR}/pairs.jsonl); "
-                          "make one with `differad dev make-model --memorized DIR`")
+        raise ConfigError(
+            f"{model_dir} is not a memorized fixture model (no {PAIRS_DIR}/pairs.jsonl); "
+            "make one with `differad dev make-model --memorized DIR`"
+        )
     return p

@@ -143,7 +143,9 @@ class DifferadGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         return mode, self.num_generations if mode == "train" else self.num_generations_eval
 
-    def _calculate_rewards(self, inputs: list, prompts: list, completions: list, completion_ids_list: list) -> torch.Tensor:
+    def _calculate_rewards(
+        self, inputs: list, prompts: list, completions: list, completion_ids_list: list
+    ) -> torch.Tensor:
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._last_rewards_per_func = rewards  # gathered over all processes: complete groups
         return rewards
@@ -162,12 +164,18 @@ class DifferadGRPOTrainer(GRPOTrainer):
         peak = self.accelerator.gather(advantages.detach().abs().max().reshape(1).float()).max().item()
         self.zero_advantage_streak = self.zero_advantage_streak + 1 if peak < 1e-8 else 0
         n = self.zero_advantage_warn_steps
-        if n and self.zero_advantage_streak and self.zero_advantage_streak % n == 0 and self.accelerator.is_main_process:
+        if (
+            n
+            and self.zero_advantage_streak
+            and self.zero_advantage_streak % n == 0
+            and self.accelerator.is_main_process
+        ):
             logger.warning(
                 "%d consecutive steps with zero advantage in every group: the policy gets no learning signal "
                 "(all completions of a group score the same). Check the format of the answers (a cold-start SFT "
                 "helps), raise train.temperature or train.num_generations, or try reward.variant=dclr_code",
-                self.zero_advantage_streak)
+                self.zero_advantage_streak,
+            )
 
     def _weight_advantages(self, advantages: torch.Tensor, n_local: int) -> torch.Tensor:
         mode, G = self._mode_and_G()
@@ -195,8 +203,11 @@ class DifferadGRPOTrainer(GRPOTrainer):
             return rpf[:, self._loc_index].detach().float().cpu().numpy(), getattr(func, "max_value", None)
         weights = self.reward_weights.to(rpf.device)
         maxima = [getattr(f, "max_value", None) for f in self.reward_funcs]
-        top = None if any(m is None for m in maxima) else float(sum(w * m for w, m in zip(weights.tolist(), maxima,
-                                                                                          strict=True)))
+        top = (
+            None
+            if any(m is None for m in maxima)
+            else float(sum(w * m for w, m in zip(weights.tolist(), maxima, strict=True)))
+        )
         return (rpf * weights).nansum(dim=1).detach().float().cpu().numpy(), top
 
     def _generate(self, prompts: list) -> tuple:
@@ -215,8 +226,11 @@ class DifferadGRPOTrainer(GRPOTrainer):
             rpf = self._calculate_rewards(self._batch_inputs, prompts, result[3], result[1])
             signal, top = self._resample_signal(rpf)
             flat = flat_groups(signal, G, self.resample_eps)
-            solved = (np.nan_to_num(signal, nan=-np.inf).reshape(-1, G) >= top - self.resample_eps).all(axis=1) \
-                if top is not None else np.zeros_like(flat)
+            solved = (
+                (np.nan_to_num(signal, nan=-np.inf).reshape(-1, G) >= top - self.resample_eps).all(axis=1)
+                if top is not None
+                else np.zeros_like(flat)
+            )
             redo = flat & ~solved  # a solved group is flat because it is right: never regenerate it
             if first is None:
                 first, ever, solved_first = flat.copy(), np.zeros_like(flat), solved.copy()
@@ -234,7 +248,7 @@ class DifferadGRPOTrainer(GRPOTrainer):
         if regenerations:  # TRL logged each generation call: log once, for the completions kept
             self.state.num_input_tokens_seen = tokens_before
             for key, values in self._metrics[mode].items():
-                del values[marks.get(key, 0):]
+                del values[marks.get(key, 0) :]
             self._log_generation(mode, result[0], result[1])
         self._metrics[mode]["resample/flat_share"].append(float(first.mean()))
         self._metrics[mode]["resample/solved_share"].append(float(solved_first.mean()))

@@ -91,10 +91,16 @@ def _trainer_callback(out: Path, resume: bool = False) -> Any:
             if not state.is_world_process_zero or not logs:
                 return
             append_log_row(out, {"step": state.global_step, **logs})
-            shown = [f"{k.split('/')[-2] if k.count('/') > 1 else k}={logs[k]:.4g}" for k in STEP_KEYS
-                     if isinstance(logs.get(k), (int, float))]
-            loc = [f"{k.split('/')[1]}={v:.4g}" for k, v in logs.items()
-                   if k.startswith("rewards/") and k.endswith("/mean") and "format" not in k]
+            shown = [
+                f"{k.split('/')[-2] if k.count('/') > 1 else k}={logs[k]:.4g}"
+                for k in STEP_KEYS
+                if isinstance(logs.get(k), (int, float))
+            ]
+            loc = [
+                f"{k.split('/')[1]}={v:.4g}"
+                for k, v in logs.items()
+                if k.startswith("rewards/") and k.endswith("/mean") and "format" not in k
+            ]
             if shown or loc:
                 logger.info("step %d: %s", state.global_step, " ".join(shown + loc))
 
@@ -123,19 +129,25 @@ def prepare_run(job: GRPOJob | SFTJob, overwrite: bool = False) -> str | bool | 
     if resume is True or (isinstance(resume, str) and resume.lower() == "true"):
         found = _last_checkpoint(out / CHECKPOINTS_DIR)
         if found is None:
-            raise ConfigError(f"train.resume_from_checkpoint=true but {out / CHECKPOINTS_DIR} holds no checkpoint-N "
-                              "folder; pass a checkpoint folder or drop the key")
+            raise ConfigError(
+                f"train.resume_from_checkpoint=true but {out / CHECKPOINTS_DIR} holds no checkpoint-N "
+                "folder; pass a checkpoint folder or drop the key"
+            )
         resume = str(found)
     elif isinstance(resume, str) and not Path(resume).is_dir():
-        raise ConfigError(f"train.resume_from_checkpoint={resume!r} is not a folder; pass a checkpoint-N folder or true")
+        raise ConfigError(
+            f"train.resume_from_checkpoint={resume!r} is not a folder; pass a checkpoint-N folder or true"
+        )
     elif resume is False:
         resume = None
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir {out} exists and is not a folder; choose another path")
     # only the main process judges the folder: another rank may start after rank 0 has begun writing into it
     if _is_main_process() and out.is_dir() and any(out.iterdir()) and not overwrite and not resume:
-        raise ConfigError(f"output_dir {out} exists and is not empty; pass --overwrite to replace it, "
-                          "train.resume_from_checkpoint=true to continue it, or choose a new folder")
+        raise ConfigError(
+            f"output_dir {out} exists and is not empty; pass --overwrite to replace it, "
+            "train.resume_from_checkpoint=true to continue it, or choose a new folder"
+        )
     for name in job.train.report_to:
         if name in REPORTERS:
             modules, extra = REPORTERS[name]
@@ -144,8 +156,10 @@ def prepare_run(job: GRPOJob | SFTJob, overwrite: bool = False) -> str | bool | 
     import torch
 
     if not torch.cuda.is_available() and (not job.train.use_cpu or job.model.dtype != "fp32"):
-        logger.info("no CUDA device: training on the CPU in fp32 (train.use_cpu=true, model.dtype=fp32; was %s)",
-                    job.model.dtype)
+        logger.info(
+            "no CUDA device: training on the CPU in fp32 (train.use_cpu=true, model.dtype=fp32; was %s)",
+            job.model.dtype,
+        )
         job.train.use_cpu = True
         job.model.dtype = "fp32"
     return resume
@@ -157,8 +171,15 @@ def _is_main_process() -> bool:
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
-    steps = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*")
-             if p.is_dir() and p.name.split("-")[1].isdigit()] if folder.is_dir() else []
+    steps = (
+        [
+            (int(p.name.split("-")[1]), p)
+            for p in folder.glob("checkpoint-*")
+            if p.is_dir() and p.name.split("-")[1].isdigit()
+        ]
+        if folder.is_dir()
+        else []
+    )
     return max(steps)[1] if steps else None
 
 
@@ -232,15 +253,25 @@ def _diagnostics(job: GRPOJob | SFTJob, processor: Any, template: PromptTemplate
     else:
         train, held = split_pairs(pairs, d.eval_fraction, d.min_train, job.data.seed)
     if not held:
-        logger.info("diagnostics: %d pairs are too few to hold some out (min_train=%d); no held-out evaluation",
-                    len(pairs), d.min_train)
+        logger.info(
+            "diagnostics: %d pairs are too few to hold some out (min_train=%d); no held-out evaluation",
+            len(pairs),
+            d.min_train,
+        )
         return pairs, None
     held = held[: d.max_eval]
     tokens = d.max_new_tokens or getattr(job.train, "max_completion_length", None) or (256 if template.think else 32)
     logger.info("diagnostics: %d training pairs, %d held out, evaluated every %d steps", len(train), len(held), d.steps)
-    cb = diagnostics_callback(HeldOut.from_pairs(held, template), [pair_box_model_scale(p) for p in train],
-                              processor, template, d.steps, tokens, d.image_check,
-                              lambda row: append_log_row(out, row))
+    cb = diagnostics_callback(
+        HeldOut.from_pairs(held, template),
+        [pair_box_model_scale(p) for p in train],
+        processor,
+        template,
+        d.steps,
+        tokens,
+        d.image_check,
+        lambda row: append_log_row(out, row),
+    )
     return train, cb
 
 
@@ -259,9 +290,15 @@ def _finish(trainer: Any, job: GRPOJob | SFTJob, processor: Any, out: Path, summ
     atomic_write_text(out / "train_config.yaml", yaml.safe_dump(dump_config(job), sort_keys=False))
     history = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
     diag = [h for h in trainer.state.log_history if "diag/acc30" in h]
-    summary = {**summary, "steps": trainer.state.global_step, "last_log": history[-1] if history else {},
-               "diagnostics": {"first": diag[0], "last": diag[-1]} if diag else None,
-               "template": template.id, "lora": job.lora.enabled, "merged": bool(job.lora.enabled and job.merge_lora)}
+    summary = {
+        **summary,
+        "steps": trainer.state.global_step,
+        "last_log": history[-1] if history else {},
+        "diagnostics": {"first": diag[0], "last": diag[-1]} if diag else None,
+        "template": template.id,
+        "lora": job.lora.enabled,
+        "merged": bool(job.lora.enabled and job.merge_lora),
+    }
     atomic_write_json(out / SUMMARY_FILE, _finite(summary))
     plot_curves(trainer.state.log_history, out / CURVES_FILE)
     return out
@@ -343,8 +380,16 @@ def build_rewards(job: GRPOJob, extra: list[Callable[..., Any]] | None = None) -
 
     r = job.reward
     p = r.params()
-    funcs, weights = make_reward_funcs(r.variant, require_think=job.think, format_weight=r.format_weight,
-                                       loc_weight=r.loc_weight, alpha=p.alpha, lam=p.lam, tau=p.tau, delta=p.delta)
+    funcs, weights = make_reward_funcs(
+        r.variant,
+        require_think=job.think,
+        format_weight=r.format_weight,
+        loc_weight=r.loc_weight,
+        alpha=p.alpha,
+        lam=p.lam,
+        tau=p.tau,
+        delta=p.delta,
+    )
     extras = [import_callable(s) for s in r.extra] + list(extra or [])
     extra_weights = list(r.extra_weights or [1.0] * len(r.extra)) + [1.0] * len(extra or [])
     return funcs + extras, weights + extra_weights
@@ -381,17 +426,30 @@ def run_grpo(job: GRPOJob, extra_rewards: list[Callable[..., Any]] | None = None
             log_completions=t.log_completions,
         )
         trainer = DifferadGRPOTrainer(
-            model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=processor,
-            callbacks=callbacks + ([diag] if diag else []), resample=t.resample,
-            max_resample_rounds=t.max_resample_rounds, resample_eps=t.resample_eps, resample_on=t.resample_on,
-            zero_advantage_warn_steps=t.zero_advantage_warn_steps, difficulty_weighting=t.difficulty_weighting,
+            model=model,
+            reward_funcs=funcs,
+            args=args,
+            train_dataset=dataset,
+            processing_class=processor,
+            callbacks=callbacks + ([diag] if diag else []),
+            resample=t.resample,
+            max_resample_rounds=t.max_resample_rounds,
+            resample_eps=t.resample_eps,
+            resample_on=t.resample_on,
+            zero_advantage_warn_steps=t.zero_advantage_warn_steps,
+            difficulty_weighting=t.difficulty_weighting,
             tau=job.reward.tau,
         )
     _start_output(out, overwrite, resume)  # only now: a refused config or dataset leaves nothing behind
     trainer.train(resume_from_checkpoint=resume)
-    summary = {"kind": "grpo", "resample": trainer.resample_totals, "reward_functions": trainer.reward_func_names,
-               "world_size": trainer.accelerator.num_processes,
-               "baselines": getattr(diag, "baselines", None), "resumed_from": resume}
+    summary = {
+        "kind": "grpo",
+        "resample": trainer.resample_totals,
+        "reward_functions": trainer.reward_func_names,
+        "world_size": trainer.accelerator.num_processes,
+        "baselines": getattr(diag, "baselines", None),
+        "resumed_from": resume,
+    }
     return _finish(trainer, job, processor, out, summary)
 
 
@@ -413,10 +471,24 @@ def run_sft(job: SFTJob, overwrite: bool = False) -> Path:
     callbacks = [_trainer_callback(out, bool(resume)), checkpoint_callback(job, processor, template)]
     with _trl_config_errors("sft"):
         args = SFTConfig(**_common_args(job, out), max_length=job.train.max_length)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor,
-                             callbacks=callbacks + ([diag] if diag else []))
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=processor,
+            callbacks=callbacks + ([diag] if diag else []),
+        )
     _start_output(out, overwrite, resume)
     trainer.train(resume_from_checkpoint=resume)
-    return _finish(trainer, job, processor, out, {"kind": "sft", "world_size": trainer.accelerator.num_processes,
-                                                  "baselines": getattr(diag, "baselines", None),
-                                                  "resumed_from": resume})
+    return _finish(
+        trainer,
+        job,
+        processor,
+        out,
+        {
+            "kind": "sft",
+            "world_size": trainer.accelerator.num_processes,
+            "baselines": getattr(diag, "baselines", None),
+            "resumed_from": resume,
+        },
+    )

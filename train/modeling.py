@@ -39,8 +39,9 @@ def _bnb_config(quant: str, dtype: Any) -> Any:
     except ImportError as e:
         raise missing_extra("bitsandbytes", "train") from e
     if quant == "nf4":  # QLoRA recipe: nf4 + double quantization, compute in the training dtype
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=dtype)
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -89,13 +90,16 @@ def load_policy(model_cfg: ModelSection, lora_cfg: LoraSection) -> tuple[Any, An
         except ImportError as e:
             raise missing_extra("peft", "train") from e
         if model_cfg.quant:
-            model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=model_cfg.gradient_checkpointing
-            )
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=model_cfg.gradient_checkpointing)
         elif model_cfg.gradient_checkpointing:
             model.enable_input_require_grads()  # frozen embeddings + checkpointing would cut LoRA's gradients
-        config = LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                            target_modules=lora_target_regex(lora_cfg.target_modules), task_type="CAUSAL_LM")
+        config = LoraConfig(
+            r=lora_cfg.r,
+            lora_alpha=lora_cfg.alpha,
+            lora_dropout=lora_cfg.dropout,
+            target_modules=lora_target_regex(lora_cfg.target_modules),
+            task_type="CAUSAL_LM",
+        )
         model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if trainable == 0:
@@ -119,8 +123,10 @@ def check_adapter_dir(adapter_dir: str | os.PathLike) -> Path:
         raise ModelLoadError(f"{d} has no adapter_config.json; pass the OUT/adapter folder of a LoRA run")
     if not (d / "adapter_model.safetensors").is_file():
         found = "only pickled weights" if any(d.glob("adapter_model.bin")) else "no adapter_model.safetensors"
-        raise ModelLoadError(f"{d}: {found}; DifferAD loads safetensors only (re-save the adapter with "
-                             "save_pretrained(DIR, safe_serialization=True) in a trusted environment)")
+        raise ModelLoadError(
+            f"{d}: {found}; DifferAD loads safetensors only (re-save the adapter with "
+            "save_pretrained(DIR, safe_serialization=True) in a trusted environment)"
+        )
     return d
 
 

@@ -130,7 +130,9 @@ def _normal_rule(pred: Box | None, gt: Box) -> float | None:
     return None
 
 
-def localization_reward(pred: Box | None, gt: Box, variant: Variant = "dclr", params: DCLRParams = DCLRParams()) -> float:
+def localization_reward(
+    pred: Box | None, gt: Box, variant: Variant = "dclr", params: DCLRParams = DCLRParams()
+) -> float:
     """R_loc of one prediction (``None`` = invalid answer) against a model-scale ground truth.
 
     ``dclr``: Eq. 7 (IoU + delta if IoU >= tau, else IoU + (1 - IoU) * lam * S_cons);
@@ -168,7 +170,9 @@ def localization_reward(pred: Box | None, gt: Box, variant: Variant = "dclr", pa
     raise ConfigError(f"unknown reward variant {variant!r}; expected one of {', '.join(VARIANTS)}")
 
 
-def _score_all(completions: Sequence[Any], solution: Sequence[Any], variant: Variant, params: DCLRParams) -> list[float]:
+def _score_all(
+    completions: Sequence[Any], solution: Sequence[Any], variant: Variant, params: DCLRParams
+) -> list[float]:
     if len(completions) != len(solution):
         raise ConfigError(f"got {len(completions)} completions but {len(solution)} solutions; expected one each")
     out = []

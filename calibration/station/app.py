@@ -173,8 +173,13 @@ def create_app(settings: StationSettings) -> FastAPI:
         return page(request, "error.html", {"message": str(exc)}, status=400)
 
     def page(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> Response:
-        base = {"request": request, "operator": state["operator"], "live": state["live"],
-                "msg": request.query_params.get("msg"), "poll_ms": settings.poll_ms}
+        base = {
+            "request": request,
+            "operator": state["operator"],
+            "live": state["live"],
+            "msg": request.query_params.get("msg"),
+            "poll_ms": settings.poll_ms,
+        }
         return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
 
     def operator(name: str) -> str:
@@ -234,8 +239,11 @@ def create_app(settings: StationSettings) -> FastAPI:
         cap: LiveCapture = state["live"]
         image = _data_url(cap.current.image) if cap.current is not None else None
         verdict = cap.verdict.to_json() if cap.verdict is not None else None
-        return page(request, "_live_panel.html", {"cap": cap, "image": image, "verdict": verdict,
-                                                  "why": short_reason(cap.verdict) if cap.verdict else ""})
+        return page(
+            request,
+            "_live_panel.html",
+            {"cap": cap, "image": image, "verdict": verdict, "why": short_reason(cap.verdict) if cap.verdict else ""},
+        )
 
     @app.get("/live/tick", response_class=HTMLResponse)
     def live_tick(request: Request, advance: int = 1) -> Response:
@@ -269,8 +277,15 @@ def create_app(settings: StationSettings) -> FastAPI:
         if cap is None or not cap.captured:
             raise CalibrationError("nothing captured yet; capture frames in the live view first")
         sid = f"{cap.product_id}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-        session = capture(cap.product_id, cap.source, None, sessions_root / sid, holdout=holdout,
-                          gates=settings.config.gates, frames=list(cap.captured))
+        session = capture(
+            cap.product_id,
+            cap.source,
+            None,
+            sessions_root / sid,
+            holdout=holdout,
+            gates=settings.config.gates,
+            frames=list(cap.captured),
+        )
         cap.close()
         state["live"] = None
         accepted = sum(f.accepted for f in session.frames)
@@ -280,7 +295,9 @@ def create_app(settings: StationSettings) -> FastAPI:
     @app.get("/session/{sid}", response_class=HTMLResponse)
     def session_page(request: Request, sid: str) -> Response:
         session = load_session(session_dir(sid))
-        return page(request, "session.html", {"s": session, "sid": sid, "has_mask": (session.root / MASK_FILE).is_file()})
+        return page(
+            request, "session.html", {"s": session, "sid": sid, "has_mask": (session.root / MASK_FILE).is_file()}
+        )
 
     @app.get("/session/{sid}/frame/{index}")
     def session_frame(sid: str, index: int) -> Response:
@@ -309,8 +326,11 @@ def create_app(settings: StationSettings) -> FastAPI:
         h, w = session.load_images([session.frames[i]])[0].shape[:2]
         path = session.root / MASK_FILE
         polygons = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        return page(request, "mask.html", {"s": session, "sid": sid, "anchor": i, "width": w, "height": h,
-                                           "polygons": polygons or {}})
+        return page(
+            request,
+            "mask.html",
+            {"s": session, "sid": sid, "anchor": i, "width": w, "height": h, "polygons": polygons or {}},
+        )
 
     @app.post("/session/{sid}/mask")
     async def mask_save(request: Request, sid: str) -> Response:
@@ -318,8 +338,11 @@ def create_app(settings: StationSettings) -> FastAPI:
         data = await request.json()
         if not isinstance(data, dict) or not set(data) <= {"care", "ignore"}:
             raise CalibrationError("a care mask is {'care': [polygons], 'ignore': [polygons]}")
-        clean = {k: [[[round(float(x), 1), round(float(y), 1)] for x, y in poly] for poly in v or []]
-                 for k, v in data.items() if v}
+        clean = {
+            k: [[[round(float(x), 1), round(float(y), 1)] for x, y in poly] for poly in v or []]
+            for k, v in data.items()
+            if v
+        }
         image = session.load_images([session.frames[anchor_index(session)]])[0]
         h, w = image.shape[:2]
         tmp = session.root / f".{MASK_FILE}.check.yaml"
@@ -331,8 +354,13 @@ def create_app(settings: StationSettings) -> FastAPI:
         atomic_write_text(session.root / MASK_FILE, yaml.safe_dump(clean, default_flow_style=None, sort_keys=True))
         preview = image.copy()
         preview[mask == 0] = (preview[mask == 0] * 0.3).astype(np.uint8)
-        return JSONResponse({"saved": str(session.root / MASK_FILE), "care_fraction": float((mask > 0).mean()),
-                             "preview": _data_url(preview, 640)})
+        return JSONResponse(
+            {
+                "saved": str(session.root / MASK_FILE),
+                "care_fraction": float((mask > 0).mean()),
+                "preview": _data_url(preview, 640),
+            }
+        )
 
     @app.post("/session/{sid}/build")
     def session_build(sid: str, auto_mask: str = Form(""), operator_name: str = Form("", alias="operator")) -> Response:
@@ -341,10 +369,17 @@ def create_app(settings: StationSettings) -> FastAPI:
         if who:
             state["operator"] = who
         mask = session.root / MASK_FILE
-        build = make_config(BuildConfig, {**settings.config.build.model_dump(),
-                                          "auto_mask": {**settings.config.build.auto_mask.model_dump(), "enabled": bool(auto_mask)}},
-                            "build options")
-        version = build_candidate(store, session, config=build, care_mask=mask if mask.is_file() else None, operator=who)
+        build = make_config(
+            BuildConfig,
+            {
+                **settings.config.build.model_dump(),
+                "auto_mask": {**settings.config.build.auto_mask.model_dump(), "enabled": bool(auto_mask)},
+            },
+            "build options",
+        )
+        version = build_candidate(
+            store, session, config=build, care_mask=mask if mask.is_file() else None, operator=who
+        )
         return go(f"/product/{session.product_id}", f"built candidate {version} from session {sid}; validate it next")
 
     # -- product: validate, report, promote, rollback, history, spot check --------------------
@@ -352,24 +387,45 @@ def create_app(settings: StationSettings) -> FastAPI:
     def product_page(request: Request, product: str, version: str | None = None) -> Response:
         rows = commands.list_products(store, _safe_id(product, "product id"))
         shown = commands.show(store, product, version)
-        return page(request, "product.html", {
-            "product": product, "rows": rows, "summary": commands.summary_lines(shown), "shown": shown,
-            "history": store.history(product)[::-1], "sessions": sessions(product),
-            "candidates": [r["version"] for r in rows if r["status"] == "candidate"],
-            "target": commands.rollback_target(store, product),
-        })
+        return page(
+            request,
+            "product.html",
+            {
+                "product": product,
+                "rows": rows,
+                "summary": commands.summary_lines(shown),
+                "shown": shown,
+                "history": store.history(product)[::-1],
+                "sessions": sessions(product),
+                "candidates": [r["version"] for r in rows if r["status"] == "candidate"],
+                "target": commands.rollback_target(store, product),
+            },
+        )
 
     @app.post("/product/{product}/validate")
-    def product_validate(product: str, version: str = Form(...), session_id: str = Form(..., alias="session"),
-                         operator_name: str = Form("", alias="operator")) -> Response:
+    def product_validate(
+        product: str,
+        version: str = Form(...),
+        session_id: str = Form(..., alias="session"),
+        operator_name: str = Form("", alias="operator"),
+    ) -> Response:
         who = operator(operator_name)
         session = load_session(session_dir(session_id))
         report_dir = commands.new_report_dir(session.root / "reports", product, version)
-        result = commands.run_validation(store, product, version, session=session, config=settings.config.validate_,
-                                         report_dir=report_dir, operator=who)
+        result = commands.run_validation(
+            store,
+            product,
+            version,
+            session=session,
+            config=settings.config.validate_,
+            report_dir=report_dir,
+            operator=who,
+        )
         failing = result.failing_frames()
         names = ", ".join(failing["false_alarms"] + failing["missed"] + failing["alignment_failures"])
-        msg = f"{product}/{version} {'PASSED' if result.passed else 'FAILED'}" + (f"; failing frames: {names}" if names else "")
+        msg = f"{product}/{version} {'PASSED' if result.passed else 'FAILED'}" + (
+            f"; failing frames: {names}" if names else ""
+        )
         return go(f"/product/{product}", msg)
 
     @app.get("/report/{sid}/{report}/{name:path}")
@@ -381,15 +437,25 @@ def create_app(settings: StationSettings) -> FastAPI:
         return FileResponse(path)
 
     @app.post("/product/{product}/promote")
-    def product_promote(product: str, version: str = Form(...), force: str = Form(""), reason: str = Form(""),
-                        operator_name: str = Form("", alias="operator")) -> Response:
-        commands.promote(store, product, version, force=bool(force), reason=reason or None, operator=operator(operator_name))
+    def product_promote(
+        product: str,
+        version: str = Form(...),
+        force: str = Form(""),
+        reason: str = Form(""),
+        operator_name: str = Form("", alias="operator"),
+    ) -> Response:
+        commands.promote(
+            store, product, version, force=bool(force), reason=reason or None, operator=operator(operator_name)
+        )
         return go(f"/product/{product}", f"{product}: active version is now {version}{' (forced)' if force else ''}")
 
     @app.post("/product/{product}/rollback")
-    def product_rollback(product: str, force: str = Form(""), reason: str = Form(""),
-                         operator_name: str = Form("", alias="operator")) -> Response:
-        version = commands.rollback(store, product, force=bool(force), reason=reason or None, operator=operator(operator_name))
+    def product_rollback(
+        product: str, force: str = Form(""), reason: str = Form(""), operator_name: str = Form("", alias="operator")
+    ) -> Response:
+        version = commands.rollback(
+            store, product, force=bool(force), reason=reason or None, operator=operator(operator_name)
+        )
         return go(f"/product/{product}", f"{product}: rolled back, active version is now {version}")
 
     @app.get("/product/{product}/spot", response_class=HTMLResponse)
@@ -410,12 +476,21 @@ def create_app(settings: StationSettings) -> FastAPI:
             sides = []
             for label, v in (("candidate", candidate), ("active", None)):
                 result = inspector.inspect(frame.image, product, v)
-                sides.append({"label": label, "version": result.reference_version or v or "-",
-                              "verdict": result.verdict.value, "reason": result.detection.message,
-                              "image": _data_url(_draw(frame.image, result)), "defects": len(result.detection.defects)})
+                sides.append(
+                    {
+                        "label": label,
+                        "version": result.reference_version or v or "-",
+                        "verdict": result.verdict.value,
+                        "reason": result.detection.message,
+                        "image": _data_url(_draw(frame.image, result)),
+                        "defects": len(result.detection.defects),
+                    }
+                )
         finally:
             inspector.close()
-        return page(request, "spot.html", {"product": product, "frame": frame.name, "sides": sides, "version": candidate})
+        return page(
+            request, "spot.html", {"product": product, "frame": frame.name, "sides": sides, "version": candidate}
+        )
 
     return app
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from differad_edge.cli.common import OneLineParser, run_command
+
 from differad_edge.errors import ConfigError
 
 PROG = "differad-station"
@@ -48,12 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="station", help="folder for capture sessions and reports (default ./station)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"access token (default ${TOKEN_ENV}); required "
-                   "for a --host other than loopback")
+    p.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"access token (default ${TOKEN_ENV}); required for a --host other than loopback",
+    )
     p.add_argument("--config", help="calibration YAML (sections gates/build/validate)")
     p.add_argument("--engine", default="golden", help="engine of the spot check (default golden)")
-    p.add_argument("--trigger-topic", metavar="TOPIC", help="ROS topic (std_msgs/Empty) whose messages capture the "
-                   "live frame, e.g. /cell/part_ready (needs the ros extra)")
+    p.add_argument(
+        "--trigger-topic",
+        metavar="TOPIC",
+        help="ROS topic (std_msgs/Empty) whose messages capture the "
+        "live frame, e.g. /cell/part_ready (needs the ros extra)",
+    )
     p.set_defaults(func=_serve)
     return p
 
@@ -69,8 +77,14 @@ def _serve(args: argparse.Namespace) -> int:
     from ..config import load_config
     from .app import StationSettings, create_app
 
-    settings = StationSettings(store=Path(args.store), workdir=Path(args.workdir), token=args.token,
-                               config=load_config(args.config), engine=args.engine, trigger_topic=args.trigger_topic)
+    settings = StationSettings(
+        store=Path(args.store),
+        workdir=Path(args.workdir),
+        token=args.token,
+        config=load_config(args.config),
+        engine=args.engine,
+        trigger_topic=args.trigger_topic,
+    )
     url = f"http://{args.host}:{args.port}/" + ("?token=..." if args.token else "")
     print(f"{PROG}: serving {url} (store {args.store}, sessions in {args.workdir})", file=sys.stderr)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")

@@ -32,4 +32,16 @@ def create_engine(name: str, **options: Any) -> Engine:
     return engine_class(name)(**options)
 
 
-__all__ = ["ENGINES", "Defect", "Detection", "Reason", "Verdict", "Engine", "EngineHandle", "Reference", "StageTimer", "create_engine", "engine_class"]
+__all__ = [
+    "ENGINES",
+    "Defect",
+    "Detection",
+    "Reason",
+    "Verdict",
+    "Engine",
+    "EngineHandle",
+    "Reference",
+    "StageTimer",
+    "create_engine",
+    "engine_class",
+]

@@ -114,14 +114,20 @@ class GoldenConfig:
                 raise ConfigError(f"golden {name}={value!r} must be an integer >= 0 (pixels)")
         if self.min_area < 1:
             self.min_area = 1
-        if isinstance(self.max_defects, bool) or not isinstance(self.max_defects, (int, np.integer)) or self.max_defects < 1:
+        if (
+            isinstance(self.max_defects, bool)
+            or not isinstance(self.max_defects, (int, np.integer))
+            or self.max_defects < 1
+        ):
             raise ConfigError(f"golden max_defects={self.max_defects!r} must be an integer >= 1")
         if not isinstance(self.anomaly_map, (bool, np.bool_)):
             raise ConfigError(f"golden anomaly_map={self.anomaly_map!r} must be true or false")
         if self.channels not in ("gray", "rgb"):
             raise ConfigError(f"golden channels={self.channels!r} must be 'gray' or 'rgb'")
         if self.brightness not in BRIGHTNESS_MODES:
-            raise ConfigError(f"golden brightness={self.brightness!r} must be one of {', '.join(map(repr, BRIGHTNESS_MODES))}")
+            raise ConfigError(
+                f"golden brightness={self.brightness!r} must be one of {', '.join(map(repr, BRIGHTNESS_MODES))}"
+            )
         if self.method not in VARIATION_METHODS:
             raise ConfigError(f"golden method={self.method!r} must be one of {', '.join(map(repr, VARIATION_METHODS))}")
 
@@ -166,8 +172,9 @@ class GoldenEngine(Engine):
         if not imgs:
             raise ImageError("build_reference needs at least one good image")
         if self.config.brightness != "none" and len(imgs) > 1:  # the spread must measure the part, not the lamp
-            photo = Photometric(cv2.GaussianBlur(cv2.cvtColor(imgs[0], cv2.COLOR_RGB2GRAY), (0, 0), 1.0),
-                                mode=self.config.brightness)
+            photo = Photometric(
+                cv2.GaussianBlur(cv2.cvtColor(imgs[0], cv2.COLOR_RGB2GRAY), (0, 0), 1.0), mode=self.config.brightness
+            )
             imgs = imgs[:1] + [photo.normalize(g) for g in imgs[1:]]
         mean, spread = build_variation_model(imgs, self.config.method)
         return Reference(image=imgs[0], mean=mean, spread=spread, **fields)
@@ -288,8 +295,9 @@ class GoldenEngine(Engine):
         return Detection(defects, score, self.name, timings_ms=timer.ms, anomaly_map=anomaly_map, notes=notes)
 
     @staticmethod
-    def _weak(t: np.ndarray, s: dict, seeds: np.ndarray, valid: np.ndarray | None, cfg: GoldenConfig
-              ) -> tuple[np.ndarray, tuple[int, int]]:
+    def _weak(
+        t: np.ndarray, s: dict, seeds: np.ndarray, valid: np.ndarray | None, cfg: GoldenConfig
+    ) -> tuple[np.ndarray, tuple[int, int]]:
         """Pixels beyond the weak (hysteresis) band, on the bounding rectangle of the seeds grown by
         the merge distance (most frames deviate in one small place), after morphology."""
         h, w = seeds.shape

@@ -57,16 +57,25 @@ class OnnxEngine(Engine):
         if max_cached_references < 1:
             raise ConfigError(f"max_cached_references must be >= 1, got {max_cached_references}")
         self.bundle = model if isinstance(model, Bundle) else load_bundle(Path(model))
-        self.runner = BundleRunner(self.bundle, providers=providers, threads=threads,
-                                   tensorrt_cache_dir=str(tensorrt_cache_dir) if tensorrt_cache_dir else None,
-                                   io_binding=io_binding, grammar=grammar, vision_plan=vision_plan)
+        self.runner = BundleRunner(
+            self.bundle,
+            providers=providers,
+            threads=threads,
+            tensorrt_cache_dir=str(tensorrt_cache_dir) if tensorrt_cache_dir else None,
+            io_binding=io_binding,
+            grammar=grammar,
+            vision_plan=vision_plan,
+        )
         ver = self.bundle.manifest.get("verification") or {}
         self.bundle_verified = ver.get("passed") is True
         if not self.bundle_verified:
             why = "; ".join(ver.get("failures") or []) or "no passed verification recorded"
-            warnings.warn(f"bundle {self.bundle.root} did not pass export verification ({why}): its answers may "
-                          "differ from the source model's; re-export it or check it with differad-export --check",
-                          UserWarning, stacklevel=2)
+            warnings.warn(
+                f"bundle {self.bundle.root} did not pass export verification ({why}): its answers may "
+                "differ from the source model's; re-export it or check it with differad-export --check",
+                UserWarning,
+                stacklevel=2,
+            )
         self.size_policy = SizePolicy(**self.bundle.manifest["size_policy"])
         self.reference_cache = bool(reference_cache)
         self.max_new_tokens = max_new_tokens or self.runner.max_new_tokens
@@ -92,8 +101,13 @@ class OnnxEngine(Engine):
         prefix = handle.state.get("prefix") if self.reference_cache else None
         if self.reference_cache and prefix is None:
             prefix = handle.state["prefix"] = self._prefix(handle.reference, ref_image, StageTimer())
-        gen = self.runner.generate(resized.image, prefix=prefix, reference=None if prefix else ref_image,
-                                   max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens)
+        gen = self.runner.generate(
+            resized.image,
+            prefix=prefix,
+            reference=None if prefix else ref_image,
+            max_new_tokens=self.max_new_tokens,
+            min_new_tokens=self.min_new_tokens,
+        )
         t1 = time.perf_counter()
         det = detection_from_text(gen.text, resized, gen.score)
         det.engine = ENGINE_NAME
@@ -109,21 +123,29 @@ class OnnxEngine(Engine):
         resized = self.size_policy.apply(load_image(target))
         prefix = handle.state.get("prefix") if self.reference_cache else None
         ref_image = handle.state["resized"].image
-        return self.runner.generate(resized.image, prefix=prefix, reference=None if prefix else ref_image,
-                                    max_new_tokens=self.max_new_tokens).tokens
+        return self.runner.generate(
+            resized.image, prefix=prefix, reference=None if prefix else ref_image, max_new_tokens=self.max_new_tokens
+        ).tokens
 
     def describe(self) -> dict[str, Any]:
         m = self.bundle.manifest
         return {
-            "engine": self.name, "bundle": str(self.bundle.root), "quantization": m["quantization"]["mode"],
-            "source_sha256": m.get("source", {}).get("sha256"), "template": m["prompt"]["template_id"],
-            "providers": self.runner.providers, "vision_providers": [p if isinstance(p, str) else p[0]
-                                                                     for p in self.runner.vision_providers],
-            "size_policy": self.size_policy.key, "reference_cache": self.reference_cache,
-            "max_new_tokens": self.max_new_tokens, "bundle_verified": self.bundle_verified,
+            "engine": self.name,
+            "bundle": str(self.bundle.root),
+            "quantization": m["quantization"]["mode"],
+            "source_sha256": m.get("source", {}).get("sha256"),
+            "template": m["prompt"]["template_id"],
+            "providers": self.runner.providers,
+            "vision_providers": [p if isinstance(p, str) else p[0] for p in self.runner.vision_providers],
+            "size_policy": self.size_policy.key,
+            "reference_cache": self.reference_cache,
+            "max_new_tokens": self.max_new_tokens,
+            "bundle_verified": self.bundle_verified,
             "grammar": self.runner.grammar_spec.to_dict() if self.runner.grammar_on else None,
-            "grammar_source": self.runner.grammar_source, "vision_backend": self.runner.vision_backend,
-            "vision_note": self.runner.vision_note, "io_binding": self.runner.io_binding,
+            "grammar_source": self.runner.grammar_source,
+            "vision_backend": self.runner.vision_backend,
+            "vision_note": self.runner.vision_note,
+            "io_binding": self.runner.io_binding,
         }
 
     def close(self) -> None:

@@ -41,8 +41,9 @@ DEFAULT_MAX_NEW_TOKENS = {False: 64, True: 512}
 KV_CACHES = ("dynamic", "static")
 
 
-def detection_from_text(text: str | None, resized: Resized, score: float = 0.0,
-                        timings_ms: dict[str, float] | None = None) -> Detection:
+def detection_from_text(
+    text: str | None, resized: Resized, score: float = 0.0, timings_ms: dict[str, float] | None = None
+) -> Detection:
     """Turn a raw model answer into a detection in the target's source pixels; never raises.
 
     Unparsable text is NOT_INSPECTED(invalid_answer) with the raw text and the parser's reason (never
@@ -54,15 +55,24 @@ def detection_from_text(text: str | None, resized: Resized, score: float = 0.0,
     parsed = parse_answer(text)
     timings = dict(timings_ms or {})
     if not parsed.valid or parsed.box is None:
-        return Detection.refuse(Reason.INVALID_ANSWER, f"model answer holds no valid box: {parsed.reason}",
-                                engine=ENGINE_NAME, text=text, timings_ms=timings)
+        return Detection.refuse(
+            Reason.INVALID_ANSWER,
+            f"model answer holds no valid box: {parsed.reason}",
+            engine=ENGINE_NAME,
+            text=text,
+            timings_ms=timings,
+        )
     if parsed.box.is_zero:
         return Detection([], 1.0 - float(score), ENGINE_NAME, text=text, timings_ms=timings)
     box = resized.box_to_source(parsed.box)
     if box.is_degenerate:  # cannot happen for an in-range box; kept as a guard
-        return Detection.refuse(Reason.INVALID_ANSWER,
-                                f"box {parsed.box.as_tuple()} vanishes in a {resized.source_size} image",
-                                engine=ENGINE_NAME, text=text, timings_ms=timings)
+        return Detection.refuse(
+            Reason.INVALID_ANSWER,
+            f"box {parsed.box.as_tuple()} vanishes in a {resized.source_size} image",
+            engine=ENGINE_NAME,
+            text=text,
+            timings_ms=timings,
+        )
     defect = Defect(box, float(score), box.area)
     return Detection([defect], float(score), ENGINE_NAME, text=text, timings_ms=timings)
 
@@ -104,8 +114,11 @@ class VLMEngine(Engine):
             raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
         if kv_cache not in KV_CACHES:
             raise ConfigError(f"kv_cache={kv_cache!r} is not supported; expected one of: {', '.join(KV_CACHES)}")
-        self.loaded: LoadedModel = model if isinstance(model, LoadedModel) else load_model(
-            _as_path(model), dtype=dtype, device=device, quant=quant)  # type: ignore[arg-type]
+        self.loaded: LoadedModel = (
+            model
+            if isinstance(model, LoadedModel)
+            else load_model(_as_path(model), dtype=dtype, device=device, quant=quant)  # type: ignore[arg-type]
+        )
         template = chosen or self.loaded.template or get_template(DEFAULT_INFERENCE_TEMPLATE)
         self._max_new_tokens = max_new_tokens
         #: Benchmarks force fixed-length answers (min = max new tokens); 0 = stop at ``</answer>``/EOS.
@@ -130,8 +143,10 @@ class VLMEngine(Engine):
             try:
                 size_policy = SizePolicy(**(size_policy or {}))
             except TypeError as e:
-                raise ConfigError(f"bad size_policy {size_policy!r} ({e}); expected a SizePolicy or a dict with "
-                                  "max_pixels, min_pixels, factor") from e
+                raise ConfigError(
+                    f"bad size_policy {size_policy!r} ({e}); expected a SizePolicy or a dict with "
+                    "max_pixels, min_pixels, factor"
+                ) from e
         self.size_policy = size_policy
 
     # --- settings whose change invalidates the reference prefix (through the cache key) ---
@@ -153,8 +168,10 @@ class VLMEngine(Engine):
         vision = self.model.config.vision_config
         block = int(vision.patch_size * vision.spatial_merge_size)
         if policy.factor % block:
-            raise ConfigError(f"size policy factor {policy.factor} must be a multiple of the model's "
-                              f"patch_size*spatial_merge_size = {block}")
+            raise ConfigError(
+                f"size policy factor {policy.factor} must be a multiple of the model's "
+                f"patch_size*spatial_merge_size = {block}"
+            )
         self._size_policy = policy
 
     @property
@@ -189,7 +206,7 @@ class VLMEngine(Engine):
             groups.setdefault(r.size, []).append(i)
         for idx in groups.values():
             for start in range(0, len(idx), self.max_batch):
-                chunk = idx[start:start + self.max_batch]
+                chunk = idx[start : start + self.max_batch]
                 for i, det in zip(chunk, self._run(handle, [resized[i] for i in chunk], prep_ms), strict=True):
                     out[i] = det
         return [d for d in out if d is not None]
@@ -197,11 +214,19 @@ class VLMEngine(Engine):
     def describe(self) -> dict[str, Any]:
         info = self.loaded.info
         return {
-            "engine": self.name, "model": info.get("path"), "model_identity": info.get("identity"),
-            "dtype": info.get("dtype"), "device": info.get("device"), "quant": info.get("quant"),
-            "params": info.get("params"), "template": self.template.id, "size_policy": self.size_policy.key,
-            "reference_cache": self.reference_cache, "max_new_tokens": self.max_new_tokens,
-            "kv_cache": self.kv_cache, "grammar": self.grammar_spec().to_dict() if self.grammar else None,
+            "engine": self.name,
+            "model": info.get("path"),
+            "model_identity": info.get("identity"),
+            "dtype": info.get("dtype"),
+            "device": info.get("device"),
+            "quant": info.get("quant"),
+            "params": info.get("params"),
+            "template": self.template.id,
+            "size_policy": self.size_policy.key,
+            "reference_cache": self.reference_cache,
+            "max_new_tokens": self.max_new_tokens,
+            "kv_cache": self.kv_cache,
+            "grammar": self.grammar_spec().to_dict() if self.grammar else None,
         }
 
     def close(self) -> None:
@@ -218,14 +243,16 @@ class VLMEngine(Engine):
         settings = (self.template, self.paraphrase)
         if self._prompt is None or self._prompt[0] != settings:
             full = self.loaded.processor.apply_chat_template(
-                self.template.messages(paraphrase=self.paraphrase), tokenize=False, add_generation_prompt=True)
+                self.template.messages(paraphrase=self.paraphrase), tokenize=False, add_generation_prompt=True
+            )
             self._prompt = (settings, (full, *split_prompt(full)))
         return self._prompt[1]
 
     def prefix_key(self, reference: Reference) -> PrefixKey:
         full = self.prompt_text()[0]
-        return PrefixKey(reference.key, template_key(self.template.id, full), self.size_policy.key,
-                         self.loaded.identity)
+        return PrefixKey(
+            reference.key, template_key(self.template.id, full), self.size_policy.key, self.loaded.identity
+        )
 
     def _prefix(self, handle: EngineHandle, timer: StageTimer) -> ReferencePrefix:
         key = self.prefix_key(handle.reference)
@@ -240,8 +267,10 @@ class VLMEngine(Engine):
                     inputs = self._encode(self.prompt_text()[1], [self._reference_resized(handle)], rows=1)
                 prefix = build_prefix(self.model, inputs, key, build_timer)
             except (RuntimeError, ValueError, IndexError) as e:
-                raise EngineError(f"building the reference prefix failed ({type(e).__name__}: {e}); check the "
-                                  "model folder, device memory and the reference image") from e
+                raise EngineError(
+                    f"building the reference prefix failed ({type(e).__name__}: {e}); check the "
+                    "model folder, device memory and the reference image"
+                ) from e
             self.prefixes.put(prefix)
             timer.ms["prefix_build"] = sum(build_timer.ms.values())
         handle.state["prefix"] = prefix
@@ -268,12 +297,18 @@ class VLMEngine(Engine):
         if self.fast_preprocess:
             per_row = len(images) // rows
             ids, types = self._prompt_ids(text).get(tuple(img.size for img in images[:per_row]), device)
-            pixels, grids = zip(*(patchify(img.image, self.loaded.processor.image_processor, device)
-                                  for img in images), strict=True)
-            return dict(input_ids=ids.expand(rows, -1), mm_token_type_ids=types.expand(rows, -1),
-                        pixel_values=torch.cat(pixels), image_grid_thw=torch.cat(grids))
-        enc = self.loaded.processor(text=[text] * rows, images=[img.image for img in images], return_tensors="pt",
-                                    do_resize=False).to(device)  # the size policy already resized
+            pixels, grids = zip(
+                *(patchify(img.image, self.loaded.processor.image_processor, device) for img in images), strict=True
+            )
+            return dict(
+                input_ids=ids.expand(rows, -1),
+                mm_token_type_ids=types.expand(rows, -1),
+                pixel_values=torch.cat(pixels),
+                image_grid_thw=torch.cat(grids),
+            )
+        enc = self.loaded.processor(
+            text=[text] * rows, images=[img.image for img in images], return_tensors="pt", do_resize=False
+        ).to(device)  # the size policy already resized
         self._check_grid(enc["image_grid_thw"], images)
         return {k: enc[k] for k in ("input_ids", "mm_token_type_ids", "pixel_values", "image_grid_thw")}
 
@@ -299,10 +334,12 @@ class VLMEngine(Engine):
             vocab = self._grammars.get(("vocab",))
             if vocab is None:
                 vocab = self._grammars[("vocab",)] = TokenVocab.from_hf_tokenizer(
-                    self.loaded.tokenizer, int(self.model.config.text_config.vocab_size))
+                    self.loaded.tokenizer, int(self.model.config.text_config.vocab_size)
+                )
             tok = self.loaded.tokenizer
             grammar = self._grammars[("grammar", spec)] = TokenGrammar(
-                spec, vocab, lambda text: tok(text, add_special_tokens=False)["input_ids"])
+                spec, vocab, lambda text: tok(text, add_special_tokens=False)["input_ids"]
+            )
         return grammar
 
     def generate(self, handle: EngineHandle, targets: Sequence[Resized], timer: StageTimer | None = None) -> Any:
@@ -321,21 +358,27 @@ class VLMEngine(Engine):
                 grammar = self.token_grammar()
                 parts = []
                 for target in targets:
-                    inputs = (self._cached_inputs(handle, [target], timer) if self.reference_cache
-                              else self._uncached_inputs(handle, [target], timer))
-                    parts.append(grammar_generate(self.model, self.loaded.tokenizer, inputs, self.max_new_tokens,
-                                                  grammar))
+                    inputs = (
+                        self._cached_inputs(handle, [target], timer)
+                        if self.reference_cache
+                        else self._uncached_inputs(handle, [target], timer)
+                    )
+                    parts.append(
+                        grammar_generate(self.model, self.loaded.tokenizer, inputs, self.max_new_tokens, grammar)
+                    )
                 gen = Generated.concat(parts)
             else:
                 if self.reference_cache:
                     inputs = self._cached_inputs(handle, targets, timer)
                 else:
                     inputs = self._uncached_inputs(handle, targets, timer)
-                gen = greedy_generate(self.model, self.loaded.tokenizer, inputs, self.max_new_tokens,
-                                      min_new_tokens=self.min_new_tokens)
+                gen = greedy_generate(
+                    self.model, self.loaded.tokenizer, inputs, self.max_new_tokens, min_new_tokens=self.min_new_tokens
+                )
         except (RuntimeError, ValueError, IndexError) as e:
-            raise EngineError(f"VLM inference failed ({type(e).__name__}: {e}); check the model folder, device "
-                              "memory and image sizes") from e
+            raise EngineError(
+                f"VLM inference failed ({type(e).__name__}: {e}); check the model folder, device memory and image sizes"
+            ) from e
         timer.ms["prefill"] = timer.ms.get("prefill", 0.0) + gen.prefill_ms
         timer.ms["decode"] = gen.decode_ms
         return gen
@@ -350,7 +393,9 @@ class VLMEngine(Engine):
             det = detection_from_text(text, resized, score)
             det.timings_ms = dict(timer.ms, parse=(time.perf_counter() - t0) * 1000.0)
             if self.grammar and not self.min_new_tokens:
-                det.notes.append(f"answer grammar: {gen.forward_passes[i]} forward passes, {gen.forced[i]} forced tokens")
+                det.notes.append(
+                    f"answer grammar: {gen.forward_passes[i]} forward passes, {gen.forced[i]} forced tokens"
+                )
             det.timings_ms["total"] = sum(det.timings_ms.values())
             if len(targets) > 1:
                 det.timings_ms["batch"] = float(len(targets))
@@ -368,8 +413,10 @@ class VLMEngine(Engine):
         for (_, gh, gw), img in zip(grid.tolist(), images, strict=True):
             w, h = img.size
             if (gw * patch, gh * patch) != (w, h):
-                raise EngineError(f"the processor resized a {w}x{h} input to {gw * patch}x{gh * patch}; the size "
-                                  "policy must own resizing (processor do_resize=False)")
+                raise EngineError(
+                    f"the processor resized a {w}x{h} input to {gw * patch}x{gh * patch}; the size "
+                    "policy must own resizing (processor do_resize=False)"
+                )
 
     def _uncached_inputs(self, handle: EngineHandle, targets: list[Resized], timer: StageTimer) -> dict[str, Any]:
         import torch
@@ -378,12 +425,17 @@ class VLMEngine(Engine):
         with timer("preprocess"):
             enc = self._encode(self.prompt_text()[0], [img for t in targets for img in (ref, t)], rows=len(targets))
         features = self._encode_images(enc, timer)
-        inputs = dict(input_ids=enc["input_ids"], attention_mask=torch.ones_like(enc["input_ids"]),
-                      mm_token_type_ids=enc["mm_token_type_ids"], image_grid_thw=enc["image_grid_thw"],
-                      mm_encoder_outputs={"image": features})
+        inputs = dict(
+            input_ids=enc["input_ids"],
+            attention_mask=torch.ones_like(enc["input_ids"]),
+            mm_token_type_ids=enc["mm_token_type_ids"],
+            image_grid_thw=enc["image_grid_thw"],
+            mm_encoder_outputs={"image": features},
+        )
         if self.kv_cache == "static":
-            inputs["past_key_values"] = static_cache(self.model.config, len(targets),
-                                                     self._static_length(enc["input_ids"].shape[1]))
+            inputs["past_key_values"] = static_cache(
+                self.model.config, len(targets), self._static_length(enc["input_ids"].shape[1])
+            )
         return inputs
 
     def _cached_inputs(self, handle: EngineHandle, targets: list[Resized], timer: StageTimer) -> dict[str, Any]:
@@ -396,13 +448,21 @@ class VLMEngine(Engine):
         features = self._encode_images(enc, timer)
         with timer("preprocess"):
             input_ids = torch.cat([prefix.input_ids.expand(n, -1), enc["input_ids"]], dim=1)
-            mm_types = torch.cat([prefix.mm_token_type_ids.expand(n, -1).to(enc["mm_token_type_ids"].dtype),
-                                  enc["mm_token_type_ids"]], dim=1)
+            mm_types = torch.cat(
+                [prefix.mm_token_type_ids.expand(n, -1).to(enc["mm_token_type_ids"].dtype), enc["mm_token_type_ids"]],
+                dim=1,
+            )
             grids = torch.stack([prefix.image_grid_thw[0].expand(n, -1), enc["image_grid_thw"]], dim=1).reshape(-1, 3)
             static_len = self._static_length(input_ids.shape[1]) if self.kv_cache == "static" else None
             cache = prefix.cache_for(n, static_len=static_len)
-        return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), mm_token_type_ids=mm_types,
-                    image_grid_thw=grids, mm_encoder_outputs={"image": features}, past_key_values=cache)
+        return dict(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            mm_token_type_ids=mm_types,
+            image_grid_thw=grids,
+            mm_encoder_outputs={"image": features},
+            past_key_values=cache,
+        )
 
 
 def _as_path(model: Any) -> Path:

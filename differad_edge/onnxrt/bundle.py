@@ -24,8 +24,22 @@ RUNTIMES = ("onnx", "torch")
 #: The manifest's own checksum: the manifest steers inference (prompt ids, preprocessing, sizes), so an
 #: edited manifest is as much a tampered bundle as an edited weight file.
 INTEGRITY_KEY = "manifest_sha256"
-REQUIRED_KEYS = ("runtime", "quantization", "files", "prompt", "model", "graphs", "size_policy", "preprocessing",
-                 "generation", "coordinates", "source", "exporter", "verification", "memory")
+REQUIRED_KEYS = (
+    "runtime",
+    "quantization",
+    "files",
+    "prompt",
+    "model",
+    "graphs",
+    "size_policy",
+    "preprocessing",
+    "generation",
+    "coordinates",
+    "source",
+    "exporter",
+    "verification",
+    "memory",
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,9 @@ def load_bundle(path: str | os.PathLike, verify_checksums: bool = True) -> Bundl
     if not root.is_dir():
         raise BundleError(f"bundle folder {root} does not exist; pass the folder written by differad-export --out")
     if not mpath.is_file():
-        raise BundleError(f"{root} has no {MANIFEST_NAME}: not a bundle, or an export that did not finish; re-export it")
+        raise BundleError(
+            f"{root} has no {MANIFEST_NAME}: not a bundle, or an export that did not finish; re-export it"
+        )
     if mpath.is_symlink() or mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise BundleError(f"{mpath} is a link or over {MAX_MANIFEST_BYTES} bytes, not a bundle manifest; re-export it")
     try:
@@ -105,8 +121,10 @@ def load_bundle(path: str | os.PathLike, verify_checksums: bool = True) -> Bundl
     _check_schema(manifest, mpath)
     if verify_checksums:
         if manifest.get(INTEGRITY_KEY) != manifest_digest(manifest):
-            raise BundleError(f"{mpath} was altered after export (its {INTEGRITY_KEY} does not match its content); "
-                              "restore the original manifest or re-export the bundle")
+            raise BundleError(
+                f"{mpath} was altered after export (its {INTEGRITY_KEY} does not match its content); "
+                "restore the original manifest or re-export the bundle"
+            )
         for name, entry in manifest["files"].items():
             f = root / name
             parts = Path(name).parts
@@ -277,7 +295,9 @@ def _check_json_file(path: Path) -> None:
             if not all(isinstance(i, str) for i in template.instructions):
                 raise TypeError("instructions must be strings")
         except (DifferadError, TypeError, ValueError) as e:
-            raise BundleError(f"bundle prompt file {path.name} is not a valid prompt ({e}); re-export the bundle") from e
+            raise BundleError(
+                f"bundle prompt file {path.name} is not a valid prompt ({e}); re-export the bundle"
+            ) from e
 
 
 def _check_header(manifest: Any, mpath: Path) -> None:

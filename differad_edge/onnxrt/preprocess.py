@@ -109,7 +109,9 @@ def image_tokens(grid_thw: np.ndarray, merge_size: int) -> int:
     return t * gh * gw // (merge_size * merge_size)
 
 
-def mrope_positions(segments: list[tuple[str, int | tuple[int, int, int]]], merge_size: int, start: int = 0) -> np.ndarray:
+def mrope_positions(
+    segments: list[tuple[str, int | tuple[int, int, int]]], merge_size: int, start: int = 0
+) -> np.ndarray:
     """3D rope position ids [3, S] for a sequence of ``("text", n)`` and ``("image", grid_thw)`` runs.
 
     Same rule as ``Qwen3VLModel.get_rope_index``: text advances all three axes by one per token; an

@@ -63,8 +63,19 @@ def ort_errors() -> tuple[type[BaseException], ...]:
     """ONNX Runtime's exception types (pybind classes that share no base but ``Exception``)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
-    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
-             "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail")
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "NoSuchFile",
+        "NoModel",
+        "EngineError",
+        "RuntimeException",
+        "InvalidProtobuf",
+        "ModelLoaded",
+        "NotImplemented",
+        "InvalidGraph",
+        "EPFail",
+    )
     return (RuntimeError, *(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type)))
 
 
@@ -83,9 +94,16 @@ def default_providers() -> list[str]:
 class BundleRunner:
     """ONNX Runtime sessions + tokenizer + embedding table of an ``onnx`` bundle."""
 
-    def __init__(self, bundle: Bundle, providers: Sequence[str] | None = None, threads: int | None = None,
-                 tensorrt_cache_dir: str | None = None, io_binding: bool | None = None, grammar: bool = True,
-                 vision_plan: bool | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        tensorrt_cache_dir: str | None = None,
+        io_binding: bool | None = None,
+        grammar: bool = True,
+        vision_plan: bool | None = None,
+    ) -> None:
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -109,19 +127,23 @@ class BundleRunner:
         self.providers = list(providers) if providers else default_providers()
         unknown = [p for p in self.providers if p not in available_providers()]
         if unknown:
-            raise EngineError(f"onnxruntime providers {unknown} are not available here; available: "
-                              f"{available_providers()}")
+            raise EngineError(
+                f"onnxruntime providers {unknown} are not available here; available: {available_providers()}"
+            )
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
         self.vision_providers = self._vision_providers(tensorrt_cache_dir)
         try:
             self.decoder = ort.InferenceSession(str(bundle.path(graphs["decoder"])), opts, providers=self.providers)
-            self.vision = ort.InferenceSession(str(bundle.path(graphs["vision"])), opts,
-                                               providers=self.vision_providers)
+            self.vision = ort.InferenceSession(
+                str(bundle.path(graphs["vision"])), opts, providers=self.vision_providers
+            )
         except ort_errors() as e:
-            raise BundleError(f"ONNX Runtime cannot open the graphs of {bundle.root} ({type(e).__name__}: "
-                              f"{' '.join(str(e).split())[:300]}); re-export the bundle with this SDK") from e
+            raise BundleError(
+                f"ONNX Runtime cannot open the graphs of {bundle.root} ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:300]}); re-export the bundle with this SDK"
+            ) from e
         self.embeddings = np.load(bundle.path(graphs["embeddings"]), mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(bundle.path(graphs["tokenizer"])))
         self.kv_dtype = np.float16 if self.decoder.get_inputs()[4].type == "tensor(float16)" else np.float32
@@ -145,8 +167,9 @@ class BundleRunner:
             try:
                 return GrammarSpec.from_dict(m["grammar"]), "manifest"
             except ConfigError as e:
-                raise BundleError(f"{self.bundle.root}: the manifest's answer grammar is unusable ({e}); "
-                                  "re-export the bundle") from e
+                raise BundleError(
+                    f"{self.bundle.root}: the manifest's answer grammar is unusable ({e}); re-export the bundle"
+                ) from e
         template = PromptTemplate.from_dict(m["prompt"]["template"])
         return grammar_for(template, self.max_new_tokens), "derived from the prompt (bundle predates the grammar)"
 
@@ -156,8 +179,9 @@ class BundleRunner:
         if self._grammar is None:
             vocab = TokenVocab.from_tokenizer_json(self.tokenizer.to_str(), size=int(self.embeddings.shape[0]))
             tok = self.tokenizer
-            self._grammar = TokenGrammar(self.grammar_spec, vocab,
-                                         lambda text: tok.encode(text, add_special_tokens=False).ids)
+            self._grammar = TokenGrammar(
+                self.grammar_spec, vocab, lambda text: tok.encode(text, add_special_tokens=False).ids
+            )
         return self._grammar
 
     def grammar_for_budget(self, max_new: int) -> TokenGrammar:
@@ -236,13 +260,16 @@ class BundleRunner:
             ds[:, pads] = np.concatenate([im.deepstack for im in images], axis=1)
         return emb[None], ds[:, None]
 
-    def _run_decoder(self, emb: np.ndarray, ds: np.ndarray, pos: np.ndarray, past: list[Any],
-                     past_len: int) -> tuple[np.ndarray, list[Any]]:
+    def _run_decoder(
+        self, emb: np.ndarray, ds: np.ndarray, pos: np.ndarray, past: list[Any], past_len: int
+    ) -> tuple[np.ndarray, list[Any]]:
         """One decoder call. With IO binding the KV cache stays on the device (OrtValues) between calls;
         without it, it round-trips through numpy (fine on CPU, a PCIe copy per token on a GPU)."""
         feed: dict[str, np.ndarray] = {
-            "inputs_embeds": emb, "attention_mask": np.ones((1, past_len + emb.shape[1]), np.int64),
-            "position_ids": np.ascontiguousarray(pos[:, None, :]), "deepstack": ds,
+            "inputs_embeds": emb,
+            "attention_mask": np.ones((1, past_len + emb.shape[1]), np.int64),
+            "position_ids": np.ascontiguousarray(pos[:, None, :]),
+            "deepstack": ds,
         }
         names = [f"past_{kv}_{i}" for i in range(self.n_layers) for kv in ("key", "value")]
         if not self.io_binding:
@@ -279,15 +306,23 @@ class BundleRunner:
             ref = self.encode_image(reference)
         s0, s1 = self.segments[0], self.segments[1]
         ids = np.concatenate([s0, self._image_pads(ref), s1])
-        pos = mrope_positions([("text", len(s0)), ("image", tuple(ref.grid[0])), ("text", len(s1))],
-                              self.spec.merge_size)
+        pos = mrope_positions(
+            [("text", len(s0)), ("image", tuple(ref.grid[0])), ("text", len(s1))], self.spec.merge_size
+        )
         with timer("prefill"):
             emb, ds = self._embed(ids, [ref])
             _, past = self._run_decoder(emb, ds, pos, self._empty_past(), 0)
         return PrefixState(past, len(ids), next_position(pos), ref.grid)
 
-    def generate(self, target: np.ndarray, prefix: PrefixState | None = None, reference: np.ndarray | None = None,
-                 max_new_tokens: int | None = None, min_new_tokens: int = 0, grammar: bool | None = None) -> Generation:
+    def generate(
+        self,
+        target: np.ndarray,
+        prefix: PrefixState | None = None,
+        reference: np.ndarray | None = None,
+        max_new_tokens: int | None = None,
+        min_new_tokens: int = 0,
+        grammar: bool | None = None,
+    ) -> Generation:
         """Greedy answer for one pair, from a cached ``prefix`` or (uncached) from the ``reference`` image.
 
         With the answer grammar (default: the runner's ``grammar_on``) tokens outside it are masked,
@@ -309,16 +344,22 @@ class BundleRunner:
         else:
             assert ref is not None
             ids = np.concatenate([s0, self._image_pads(ref), s1, self._image_pads(tgt), s2])
-            runs = [("text", len(s0)), ("image", tuple(ref.grid[0])), ("text", len(s1)),
-                    ("image", tuple(tgt.grid[0])), ("text", len(s2))]
+            runs = [
+                ("text", len(s0)),
+                ("image", tuple(ref.grid[0])),
+                ("text", len(s1)),
+                ("image", tuple(tgt.grid[0])),
+                ("text", len(s2)),
+            ]
             start, images, past0, past_len = 0, [ref, tgt], self._empty_past(), 0
         state: dict[str, Any] = {}
 
         def prefill(forced: list[int]) -> np.ndarray:
             with timer("prefill"):
                 all_ids = np.concatenate([ids, np.asarray(forced, np.int64)])
-                pos = mrope_positions([*runs[:-1], ("text", runs[-1][1] + len(forced))], self.spec.merge_size,
-                                      start=start)
+                pos = mrope_positions(
+                    [*runs[:-1], ("text", runs[-1][1] + len(forced))], self.spec.merge_size, start=start
+                )
                 emb, ds = self._embed(all_ids, images)
                 logits, past = self._run_decoder(emb, ds, pos, past0, past_len)
             state.update(past=past, length=past_len + len(all_ids), pos=next_position(pos))
@@ -376,8 +417,10 @@ def _ort_failures(graph: str) -> Iterator[None]:
     try:
         yield
     except ort_errors() as e:
-        raise EngineError(f"ONNX Runtime failed in the {graph} graph ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())[:300]}); check device memory and the input image") from e
+        raise EngineError(
+            f"ONNX Runtime failed in the {graph} graph ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:300]}); check device memory and the input image"
+        ) from e
 
 
 def _required(reference: np.ndarray | None) -> np.ndarray:

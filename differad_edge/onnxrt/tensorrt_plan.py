@@ -30,8 +30,10 @@ class TensorRTVision:
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(Path(plan).read_bytes())
         if self.engine is None:
-            raise RuntimeError(f"TensorRT could not deserialize {Path(plan).name} (built for another GPU or "
-                               f"TensorRT version; this is TensorRT {trt.__version__})")
+            raise RuntimeError(
+                f"TensorRT could not deserialize {Path(plan).name} (built for another GPU or "
+                f"TensorRT version; this is TensorRT {trt.__version__})"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

@@ -40,7 +40,7 @@ def _fit_square(img: np.ndarray, size: int) -> np.ndarray:
     nw, nh = max(size, round(w * s)), max(size, round(h * s))
     r = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     y0, x0 = (nh - size) // 2, (nw - size) // 2
-    return np.ascontiguousarray(r[y0:y0 + size, x0:x0 + size])
+    return np.ascontiguousarray(r[y0 : y0 + size, x0 : x0 + size])
 
 
 def _normal_quota(count: int, seed: int) -> np.ndarray:
@@ -94,7 +94,11 @@ def generate_dataset(
             kind = src.parent.name or "custom"
         sp = synthesize_pair(ref, tex_images, rng, normal=bool(flags[i]))
         sid = f"{i:06d}"
-        ref_p, tgt_p, mask_p = out / "images" / f"{sid}_ref.png", out / "images" / f"{sid}_tgt.png", out / "masks" / f"{sid}.png"
+        ref_p, tgt_p, mask_p = (
+            out / "images" / f"{sid}_ref.png",
+            out / "images" / f"{sid}_tgt.png",
+            out / "masks" / f"{sid}.png",
+        )
         save_image(ref_p, ref)
         save_image(tgt_p, sp.target)
         save_image(mask_p, sp.mask)
@@ -104,13 +108,22 @@ def generate_dataset(
 
             previews.append(side_by_side(ref, sp.target, gt=sp.box, titles=("reference", f"target {sid}")))
     path = write_pairs(out / "pairs.jsonl", pairs)
-    atomic_write_json(out / "synth.json", {
-        "generator": "differad_edge.synth", "algorithm": "DifferAD-R1 Algorithm 1", "count": count, "seed": seed,
-        "size": size, "normal_prob": NORMAL_PROB, "beta_range": list(BETA_RANGE),
-        "normals": None if normal_files is None else [str(p) for p in normal_files],
-        "textures": None if textures is None else "folder" if isinstance(textures, (str, os.PathLike)) else "list",
-        "n_normal": int(flags.sum()), "n_anomalous": int(count - flags.sum()),
-    })
+    atomic_write_json(
+        out / "synth.json",
+        {
+            "generator": "differad_edge.synth",
+            "algorithm": "DifferAD-R1 Algorithm 1",
+            "count": count,
+            "seed": seed,
+            "size": size,
+            "normal_prob": NORMAL_PROB,
+            "beta_range": list(BETA_RANGE),
+            "normals": None if normal_files is None else [str(p) for p in normal_files],
+            "textures": None if textures is None else "folder" if isinstance(textures, (str, os.PathLike)) else "list",
+            "n_normal": int(flags.sum()),
+            "n_anomalous": int(count - flags.sum()),
+        },
+    )
     from ..viz import contact_sheet
 
     save_image(out / "preview.png", contact_sheet(previews, cols=2))

@@ -40,8 +40,14 @@ class InspectionSet:
     pairs_path: Path | None = None
 
 
-def vary(img: np.ndarray, rng: np.random.Generator, max_shift: float = 2.0, brightness: float = 0.05,
-         noise: float = 2.0, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, PixelTransform]:
+def vary(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    max_shift: float = 2.0,
+    brightness: float = 0.05,
+    noise: float = 2.0,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, PixelTransform]:
     """A "same part, next frame" variation: sub-pixel shift, brightness gain/offset, sensor noise.
 
     Returns the image, the mask moved with it (nearest), and the shift as a ``PixelTransform``
@@ -107,8 +113,17 @@ def make_inspection_set(
             prod.good_warps.append(warp)
         for _ in range(defects):
             for _attempt in range(20):
-                sp = synthesize_pair(ref, None, rng, normal=False, beta_range=(0.0, 0.4), foreground=fg,
-                                     max_angle=0.0, brightness=0.0, min_area_frac=0.004)
+                sp = synthesize_pair(
+                    ref,
+                    None,
+                    rng,
+                    normal=False,
+                    beta_range=(0.0, 0.4),
+                    foreground=fg,
+                    max_angle=0.0,
+                    brightness=0.0,
+                    min_area_frac=0.004,
+                )
                 if _visible(ref, sp.target, sp.mask, min_contrast):
                     break
             img, moved, warp = vary(sp.target, rng, max_shift, brightness, noise, mask=sp.mask)
@@ -133,7 +148,16 @@ def make_inspection_set(
             for j, (img, box, mask) in enumerate(zip(p.defects, p.boxes, p.masks, strict=True)):
                 save_image(d / f"defect_{j:02d}.png", img)
                 save_image(d / f"defect_{j:02d}_mask.png", mask)
-                pairs.append(Pair(f"{p.id}/defect_{j:02d}", ref_p, d / f"defect_{j:02d}.png", box, p.id,
-                                  "inspection", d / f"defect_{j:02d}_mask.png"))
+                pairs.append(
+                    Pair(
+                        f"{p.id}/defect_{j:02d}",
+                        ref_p,
+                        d / f"defect_{j:02d}.png",
+                        box,
+                        p.id,
+                        "inspection",
+                        d / f"defect_{j:02d}_mask.png",
+                    )
+                )
         pairs_path = write_pairs(out / "pairs.jsonl", pairs)
     return InspectionSet(products, pairs_path)

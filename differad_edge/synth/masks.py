@@ -17,8 +17,9 @@ def foreground_mask(img: np.ndarray, min_contrast: float = 14.0, min_fraction: f
     h, w = img.shape[:2]
     lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float32)
     b = max(2, min(h, w) // 50)
-    border = np.concatenate([lab[:b].reshape(-1, 3), lab[-b:].reshape(-1, 3),
-                             lab[:, :b].reshape(-1, 3), lab[:, -b:].reshape(-1, 3)])
+    border = np.concatenate(
+        [lab[:b].reshape(-1, 3), lab[-b:].reshape(-1, 3), lab[:, :b].reshape(-1, 3), lab[:, -b:].reshape(-1, 3)]
+    )
     bg = np.median(border, axis=0)
     dist = np.linalg.norm(lab - bg, axis=2)
     # Background = close to the border colour. The bar rises with the border's own variation, so

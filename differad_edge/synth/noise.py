@@ -34,7 +34,9 @@ def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Ge
     return (math.sqrt(2.0) * (top * (1 - v) + bottom * v)).astype(np.float32)
 
 
-def fractal_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator, octaves: int = 3) -> np.ndarray:
+def fractal_noise(
+    shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator, octaves: int = 3
+) -> np.ndarray:
     """Sum of Perlin octaves (each twice the frequency, half the amplitude), normalised to ~[-1, 1]."""
     out = np.zeros(shape, np.float32)
     amp, total = 1.0, 0.0

@@ -61,8 +61,14 @@ def _draw_plate(img: np.ndarray, bg: list[float], level: float, rng: np.random.G
     for _ in range(int(rng.integers(2, 5))):  # engraved slots
         sx = int(rng.uniform(x1 + 2 * rad, x2 - 4 * rad))
         sy = int(rng.uniform(y1 + 2 * rad, y2 - 2 * rad))
-        cv2.rectangle(img, (sx, sy), (sx + int(rng.uniform(2, 5) * rad), sy + max(2, rad // 3)),
-                      _shade(col, 0.75), -1, cv2.LINE_AA)
+        cv2.rectangle(
+            img,
+            (sx, sy),
+            (sx + int(rng.uniform(2, 5) * rad), sy + max(2, rad // 3)),
+            _shade(col, 0.75),
+            -1,
+            cv2.LINE_AA,
+        )
 
 
 def _draw_pcb(img: np.ndarray, bg: list[float], level: float, rng: np.random.Generator) -> None:
@@ -112,8 +118,14 @@ def _draw_screw(img: np.ndarray, bg: list[float], level: float, rng: np.random.G
     hc = tuple(np.round(head).astype(int))
     cv2.circle(img, hc, r, _shade(col, 1.08), -1, cv2.LINE_AA)
     slot = np.array([head - n * r * 0.7, head + n * r * 0.7])
-    cv2.line(img, tuple(np.round(slot[0]).astype(int)), tuple(np.round(slot[1]).astype(int)),
-             _shade(col, 0.45), max(2, r // 4), cv2.LINE_AA)
+    cv2.line(
+        img,
+        tuple(np.round(slot[0]).astype(int)),
+        tuple(np.round(slot[1]).astype(int)),
+        _shade(col, 0.45),
+        max(2, r // 4),
+        cv2.LINE_AA,
+    )
 
 
 _PRODUCTS: dict[str, Callable[[np.ndarray, list[float], float, np.random.Generator], None]] = {

@@ -57,7 +57,9 @@ def _defect_mask(fg: np.ndarray, rng: np.random.Generator, min_area: int, attemp
     return largest_component(m.astype(bool) & fg)  # non-empty: the centre pixel is foreground
 
 
-def _jitter_rotate(img: np.ndarray, mask: np.ndarray, angle: float, gain: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
+def _jitter_rotate(
+    img: np.ndarray, mask: np.ndarray, angle: float, gain: float, offset: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Brightness jitter + rotation about the centre, applied to image and mask together."""
     h, w = mask.shape
     out = np.clip(img.astype(np.float32) * gain + offset, 0, 255)

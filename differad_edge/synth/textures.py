@@ -57,8 +57,9 @@ def _tex_cracks(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
             ang += rng.normal(0, 0.5)
             p = p + rng.uniform(2, max(3.0, min(w, h) / 15)) * np.array([np.cos(ang), np.sin(ang)])
             pts.append(p.copy())
-        cv2.polylines(img, [np.round(np.array(pts)).astype(np.int32)], False, line.tolist(),
-                      int(rng.integers(1, 4)), cv2.LINE_AA)
+        cv2.polylines(
+            img, [np.round(np.array(pts)).astype(np.int32)], False, line.tolist(), int(rng.integers(1, 4)), cv2.LINE_AA
+        )
     return img
 
 

@@ -41,9 +41,20 @@ Size = Literal["tiny", "small", "2b"]
 
 #: Qwen2/3 special tokens in the real order (the real ids start at 151643).
 SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
 #: Added but not special in real Qwen3 (they survive ``skip_special_tokens``).
 NON_SPECIAL_ADDED = ("<tool_call>", "</tool_call>", "<think>", "</think>")
@@ -79,10 +90,13 @@ SPECS: dict[str, ModelSpec] = {
     "tiny": ModelSpec(64, 2, 4, 2, 16, 128, (4, 2, 2), 64, 2, 2, 128, (0, 1), 1024, 1024, 0.4, "float32"),
     # Per layer text:vision params 4:1 and depth 12:16 keep vision/text compute per image near the
     # 2B's (~1.3); LM head / decoder ~0.22 as in the 2B.
-    "small": ModelSpec(512, 12, 8, 4, 64, 1536, (12, 10, 10), 256, 16, 4, 1024, (3, 7, 11), 4096, 16384, 0.2, "float32"),
+    "small": ModelSpec(
+        512, 12, 8, 4, 64, 1536, (12, 10, 10), 256, 16, 4, 1024, (3, 7, 11), 4096, 16384, 0.2, "float32"
+    ),
     # Qwen/Qwen3-VL-2B-Instruct config.json values.
-    "2b": ModelSpec(2048, 28, 16, 8, 128, 6144, (24, 20, 20), 1024, 24, 16, 4096, (5, 11, 17), 4096, 151936, 0.02,
-                    "bfloat16"),
+    "2b": ModelSpec(
+        2048, 28, 16, 8, 128, 6144, (24, 20, 20), 1024, 24, 16, 4096, (5, 11, 17), 4096, 151936, 0.02, "bfloat16"
+    ),
 }
 
 
@@ -111,24 +125,40 @@ def build_tokenizer(vocab_size: int = 1024) -> Any:
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-    bpe = Tokenizer(models.BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False,
-                               byte_fallback=False))
+    bpe = Tokenizer(
+        models.BPE(
+            unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False
+        )
+    )
     bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
     n_added = len(SPECIAL_TOKENS) + len(NON_SPECIAL_ADDED) + len(ANSWER_TOKENS)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - n_added, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - n_added,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
     bpe.train_from_iterator(_corpus(), trainer=trainer)
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
     # the annotations say str merges and unk_token; tuples and None are what it takes
     options: dict[str, Any] = dict(
-        vocab=model["vocab"], merges=merges, unk_token=None, bos_token=None, eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>", errors="replace", model_max_length=32768, clean_up_tokenization_spaces=False,
+        vocab=model["vocab"],
+        merges=merges,
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        errors="replace",
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
         split_special_tokens=False,
     )
     tok = Qwen2Tokenizer(**options)
@@ -159,23 +189,45 @@ def model_config(size: str, token_ids: dict[str, int] | None = None) -> Any:
     pad, eos = token_ids["<|endoftext|>"], token_ids["<|im_end|>"]
     return Qwen3VLConfig(  # type: ignore[call-arg]  # initializer_range is a PretrainedConfig keyword
         text_config=dict(
-            vocab_size=s.model_vocab, hidden_size=s.text_hidden, intermediate_size=s.text_intermediate,
-            num_hidden_layers=s.text_layers, num_attention_heads=s.text_heads, num_key_value_heads=s.text_kv_heads,
-            head_dim=s.head_dim, max_position_embeddings=262144,
-            rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": list(s.mrope_section),
-                             "mrope_interleaved": True},
-            tie_word_embeddings=True, pad_token_id=pad, eos_token_id=eos, bos_token_id=pad,
+            vocab_size=s.model_vocab,
+            hidden_size=s.text_hidden,
+            intermediate_size=s.text_intermediate,
+            num_hidden_layers=s.text_layers,
+            num_attention_heads=s.text_heads,
+            num_key_value_heads=s.text_kv_heads,
+            head_dim=s.head_dim,
+            max_position_embeddings=262144,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 5000000.0,
+                "mrope_section": list(s.mrope_section),
+                "mrope_interleaved": True,
+            },
+            tie_word_embeddings=True,
+            pad_token_id=pad,
+            eos_token_id=eos,
+            bos_token_id=pad,
             initializer_range=s.init_std,
         ),
         vision_config=dict(
-            depth=s.vision_layers, hidden_size=s.vision_hidden, intermediate_size=s.vision_intermediate,
-            num_heads=s.vision_heads, patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
-            out_hidden_size=s.text_hidden, num_position_embeddings=2304, deepstack_visual_indexes=list(s.deepstack),
+            depth=s.vision_layers,
+            hidden_size=s.vision_hidden,
+            intermediate_size=s.vision_intermediate,
+            num_heads=s.vision_heads,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=s.text_hidden,
+            num_position_embeddings=2304,
+            deepstack_visual_indexes=list(s.deepstack),
             initializer_range=s.init_std,
         ),
-        image_token_id=token_ids["<|image_pad|>"], video_token_id=token_ids["<|video_pad|>"],
-        vision_start_token_id=token_ids["<|vision_start|>"], vision_end_token_id=token_ids["<|vision_end|>"],
-        tie_word_embeddings=True, initializer_range=s.init_std,
+        image_token_id=token_ids["<|image_pad|>"],
+        video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"],
+        vision_end_token_id=token_ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+        initializer_range=s.init_std,
     )
 
 
@@ -190,7 +242,10 @@ def param_count(size: str) -> int:
 
 
 def make_model(
-    out_dir: str | os.PathLike, size: Size = "tiny", seed: int = 0, template_id: str | None = None,
+    out_dir: str | os.PathLike,
+    size: Size = "tiny",
+    seed: int = 0,
+    template_id: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a random-weight Qwen3-VL checkpoint folder and return its path.
@@ -215,17 +270,24 @@ def make_model(
     tok = build_tokenizer(spec.tokenizer_vocab)
     ids = _token_ids(tok)
     image_processor = pil_image_processor_class()(
-        patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+        patch_size=16,
+        temporal_patch_size=2,
+        merge_size=2,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
         size={"shortest_edge": 65536, "longest_edge": 16777216},  # Qwen3-VL defaults
     )
-    processor = image_only_processor_class()(image_processor=image_processor, tokenizer=tok,
-                                             chat_template=chat_template_text())
+    processor = image_only_processor_class()(
+        image_processor=image_processor, tokenizer=tok, chat_template=chat_template_text()
+    )
     dtype = getattr(torch, spec.save_dtype)
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration._from_config(model_config(size, ids), dtype=dtype).eval()
     model.generation_config = GenerationConfig(
-        bos_token_id=ids["<|endoftext|>"], pad_token_id=ids["<|endoftext|>"],
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]], do_sample=False,
+        bos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        do_sample=False,
     )
 
     out.parent.mkdir(parents=True, exist_ok=True)

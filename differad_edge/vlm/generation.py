@@ -36,10 +36,15 @@ class Generated:
     @classmethod
     def concat(cls, parts: list[Generated]) -> Generated:
         """Rows of several single-row calls as one result (timings summed)."""
-        return cls([t for p in parts for t in p.tokens], [t for p in parts for t in p.texts],
-                   [s for p in parts for s in p.scores], sum(p.prefill_ms for p in parts),
-                   sum(p.decode_ms for p in parts), [n for p in parts for n in p.forward_passes],
-                   [n for p in parts for n in p.forced])
+        return cls(
+            [t for p in parts for t in p.tokens],
+            [t for p in parts for t in p.texts],
+            [s for p in parts for s in p.scores],
+            sum(p.prefill_ms for p in parts),
+            sum(p.decode_ms for p in parts),
+            [n for p in parts for n in p.forward_passes],
+            [n for p in parts for n in p.forced],
+        )
 
 
 @functools.cache
@@ -64,8 +69,14 @@ def _first_step_timer_class() -> type:
     return FirstStepTimer
 
 
-def greedy_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_tokens: int,
-                    min_new_tokens: int = 0, stop_at_answer: bool = True) -> Generated:
+def greedy_generate(
+    model: Any,
+    tokenizer: Any,
+    inputs: dict[str, Any],
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    stop_at_answer: bool = True,
+) -> Generated:
     """Greedy decoding, stopping at ``</answer>`` (or EOS, or the token limit).
 
     ``min_new_tokens`` forces a fixed answer length (benchmarks): EOS and the stop string are ignored
@@ -76,8 +87,14 @@ def greedy_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_
 
     timer = _first_step_timer_class()(model.device)
     kwargs: dict[str, Any] = dict(
-        do_sample=False, max_new_tokens=max_new_tokens, return_dict_in_generate=True, output_scores=True,
-        stopping_criteria=StoppingCriteriaList([timer]), temperature=None, top_p=None, top_k=None,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        return_dict_in_generate=True,
+        output_scores=True,
+        stopping_criteria=StoppingCriteriaList([timer]),
+        temperature=None,
+        top_p=None,
+        top_k=None,
     )
     if min_new_tokens:
         kwargs["min_new_tokens"] = min_new_tokens  # EOS is masked until then; no stop string
@@ -103,12 +120,20 @@ def greedy_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_
         chosen = lp[torch.arange(n), torch.tensor(row[:n], dtype=torch.long)] if n else lp.new_zeros(1)
         scores.append(float(chosen.mean().exp()))
     first = timer.first if timer.first is not None else t_end
-    return Generated(tokens, texts, scores, (first - t0) * 1000.0, (t_end - first) * 1000.0,
-                     forward_passes=[len(t) for t in tokens], forced=[0] * len(tokens))
+    return Generated(
+        tokens,
+        texts,
+        scores,
+        (first - t0) * 1000.0,
+        (t_end - first) * 1000.0,
+        forward_passes=[len(t) for t in tokens],
+        forced=[0] * len(tokens),
+    )
 
 
-def grammar_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_tokens: int,
-                     grammar: Any) -> Generated:
+def grammar_generate(
+    model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_tokens: int, grammar: Any
+) -> Generated:
     """Greedy decoding of ONE row under ``grammar`` (a ``differad_edge.grammar.TokenGrammar``), jump-forward.
 
     ``inputs`` as for ``greedy_generate``: the full prompt's ``input_ids`` / ``mm_token_type_ids`` /
@@ -140,8 +165,15 @@ def grammar_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new
 
     def forward(new_ids: Any, positions: Any, **extra: Any) -> Any:
         n = new_ids.shape[1]
-        out = model(input_ids=new_ids, attention_mask=torch.ones((1, seen[0] + n), dtype=torch.long, device=device),
-                    position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1, **extra)
+        out = model(
+            input_ids=new_ids,
+            attention_mask=torch.ones((1, seen[0] + n), dtype=torch.long, device=device),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **extra,
+        )
         seen[0] += n
         return out.logits[0, -1]
 
@@ -150,8 +182,9 @@ def grammar_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new
 
     with torch.inference_mode():
         model.model.rope_deltas = None
-        pos3, deltas = model.model.get_rope_index(ids, mm_token_type_ids=mm, image_grid_thw=inputs["image_grid_thw"],
-                                                  attention_mask=torch.ones_like(ids))
+        pos3, deltas = model.model.get_rope_index(
+            ids, mm_token_type_ids=mm, image_grid_thw=inputs["image_grid_thw"], attention_mask=torch.ones_like(ids)
+        )
         deltas = deltas.to(device)
 
         def prefill(forced: list[int]) -> Any:
@@ -159,8 +192,9 @@ def grammar_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new
             positions = torch.cat([prompt_pos, text_positions(length, len(forced), deltas)], dim=2)
             new_ids = torch.cat([ids[:, past:], as_tensor(forced)[:, : len(forced)]], dim=1)
             types = torch.cat([mm[:, past:], torch.zeros((1, len(forced)), dtype=mm.dtype, device=device)], dim=1)
-            return forward(new_ids, positions, mm_token_type_ids=types, image_grid_thw=inputs["image_grid_thw"],
-                           **images)
+            return forward(
+                new_ids, positions, mm_token_type_ids=types, image_grid_thw=inputs["image_grid_thw"], **images
+            )
 
         def step(tokens: list[int]) -> Any:
             return forward(as_tensor(tokens), text_positions(seen[0], len(tokens), deltas))
@@ -190,8 +224,15 @@ def grammar_generate(model: Any, tokenizer: Any, inputs: dict[str, Any], max_new
         model.model.rope_deltas = None
     t_first = first[0] if first else t_end
     text = tokenizer.decode(dec.tokens, skip_special_tokens=True)
-    return Generated([dec.tokens], [text], [dec.score], (t_first - t0) * 1000.0, (t_end - t_first) * 1000.0,
-                     forward_passes=[dec.forward_passes], forced=[len(dec.tokens) - sum(dec.chosen)])
+    return Generated(
+        [dec.tokens],
+        [text],
+        [dec.score],
+        (t_first - t0) * 1000.0,
+        (t_end - t_first) * 1000.0,
+        forward_passes=[dec.forward_passes],
+        forced=[len(dec.tokens) - sum(dec.chosen)],
+    )
 
 
 def _eos_ids(model: Any) -> set[int]:

@@ -28,8 +28,11 @@ SUPPORTED_MODEL_TYPES = ("qwen3_vl",)
 KNOWN_UNSUPPORTED = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl_moe": "Qwen3-VL-MoE"}
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: Tokens the engine's prompt relies on, and the config field that must hold each one's id.
-REQUIRED_TOKENS = {"<|image_pad|>": "image_token_id", "<|vision_start|>": "vision_start_token_id",
-                   "<|vision_end|>": "vision_end_token_id"}
+REQUIRED_TOKENS = {
+    "<|image_pad|>": "image_token_id",
+    "<|vision_start|>": "vision_start_token_id",
+    "<|vision_end|>": "vision_end_token_id",
+}
 
 
 def weight_load_errors() -> tuple[type[BaseException], ...]:
@@ -74,19 +77,26 @@ def check_model_dir(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     cfg_path = p / "config.json"
     if not cfg_path.is_file():
         adapter = next((d for d in (p, p / "adapter") if (d / "adapter_config.json").is_file()), None)
-        hint = (f"it holds a LoRA adapter; merge it into its base model first: `differad-train merge --base BASE "
-                f"--adapter {adapter} --out MERGED` (or train with --merge-lora)" if adapter is not None
-                else "expected a Hugging Face Qwen3-VL checkpoint folder")
+        hint = (
+            f"it holds a LoRA adapter; merge it into its base model first: `differad-train merge --base BASE "
+            f"--adapter {adapter} --out MERGED` (or train with --merge-lora)"
+            if adapter is not None
+            else "expected a Hugging Face Qwen3-VL checkpoint folder"
+        )
         raise ModelLoadError(f"{p} has no config.json; {hint}")
     cfg = read_json_file(cfg_path, "model config", "re-download or re-create the model")
     for key in ("text_config", "vision_config"):
         if key in cfg and not isinstance(cfg[key], dict):
-            raise ModelLoadError(f"{cfg_path}: {key} must be an object, got {type(cfg[key]).__name__}; "
-                                 "re-download or re-create the model")
+            raise ModelLoadError(
+                f"{cfg_path}: {key} must be an object, got {type(cfg[key]).__name__}; "
+                "re-download or re-create the model"
+            )
     for key in (*REQUIRED_TOKENS.values(), "vision_start_token_id", "vision_end_token_id"):
         if key in cfg and (isinstance(cfg[key], bool) or not isinstance(cfg[key], int)):
-            raise ModelLoadError(f"{cfg_path}: {key} must be an integer token id, got {cfg[key]!r:.40}; "
-                                 "re-download or re-create the model")
+            raise ModelLoadError(
+                f"{cfg_path}: {key} must be an integer token id, got {cfg[key]!r:.40}; "
+                "re-download or re-create the model"
+            )
     for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"):
         if (p / name).is_file():
             read_json_file(p / name, "tokenizer/processor file", "restore it from the checkpoint")
@@ -155,8 +165,12 @@ def _quantization_config(quant: str, torch_dtype: Any) -> Any:
     from transformers import BitsAndBytesConfig
 
     if quant == "nf4":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype,
-                                  bnb_4bit_use_double_quant=False)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch_dtype,
+            bnb_4bit_use_double_quant=False,
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -180,8 +194,9 @@ def load_model(
     processor = load_processor(p)  # before the weights: a broken tokenizer fails in a second, not minutes
     check_tokenizer(processor.tokenizer, cfg, p)
     torch_dtype = getattr(torch, DTYPES[dtype])
-    kwargs: dict[str, Any] = dict(dtype=torch_dtype, use_safetensors=True, trust_remote_code=False,
-                                  local_files_only=True)
+    kwargs: dict[str, Any] = dict(
+        dtype=torch_dtype, use_safetensors=True, trust_remote_code=False, local_files_only=True
+    )
     if quant is not None:
         kwargs["quantization_config"] = _quantization_config(quant, torch_dtype)
         kwargs["device_map"] = device
@@ -227,8 +242,12 @@ def load_processor(path: str | os.PathLike) -> Any:
     cls = image_only_processor_class()
     try:
         image_processor = pil_image_processor_class().from_pretrained(p, local_files_only=True)  # type: ignore[attr-defined]
-        processor = cls.from_pretrained(p, image_processor=image_processor, local_files_only=True,  # type: ignore[attr-defined]
-                                        trust_remote_code=False)
+        processor = cls.from_pretrained(  # type: ignore[attr-defined]
+            p,
+            image_processor=image_processor,
+            local_files_only=True,
+            trust_remote_code=False,
+        )
     except ModelLoadError:
         raise
     except Exception as e:  # tokenizers/transformers raise their own types for garbage files

@@ -46,8 +46,10 @@ def split_prompt(text: str) -> tuple[str, str]:
     """Split a rendered two-image prompt after the first image (the reference)."""
     cut = text.find(VISION_END)
     if cut < 0 or text.find(VISION_END, cut + 1) < 0:
-        raise EngineError("the rendered prompt does not hold two images; the template must put the reference and "
-                          "the target image in the user message (prompts.PromptTemplate.messages)")
+        raise EngineError(
+            "the rendered prompt does not hold two images; the template must put the reference and "
+            "the target image in the user message (prompts.PromptTemplate.messages)"
+        )
     cut += len(VISION_END)
     return text[:cut], text[cut:]
 
@@ -131,20 +133,29 @@ def build_prefix(model: Any, inputs: dict[str, Any], key: PrefixKey, timer: Any)
 
     with torch.inference_mode():
         with timer("vision"):
-            features = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"],
-                                                      return_dict=True)
+            features = model.model.get_image_features(
+                inputs["pixel_values"], inputs["image_grid_thw"], return_dict=True
+            )
         with timer("prefill"):
             model.model.rope_deltas = None
             out = model(
-                input_ids=inputs["input_ids"], attention_mask=torch.ones_like(inputs["input_ids"]),
-                mm_token_type_ids=inputs["mm_token_type_ids"], image_grid_thw=inputs["image_grid_thw"],
-                mm_encoder_outputs={"image": features}, past_key_values=DynamicCache(config=model.config),
-                use_cache=True, logits_to_keep=1,
+                input_ids=inputs["input_ids"],
+                attention_mask=torch.ones_like(inputs["input_ids"]),
+                mm_token_type_ids=inputs["mm_token_type_ids"],
+                image_grid_thw=inputs["image_grid_thw"],
+                mm_encoder_outputs={"image": features},
+                past_key_values=DynamicCache(config=model.config),
+                use_cache=True,
+                logits_to_keep=1,
             )
             model.model.rope_deltas = None  # the next call must recompute positions for its own prompt
     return ReferencePrefix(
-        key=key, input_ids=inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
-        image_grid_thw=inputs["image_grid_thw"], cache=out.past_key_values, config=model.config,
+        key=key,
+        input_ids=inputs["input_ids"],
+        mm_token_type_ids=inputs["mm_token_type_ids"],
+        image_grid_thw=inputs["image_grid_thw"],
+        cache=out.past_key_values,
+        config=model.config,
         build_ms=dict(timer.ms),
     )
 

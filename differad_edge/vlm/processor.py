@@ -21,11 +21,16 @@ def image_only_processor_class() -> type:
     from transformers import Qwen3VLProcessor
 
     class Qwen3VLImageOnlyProcessor(Qwen3VLProcessor):
-        def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
+        def __init__(
+            self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any
+        ):
             kwargs.pop("video_processor", None)
             super().__init__(
-                image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                chat_template=chat_template, **kwargs,
+                image_processor=image_processor,
+                tokenizer=tokenizer,
+                video_processor=None,
+                chat_template=chat_template,
+                **kwargs,
             )
 
     return Qwen3VLImageOnlyProcessor

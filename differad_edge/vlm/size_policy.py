@@ -93,8 +93,10 @@ class SizePolicy:
         """Resize a uint8 RGB image for the model (area filter down, cubic up) and record how."""
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             shape = getattr(image, "shape", None)
-            raise ImageError(f"size policy needs a uint8 RGB HxWx3 array, got {type(image).__name__} {shape}; "
-                             "convert with differad_edge.images.to_rgb8")
+            raise ImageError(
+                f"size policy needs a uint8 RGB HxWx3 array, got {type(image).__name__} {shape}; "
+                "convert with differad_edge.images.to_rgb8"
+            )
         src = image_size(image)
         dst = self.target_size(src)
         if dst == src:

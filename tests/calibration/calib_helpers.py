@@ -72,7 +72,6 @@ def with_defect(img: np.ndarray, box: tuple[int, int, int, int], color=(10, 10, 
     return out
 
 
-
 def write_capture_folder(folder: Path, base: np.ndarray, good: int = 16, bad: bool = True) -> Path:
     """``good`` good frames plus one blurred, over-exposed, shifted and empty-station frame."""
     folder.mkdir(parents=True, exist_ok=True)

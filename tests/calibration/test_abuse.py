@@ -23,25 +23,58 @@ def test_capture_refuses_a_folder_of_other_files_even_with_overwrite(capsys, tmp
     out.mkdir()
     (out / "keep.png").write_bytes(b"precious")
     for extra in ((), ("--overwrite",)):
-        code, _, err = run(capsys, "capture", "--product", PRODUCT, "--source", str(capture_dir), "--frames", "4",
-                           "--out", str(out), *extra)
+        code, _, err = run(
+            capsys,
+            "capture",
+            "--product",
+            PRODUCT,
+            "--source",
+            str(capture_dir),
+            "--frames",
+            "4",
+            "--out",
+            str(out),
+            *extra,
+        )
         assert code == 2 and "not a capture session" in err, err
     assert [p.name for p in out.iterdir()] == ["keep.png"]
     assert (out / "keep.png").read_bytes() == b"precious"
     # an earlier session is replaced only with --overwrite
     session = tmp_path / "s"
-    assert run(capsys, "capture", "--product", PRODUCT, "--source", str(capture_dir), "--frames", "4", "--out", str(session))[0] == 0
+    assert (
+        run(
+            capsys,
+            "capture",
+            "--product",
+            PRODUCT,
+            "--source",
+            str(capture_dir),
+            "--frames",
+            "4",
+            "--out",
+            str(session),
+        )[0]
+        == 0
+    )
     before = (session / "session.json").read_bytes()
-    code, _, err = run(capsys, "capture", "--product", PRODUCT, "--source", str(capture_dir), "--frames", "4", "--out", str(session))
-    assert code == 2 and "--overwrite" in err
+    code, _, err = run(
+        capsys, "capture", "--product", PRODUCT, "--source", str(capture_dir), "--frames", "4", "--out", str(session)
+    )
+    assert code == 2
+    assert "--overwrite" in err
     assert (session / "session.json").read_bytes() == before
 
 
 @pytest.mark.parametrize(
     "content",
-    ["[]", '{"frames": "x", "product_id": "p"}', '{"frames": [1], "product_id": "p"}', "[" * 100_000,
-     '{"format_version": 1, "product_id": "p", "frames": [{"name": "a", "file": "/etc/passwd", "split": "build", "sha256": "0"}]}',
-     '{"format_version": 1, "product_id": "p", "frames": [{"name": "a", "file": 5, "split": "build", "sha256": "0"}]}'],
+    [
+        "[]",
+        '{"frames": "x", "product_id": "p"}',
+        '{"frames": [1], "product_id": "p"}',
+        "[" * 100_000,
+        '{"format_version": 1, "product_id": "p", "frames": [{"name": "a", "file": "/etc/passwd", "split": "build", "sha256": "0"}]}',
+        '{"format_version": 1, "product_id": "p", "frames": [{"name": "a", "file": 5, "split": "build", "sha256": "0"}]}',
+    ],
 )
 def test_damaged_session_files_are_one_line_and_exit_2(capsys, tmp_path: Path, content: str) -> None:
     (tmp_path / "s").mkdir()
@@ -60,10 +93,21 @@ def test_non_utf8_frame_names_keep_the_report_and_the_verdict(capsys, tmp_path: 
     frame = next((session.root / "frames").iterdir())
     name = os.fsdecode(b"\xff\xfeframe.png")
     (good / name).write_bytes(frame.read_bytes())
-    code, out, err = run(capsys, "validate", "--store", store, "--product", PRODUCT, "--good", str(good),
-                         "--report", str(tmp_path / "report"))
+    code, out, err = run(
+        capsys,
+        "validate",
+        "--store",
+        store,
+        "--product",
+        PRODUCT,
+        "--good",
+        str(good),
+        "--report",
+        str(tmp_path / "report"),
+    )
     assert code in (0, 1), err
-    assert "report:" in out and (tmp_path / "report/index.html").is_file()
+    assert "report:" in out
+    assert (tmp_path / "report/index.html").is_file()
     assert "\\udcff" in (tmp_path / "report/index.html").read_text()
     code, out, _ = run(capsys, "list", "--store", store, "--json")
     assert json.loads(out)[0]["status"] in ("validated", "rejected")
@@ -81,7 +125,8 @@ def test_upgrade_seals_an_old_store(capsys, tmp_path: Path, session) -> None:
     assert code == 0, err
     assert json.loads(manifest.read_text())["format"] == 2
     code, out, _ = run(capsys, "show", "--store", str(store), "--product", PRODUCT, "--json")
-    assert code == 0 and json.loads(out)["version"] == "v0001"
+    assert code == 0
+    assert json.loads(out)["version"] == "v0001"
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,8 @@ from differad_edge.images import save_image
 def test_build_stores_a_candidate_with_quality_metrics(store, session, base_scene: np.ndarray) -> None:
     version = build_candidate(store, session)
     info = store.info(PRODUCT, version)
-    assert info.status == "candidate" and not info.active
+    assert info.status == "candidate"
+    assert not info.active
     assert store.active_version(PRODUCT) is None  # a build never goes live by itself
     cal = info.metadata["calibration"]
     used = set(cal["build"]["frames_used"])
@@ -33,7 +34,8 @@ def test_build_stores_a_candidate_with_quality_metrics(store, session, base_scen
     assert np.abs(ref.image.astype(float) - base_scene.astype(float)).mean() < 1.5  # median removes the noise
     assert ref.mean.shape == ref.spread.shape == base_scene.shape
     assert 1.0 < float(np.median(ref.spread)) < 4.0  # sensor noise sigma is 2 gray levels
-    assert ref.care_mask.shape == base_scene.shape[:2] and ref.care_mask.min() == 255
+    assert ref.care_mask.shape == base_scene.shape[:2]
+    assert ref.care_mask.min() == 255
 
 
 def test_frames_are_aligned_before_they_are_combined(base_scene: np.ndarray) -> None:
@@ -55,7 +57,9 @@ def test_care_mask_from_polygons_and_png(tmp_path: Path, store, session) -> None
         "care:\n  - [[40, 30], [152, 30], [152, 130], [40, 130]]\nignore:\n  - [[50, 90], [100, 90], [100, 125], [50, 125]]\n"
     )
     mask = load_care_mask(yaml_mask, (192, 160))
-    assert mask[10, 10] == 0 and mask[60, 120] == 255 and mask[100, 70] == 0
+    assert mask[10, 10] == 0
+    assert mask[60, 120] == 255
+    assert mask[100, 70] == 0
     version = build_candidate(store, session, care_mask=yaml_mask)
     stored = store.load(PRODUCT, version).care_mask
     assert np.array_equal(stored > 0, mask > 0)

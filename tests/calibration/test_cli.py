@@ -21,18 +21,32 @@ def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
 def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: Path) -> None:
     store = str(tmp_path / "store")
     session = str(tmp_path / "session")
-    code, out, _ = run(capsys, "capture", "--product", PRODUCT, "--source", str(capture_dir), "--frames", "30",
-                       "--out", session)
+    code, out, _ = run(
+        capsys, "capture", "--product", PRODUCT, "--source", str(capture_dir), "--frames", "30", "--out", session
+    )
     assert code == 0
-    assert "rejected f100_blurred.png [focus]" in out and "rejected f102_shifted.png [stability]" in out
+    assert "rejected f100_blurred.png [focus]" in out
+    assert "rejected f102_shifted.png [stability]" in out
 
     code, out, _ = run(capsys, "build", "--store", store, "--session", session, "--auto-mask")
     assert code == 0
     version = out.strip().splitlines()[-1]
     assert version == "v0001"
 
-    code, out, _ = run(capsys, "validate", "--store", store, "--product", PRODUCT, "--session", session,
-                       "--defects", str(defects_dir), "--report", str(tmp_path / "report"))
+    code, out, _ = run(
+        capsys,
+        "validate",
+        "--store",
+        store,
+        "--product",
+        PRODUCT,
+        "--session",
+        session,
+        "--defects",
+        str(defects_dir),
+        "--report",
+        str(tmp_path / "report"),
+    )
     assert code == 0, out
     assert f"{PRODUCT}/v0001 PASSED" in out
     assert (tmp_path / "report" / "index.html").is_file()
@@ -40,7 +54,8 @@ def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: 
     assert run(capsys, "promote", "--store", store, "--product", PRODUCT, "--version", version)[0] == 0
     code, out, _ = run(capsys, "list", "--store", store, "--json")
     rows = json.loads(out)
-    assert rows[0]["active"] and rows[0]["status"] == "validated"
+    assert rows[0]["active"]
+    assert rows[0]["status"] == "validated"
     code, out, _ = run(capsys, "show", "--store", store, "--product", PRODUCT, "--json")
     shown = json.loads(out)
     assert shown["metadata"]["calibration"]["build_config"]["auto_mask"]["enabled"] is True
@@ -49,16 +64,43 @@ def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: 
 def test_failed_validation_exits_1_and_promotion_is_refused(capsys, tmp_path: Path, session) -> None:
     store = str(tmp_path / "store")
     assert run(capsys, "build", "--store", store, "--session", str(session.root))[0] == 0
-    code, out, _ = run(capsys, "validate", "--store", store, "--product", PRODUCT, "--session", str(session.root),
-                       "--defects", str(tmp_path / "camera"), "--labels", str(_labels(tmp_path)))
-    assert code == 1 and "FAILED" in out
+    code, out, _ = run(
+        capsys,
+        "validate",
+        "--store",
+        store,
+        "--product",
+        PRODUCT,
+        "--session",
+        str(session.root),
+        "--defects",
+        str(tmp_path / "camera"),
+        "--labels",
+        str(_labels(tmp_path)),
+    )
+    assert code == 1
+    assert "FAILED" in out
     code, _, err = run(capsys, "promote", "--store", store, "--product", PRODUCT, "--version", "v0001")
-    assert code == 2 and "rejected, not validated" in err
+    assert code == 2
+    assert "rejected, not validated" in err
     code, _, err = run(capsys, "promote", "--store", store, "--product", PRODUCT, "--version", "v0001", "--force")
-    assert code == 2 and "--force needs --reason" in err
-    code, out, _ = run(capsys, "promote", "--store", store, "--product", PRODUCT, "--version", "v0001", "--force",
-                       "--reason", "supervisor approved")
-    assert code == 0 and "(forced)" in out
+    assert code == 2
+    assert "--force needs --reason" in err
+    code, out, _ = run(
+        capsys,
+        "promote",
+        "--store",
+        store,
+        "--product",
+        PRODUCT,
+        "--version",
+        "v0001",
+        "--force",
+        "--reason",
+        "supervisor approved",
+    )
+    assert code == 0
+    assert "(forced)" in out
 
 
 def _labels(tmp_path: Path) -> Path:
@@ -77,11 +119,23 @@ def _labels(tmp_path: Path) -> Path:
         (["validate", "--product", "ghost"], "unknown product 'ghost'"),
         (["promote", "--product", "ghost", "--version", "v0001"], "unknown product 'ghost'"),
         (["capture", "--product", "p", "--source", "{empty}", "--frames", "3", "--out", "{tmp}/s"], "holds no images"),
-        (["capture", "--product", "p", "--source", "{broken}", "--frames", "3", "--out", "{tmp}/s"], "unreadable frame"),
-        (["capture", "--product", "a/b", "--source", "{empty}", "--frames", "3", "--out", "{tmp}/s"], "invalid product id"),
-        (["capture", "--product", "p", "--source", "{tmp}/nothing", "--frames", "3", "--out", "{tmp}/s"], "does not exist"),
+        (
+            ["capture", "--product", "p", "--source", "{broken}", "--frames", "3", "--out", "{tmp}/s"],
+            "unreadable frame",
+        ),
+        (
+            ["capture", "--product", "a/b", "--source", "{empty}", "--frames", "3", "--out", "{tmp}/s"],
+            "invalid product id",
+        ),
+        (
+            ["capture", "--product", "p", "--source", "{tmp}/nothing", "--frames", "3", "--out", "{tmp}/s"],
+            "does not exist",
+        ),
         (["build", "--session", "{empty}"], "is not a capture session"),
-        (["capture", "--product", "p", "--source", "{empty}", "--frames", "x", "--out", "{tmp}/s"], "invalid int value"),
+        (
+            ["capture", "--product", "p", "--source", "{empty}", "--frames", "x", "--out", "{tmp}/s"],
+            "invalid int value",
+        ),
     ],
 )
 def test_errors_are_one_line_with_exit_2(capsys, tmp_path: Path, argv: list[str], message: str) -> None:
@@ -96,16 +150,20 @@ def test_errors_are_one_line_with_exit_2(capsys, tmp_path: Path, argv: list[str]
         code, err = e.code, capsys.readouterr().err
     assert code == 2
     assert message in err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "differad_edge.calibration.cli", "list", "--store", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.startswith("differad-calibrate: error: the reference store") and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("differad-calibrate: error: the reference store")
+    assert "Traceback" not in proc.stderr
 
 
 def test_validate_and_build_refuse_empty_and_unreadable_frames(capsys, tmp_path: Path, store, session) -> None:
@@ -121,11 +179,22 @@ def test_validate_and_build_refuse_empty_and_unreadable_frames(capsys, tmp_path:
         (["validate", *base, "--good", str(tmp_path / "empty")], "holds no images"),
         (["validate", *base, "--good", str(tmp_path / "broken")], "unreadable good frame"),
         (["validate", *base, "--session", str(session.root), "--defects", str(tmp_path / "broken")], "labels.json"),
-        (["build", "--store", str(store.root), "--session", str(session.root), "--care-mask", str(tmp_path / "mask.png")],
-         "cannot read care mask"),
+        (
+            [
+                "build",
+                "--store",
+                str(store.root),
+                "--session",
+                str(session.root),
+                "--care-mask",
+                str(tmp_path / "mask.png"),
+            ],
+            "cannot read care mask",
+        ),
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err, (argv, err)
-        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
     assert [(v.version, v.status) for v in store.versions(PRODUCT)] == [(version, "candidate")]  # nothing changed

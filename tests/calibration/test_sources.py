@@ -27,8 +27,9 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path
     return path
 
 
-def write_bag(path: Path, frames: list[np.ndarray], encoding: str, storage: str = "mcap",
-              topic: str = "/camera/image_raw") -> Path:
+def write_bag(
+    path: Path, frames: list[np.ndarray], encoding: str, storage: str = "mcap", topic: str = "/camera/image_raw"
+) -> Path:
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -49,9 +50,15 @@ def write_bag(path: Path, frames: list[np.ndarray], encoding: str, storage: str 
             h, wd = data.shape[:2]
             ch = 1 if data.ndim == 2 else 3
             t = 1_700_000_000 * 10**9 + i * 100_000_000
-            msg = Image(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="camera"),
-                        height=h, width=wd, encoding=encoding, is_bigendian=0, step=wd * ch,
-                        data=np.ascontiguousarray(data).reshape(-1))
+            msg = Image(
+                header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="camera"),
+                height=h,
+                width=wd,
+                encoding=encoding,
+                is_bigendian=0,
+                step=wd * ch,
+                data=np.ascontiguousarray(data).reshape(-1),
+            )
             w.write(conn, t, ts.serialize_cdr(msg, Image.__msgtype__))
     return path
 
@@ -86,7 +93,8 @@ def test_capture_from_video_file(base_scene: np.ndarray, tmp_path: Path) -> None
     # MJPG is lossy: the decoded frame is close to, not equal to, what was written
     assert np.abs(got[1].image.astype(int) - frames[2].astype(int)).mean() < 6.0
     session = capture(PRODUCT, str(video), 12, tmp_path / "s", holdout=0.25)
-    assert len(session.frames) == 12 and all(f.accepted for f in session.frames)
+    assert len(session.frames) == 12
+    assert all(f.accepted for f in session.frames)
 
 
 @pytest.mark.parametrize("encoding, storage", [("rgb8", "mcap"), ("bgr8", "sqlite3"), ("mono8", "mcap")])
@@ -96,8 +104,11 @@ def test_capture_from_bag(base_scene: np.ndarray, tmp_path: Path, encoding: str,
     assert describe_source(str(bag)) == "bag"
     got = collect_frames(str(bag), 10)
     assert len(got) == 6
-    expected = frames[3] if encoding != "mono8" else cv2.cvtColor(cv2.cvtColor(frames[3], cv2.COLOR_RGB2GRAY),
-                                                                    cv2.COLOR_GRAY2RGB)
+    expected = (
+        frames[3]
+        if encoding != "mono8"
+        else cv2.cvtColor(cv2.cvtColor(frames[3], cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    )
     assert np.array_equal(got[3].image, expected)  # raw images travel losslessly, channel order fixed
     session = capture(PRODUCT, str(bag), 6, tmp_path / "s", holdout=0.0)
     assert len(session.select("build")) == 6

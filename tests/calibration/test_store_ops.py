@@ -38,7 +38,9 @@ def brighter_session(tmp_path: Path, base_scene: np.ndarray):
     folder = tmp_path / "cam2"
     folder.mkdir()
     for i in range(12):
-        save_image(folder / f"{i:03d}.png", np.clip(good_frame(base_scene, 100 + i).astype(int) + 12, 0, 255).astype(np.uint8))
+        save_image(
+            folder / f"{i:03d}.png", np.clip(good_frame(base_scene, 100 + i).astype(int) + 12, 0, 255).astype(np.uint8)
+        )
     return capture(PRODUCT, str(folder), 12, tmp_path / "session2")
 
 
@@ -60,7 +62,8 @@ def test_rollback_restores_the_previous_version_byte_identically(store, session,
     assert np.array_equal(ref.image, image_v1)
     assert set(files_v1) >= {"reference.png", "mean.npy", "spread.npy", "care_mask.png", "manifest.json"}
     events = [e["event"] for e in store.history(PRODUCT)]
-    assert events.count("promote") == 2 and events[-1] == "rollback"
+    assert events.count("promote") == 2
+    assert events[-1] == "rollback"
     with pytest.raises(ReferenceError, match="no previously active version"):
         commands.rollback(store, PRODUCT)
 
@@ -74,7 +77,8 @@ def test_forced_promotion_needs_a_logged_reason(store, session) -> None:
     assert store.active_version(PRODUCT) is None
     commands.promote(store, PRODUCT, version, force=True, reason="line restart, validation tomorrow")
     last = store.history(PRODUCT)[-1]
-    assert last["forced"] is True and last["reason"] == "line restart, validation tomorrow"
+    assert last["forced"] is True
+    assert last["reason"] == "line restart, validation tomorrow"
 
 
 class _CrashAfter:
@@ -115,7 +119,8 @@ def test_crash_during_build_leaves_the_store_consistent(store, session, monkeypa
     fresh = ReferenceStore(store.root)  # what a restarted node sees
     after = fresh.load(PRODUCT)
     assert fresh.active_version(PRODUCT) == v1
-    assert after.sha256 == before.sha256 and np.array_equal(after.image, before.image)
+    assert after.sha256 == before.sha256
+    assert np.array_equal(after.image, before.image)
     listed = [v.version for v in fresh.versions(PRODUCT)]
     assert listed[: len(versions_before)] == versions_before
     for v in listed:  # every listed version is complete and passes its checksums
@@ -157,10 +162,14 @@ def test_list_and_show(store, session) -> None:
     commands.promote(store, PRODUCT, v1)
     v2 = build_candidate(store, session)
     rows = commands.list_products(store)
-    assert [(r["version"], r["status"], r["active"]) for r in rows] == [(v1, "validated", True), (v2, "candidate", False)]
+    assert [(r["version"], r["status"], r["active"]) for r in rows] == [
+        (v1, "validated", True),
+        (v2, "candidate", False),
+    ]
     assert rows[0]["false_alarm_rate"] == 0.0
     shown = commands.show(store, PRODUCT)
-    assert shown["version"] == v1 and shown["validation"]["passed"] is True
+    assert shown["version"] == v1
+    assert shown["validation"]["passed"] is True
     assert [e["event"] for e in shown["history"]] == ["add", "validation", "promote"]
     assert commands.latest_candidate(store, PRODUCT) == v2
     with pytest.raises(ReferenceError, match="unknown product 'ghost'"):

@@ -20,11 +20,13 @@ from differad_edge.images import save_image
 
 def test_good_candidate_passes_and_report_has_its_images(store, session, defects_dir: Path, tmp_path: Path) -> None:
     version = build_candidate(store, session)
-    result = run_validation(store, PRODUCT, version, session=session, defects_dir=defects_dir,
-                            report_dir=tmp_path / "report")
+    result = run_validation(
+        store, PRODUCT, version, session=session, defects_dir=defects_dir, report_dir=tmp_path / "report"
+    )
     summary = result.to_json()
     assert result.passed, result.reasons
-    assert summary["n_good"] == 4 and summary["n_defect"] == 4  # 4 accepted held-out frames, 4 defects
+    assert summary["n_good"] == 4
+    assert summary["n_defect"] == 4
     assert summary["false_alarm_rate"] == 0.0
     assert summary["detection_rate"] >= 0.75
     info = store.info(PRODUCT, version)
@@ -52,11 +54,13 @@ def test_thresholds_are_tuned_to_the_false_alarm_target(store, session) -> None:
     cfg = ValidateConfig(k_grid=[2, 4, 8, 16], abs_grid=[5, 10, 20, 40, 80])
     on_clean = validate_reference(reference, clean, cfg)
     on_noisy = validate_reference(reference, noisy, cfg)
-    assert on_clean.passed and on_noisy.passed
+    assert on_clean.passed
+    assert on_noisy.passed
     assert on_noisy.chosen.tolerance > on_clean.chosen.tolerance  # noisier good parts need a looser band
     loosest = max(on_noisy.grid, key=lambda g: g.tolerance)
     tightest = min(on_noisy.grid, key=lambda g: g.tolerance)
-    assert loosest.false_alarm_rate == 0.0 and tightest.false_alarm_rate == 1.0
+    assert loosest.false_alarm_rate == 0.0
+    assert tightest.false_alarm_rate == 1.0
     # the tightest setting that still meets the target, then loosened by the safety margin
     best = on_noisy.tightest
     assert all(g.tolerance >= best.tolerance for g in on_noisy.grid if g.false_alarm_rate == 0.0)
@@ -85,7 +89,8 @@ def test_failing_candidate_cannot_replace_the_active_reference(store, session, t
         store.promote(PRODUCT, bad)
     assert store.active_version(PRODUCT) == good
     after = store.load(PRODUCT)
-    assert after.sha256 == before.sha256 and np.array_equal(after.image, before.image)
+    assert after.sha256 == before.sha256
+    assert np.array_equal(after.image, before.image)
 
 
 def test_validating_the_active_reference_is_refused_before_any_run(store, session, tmp_path: Path) -> None:
@@ -100,7 +105,8 @@ def test_validating_the_active_reference_is_refused_before_any_run(store, sessio
     with pytest.raises(ReferenceError, match="active, validated version"):
         run_validation(store, PRODUCT, good, good_dirs=[changed], report_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
-    assert store.info(PRODUCT, good).status == "validated" and store.load(PRODUCT).metadata == tuned
+    assert store.info(PRODUCT, good).status == "validated"
+    assert store.load(PRODUCT).metadata == tuned
 
 
 def test_missed_defects_fail_validation(store, session, tmp_path: Path, base_scene: np.ndarray) -> None:
@@ -112,7 +118,8 @@ def test_missed_defects_fail_validation(store, session, tmp_path: Path, base_sce
     save_image(faint / "d.png", img)
     (faint / "labels.json").write_text('{"d.png": [60, 60, 66, 66]}')
     result = run_validation(store, PRODUCT, version, session=session, defects_dir=faint)
-    assert not result.passed and result.to_json()["missed"] == ["d.png"]
+    assert not result.passed
+    assert result.to_json()["missed"] == ["d.png"]
     assert "detection rate 0.0%" in result.reasons[0]
 
 

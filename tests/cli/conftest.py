@@ -22,7 +22,11 @@ def run_cli(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 
     env = {k: v for k, v in os.environ.items() if k != "DIFFERAD_DEBUG"}
     return subprocess.run(
         [sys.executable, "-m", "differad_edge.cli.main", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
     )
 
 
@@ -46,8 +50,9 @@ def pair_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bad = good.astype(np.uint8).copy()
     x1, y1, x2, y2 = DEFECT_BOX.as_int_list()
     bad[y1:y2, x1:x2] = (230, 20, 20)
-    moved = cv2.warpAffine(good.astype(np.uint8), np.float32([[1, 0, 5], [0, 1, 3]]), (160, 120),
-                           borderMode=cv2.BORDER_REPLICATE)
+    moved = cv2.warpAffine(
+        good.astype(np.uint8), np.float32([[1, 0, 5], [0, 1, 3]]), (160, 120), borderMode=cv2.BORDER_REPLICATE
+    )
     moved[y1:y2, x1:x2] = (230, 20, 20)
     paths = {name: root / f"{name}.png" for name in ("reference", "defect", "good", "moved")}
     save_image(paths["reference"], ref)

@@ -15,13 +15,16 @@ def test_demo_registers_inspects_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = run_cli("demo", "--out", out, "--seed", "3", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "| Overall" in proc.stdout and "products registered and promoted" in proc.stdout
+    assert "| Overall" in proc.stdout
+    assert "products registered and promoted" in proc.stdout
 
     summary = json.loads((out / "summary.json").read_text())
     products = summary["products"]
-    assert len(products) == 4 and summary["parts_inspected"] == 32
+    assert len(products) == 4
+    assert summary["parts_inspected"] == 32
     overall = summary["metrics"]["overall"]
-    assert overall["n_ano"] == 16 and overall["n_nor"] == 16
+    assert overall["n_ano"] == 16
+    assert overall["n_nor"] == 16
     # The golden engine finds clearly visible synthetic defects and stays quiet on good parts.
     assert overall["acc30"] >= 0.75 and overall["miou_nor"] >= 0.9, overall
     for category in summary["metrics"]["per_category"]:
@@ -37,7 +40,8 @@ def test_demo_registers_inspects_and_reports(tmp_path: Path) -> None:
     images = sorted((out / "images").rglob("*.png"))
     assert len(images) == 32
     assert load_image(images[0]).shape[1] > 256  # reference beside the annotated target
-    assert (out / "overview.png").is_file() and (out / "metrics.png").is_file()
+    assert (out / "overview.png").is_file()
+    assert (out / "metrics.png").is_file()
 
 
 def test_demo_is_deterministic_and_defaults_to_a_folder_in_cwd(tmp_path: Path) -> None:
@@ -47,4 +51,5 @@ def test_demo_is_deterministic_and_defaults_to_a_folder_in_cwd(tmp_path: Path) -
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     a = json.loads((tmp_path / "differad-demo" / "summary.json").read_text())
     b = json.loads((tmp_path / "again" / "summary.json").read_text())
-    assert a["metrics"] == b["metrics"] and a["parts_inspected"] == 16
+    assert a["metrics"] == b["metrics"]
+    assert a["parts_inspected"] == 16

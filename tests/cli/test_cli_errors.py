@@ -54,8 +54,9 @@ def test_unreadable_model_folder(pair_images: dict[str, Path], tmp_path: Path) -
     model = tmp_path / "not-a-model"
     model.mkdir()
     (model / "config.json").write_text("{ broken")
-    proc = run_cli("inspect", "-r", pair_images["reference"], "-t", pair_images["good"], "--engine", "vlm",
-                   "--model", model)
+    proc = run_cli(
+        "inspect", "-r", pair_images["reference"], "-t", pair_images["good"], "--engine", "vlm", "--model", model
+    )
     assert_one_line_error(proc, "not-a-model")
 
 
@@ -84,8 +85,9 @@ def test_predictions_eval_refuses_engine_flags(small_dataset: Path, tmp_path: Pa
     assert_one_line_error(proc, "--predictions", "--engine")
 
 
-def test_an_out_path_that_is_a_file_fails_before_any_work(pair_images: dict[str, Path], small_dataset: Path,
-                                                          tmp_path: Path) -> None:
+def test_an_out_path_that_is_a_file_fails_before_any_work(
+    pair_images: dict[str, Path], small_dataset: Path, tmp_path: Path
+) -> None:
     blocker = tmp_path / "results"
     blocker.write_text("not a folder")
     runs = {

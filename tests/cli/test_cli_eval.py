@@ -28,17 +28,20 @@ def test_engine_eval_prints_table_and_writes_report(small_dataset: Path, tmp_pat
     assert "100%" in proc.stderr  # the progress bar ran to the end
     for category in {p.category for p in pairs}:
         assert f"| {category} " in proc.stdout
-    assert "| Overall" in proc.stdout and "Acc@0.3" in proc.stdout
+    assert "| Overall" in proc.stdout
+    assert "Acc@0.3" in proc.stdout
     assert f"scored {len(pairs)} samples; skipped 0 malformed lines and 0 bad samples" in proc.stdout
 
     report = json.loads((out / "report.json").read_text())
     assert report["counts"] == {"scored": len(pairs), "malformed_lines": 0, "bad_samples": 0, "missing_predictions": 0}
     overall = report["metrics"]["overall"]
-    assert overall["n"] == len(pairs) and overall["n_nor"] + overall["n_ano"] == len(pairs)
+    assert overall["n"] == len(pairs)
+    assert overall["n_nor"] + overall["n_ano"] == len(pairs)
     assert report["engine"]["engine"] == "golden"
 
     worst = report["worst"]
-    assert len(worst) == 3 and [w["iou"] for w in worst] == sorted(w["iou"] for w in worst)
+    assert len(worst) == 3
+    assert [w["iou"] for w in worst] == sorted(w["iou"] for w in worst)
     for w in worst:
         assert load_image(out / w["image"]).shape[1] > 128  # reference beside the annotated target
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -50,8 +53,13 @@ def test_eval_skips_and_counts_bad_lines_and_samples(small_dataset: Path, tmp_pa
     first = read_pairs(data).pairs[0]
     corrupt = data.parent / "corrupt.png"
     corrupt.write_bytes(b"definitely not an image")
-    bad_sample = {"id": "broken-target", "reference": str(first.reference), "target": "corrupt.png",
-                  "box": [0, 0, 0, 0], "category": first.category}
+    bad_sample = {
+        "id": "broken-target",
+        "reference": str(first.reference),
+        "target": "corrupt.png",
+        "box": [0, 0, 0, 0],
+        "category": first.category,
+    }
     with data.open("a") as f:
         f.write("{this line is not json\n")
         f.write(json.dumps(bad_sample) + "\n")
@@ -63,7 +71,8 @@ def test_eval_skips_and_counts_bad_lines_and_samples(small_dataset: Path, tmp_pa
     assert f"scored {n_good} samples; skipped 1 malformed lines and 1 bad samples" in proc.stdout
     assert "skipped sample broken-target" in proc.stderr
     report = json.loads((out / "report.json").read_text())
-    assert report["counts"]["malformed_lines"] == 1 and report["counts"]["bad_samples"] == 1
+    assert report["counts"]["malformed_lines"] == 1
+    assert report["counts"]["bad_samples"] == 1
     assert report["metrics"]["overall"]["n"] == n_good
     assert report["bad_samples"][0].startswith("broken-target: ")
 
@@ -76,7 +85,9 @@ def test_limit(small_dataset: Path) -> None:
 
 def _answer(pair: Pair) -> str:
     """A perfect raw model answer: the true box on the 0-1000 scale of the target."""
-    return f"<think>found it</think><answer>{format_box(to_model_scale(pair.box, *image_file_size(pair.target)))}</answer>"
+    return (
+        f"<think>found it</think><answer>{format_box(to_model_scale(pair.box, *image_file_size(pair.target)))}</answer>"
+    )
 
 
 def test_predictions_file_with_raw_texts(small_dataset: Path, tmp_path: Path) -> None:
@@ -95,11 +106,13 @@ def test_predictions_file_with_raw_texts(small_dataset: Path, tmp_path: Path) ->
     assert "1 pairs had no prediction" in proc.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["engine"]["engine"] == "predictions"
-    assert report["counts"]["malformed_lines"] == 1 and report["counts"]["missing_predictions"] == 1
+    assert report["counts"]["malformed_lines"] == 1
+    assert report["counts"]["missing_predictions"] == 1
     overall = report["metrics"]["overall"]
     n = len(pairs)
     assert overall["acc30"] == (n - 2) / n  # every parsed answer hits; the garbage and the missing one score 0
-    assert overall["fn"] == 2 and overall["fp"] == 0
+    assert overall["fn"] == 2
+    assert overall["fp"] == 0
     worst_ids = {w["id"] for w in report["worst"][:2]}
     assert worst_ids == {garbage.id, missing.id}
 
@@ -117,22 +130,45 @@ def test_predictions_in_other_model_families_formats(pair_images: dict[str, Path
         "normal": ("good", "<think>same</think><answer>(0,0),(0,0)</answer>"),
         "false_alarm": ("good", "<answer>[10,10,200,200]</answer>"),
     }
-    (tmp_path / "pairs.jsonl").write_text("".join(
-        json.dumps({"id": i, "reference": str(pair_images["reference"]), "target": str(pair_images[t]),
-                    "box": [0, 0, 0, 0] if t == "good" else DEFECT_BOX.as_int_list(), "category": "part"}) + "\n"
-        for i, (t, _) in answers.items()
-    ))
-    (tmp_path / "preds.jsonl").write_text("".join(
-        json.dumps({"id": i, "box" if isinstance(a, list) else "text": a}) + "\n" for i, (_, a) in answers.items()
-    ))
+    (tmp_path / "pairs.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": i,
+                    "reference": str(pair_images["reference"]),
+                    "target": str(pair_images[t]),
+                    "box": [0, 0, 0, 0] if t == "good" else DEFECT_BOX.as_int_list(),
+                    "category": "part",
+                }
+            )
+            + "\n"
+            for i, (t, _) in answers.items()
+        )
+    )
+    (tmp_path / "preds.jsonl").write_text(
+        "".join(
+            json.dumps({"id": i, "box" if isinstance(a, list) else "text": a}) + "\n" for i, (_, a) in answers.items()
+        )
+    )
     out = tmp_path / "out"
-    proc = run_cli("eval", "--data", tmp_path / "pairs.jsonl", "--predictions", tmp_path / "preds.jsonl",
-                   "--out", out, "--no-progress")
+    proc = run_cli(
+        "eval",
+        "--data",
+        tmp_path / "pairs.jsonl",
+        "--predictions",
+        tmp_path / "preds.jsonl",
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     ious = {row["id"]: row["iou"] for row in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
     for family in ("qwen2", "nested", "plain"):  # a swapped width/height would miss the box badly
         assert ious[family] > 0.9, (family, ious)
-    assert ious["pixel"] == 1.0 and ious["normal"] == 1.0 and ious["false_alarm"] == 0.0
+    assert ious["pixel"] == 1.0
+    assert ious["normal"] == 1.0
+    assert ious["false_alarm"] == 0.0
     overall = json.loads((out / "report.json").read_text())["metrics"]["overall"]
     assert (overall["tp"], overall["fp"], overall["fn"]) == (4, 1, 0)
-    assert overall["acc30"] == 5 / 6 and overall["f1"] == 8 / 9  # 2*4 / (2*4 + 1 + 0)
+    assert overall["acc30"] == 5 / 6
+    assert overall["f1"] == 8 / 9

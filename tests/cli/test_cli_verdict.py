@@ -85,7 +85,9 @@ def test_ok_and_ng_exit_0_with_every_defect(photos: dict[str, Path]) -> None:
         ("mono", ("--channel-mismatch", "refuse"), "channel_mismatch"),
     ],
 )
-def test_not_inspected_has_its_reason_and_exit_3(photos: dict[str, Path], target: str, extra: tuple, reason: str) -> None:
+def test_not_inspected_has_its_reason_and_exit_3(
+    photos: dict[str, Path], target: str, extra: tuple, reason: str
+) -> None:
     proc = run_cli("inspect", "-r", photos["reference"], "-t", photos[target], "--json", *extra)
     assert proc.returncode == 3, proc.stderr
     (row,) = _json_rows(proc)
@@ -108,8 +110,17 @@ def test_mono_frame_is_compared_in_gray_and_the_line_says_so(photos: dict[str, P
 
 
 def test_colors_on_request(photos: dict[str, Path]) -> None:
-    proc = run_cli("inspect", "-r", photos["reference"], "-t", photos["good"], photos["two"], photos["blurred"],
-                   "--color", "always")
+    proc = run_cli(
+        "inspect",
+        "-r",
+        photos["reference"],
+        "-t",
+        photos["good"],
+        photos["two"],
+        photos["blurred"],
+        "--color",
+        "always",
+    )
     assert "\033[32mOK" in proc.stdout
     assert "\033[31mNG" in proc.stdout
     assert "\033[33mNOT INSPECTED" in proc.stdout
@@ -137,8 +148,9 @@ def test_out_writes_verdict_images_and_heat_map_and_never_over_inputs(photos: di
 
 
 def test_engine_options_typed_with_suggestions(photos: dict[str, Path], tmp_path: Path) -> None:
-    strict = run_cli("inspect", "-r", photos["reference"], "-t", photos["two"], "--json",
-                     "--engine-option", "min_area=100000")
+    strict = run_cli(
+        "inspect", "-r", photos["reference"], "-t", photos["two"], "--json", "--engine-option", "min_area=100000"
+    )
     assert strict.returncode == 0, strict.stderr
     assert _json_rows(strict)[0]["verdict"] == "OK"  # the option reached the engine
     cfg = tmp_path / "golden.yaml"
@@ -195,7 +207,9 @@ def test_inspect_json_is_scored_by_eval(photos: dict[str, Path], tmp_path: Path)
         Pair("c", photos["reference"], photos["blurred"], Box(0, 0, 0, 0), "helmet", "photo"),
     ]
     pairs_file = write_pairs(tmp_path / "pairs.jsonl", pairs)
-    proc = run_cli("inspect", "-r", photos["reference"], "-t", photos["good"], photos["two"], photos["blurred"], "--json")
+    proc = run_cli(
+        "inspect", "-r", photos["reference"], "-t", photos["good"], photos["two"], photos["blurred"], "--json"
+    )
     preds = tmp_path / "preds.jsonl"
     preds.write_text(proc.stdout)
     ev = run_cli("eval", "--data", pairs_file, "--predictions", preds, "--out", tmp_path / "ev")
@@ -213,7 +227,8 @@ def test_inspect_json_is_scored_by_eval(photos: dict[str, Path], tmp_path: Path)
     none_match = run_cli("eval", "--data", pairs_file, "--predictions", other)
     assert none_match.returncode == 2
     assert "no prediction" in none_match.stderr
-    own = run_cli("eval", "--data", pairs_file, "--predictions", tmp_path / "ev" / "predictions.jsonl",
-                  "--out", tmp_path / "ev")
+    own = run_cli(
+        "eval", "--data", pairs_file, "--predictions", tmp_path / "ev" / "predictions.jsonl", "--out", tmp_path / "ev"
+    )
     assert own.returncode == 2
     assert "would overwrite the input" in own.stderr

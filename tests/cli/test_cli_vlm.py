@@ -26,21 +26,38 @@ def cli_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_make_model_writes_a_checkpoint_and_refuses_to_overwrite(cli_model: Path) -> None:
-    assert (cli_model / "config.json").is_file() and (cli_model / "model.safetensors").is_file()
+    assert (cli_model / "config.json").is_file()
+    assert (cli_model / "model.safetensors").is_file()
     again = run_cli("dev", "make-model", cli_model, "--size", "tiny")
-    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
-    assert "not empty" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert "not empty" in again.stderr
+    assert "Traceback" not in again.stderr
 
 
 def test_inspect_vlm_json_carries_the_raw_text(cli_model: Path, pair_images: dict[str, Path]) -> None:
-    proc = run_cli("inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], pair_images["good"],
-                   "--engine", "vlm", "--model", cli_model, "--json", "--max-new-tokens", "8")
+    proc = run_cli(
+        "inspect",
+        "-r",
+        pair_images["reference"],
+        "-t",
+        pair_images["defect"],
+        pair_images["good"],
+        "--engine",
+        "vlm",
+        "--model",
+        cli_model,
+        "--json",
+        "--max-new-tokens",
+        "8",
+    )
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(rows) == 2
     # a random model's garbage is NOT_INSPECTED (never OK), and the exit status says so
     assert proc.returncode == (3 if any(r["verdict"] == "NOT_INSPECTED" for r in rows) else 0), proc.stderr
     for row in rows:
-        assert row["engine"] == "vlm" and isinstance(row["text"], str)
+        assert row["engine"] == "vlm"
+        assert isinstance(row["text"], str)
         if not row["valid"]:
             assert row["verdict"] == "NOT_INSPECTED"
             assert row["reason"] == "invalid_answer"
@@ -49,24 +66,58 @@ def test_inspect_vlm_json_carries_the_raw_text(cli_model: Path, pair_images: dic
         assert {"preprocess", "prefill", "decode"} <= {k.removeprefix("engine.") for k in row["timings_ms"]}
 
 
-def test_inspect_vlm_static_kv_cache_answers_like_the_dynamic_one(cli_model: Path, pair_images: dict[str, Path]) -> None:
-    args = ["inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], pair_images["good"],
-            "--engine", "vlm", "--model", cli_model, "--json", "--max-new-tokens", "8"]
+def test_inspect_vlm_static_kv_cache_answers_like_the_dynamic_one(
+    cli_model: Path, pair_images: dict[str, Path]
+) -> None:
+    args = [
+        "inspect",
+        "-r",
+        pair_images["reference"],
+        "-t",
+        pair_images["defect"],
+        pair_images["good"],
+        "--engine",
+        "vlm",
+        "--model",
+        cli_model,
+        "--json",
+        "--max-new-tokens",
+        "8",
+    ]
     dynamic, static = run_cli(*args), run_cli(*args, "--kv-cache", "static")
     assert dynamic.returncode in (0, 3), dynamic.stderr  # 3: the random model's garbage is NOT_INSPECTED
     assert static.returncode == dynamic.returncode, static.stderr
     texts = [[json.loads(line)["text"] for line in p.stdout.splitlines()] for p in (dynamic, static)]
-    assert texts[0] == texts[1] and len(texts[0]) == 2
+    assert texts[0] == texts[1]
+    assert len(texts[0]) == 2
 
 
 def test_eval_vlm_passes_engine_options(cli_model: Path, small_dataset: Path, tmp_path: Path) -> None:
-    proc = run_cli("eval", "--data", small_dataset, "--engine", "vlm", "--model", cli_model, "--limit", "3",
-                   "--max-new-tokens", "8", "--no-reference-cache", "--kv-cache", "static", "--out", tmp_path / "out",
-                   "--no-progress")
+    proc = run_cli(
+        "eval",
+        "--data",
+        small_dataset,
+        "--engine",
+        "vlm",
+        "--model",
+        cli_model,
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--no-reference-cache",
+        "--kv-cache",
+        "static",
+        "--out",
+        tmp_path / "out",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "scored 3 samples" in proc.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["metrics"]["overall"]["n"] == 3
     engine = report["engine"]
-    assert engine["engine"] == "vlm" and engine["reference_cache"] is False and engine["max_new_tokens"] == 8
+    assert engine["engine"] == "vlm"
+    assert engine["reference_cache"] is False
+    assert engine["max_new_tokens"] == 8
     assert engine["kv_cache"] == "static"

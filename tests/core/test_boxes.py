@@ -75,12 +75,17 @@ def test_geometry() -> None:
     assert (b.width, b.height, b.area) == (6.0, 8.0, 48.0)
     assert b.center == (5.0, 8.0)
     assert b.diagonal == 10.0
-    assert not b.is_zero and not b.is_degenerate
-    assert ZERO_BOX.is_zero and ZERO_BOX.is_degenerate and ZERO_BOX.area == 0.0
+    assert not b.is_zero
+    assert not b.is_degenerate
+    assert ZERO_BOX.is_zero
+    assert ZERO_BOX.is_degenerate
+    assert ZERO_BOX.area == 0.0
     assert Box(5, 5, 5, 9).is_degenerate  # a line
-    assert Box(8, 12, 2, 4).area == 0.0 and Box(8, 12, 2, 4).normalized() == b
+    assert Box(8, 12, 2, 4).area == 0.0
+    assert Box(8, 12, 2, 4).normalized() == b
     assert center_distance(Box(0, 0, 2, 2), Box(3, 4, 5, 6)) == pytest.approx(math.hypot(3, 4))
-    assert b.as_int_list() == [2, 4, 8, 12] and Box(1.4, 1.6, 2.5, 3.5).as_int_list() == [1, 2, 2, 4]
+    assert b.as_int_list() == [2, 4, 8, 12]
+    assert Box(1.4, 1.6, 2.5, 3.5).as_int_list() == [1, 2, 2, 4]
 
 
 def test_clip() -> None:
@@ -99,7 +104,8 @@ def test_malformed_boxes_raise_box_error(bad: tuple) -> None:
 
 def test_from_seq_converts_to_float() -> None:
     b = Box.from_seq(np.array([1, 2, 3, 4], dtype=np.int64))
-    assert b == Box(1.0, 2.0, 3.0, 4.0) and isinstance(b.x1, float)
+    assert b == Box(1.0, 2.0, 3.0, 4.0)
+    assert isinstance(b.x1, float)
 
 
 def test_box_from_mask_exclusive_edges() -> None:

@@ -65,14 +65,16 @@ def test_bad_image_size_raises(size: tuple[int, int]) -> None:
 )
 def test_tiny_boxes_stay_valid_model_answers(box: Box, size: tuple[int, int]) -> None:
     m = to_model_scale(box, *size)
-    assert not m.is_zero and box_problem(m) is None
+    assert not m.is_zero
+    assert box_problem(m) is None
 
 
 @given(frame_and_box())
 def test_model_scale_box_is_always_a_valid_answer(fb: tuple[int, int, Box]) -> None:
     w, h, box = fb
     m = to_model_scale(box, w, h)
-    assert box_problem(m) is None and not m.is_zero
+    assert box_problem(m) is None
+    assert not m.is_zero
     assert all(float(v).is_integer() for v in m.as_tuple())
 
 
@@ -139,7 +141,9 @@ def test_apply_box_of_a_rotation_is_the_corner_hull() -> None:
 
 def test_affine_2x3_is_promoted_and_identity_detected() -> None:
     t = PixelTransform(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
-    assert t.matrix.shape == (3, 3) and t.is_identity and PixelTransform.identity().is_identity
+    assert t.matrix.shape == (3, 3)
+    assert t.is_identity
+    assert PixelTransform.identity().is_identity
     assert not PixelTransform.translate(1, 0).is_identity
 
 

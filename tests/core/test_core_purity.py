@@ -27,7 +27,9 @@ print(len(core), loaded)
 
 
 def test_core_modules_import_nothing_heavy_and_no_edge():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True).stdout.split(
+        " ", 1
+    )
     n_modules, loaded = int(out[0]), out[1].strip()
     assert n_modules > 20  # the walk really found the core
     assert loaded == "[]", f"core imports pulled in: {loaded}"

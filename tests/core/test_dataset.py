@@ -48,11 +48,18 @@ def _line(**kw: object) -> dict:
 def test_read_resolves_paths_and_defaults(tmp_path: Path, images: Path) -> None:
     f = _write(tmp_path / "pairs.jsonl", [_line(id="a", subset="s1", mask="imgs/mask.png"), _line(box=[0, 0, 0, 0])])
     pf = read_pairs(f)
-    assert pf.errors == [] and pf.skipped == 0 and len(pf.pairs) == 2
+    assert pf.errors == []
+    assert pf.skipped == 0
+    assert len(pf.pairs) == 2
     a, b = pf.pairs
-    assert a.reference == images / "ref.png" and a.target.is_file() and a.mask == images / "mask.png"
+    assert a.reference == images / "ref.png"
+    assert a.target.is_file()
+    assert a.mask == images / "mask.png"
     assert (a.id, a.category, a.subset, a.box) == ("a", "pcb", "s1", Box(10, 20, 110, 60))
-    assert b.id == "imgs/tgt.png" and b.subset == "default" and b.mask is None and b.is_normal
+    assert b.id == "imgs/tgt.png"
+    assert b.subset == "default"
+    assert b.mask is None
+    assert b.is_normal
 
 
 def test_bad_lines_are_skipped_with_a_reason_each(tmp_path: Path, images: Path) -> None:
@@ -75,8 +82,18 @@ def test_bad_lines_are_skipped_with_a_reason_each(tmp_path: Path, images: Path) 
     pf = read_pairs(_write(tmp_path / "p.jsonl", lines))
     assert [p.id for p in pf.pairs] == ["ok", "ok2"]
     assert pf.skipped == 10
-    expected = {2: "not valid JSON", 3: "JSON object", 4: "category", 5: "[x1, y1, x2, y2]", 6: "degenerate",
-                7: "negative", 8: "numbers", 9: "duplicate id", 10: "target file not found", 11: "category"}
+    expected = {
+        2: "not valid JSON",
+        3: "JSON object",
+        4: "category",
+        5: "[x1, y1, x2, y2]",
+        6: "degenerate",
+        7: "negative",
+        8: "numbers",
+        9: "duplicate id",
+        10: "target file not found",
+        11: "category",
+    }
     for err, (no, part) in zip(pf.errors, expected.items(), strict=True):
         assert err.startswith(f"line {no}:") and part in err, err
 
@@ -104,9 +121,11 @@ def test_write_then_read_round_trip_with_relative_paths(tmp_path: Path, images: 
     ]
     out = write_pairs(tmp_path / "deep" / "er" / "pairs.jsonl", pairs)
     first = json.loads(out.read_text().splitlines()[0])
-    assert first["reference"] == "../../imgs/ref.png" and first["box"] == [1, 2, 30, 40]
+    assert first["reference"] == "../../imgs/ref.png"
+    assert first["box"] == [1, 2, 30, 40]
     back = read_pairs(out)
-    assert back.errors == [] and [(p.id, p.box, p.category, p.subset) for p in back.pairs] == [
+    assert back.errors == []
+    assert [(p.id, p.box, p.category, p.subset) for p in back.pairs] == [
         (p.id, p.box, p.category, p.subset) for p in pairs
     ]
     assert [p.target.resolve() for p in back.pairs] == [p.target.resolve() for p in pairs]
@@ -130,11 +149,18 @@ def test_read_predictions_text_and_box(tmp_path: Path) -> None:
     ]
     preds = read_predictions(_write(tmp_path / "preds.jsonl", lines))
     assert preds["t1"] == Prediction(Box(1, 1, 3, 3), True, None, None, "pixel")
-    assert preds["t2"].box is None and not preds["t2"].valid and preds["t2"].reason == "no box found"
-    assert preds["t3"].box == ZERO_BOX and preds["t3"].valid and preds["t3"].space == "model"
-    assert preds["b1"].box == Box(5, 6, 50, 60) and preds["b1"].space == "pixel"
-    assert preds["b2"].box is None and preds["b2"].valid
-    assert not preds["b3"].valid and preds["b3"].reason == "timeout"
+    assert preds["t2"].box is None
+    assert not preds["t2"].valid
+    assert preds["t2"].reason == "no box found"
+    assert preds["t3"].box == ZERO_BOX
+    assert preds["t3"].valid
+    assert preds["t3"].space == "model"
+    assert preds["b1"].box == Box(5, 6, 50, 60)
+    assert preds["b1"].space == "pixel"
+    assert preds["b2"].box is None
+    assert preds["b2"].valid
+    assert not preds["b3"].valid
+    assert preds["b3"].reason == "timeout"
     assert preds["7"].box == Box(1, 1, 2, 2)
     assert len(preds.errors) == 5
     assert [e.split(":")[0] for e in preds.errors] == ["line 8", "line 9", "line 10", "line 11", "line 12"]
@@ -164,5 +190,7 @@ def test_to_records_maps_model_boxes_and_scores_missing_as_invalid(tmp_path: Pat
     }
     records, missing = to_records(pairs, preds)
     assert missing == ["c"]
-    assert records[0].pred == gt and records[1].pred == gt and not records[2].valid
+    assert records[0].pred == gt
+    assert records[1].pred == gt
+    assert not records[2].valid
     assert evaluate(records).overall.acc30 == pytest.approx(2 / 3)

@@ -34,10 +34,13 @@ def folder(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("bad", BAD_PAIR_LINES)
 def test_one_bad_pairs_line_is_skipped_and_reported(folder: Path, bad: bytes) -> None:
     path = folder / "pairs.jsonl"
-    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + bad + b"\n" + json.dumps({**GOOD, "id": "ok2"}).encode() + b"\n")
+    path.write_bytes(
+        json.dumps(GOOD).encode() + b"\n" + bad + b"\n" + json.dumps({**GOOD, "id": "ok2"}).encode() + b"\n"
+    )
     pf = read_pairs(path)
     assert [p.id for p in pf.pairs] == ["ok", "ok2"]
-    assert pf.skipped == 1 and pf.errors[0].startswith("line 2:")
+    assert pf.skipped == 1
+    assert pf.errors[0].startswith("line 2:")
     assert len(pf.errors[0]) < 300  # a 400-digit number is not echoed in full
 
 
@@ -61,7 +64,9 @@ def test_one_bad_prediction_line_is_skipped_and_reported(folder: Path, bad: byte
     path = folder / "pred.jsonl"
     path.write_bytes(b'{"id":"a","box":[1,2,3,4]}\n' + bad + b'\n{"id":"c","box":null}\n')
     preds = read_predictions(path)
-    assert sorted(preds) == ["a", "c"] and len(preds.errors) == 1 and preds.errors[0].startswith("line 2:")
+    assert sorted(preds) == ["a", "c"]
+    assert len(preds.errors) == 1
+    assert preds.errors[0].startswith("line 2:")
 
 
 @pytest.mark.parametrize(
@@ -70,8 +75,10 @@ def test_one_bad_prediction_line_is_skipped_and_reported(folder: Path, bad: byte
 )
 def test_parse_answer_never_raises_on_huge_numbers(text: str, folder: Path) -> None:
     parsed = parse_answer(text)
-    assert not parsed.valid and parsed.box is None
+    assert not parsed.valid
+    assert parsed.box is None
     path = folder / "pred.jsonl"
     path.write_text(json.dumps({"id": "a", "text": text}) + "\n")
     preds = read_predictions(path)
-    assert not preds["a"].valid and preds.errors == []  # an unparsable answer is an invalid output, not a bad line
+    assert not preds["a"].valid
+    assert preds.errors == []

@@ -32,7 +32,8 @@ def test_json_is_sorted_and_newline_terminated(tmp_path: Path) -> None:
     p = tmp_path / "x.json"
     atomic_write_json(p, {"b": 1, "a": [1, 2]})
     text = p.read_text()
-    assert text.endswith("\n") and text.index('"a"') < text.index('"b"')
+    assert text.endswith("\n")
+    assert text.index('"a"') < text.index('"b"')
     assert json.loads(text) == {"a": [1, 2], "b": 1}
 
 
@@ -53,7 +54,8 @@ def test_written_files_are_readable_by_others_and_keep_their_mode(tmp_path: Path
     private.write_text("old")
     private.chmod(0o600)
     atomic_write_text(private, "new")
-    assert private.stat().st_mode & 0o777 == 0o600 and private.read_text() == "new"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert private.read_text() == "new"
 
 
 def test_refuse_overwrite_catches_an_output_that_is_an_input(tmp_path) -> None:

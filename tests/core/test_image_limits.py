@@ -68,7 +68,9 @@ def test_pixel_limit_holds_for_every_supported_format(ext: str) -> None:
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".webp", ".bmp", ".ppm"])
 @pytest.mark.parametrize("cut", [0.3, 0.6, 0.95])
-def test_truncated_files_give_one_error_and_nothing_on_stderr(ext: str, cut: float, capfd: pytest.CaptureFixture) -> None:
+def test_truncated_files_give_one_error_and_nothing_on_stderr(
+    ext: str, cut: float, capfd: pytest.CaptureFixture
+) -> None:
     data = encode_image(_noise(96, 96), ext)
     with pytest.raises(ImageError):
         decode_image(data[: int(len(data) * cut)])
@@ -99,7 +101,8 @@ def test_jpeg_decodes_like_opencv_and_is_writable(capfd: pytest.CaptureFixture) 
         data = cv2.imencode(".jpg", img, params)[1].tobytes()
         ref = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         out = decode_image(data)
-        assert np.array_equal(out, ref) and out.flags.writeable
+        assert np.array_equal(out, ref)
+        assert out.flags.writeable
     # a flipped byte that libjpeg only warns about: decoded, and nothing printed
     data = bytearray(cv2.imencode(".jpg", img)[1].tobytes())
     data[len(data) // 2] = 0

@@ -57,7 +57,8 @@ def test_files_are_read_as_rgb_not_bgr(tmp_path: Path, rgb: np.ndarray) -> None:
     p = tmp_path / "cv.png"
     cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # OpenCV writes BGR
     out = load_image(p)
-    assert out[0, 0, 0] == 200 and out[0, 0, 2] == 30
+    assert out[0, 0, 0] == 200
+    assert out[0, 0, 2] == 30
 
 
 def test_bgr_array_is_swapped_when_stated(rgb: np.ndarray) -> None:
@@ -80,7 +81,9 @@ def test_gray_is_replicated(tmp_path: Path) -> None:
     g = np.tile(np.arange(0, 240, 10, dtype=np.uint8), (12, 1))
     for src in (g, g[..., None]):
         out = to_rgb8(src, "gray")
-        assert out.shape == (12, 24, 3) and np.array_equal(out[..., 0], g) and np.array_equal(out[..., 2], g)
+        assert out.shape == (12, 24, 3)
+        assert np.array_equal(out[..., 0], g)
+        assert np.array_equal(out[..., 2], g)
     p = tmp_path / "g.png"
     cv2.imwrite(str(p), g)
     assert np.array_equal(load_image(p)[..., 1], g)
@@ -92,7 +95,8 @@ def test_16_bit_files_and_arrays_are_scaled(tmp_path: Path) -> None:
     p = tmp_path / "g16.png"
     assert cv2.imwrite(str(p), g16)
     out = load_image(p)
-    assert out.dtype == np.uint8 and out.shape == (10, 16, 3)
+    assert out.dtype == np.uint8
+    assert out.shape == (10, 16, 3)
     assert out[0, :4, 0].tolist() == [0, 1, 128, 255]
     c16 = np.zeros((10, 12, 3), np.uint16)
     c16[..., 2] = 65535  # red in BGR order
@@ -107,7 +111,8 @@ def test_float_and_bool_arrays() -> None:
     assert to_rgb8(f)[0, 0].tolist() == [128, 128, 128]
     b = np.zeros((8, 8), bool)
     b[0, 0] = True
-    assert to_rgb8(b, "gray")[0, 0].tolist() == [255, 255, 255] and to_rgb8(b, "gray")[1, 1, 0] == 0
+    assert to_rgb8(b, "gray")[0, 0].tolist() == [255, 255, 255]
+    assert to_rgb8(b, "gray")[1, 1, 0] == 0
 
 
 @pytest.mark.parametrize(
@@ -180,6 +185,7 @@ def test_save_is_atomic_and_lossless(tmp_path: Path, rgb: np.ndarray) -> None:
     assert np.array_equal(load_image(p), 255 - rgb)
     assert sorted(f.name for f in p.parent.iterdir()) == ["x.png"]  # no temp files left behind
     jpg = decode_image(encode_image(rgb, ".jpg"))
-    assert jpg.shape == rgb.shape and np.abs(jpg.astype(int) - rgb).mean() < 8
+    assert jpg.shape == rgb.shape
+    assert np.abs(jpg.astype(int) - rgb).mean() < 8
     with pytest.raises(ImageError):
         encode_image(rgb, ".notaformat")

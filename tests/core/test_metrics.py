@@ -68,16 +68,23 @@ def test_always_zero_box_model_is_mantis() -> None:
     """SPEC's check: always answering the zero box gives F1 = 0 and Acc@0.3 = share of normals (Table III)."""
     gts = [GT] * 13 + [ZERO_BOX] * 5
     m = compute_metrics([Record(ZERO_BOX, g) for g in gts])
-    assert m.f1 == 0.0 and m.tp == 0
-    assert m.acc30 == pytest.approx(5 / 18) and m.miou == pytest.approx(5 / 18)
-    assert m.miou_ano == 0.0 and m.miou_nor == 1.0
+    assert m.f1 == 0.0
+    assert m.tp == 0
+    assert m.acc30 == pytest.approx(5 / 18)
+    assert m.miou == pytest.approx(5 / 18)
+    assert m.miou_ano == 0.0
+    assert m.miou_nor == 1.0
 
 
 def test_empty_and_one_sided_groups_are_undefined_not_zero() -> None:
     empty = compute_metrics([])
-    assert empty.n == 0 and empty.acc30 is None and empty.f1 is None and empty.miou is None
+    assert empty.n == 0
+    assert empty.acc30 is None
+    assert empty.f1 is None
+    assert empty.miou is None
     only_normal = compute_metrics([Record(None, ZERO_BOX)])
-    assert only_normal.miou_ano is None and only_normal.miou_nor == 1.0
+    assert only_normal.miou_ano is None
+    assert only_normal.miou_nor == 1.0
 
 
 def test_threshold_is_configurable() -> None:
@@ -104,12 +111,15 @@ def test_per_category_subset_overall_and_average() -> None:
     assert list(rep.per_category) == ["carpet", "pcb", "screw"]
     assert rep.per_category["screw"].acc30 == pytest.approx(2 / 3)
     assert rep.per_category["pcb"].miou_nor is None
-    assert rep.per_subset["texture"].n == 2 and rep.per_subset["object"].n == 4
-    assert rep.overall.n == 6 and rep.overall.acc30 == pytest.approx(4 / 6)
+    assert rep.per_subset["texture"].n == 2
+    assert rep.per_subset["object"].n == 4
+    assert rep.overall.n == 6
+    assert rep.overall.acc30 == pytest.approx(4 / 6)
     # Average = unweighted mean over categories (Table V's "(Avg.)" rows), unlike Overall
     assert rep.average.acc30 == pytest.approx((0.5 + 1.0 + 2 / 3) / 3)
     assert rep.average.miou_nor == pytest.approx((0.0 + 1.0) / 2)  # pcb has no normal sample
-    assert rep.average.n == 6 and rep.category_subset == {"screw": "object", "pcb": "object", "carpet": "texture"}
+    assert rep.average.n == 6
+    assert rep.category_subset == {"screw": "object", "pcb": "object", "carpet": "texture"}
 
 
 def test_macro_average_skips_undefined() -> None:
@@ -142,12 +152,16 @@ def test_report_to_json_is_serialisable_and_complete() -> None:
     data = json.loads(json.dumps(report_to_json(rep)))
     assert data["overall"]["acc30"] == pytest.approx(rep.overall.acc30)
     assert data["per_category"]["pcb"]["miou_nor"] is None
-    assert set(data["per_subset"]) == {"object", "texture"} and data["threshold"] == 0.3
+    assert set(data["per_subset"]) == {"object", "texture"}
+    assert data["threshold"] == 0.3
 
 
 def test_mappings_are_accepted_and_malformed_records_raise() -> None:
-    rep = evaluate([{"pred": [0, 0, 10, 10], "gt": [0, 0, 10, 10], "category": "a"}, {"pred": None, "gt": [0, 0, 0, 0]}])
-    assert rep.overall.acc30 == 1.0 and set(rep.per_category) == {"a", "default"}
+    rep = evaluate(
+        [{"pred": [0, 0, 10, 10], "gt": [0, 0, 10, 10], "category": "a"}, {"pred": None, "gt": [0, 0, 0, 0]}]
+    )
+    assert rep.overall.acc30 == 1.0
+    assert set(rep.per_category) == {"a", "default"}
     with pytest.raises(DatasetError, match="record 0"):
         evaluate([{"pred": None}])
     with pytest.raises(DatasetError, match="record 1"):
@@ -159,11 +173,21 @@ def test_mappings_are_accepted_and_malformed_records_raise() -> None:
 box_st = st.one_of(
     st.none(),
     st.just(ZERO_BOX),
-    st.builds(lambda x, y, w, h: Box(x, y, x + w, y + h), st.integers(0, 50), st.integers(0, 50),
-              st.integers(1, 30), st.integers(1, 30)),
+    st.builds(
+        lambda x, y, w, h: Box(x, y, x + w, y + h),
+        st.integers(0, 50),
+        st.integers(0, 50),
+        st.integers(1, 30),
+        st.integers(1, 30),
+    ),
 )
-record_st = st.builds(Record, box_st, st.one_of(st.just(ZERO_BOX), box_st.filter(lambda b: b is not None)),
-                      st.booleans(), st.sampled_from(["a", "b"]))
+record_st = st.builds(
+    Record,
+    box_st,
+    st.one_of(st.just(ZERO_BOX), box_st.filter(lambda b: b is not None)),
+    st.booleans(),
+    st.sampled_from(["a", "b"]),
+)
 
 
 @given(st.lists(record_st, min_size=1, max_size=30))

@@ -33,14 +33,16 @@ B = Box(100, 200, 300, 400)
 )
 def test_formats(text: str, expected: Box) -> None:
     p = parse_answer(text)
-    assert p.valid and p.reason is None
+    assert p.valid
+    assert p.reason is None
     assert p.box == expected
 
 
 def test_answer_region_comes_first() -> None:
     text = "<think>first (1,1),(5,5) then</think><answer>(100,200),(300,400)</answer> also (7,7),(9,9)"
     p = parse_answer(text)
-    assert p.box == B and p.think == "first (1,1),(5,5) then"
+    assert p.box == B
+    assert p.think == "first (1,1),(5,5) then"
 
 
 def test_first_valid_box_wins_and_invalid_ones_are_skipped() -> None:
@@ -51,7 +53,8 @@ def test_first_valid_box_wins_and_invalid_ones_are_skipped() -> None:
 
 def test_outside_answer_used_when_answer_has_no_box() -> None:
     p = parse_answer("<answer>(2000,0),(2100,5)</answer> corrected: (100,200),(300,400)")
-    assert p.valid and p.box == B
+    assert p.valid
+    assert p.box == B
 
 
 @pytest.mark.parametrize(
@@ -70,7 +73,9 @@ def test_outside_answer_used_when_answer_has_no_box() -> None:
 )
 def test_invalid_answers_have_no_box_and_a_reason(text: str | None, reason_part: str) -> None:
     p = parse_answer(text)
-    assert not p.valid and p.box is None and not p.is_anomaly
+    assert not p.valid
+    assert p.box is None
+    assert not p.is_anomaly
     assert reason_part in p.reason
 
 

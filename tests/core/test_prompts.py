@@ -20,8 +20,10 @@ from differad_edge.prompts import (
 
 
 def test_registry_and_defaults() -> None:
-    assert get_template(DEFAULT_TRAIN_TEMPLATE) is THINK_TEMPLATE and THINK_TEMPLATE.think
-    assert get_template(DEFAULT_INFERENCE_TEMPLATE) is NOTHINK_TEMPLATE and not NOTHINK_TEMPLATE.think
+    assert get_template(DEFAULT_TRAIN_TEMPLATE) is THINK_TEMPLATE
+    assert THINK_TEMPLATE.think
+    assert get_template(DEFAULT_INFERENCE_TEMPLATE) is NOTHINK_TEMPLATE
+    assert not NOTHINK_TEMPLATE.think
     assert THINK_TEMPLATE.id != NOTHINK_TEMPLATE.id
 
 
@@ -35,21 +37,27 @@ def test_reference_image_comes_first() -> None:
     assert [m["role"] for m in msgs] == ["system", "user"]
     content = msgs[1]["content"]
     assert [c["type"] for c in content] == ["image", "image", "text"]
-    assert content[0]["image"] == "REF" and content[1]["image"] == "TGT"
+    assert content[0]["image"] == "REF"
+    assert content[1]["image"] == "TGT"
     assert content[2]["text"] == THINK_TEMPLATE.user_text(3)
     placeholders = NOTHINK_TEMPLATE.messages()[1]["content"]
-    assert placeholders[0] == {"type": "image"} and placeholders[1] == {"type": "image"}
+    assert placeholders[0] == {"type": "image"}
+    assert placeholders[1] == {"type": "image"}
 
 
 def test_think_and_nothink_texts() -> None:
     think, nothink = THINK_TEMPLATE.user_text(), NOTHINK_TEMPLATE.user_text()
-    assert "<think>" in think and "<answer>" in think
-    assert "<think>" not in nothink and "<answer>" in nothink
-    assert "(0,0),(0,0)" in think and "0-1000" in think  # zero box and the model scale are explained
+    assert "<think>" in think
+    assert "<answer>" in think
+    assert "<think>" not in nothink
+    assert "<answer>" in nothink
+    assert "(0,0),(0,0)" in think
+    assert "0-1000" in think
 
 
 def test_twenty_distinct_paraphrases_that_say_ignore_lighting() -> None:
-    assert len(INSTRUCTIONS) == 20 and len(set(INSTRUCTIONS)) == 20
+    assert len(INSTRUCTIONS) == 20
+    assert len(set(INSTRUCTIONS)) == 20
     for text in INSTRUCTIONS:
         low = text.lower()
         assert any(w in low for w in ("light", "illumination", "brightness")), text

@@ -15,14 +15,17 @@ def _msg(encoding: str, pixels: np.ndarray, pad: int = 0, bigendian: bool = Fals
     h, w = pixels.shape[:2]
     row = pixels.reshape(h, -1).view(np.uint8) if pixels.dtype != np.uint8 else pixels.reshape(h, -1)
     data = np.hstack([row, np.zeros((h, pad), np.uint8)]).tobytes()
-    return SimpleNamespace(height=h, width=w, step=row.shape[1] + pad, encoding=encoding, is_bigendian=bigendian, data=data)
+    return SimpleNamespace(
+        height=h, width=w, step=row.shape[1] + pad, encoding=encoding, is_bigendian=bigendian, data=data
+    )
 
 
 def test_opencv_alias_8uc3_is_bgr_and_row_padding_is_skipped():
     bgr = np.zeros((8, 9, 3), np.uint8)
     bgr[..., 0] = 200  # blue
     rgb = image_message_to_rgb(_msg("8UC3", bgr, pad=5))
-    assert rgb.shape == (8, 9, 3) and rgb[0, 0].tolist() == [0, 0, 200]
+    assert rgb.shape == (8, 9, 3)
+    assert rgb[0, 0].tolist() == [0, 0, 200]
 
 
 def test_big_endian_mono16_and_errors():

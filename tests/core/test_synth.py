@@ -37,11 +37,14 @@ def _n_components(mask: np.ndarray) -> int:
 def test_perlin_noise_is_deterministic_smooth_and_bounded() -> None:
     a = perlin_noise((64, 96), (4, 6), np.random.default_rng(3))
     b = perlin_noise((64, 96), (4, 6), np.random.default_rng(3))
-    assert a.shape == (64, 96) and np.array_equal(a, b)
-    assert np.abs(a).max() <= 1.0 + 1e-5 and a.std() > 0.1
+    assert a.shape == (64, 96)
+    assert np.array_equal(a, b)
+    assert np.abs(a).max() <= 1.0 + 1e-5
+    assert a.std() > 0.1
     assert np.abs(np.diff(a, axis=1)).max() < 0.3  # gradient noise is continuous, unlike white noise
     mask = perlin_mask((64, 96), np.random.default_rng(3))
-    assert mask.dtype == bool and mask.shape == (64, 96)
+    assert mask.dtype == bool
+    assert mask.shape == (64, 96)
     with pytest.raises(ConfigError):
         perlin_mask((8, 8), np.random.default_rng(0), min_scale=3, max_scale=3)
 
@@ -51,18 +54,22 @@ def test_largest_component() -> None:
     m[1:3, 1:3] = True
     m[10:15, 10:16] = True
     out = largest_component(m)
-    assert out.sum() == 30 and out[12, 12] and not out[1, 1]
+    assert out.sum() == 30
+    assert out[12, 12]
+    assert not out[1, 1]
     assert not largest_component(np.zeros((5, 5), bool)).any()
 
 
 @pytest.mark.parametrize("kind", PRODUCT_KINDS)
 def test_procedural_products_have_a_clear_foreground(kind: str) -> None:
     img = procedural_normal(128, np.random.default_rng(1), kind)
-    assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+    assert img.shape == (128, 128, 3)
+    assert img.dtype == np.uint8
     assert np.array_equal(img, procedural_normal(128, np.random.default_rng(1), kind))
     fg = foreground_mask(img)
     assert 0.03 < fg.mean() < 0.9  # a part, not the whole frame
-    assert not fg[:2].any() and not fg[:, :2].any()  # the border is background
+    assert not fg[:2].any()
+    assert not fg[:, :2].any()
 
 
 def test_foreground_of_a_texture_is_everything() -> None:
@@ -76,7 +83,9 @@ def test_foreground_of_a_texture_is_everything() -> None:
 @pytest.mark.parametrize("family", TEXTURE_FAMILIES)
 def test_texture_families(family: str) -> None:
     t = procedural_texture((80, 48), np.random.default_rng(5), family)
-    assert t.shape == (48, 80, 3) and t.dtype == np.uint8 and t.std() > 10
+    assert t.shape == (48, 80, 3)
+    assert t.dtype == np.uint8
+    assert t.std() > 10
     assert np.array_equal(t, procedural_texture((80, 48), np.random.default_rng(5), family))
 
 
@@ -96,10 +105,13 @@ def test_anomalous_pair_follows_algorithm_1() -> None:
     for seed in range(6):
         sp = synthesize_pair(ref, None, np.random.default_rng(seed), normal=False, max_angle=0.0, brightness=0.0)
         m = sp.mask > 0
-        assert sp.is_anomaly and not sp.normal and 0.0 <= sp.beta <= 0.8
+        assert sp.is_anomaly
+        assert not sp.normal
+        assert 0.0 <= sp.beta <= 0.8
         assert _n_components(sp.mask) == 1  # one connected component
         assert not (m & ~fg).any()  # inside the foreground
-        assert sp.box == box_from_mask(sp.mask) and not sp.box.is_zero
+        assert sp.box == box_from_mask(sp.mask)
+        assert not sp.box.is_zero
         assert np.array_equal(sp.target[~m], ref[~m])  # I_ref (1 - M) outside the mask, untouched
         assert np.abs(sp.target[m].astype(int) - ref[m]).mean() > 0  # something was pasted
 
@@ -116,9 +128,13 @@ def test_pasted_region_is_the_beta_blend() -> None:
 def test_normal_pair_has_zero_box_and_jitter() -> None:
     ref = procedural_normal(96, np.random.default_rng(0), "screw")
     sp = synthesize_pair(ref, None, np.random.default_rng(4), normal=True)
-    assert sp.box == ZERO_BOX and not sp.mask.any() and sp.normal and sp.beta is None
+    assert sp.box == ZERO_BOX
+    assert not sp.mask.any()
+    assert sp.normal
+    assert sp.beta is None
     assert not np.array_equal(sp.target, ref)  # brightness jitter + rotation apply to normals too
-    assert abs(sp.angle) <= 3.0 and 0.92 <= sp.gain <= 1.08
+    assert abs(sp.angle) <= 3.0
+    assert 0.92 <= sp.gain <= 1.08
 
 
 def test_rotation_moves_mask_and_box_together() -> None:
@@ -159,14 +175,18 @@ def test_generate_dataset_is_deterministic_and_consistent(tmp_path: Path) -> Non
     assert all(sha256_file(tmp_path / "a" / f) == sha256_file(tmp_path / "b" / f) for f in files)
     assert p1.read_text() == p2.read_text() != p3.read_text()
     pf = read_pairs(p1)
-    assert pf.errors == [] and len(pf.pairs) == 8
+    assert pf.errors == []
+    assert len(pf.pairs) == 8
     assert sum(p.is_normal for p in pf.pairs) == 2  # exactly 25 % normals
     for p in pf.pairs:
-        assert p.subset == "synthetic" and p.category in PRODUCT_KINDS
+        assert p.subset == "synthetic"
+        assert p.category in PRODUCT_KINDS
         assert p.box == box_from_mask(load_image(p.mask)[..., 0])  # GT box = tight box of the mask file
         assert load_image(p.target).shape == (64, 64, 3)
     meta = json.loads((tmp_path / "a" / "synth.json").read_text())
-    assert meta["seed"] == 3 and meta["n_normal"] == 2 and meta["count"] == 8
+    assert meta["seed"] == 3
+    assert meta["n_normal"] == 2
+    assert meta["count"] == 8
 
 
 def test_generate_dataset_from_folders(tmp_path: Path) -> None:
@@ -175,8 +195,9 @@ def test_generate_dataset_from_folders(tmp_path: Path) -> None:
         save_image(tmp_path / "normals" / name, procedural_normal((120, 90), rng, "disc"))  # non-square: cropped
     for k in range(2):
         save_image(tmp_path / "tex" / f"{k}.png", procedural_texture(50, rng))
-    out = generate_dataset(tmp_path / "ds", 4, 0, normals=tmp_path / "normals", textures=tmp_path / "tex",
-                           size=48, progress=False)
+    out = generate_dataset(
+        tmp_path / "ds", 4, 0, normals=tmp_path / "normals", textures=tmp_path / "tex", size=48, progress=False
+    )
     pairs = read_pairs(out).pairs
     assert [p.category for p in pairs] == ["bottle", "bottle", "cable", "bottle"]
     assert load_image(pairs[0].reference).shape == (48, 48, 3)
@@ -196,22 +217,28 @@ def test_inspection_set_defects_stand_out_from_good_variation(tmp_path: Path) ->
     s = make_inspection_set(tmp_path / "insp", kinds=("disc", "pcb", "screw"), goods=3, defects=3, size=96, seed=1)
     assert [p.kind for p in s.products] == ["disc", "pcb", "screw"]
     for prod in s.products:
-        assert len(prod.goods) == len(prod.good_warps) == 3 and len(prod.defects) == len(prod.boxes) == 3
+        assert len(prod.goods) == len(prod.good_warps) == 3
+        assert len(prod.defects) == len(prod.boxes) == 3
         ref = prod.reference.astype(int)
         for g, w in zip(prod.goods, prod.good_warps, strict=True):
             assert 0 < np.abs(w.matrix[:2, 2]).max() <= 2.0  # a small shift, as between two frames
             diff = _unwarp(g, w).astype(int) - ref
             assert np.median(np.abs(diff - np.median(diff))) < 6  # aligned, up to the brightness change: close
         for img, box, mask, w in zip(prod.defects, prod.boxes, prod.masks, prod.defect_warps, strict=True):
-            assert box == box_from_mask(mask) and not box.is_zero
+            assert box == box_from_mask(mask)
+            assert not box.is_zero
             diff = _unwarp(img, w).astype(int) - ref
             sel = _unwarp(mask, w) > 0
             assert np.abs(diff - np.median(diff)).max(axis=2)[sel].mean() > 25  # the defect is plainly visible
     pf = read_pairs(s.pairs_path)
-    assert pf.errors == [] and sum(p.is_normal for p in pf.pairs) == 9
-    assert len(pf.pairs) == 18 and {p.category for p in pf.pairs} == {"disc-0", "pcb-1", "screw-2"} and {p.subset for p in pf.pairs} == {"inspection"}
+    assert pf.errors == []
+    assert sum(p.is_normal for p in pf.pairs) == 9
+    assert len(pf.pairs) == 18
+    assert {p.category for p in pf.pairs} == {"disc-0", "pcb-1", "screw-2"}
+    assert {p.subset for p in pf.pairs} == {"inspection"}
     again = make_inspection_set(kinds=("disc", "pcb", "screw"), goods=3, defects=3, size=96, seed=1)
-    assert again.pairs_path is None and np.array_equal(again.products[1].defects[2], s.products[1].defects[2])
+    assert again.pairs_path is None
+    assert np.array_equal(again.products[1].defects[2], s.products[1].defects[2])
 
 
 def test_tiny_foreground_falls_back_to_a_blob_inside_it() -> None:
@@ -219,8 +246,10 @@ def test_tiny_foreground_falls_back_to_a_blob_inside_it() -> None:
     fg = np.zeros((64, 64), bool)
     fg[30:33, 40:43] = True  # 9 px: smaller than the minimum defect area, Perlin cannot satisfy it
     sp = synthesize_pair(ref, None, np.random.default_rng(0), normal=False, foreground=fg, max_angle=0.0)
-    assert (sp.mask > 0).any() and not ((sp.mask > 0) & ~fg).any()
+    assert (sp.mask > 0).any()
+    assert not ((sp.mask > 0) & ~fg).any()
     x1, y1, x2, y2 = sp.box.as_int_list()
-    assert 40 <= x1 < x2 <= 43 and 30 <= y1 < y2 <= 33
+    assert 40 <= x1 < x2 <= 43
+    assert 30 <= y1 < y2 <= 33
     with pytest.raises(ConfigError, match="foreground"):
         synthesize_pair(ref, None, np.random.default_rng(0), normal=False, foreground=np.zeros((64, 64), bool))

@@ -62,7 +62,8 @@ def test_other_motion_models(product, motion):
 def test_identity_fast_path_returns_the_frame_untouched(product):
     frame = product.copy()
     result = align(product, frame)
-    assert result.ok and result.method == "identity"
+    assert result.ok
+    assert result.method == "identity"
     assert result.warp.is_identity
     assert result.aligned is frame  # no resampling, no copy
 
@@ -88,7 +89,8 @@ def test_unrelated_images_report_failure_without_raising(product):
     other = make_product(SIZE, seed=99)
     result = align(product, other)
     assert not result.ok
-    assert result.reason and "alignment failed" in result.reason
+    assert result.reason
+    assert "alignment failed" in result.reason
     assert result.score < AlignConfig().min_score
     assert result.aligned.shape == product.shape
 
@@ -96,7 +98,8 @@ def test_unrelated_images_report_failure_without_raising(product):
 def test_random_noise_frame_fails(product, rng):
     noise = rng.integers(0, 256, product.shape, dtype=np.uint8)
     result = align(product, noise)
-    assert not result.ok and result.reason
+    assert not result.ok
+    assert result.reason
 
 
 def test_different_frame_size_maps_through_the_resize(product):
@@ -146,7 +149,9 @@ def test_textureless_reference_is_used_as_is():
     frame = flat.copy()
     frame[20:30, 20:30] = 0
     result = align(flat, frame)
-    assert result.ok and result.method == "identity" and "no texture" in result.reason
+    assert result.ok
+    assert result.method == "identity"
+    assert "no texture" in result.reason
     assert result.aligned is frame
 
 
@@ -190,13 +195,17 @@ def test_homography_default_fits_scale_and_tilt_that_a_rigid_model_cannot(produc
     frame = warp(product, m)
     default = Aligner(product).align(frame)
     rigid_fit = Aligner(product, AlignConfig(motion="euclidean")).align(frame)
-    assert AlignConfig().motion == "homography" and default.motion == "homography"
-    assert default.ok and _corner_error(default, m, SIZE) < 0.3
+    assert AlignConfig().motion == "homography"
+    assert default.motion == "homography"
+    assert default.ok
+    assert _corner_error(default, m, SIZE) < 0.3
     assert _corner_error(rigid_fit, m, SIZE) > 3 * _corner_error(default, m, SIZE)
-    assert default.residual_px is not None and default.residual_px < 0.3
+    assert default.residual_px is not None
+    assert default.residual_px < 0.3
     assert rigid_fit.residual_px > default.residual_px
     js = default.to_json()
-    assert js["motion"] == "homography" and js["residual_px"] == round(default.residual_px, 3)
+    assert js["motion"] == "homography"
+    assert js["residual_px"] == round(default.residual_px, 3)
     assert 0.8 < js["coverage"] < 1.0
 
 
@@ -215,8 +224,11 @@ def test_coverage_marks_the_seam_where_the_frame_has_no_pixels(product):
     m = rigid(SIZE, 0.0, 10.0, 0.0)  # content moved right: the right strip of the reference is unseen
     frame = cv2.warpAffine(product, m, (SIZE, SIZE), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     result = Aligner(product).align(frame)
-    assert result.ok and result.valid is not None and result.valid.shape == (SIZE, SIZE)
-    assert result.valid[:, -9:].max() == 0 and result.valid[5:-5, 5:-14].min() == 255
+    assert result.ok
+    assert result.valid is not None
+    assert result.valid.shape == (SIZE, SIZE)
+    assert result.valid[:, -9:].max() == 0
+    assert result.valid[5:-5, 5:-14].min() == 255
     assert Aligner(product).align(product.copy()).valid is None  # identity: covers everything
 
 

@@ -17,12 +17,15 @@ from .parts import draw_blob, make_product
 def test_golden_is_registered_and_conforms():
     assert ENGINES["golden"] == "differad_edge.engines.golden:GoldenEngine"
     engine = create_engine("golden", abs_threshold=25.0)
-    assert isinstance(engine, GoldenEngine) and isinstance(engine, Engine)
-    assert engine.name == "golden" and engine.config.abs_threshold == 25.0
+    assert isinstance(engine, GoldenEngine)
+    assert isinstance(engine, Engine)
+    assert engine.name == "golden"
+    assert engine.config.abs_threshold == 25.0
 
     ref = make_product(96, seed=0)
     handle = engine.prepare(Reference(ref, product_id="p", version="v1"))
-    assert isinstance(handle, EngineHandle) and handle.reference.product_id == "p"
+    assert isinstance(handle, EngineHandle)
+    assert handle.reference.product_id == "p"
 
     bad = ref.copy()
     draw_blob(bad, (40, 50), 6, (0, 0, 0))

@@ -56,8 +56,11 @@ def test_box_is_mapped_back_through_the_alignment_warp(store, angle, dx, dy):
 
     inspector = Inspector(GoldenEngine(), store=store)
     result = inspector.inspect(frame, "pump")
-    assert result.reference_version == version and result.product_id == "pump"
-    assert result.alignment is not None and result.alignment.ok and result.alignment.method == "ecc"
+    assert result.reference_version == version
+    assert result.product_id == "pump"
+    assert result.alignment is not None
+    assert result.alignment.ok
+    assert result.alignment.method == "ecc"
     assert result.anomaly
     assert iou(result.detection.box, gt) >= 0.6, (result.detection.box, gt)
     # without mapping back, the box would sit where the defect is in the *reference* frame
@@ -77,9 +80,11 @@ def test_box_is_mapped_back_on_a_non_square_frame(store):
     gt = draw_blob(frame, (250, 60), 10, (10, 10, 10))
 
     result = Inspector(GoldenEngine(), store=store).inspect(frame, "wide")
-    assert result.alignment.ok and result.anomaly
+    assert result.alignment.ok
+    assert result.anomaly
     assert iou(result.detection.box, gt) >= 0.6, (result.detection.box, gt)
-    assert result.detection.box.x2 <= 320 and result.detection.box.y2 <= 200
+    assert result.detection.box.x2 <= 320
+    assert result.detection.box.y2 <= 200
 
 
 def test_good_moved_part_is_not_flagged(store):
@@ -101,7 +106,8 @@ def test_new_promotion_and_rollback_are_picked_up(store):
 
     v2 = _promote(store, "pump", b)
     r = inspector.inspect(b, "pump")
-    assert r.reference_version == v2 and not r.anomaly
+    assert r.reference_version == v2
+    assert not r.anomaly
     assert inspector.inspect(a, "pump").anomaly  # a is now wrong for this product
     assert engine.prepared == 2
 
@@ -116,7 +122,9 @@ def test_warm_up_prepares_the_reference_once_and_finds_no_defect_in_it(store):
     engine = CountingGolden()
     inspector = Inspector(engine, store=store, align=None)
     warm = inspector.warm_up("pump")
-    assert warm.reference_version == v1 and warm.detection.valid and not warm.anomaly
+    assert warm.reference_version == v1
+    assert warm.detection.valid
+    assert not warm.anomaly
     assert engine.prepared == 1
     frame = ref.copy()
     gt = draw_blob(frame, (70, 120), 10, (0, 0, 0))
@@ -149,7 +157,8 @@ def test_frame_size_mismatch(store):
     frame = big.copy()
     gt = draw_blob(frame, (100, 140), 12, (0, 0, 0))
     result = Inspector(GoldenEngine(), store=store).inspect(frame, "pump")
-    assert result.alignment.ok and iou(result.detection.box, gt) >= 0.5
+    assert result.alignment.ok
+    assert iou(result.detection.box, gt) >= 0.5
 
 
 def test_alignment_failure_gives_an_invalid_detection(store):
@@ -161,7 +170,8 @@ def test_alignment_failure_gives_an_invalid_detection(store):
     assert result.detection.box is None
     assert result.reason is Reason.ALIGNMENT_FAILED
     anyway = Inspector(GoldenEngine(), store=store, on_align_failure="detect").inspect(unrelated, "pump")
-    assert anyway.detection.valid and anyway.anomaly
+    assert anyway.detection.valid
+    assert anyway.anomaly
 
 
 def test_inspect_pair_caches_by_reference_content():
@@ -193,10 +203,14 @@ def test_motion_stored_with_the_reference_is_used_and_residual_reported(store):
     store.promote("tilted", v)
     frame = good_copy(warp(ref, rigid(SIZE, 0.0, 3.0, -2.0)), np.random.default_rng(3), noise=2.0)
     result = Inspector(GoldenEngine(), store=store).inspect(frame, "tilted")
-    assert result.alignment.motion == "translation" and result.alignment.ok
+    assert result.alignment.motion == "translation"
+    assert result.alignment.ok
     js = result.to_json()["alignment"]
-    assert js["motion"] == "translation" and js["residual_px"] is not None and js["residual_px"] < 0.5
-    assert "warp" not in js and 0.9 < js["coverage"] < 1.0
+    assert js["motion"] == "translation"
+    assert js["residual_px"] is not None
+    assert js["residual_px"] < 0.5
+    assert "warp" not in js
+    assert 0.9 < js["coverage"] < 1.0
     plain = ReferenceStore(store.root.parent / "plain")
     _promote(plain, "tilted", ref)
     assert Inspector(GoldenEngine(), store=plain).inspect(frame, "tilted").alignment.motion == "homography"
@@ -211,5 +225,6 @@ def test_seam_of_a_moved_frame_is_not_a_defect(store):
     frame = good_copy(frame, np.random.default_rng(4), noise=2.0)
     for fill in ("black", "reference"):
         result = Inspector(GoldenEngine(border=0), store=store, align=AlignConfig(fill=fill)).inspect(frame, "seam")
-        assert result.alignment.ok and result.alignment.valid is not None
+        assert result.alignment.ok
+        assert result.alignment.valid is not None
         assert not result.anomaly, (fill, result.detection.box)

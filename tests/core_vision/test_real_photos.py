@@ -58,13 +58,20 @@ def test_calibrated_reference_finds_every_kind_and_passes_good_parts(station):
     built = build_reference(goods[:8], 0)
     assert built.metrics["motion"] in ("affine", "homography")  # a rigid model does not fit this camera
     assert built.metrics["residual_px_median"] < 0.4
-    reference = Reference(built.image, product_id="coins", mean=built.center, spread=built.spread,
-                          care_mask=built.care_mask, metadata={ALIGN_KEY: {"motion": built.metrics["motion"]}})
+    reference = Reference(
+        built.image,
+        product_id="coins",
+        mean=built.center,
+        spread=built.spread,
+        care_mask=built.care_mask,
+        metadata={ALIGN_KEY: {"motion": built.metrics["motion"]}},
+    )
     inspector = Inspector(GoldenEngine())
     for good in goods[8:]:
         result = inspector.inspect_pair(reference, good)
         assert not result.anomaly, result.detection.defects
-        assert result.alignment.motion == built.metrics["motion"] and result.alignment.residual_px < 0.5
+        assert result.alignment.motion == built.metrics["motion"]
+        assert result.alignment.residual_px < 0.5
     found = {}
     for kind, frame, box in defects:
         det = inspector.inspect_pair(reference, frame).detection

@@ -86,11 +86,13 @@ def test_promote_needs_validation_or_a_forced_reason(store):
     store.promote("p", v1, force=True, reason="line down, accepted by QA")
     assert store.active_version("p") == v1
     forced = [e for e in store.history("p") if e["event"] == "promote"]
-    assert forced[-1]["forced"] is True and forced[-1]["reason"] == "line down, accepted by QA"
+    assert forced[-1]["forced"] is True
+    assert forced[-1]["reason"] == "line down, accepted by QA"
 
     v2 = store.add_version("p", make_product(64, seed=5))
     info = store.set_validation("p", v2, passed=True, report={"false_alarms": 0})
-    assert info.status == "validated" and info.validation["report"] == {"false_alarms": 0}
+    assert info.status == "validated"
+    assert info.validation["report"] == {"false_alarms": 0}
     store.promote("p", v2)
     assert store.active_version("p") == v2
     assert [v.active for v in store.versions("p")] == [False, True]
@@ -106,7 +108,8 @@ def test_the_active_version_cannot_be_re_judged(store):
     with pytest.raises(ReferenceError, match="active, validated version"):
         store.set_validation("p", v1, False, {"golden": {"k": 1.0}})
     assert (store.root / "p/versions" / v1 / "manifest.json").read_bytes() == manifest
-    assert store.info("p", v1).status == "validated" and store.load("p").metadata["golden"] == {"k": 3.0}
+    assert store.info("p", v1).status == "validated"
+    assert store.load("p").metadata["golden"] == {"k": 3.0}
     v2 = store.add_version("p", make_product(64, seed=3))
     store.set_validation("p", v2, False, {})  # candidates are judged as before
     assert store.info("p", v2).status == "rejected"
@@ -129,7 +132,8 @@ def test_rollback_serves_byte_identical_files(store):
 
     assert store.rollback("p") == v1
     after = store.load("p")
-    assert after.version == v1 and after.key == before.key
+    assert after.version == v1
+    assert after.key == before.key
     np.testing.assert_array_equal(after.image, a)
     assert _files(store.root / "p/versions" / v1) == files_before
     with pytest.raises(ReferenceError, match="no previously active"):
@@ -278,7 +282,9 @@ def test_concurrent_writers_in_several_processes_lose_no_event(tmp_path: Path) -
     versions = [v.version for v in store.versions("pump")]
     assert len(versions) == 24
     events = [e["event"] for e in store.history("pump")]
-    assert events.count("add") == 24 and events.count("validation") == 24 and events.count("promote") == 24
+    assert events.count("add") == 24
+    assert events.count("validation") == 24
+    assert events.count("promote") == 24
     pointer = json.loads((Path(root) / "pump" / "active.json").read_text())
     assert sorted(pointer["previous"] + [pointer["version"]]) == sorted(versions)
 

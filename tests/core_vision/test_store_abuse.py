@@ -29,7 +29,9 @@ def store(tmp_path: Path) -> ReferenceStore:
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"
+    }
 
 
 def _edit_json(path: Path, change) -> None:
@@ -62,7 +64,10 @@ def test_a_crash_between_commit_and_log_append_loses_no_event(store: ReferenceSt
 
 # -- item 6: manifests are sealed ------------------------------------------------------------------------------------
 def test_raised_thresholds_in_a_manifest_are_detected(store: ReferenceStore) -> None:
-    _edit_json(store.root / "p1/versions/v0001/manifest.json", lambda d: d["validation"]["report"].update(golden={"min_area": 1e9}))
+    _edit_json(
+        store.root / "p1/versions/v0001/manifest.json",
+        lambda d: d["validation"]["report"].update(golden={"min_area": 1e9}),
+    )
     with pytest.raises(ReferenceError, match="edited"):
         store.load("p1")
 
@@ -121,10 +126,13 @@ def test_an_absolute_fifo_in_files_is_refused_without_hanging(store: ReferenceSt
     data["files"][str(fifo)] = "0" * 64
     m.write_text(json.dumps(data))
     e = _with_timeout(lambda: store.promote("p1", "v0002", force=True, reason="x"))
-    assert isinstance(e, ReferenceError) and "not one the store writes" in str(e)
+    assert isinstance(e, ReferenceError)
+    assert "not one the store writes" in str(e)
 
 
-@pytest.mark.parametrize("name", ["versions/v0001/reference.png", "active.json", "history.jsonl", "versions/v0001/manifest.json"])
+@pytest.mark.parametrize(
+    "name", ["versions/v0001/reference.png", "active.json", "history.jsonl", "versions/v0001/manifest.json"]
+)
 def test_a_fifo_in_place_of_a_store_file_is_refused_without_hanging(store: ReferenceStore, name: str) -> None:
     path = store.root / "p1" / name
     path.unlink()
@@ -135,7 +143,9 @@ def test_a_fifo_in_place_of_a_store_file_is_refused_without_hanging(store: Refer
 
 
 @pytest.mark.parametrize("what", ["version_dir", "versions_dir", "manifest", "active", "history", "product"])
-def test_planted_symlinks_are_refused_and_nothing_is_written_outside(store: ReferenceStore, tmp_path: Path, what: str) -> None:
+def test_planted_symlinks_are_refused_and_nothing_is_written_outside(
+    store: ReferenceStore, tmp_path: Path, what: str
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     p = store.root / "p1"
@@ -175,7 +185,10 @@ def test_planted_symlinks_are_refused_and_nothing_is_written_outside(store: Refe
         ("history.jsonl", '{"event": 5}\n'),
         ("versions/v0001/manifest.json", '{"format": 2, "files": []}'),
         ("versions/v0001/manifest.json", '{"format": 2, "files": {"reference.png": 1}}'),
-        ("versions/v0001/manifest.json", '{"format": 1, "files": {"reference.png": "' + "a" * 64 + '"}, "metadata": "x"}'),
+        (
+            "versions/v0001/manifest.json",
+            '{"format": 1, "files": {"reference.png": "' + "a" * 64 + '"}, "metadata": "x"}',
+        ),
         ("versions/v0001/manifest.json", '{"format": 1, "files": {"../../x": "' + "a" * 64 + '"}}'),
         ("versions/v0001/manifest.json", '{"format": true, "files": {}}'),
         ("versions/v0001/manifest.json", "1e999999"),
@@ -194,7 +207,9 @@ def test_cli_list_with_a_wrong_typed_pointer_is_one_line_and_exit_2(store: Refer
     (store.root / "p1/active.json").write_text("[]")
     proc = subprocess.run(
         [sys.executable, "-m", "differad_edge.calibration.cli", "list", "--store", str(store.root)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("differad-calibrate: error:"), proc.stderr

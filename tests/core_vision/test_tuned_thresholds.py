@@ -32,7 +32,8 @@ def test_validated_thresholds_reach_the_engine(tmp_path, product):
 
     explicit = GoldenEngine(abs_threshold=20.0)  # the user's explicit option wins over the tuned one
     h2 = explicit.prepare(ref)
-    assert h2.state["config"].abs_threshold == 20.0 and h2.state["config"].k == 9.0
+    assert h2.state["config"].abs_threshold == 20.0
+    assert h2.state["config"].k == 9.0
     assert explicit.detect(h2, faint).anomaly
 
     pinned = GoldenEngine(GoldenConfig())  # a whole config object pins every option

@@ -15,7 +15,8 @@ def test_mean_std_matches_numpy():
     imgs = [rng.integers(0, 256, (16, 12, 3), dtype=np.uint8) for _ in range(5)]
     center, spread = build_variation_model(imgs, method="mean_std")
     stack = np.stack(imgs).astype(np.float64)
-    assert center.dtype == np.float32 and spread.dtype == np.float32
+    assert center.dtype == np.float32
+    assert spread.dtype == np.float32
     assert center.shape == (16, 12, 3)
     np.testing.assert_allclose(center, stack.mean(0), atol=1e-4)
     np.testing.assert_allclose(spread, stack.std(0), atol=1e-4)
@@ -63,8 +64,9 @@ def test_unknown_method_raises():
 # -- photometric normalization (issue 15) ------------------------------------------------------------
 def _scene(size: int = 160, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.uniform(40, 210, (size // 8, size // 8)).astype(np.float32), (size, size),
-                      interpolation=cv2.INTER_CUBIC)
+    base = cv2.resize(
+        rng.uniform(40, 210, (size // 8, size // 8)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC
+    )
     return np.clip(base, 0, 255)
 
 

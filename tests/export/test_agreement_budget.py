@@ -62,15 +62,27 @@ def test_summarize_and_thresholds():
     assert agg.box_iou == pytest.approx((1 + 0 + 1) / 3)
     assert agg.decision_agreement == pytest.approx(2 / 3)  # anomaly vs ok on the second pair
     assert [decision(b) for b in (None, ZERO_BOX, Box(1, 1, 2, 2))] == ["invalid", "ok", "anomaly"]
-    assert failures(agg, "fp32", Thresholds()) and "identical greedy tokens" in failures(agg, "fp32", Thresholds())[0]
+    assert failures(agg, "fp32", Thresholds())
+    assert "identical greedy tokens" in failures(agg, "fp32", Thresholds())[0]
     assert failures(agg, "int4", Thresholds(token_agreement=0.5, box_iou=0.5, decision_agreement=0.5)) == []
     missed = failures(agg, "int4", Thresholds(token_agreement=0.5, box_iou=0.9, decision_agreement=0.5))
-    assert len(missed) == 1 and missed[0].startswith("box_iou 0.667 < threshold 0.900")
+    assert len(missed) == 1
+    assert missed[0].startswith("box_iou 0.667 < threshold 0.900")
 
 
 SHAPE_2B = ModelShape(  # Qwen3-VL-2B-Instruct numbers (params rounded)
-    text_params=1_720_000_000, vision_params=406_000_000, embed_params=311_164_928, hidden=2048, layers=28, heads=16,
-    kv_heads=8, head_dim=128, intermediate=6144, vocab=151936, vision_hidden=1024, vision_heads=16,
+    text_params=1_720_000_000,
+    vision_params=406_000_000,
+    embed_params=311_164_928,
+    hidden=2048,
+    layers=28,
+    heads=16,
+    kv_heads=8,
+    head_dim=128,
+    intermediate=6144,
+    vocab=151936,
+    vision_hidden=1024,
+    vision_heads=16,
     vision_intermediate=4096,
 )
 
@@ -80,7 +92,8 @@ def test_memory_estimate_scales_with_precision_and_image_size():
     int4 = estimate(SHAPE_2B, "int4", 800 * 800, 120, 64)
     small = estimate(SHAPE_2B, "int4", 256 * 256, 120, 64)
     assert int4.weights_bytes < fp32.weights_bytes / 2.5  # vision stays fp32, embeddings fp16
-    assert fp32.image_tokens == 625 and fp32.max_seq_len == 120 + 2 * 625 + 64
+    assert fp32.image_tokens == 625
+    assert fp32.max_seq_len == 120 + 2 * 625 + 64
     # KV: 2 (k, v) x 28 layers x 8 heads x 128 dims x 1434 tokens x 4 bytes
     assert fp32.kv_cache_bytes == 2 * 28 * 8 * 128 * 1434 * 4
     assert small.total_bytes < int4.total_bytes

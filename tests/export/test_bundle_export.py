@@ -35,8 +35,11 @@ def vlm(tiny_model_dir):
     engine.close()
 
 
-@pytest.mark.parametrize(("reference_cache", "io_binding"), [(True, False), (False, False), (True, True)],
-                         ids=["cached", "uncached", "cached-iobinding"])  # io binding = the GPU path's KV handling
+@pytest.mark.parametrize(
+    ("reference_cache", "io_binding"),
+    [(True, False), (False, False), (True, True)],
+    ids=["cached", "uncached", "cached-iobinding"],
+)  # io binding = the GPU path's KV handling
 def test_fp32_bundle_gives_the_pytorch_tokens(fp32_bundle, vlm, reference_cache, io_binding):
     onnx_engine = create_engine("onnx", model=fp32_bundle, reference_cache=reference_cache, io_binding=io_binding)
     for ref, tgt in PAIRS:
@@ -47,35 +50,45 @@ def test_fp32_bundle_gives_the_pytorch_tokens(fp32_bundle, vlm, reference_cache,
         assert onnx_engine.tokens(ho, tgt) == torch_tokens
         dv, do = vlm.detect(hv, tgt), onnx_engine.detect(ho, tgt)
         assert (do.text, do.valid, do.box) == (dv.text, dv.valid, dv.box)
-        assert do.engine == "onnx" and do.timings_ms["total"] > 0
+        assert do.engine == "onnx"
+        assert do.timings_ms["total"] > 0
         assert do.score == pytest.approx(dv.score, abs=1e-4)
     assert ("prefix" in ho.state) is reference_cache
 
 
 def test_manifest_describes_the_bundle(fp32_bundle, tiny_model_dir):
     m = json.loads((fp32_bundle / "manifest.json").read_text())
-    assert m["format_version"] == 1 and m["runtime"] == "onnx" and m["quantization"]["mode"] == "fp32"
-    assert m["model"]["architecture"] == "Qwen3VLForConditionalGeneration" and m["model"]["model_type"] == "qwen3_vl"
-    assert m["exporter"]["name"] == "differad-export" and m["exporter"]["version"] == differad_edge.__version__
+    assert m["format_version"] == 1
+    assert m["runtime"] == "onnx"
+    assert m["quantization"]["mode"] == "fp32"
+    assert m["model"]["architecture"] == "Qwen3VLForConditionalGeneration"
+    assert m["model"]["model_type"] == "qwen3_vl"
+    assert m["exporter"]["name"] == "differad-export"
+    assert m["exporter"]["version"] == differad_edge.__version__
     assert m["manifest_sha256"] == manifest_digest(m)
     assert m["source"]["sha256"] == source_hash(tiny_model_dir)
     stored = json.loads((tiny_model_dir / "differad_prompt.json").read_text())
     assert m["prompt"]["template"] == get_template(stored["id"]).to_dict()
     assert m["prompt"]["text"].count("<|image_pad|>") == 2
-    assert m["coordinates"]["scale"] == 1000 and m["size_policy"]["max_pixels"] == 256 * 256
+    assert m["coordinates"]["scale"] == 1000
+    assert m["size_policy"]["max_pixels"] == 256 * 256
     assert set(m["files"]) == {"vision.onnx", "decoder.onnx", "embeddings.npy", "tokenizer.json"}
     for name, entry in m["files"].items():
         assert entry["sha256"] == sha256_file(fp32_bundle / name)
     v = m["verification"]
-    assert v["passed"] and v["agreement"]["exact_token_match"] == 1.0 and v["agreement"]["pairs"] == 3
+    assert v["passed"]
+    assert v["agreement"]["exact_token_match"] == 1.0
+    assert v["agreement"]["pairs"] == 3
     mem = m["memory"]
     assert mem["total_bytes"] == mem["weights_bytes"] + mem["kv_cache_bytes"] + mem["activations_bytes"] > 0
-    assert m["tensorrt"]["built"] is False and m["tensorrt"]["reason"]
+    assert m["tensorrt"]["built"] is False
+    assert m["tensorrt"]["reason"]
 
 
 def test_int4_bundle_runs_is_smaller_and_records_agreement(int4_bundle, fp32_bundle):
     b4, b32 = load_bundle(int4_bundle), load_bundle(fp32_bundle)
-    assert b4.quantization == "int4" and b4.manifest["quantization"]["block_size"] == 32
+    assert b4.quantization == "int4"
+    assert b4.manifest["quantization"]["block_size"] == 32
     ops = {n.op_type for n in onnx.load(str(int4_bundle / "decoder.onnx")).graph.node}
     assert "MatMulNBits" in ops
     size = lambda b: sum(e["bytes"] for e in b.manifest["files"].values())  # noqa: E731
@@ -88,7 +101,9 @@ def test_int4_bundle_runs_is_smaller_and_records_agreement(int4_bundle, fp32_bun
     engine = create_engine("onnx", model=int4_bundle)
     ref, tgt = PAIRS[0]
     det = engine.detect(engine.prepare(Reference(ref)), tgt)
-    assert det.engine == "onnx" and det.text is not None and det.timings_ms["decode"] > 0
+    assert det.engine == "onnx"
+    assert det.text is not None
+    assert det.timings_ms["decode"] > 0
 
 
 def _tampered_copy(bundle: Path, tmp_path: Path) -> Path:
@@ -121,6 +136,7 @@ def test_missing_file_and_manifest_are_refused(fp32_bundle, tmp_path, capsys):
 @pytest.mark.parametrize("edit", ["prompt_ids", "drop_key"])
 def test_edited_manifest_is_refused(fp32_bundle, tmp_path, capsys, edit):
     from differad_edge.cli.main import main as differad_main
+
     from differad_edge.images import save_image
 
     copy = _tampered_copy(fp32_bundle, tmp_path)
@@ -135,10 +151,15 @@ def test_edited_manifest_is_refused(fp32_bundle, tmp_path, capsys, edit):
     assert export_main(["--check", str(copy)]) == 2
     img = tmp_path / "img.png"
     save_image(img, PAIRS[0][0])
-    assert differad_main(["inspect", "--engine", "onnx", "--model", str(copy), "-r", str(img), "-t", str(img),
-                          "--no-align"]) == 2
+    assert (
+        differad_main(
+            ["inspect", "--engine", "onnx", "--model", str(copy), "-r", str(img), "-t", str(img), "--no-align"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("differad: error:") == 1
+    assert "Traceback" not in err
+    assert err.count("differad: error:") == 1
 
 
 def test_bad_verify_set_fails_before_the_export_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
@@ -152,7 +173,8 @@ def test_bad_verify_set_fails_before_the_export_work(tiny_model_dir, tmp_path, c
     bad.write_text('garbage\n{"reference": "a.png"}\n')
     out = tmp_path / "b"
     assert export_main(["--int4", "--model", str(tiny_model_dir), "--out", str(out), "--verify", str(bad)]) == 2
-    assert "has no usable pairs" in capsys.readouterr().err and not out.exists()
+    assert "has no usable pairs" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_over_budget_export_is_refused_with_the_numbers(tiny_model_dir, tmp_path, capsys):
@@ -160,17 +182,35 @@ def test_over_budget_export_is_refused_with_the_numbers(tiny_model_dir, tmp_path
     rc = export_main(["--int4", "--model", str(tiny_model_dir), "--out", str(out), "--budget-gb", "0.001"])
     err = capsys.readouterr().err
     assert rc == 2
-    assert "exceeds the budget of 0.001 GiB" in err and "KV cache" in err and "GiB" in err
+    assert "exceeds the budget of 0.001 GiB" in err
+    assert "KV cache" in err
+    assert "GiB" in err
     assert not out.exists()
 
 
 def test_missed_agreement_threshold_fails_the_export(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "b"
-    rc = export_main(["--int4", "--model", str(tiny_model_dir), "--out", str(out), "--verify-count", "2",
-                      "--max-pixels", str(128 * 128), "--min-token-agreement", "1.0"])
+    rc = export_main(
+        [
+            "--int4",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+            "--verify-count",
+            "2",
+            "--max-pixels",
+            str(128 * 128),
+            "--min-token-agreement",
+            "1.0",
+        ]
+    )
     err = capsys.readouterr().err
-    assert rc == 2 and "verification failed" in err and "token_agreement" in err
-    assert not out.exists() and not list(tmp_path.iterdir())  # no half-written bundle left behind
+    assert rc == 2
+    assert "verification failed" in err
+    assert "token_agreement" in err
+    assert not out.exists()
+    assert not list(tmp_path.iterdir())
 
 
 def test_onnx_engine_runs_without_torch(fp32_bundle, tmp_path):
@@ -194,13 +234,24 @@ def test_onnx_engine_runs_without_torch(fp32_bundle, tmp_path):
 def test_torch_runtime_bundle_loads_in_the_vlm_engine(tiny_model_dir, tmp_path):
     from differad_edge.export import make_config, run_export
 
-    cfg = make_config(model=tiny_model_dir, out=tmp_path / "nf4", quant="int4", runtime="torch", verify_count=1,
-                      max_pixels=128 * 128, max_new_tokens=8, fail_on_verify=False)
+    cfg = make_config(
+        model=tiny_model_dir,
+        out=tmp_path / "nf4",
+        quant="int4",
+        runtime="torch",
+        verify_count=1,
+        max_pixels=128 * 128,
+        max_new_tokens=8,
+        fail_on_verify=False,
+    )
     result = run_export(cfg, log=lambda _m: None)
     bundle = load_bundle(result.bundle)
-    assert bundle.runtime == "torch" and bundle.manifest["quantization"]["bitsandbytes"] == "nf4"
+    assert bundle.runtime == "torch"
+    assert bundle.manifest["quantization"]["bitsandbytes"] == "nf4"
     assert "model.safetensors" in bundle.manifest["files"]
-    assert json.loads((result.bundle / "config.json").read_text())["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
+    assert (
+        json.loads((result.bundle / "config.json").read_text())["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
+    )
     engine = create_engine("vlm", model=result.bundle, size_policy={"max_pixels": 128 * 128}, max_new_tokens=8)
     ref, tgt = PAIRS[2]
     assert engine.detect(engine.prepare(Reference(ref)), tgt).engine == "vlm"
@@ -223,8 +274,9 @@ def test_graphs_above_the_protobuf_limit_use_one_external_data_file(tiny_model_d
     from differad_edge.export import make_config, quantize, run_export
 
     monkeypatch.setattr(quantize, "EXTERNAL_DATA_BYTES", 10_000)
-    cfg = make_config(model=tiny_model_dir, out=tmp_path / "b", quant="fp32", verify_count=1, max_pixels=128 * 128,
-                      max_new_tokens=8)
+    cfg = make_config(
+        model=tiny_model_dir, out=tmp_path / "b", quant="fp32", verify_count=1, max_pixels=128 * 128, max_new_tokens=8
+    )
     bundle = run_export(cfg, log=lambda _m: None).bundle  # fp32: the verification demands identical tokens
     files = set(load_bundle(bundle).manifest["files"])
     assert {"decoder.onnx.data", "vision.onnx.data"} <= files
@@ -240,18 +292,51 @@ def test_graphs_above_the_protobuf_limit_use_one_external_data_file(tiny_model_d
 
 def test_differad_inspect_and_eval_run_a_bundle(fp32_bundle, tmp_path, capsys):
     from differad_edge.cli.main import main as differad_main
+
     from differad_edge.synth import generate_dataset
 
     pairs = generate_dataset(tmp_path / "data", count=2, seed=0, size=64, progress=False)
-    assert differad_main(["eval", "--data", str(pairs), "--engine", "onnx", "--model", str(fp32_bundle),
-                          "--no-progress", "--no-align", "--out", str(tmp_path / "report")]) == 0
+    assert (
+        differad_main(
+            [
+                "eval",
+                "--data",
+                str(pairs),
+                "--engine",
+                "onnx",
+                "--model",
+                str(fp32_bundle),
+                "--no-progress",
+                "--no-align",
+                "--out",
+                str(tmp_path / "report"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["metrics"]["overall"]["n"] == 2 and report["engine"]["engine"] == "onnx"
+    assert report["metrics"]["overall"]["n"] == 2
+    assert report["engine"]["engine"] == "onnx"
     pair = json.loads(pairs.read_text().splitlines()[0])
     capsys.readouterr()
-    assert differad_main(["inspect", "--engine", "onnx", "--model", str(fp32_bundle), "-r",
-                          str(pairs.parent / pair["reference"]), "-t", str(pairs.parent / pair["target"]),
-                          "--no-align", "--json"]) == 0
+    assert (
+        differad_main(
+            [
+                "inspect",
+                "--engine",
+                "onnx",
+                "--model",
+                str(fp32_bundle),
+                "-r",
+                str(pairs.parent / pair["reference"]),
+                "-t",
+                str(pairs.parent / pair["target"]),
+                "--no-align",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "onnx"
 
 
@@ -259,8 +344,15 @@ def test_differad_inspect_and_eval_run_a_bundle(fp32_bundle, tmp_path, capsys):
 def test_fp16_and_int8_bundles_run_and_record_agreement(tiny_model_dir, fp32_bundle, tmp_path, quant, marker):
     from differad_edge.export import make_config, run_export
 
-    cfg = make_config(model=tiny_model_dir, out=tmp_path / quant, quant=quant, verify_count=1, max_pixels=128 * 128,
-                      max_new_tokens=6, fail_on_verify=False)
+    cfg = make_config(
+        model=tiny_model_dir,
+        out=tmp_path / quant,
+        quant=quant,
+        verify_count=1,
+        max_pixels=128 * 128,
+        max_new_tokens=6,
+        fail_on_verify=False,
+    )
     bundle = load_bundle(run_export(cfg, log=lambda _m: None).bundle)
     decoder = onnx.load(str(bundle.path("decoder.onnx")))
     if quant == "fp16":
@@ -269,7 +361,8 @@ def test_fp16_and_int8_bundles_run_and_record_agreement(tiny_model_dir, fp32_bun
         assert marker in {n.op_type for n in decoder.graph.node}
     fp32_decoder = load_bundle(fp32_bundle).manifest["files"]["decoder.onnx"]["bytes"]
     assert bundle.manifest["files"]["decoder.onnx"]["bytes"] < 0.8 * fp32_decoder
-    assert bundle.manifest["quantization"]["mode"] == quant and bundle.manifest["verification"]["agreement"]["pairs"] == 1
+    assert bundle.manifest["quantization"]["mode"] == quant
+    assert bundle.manifest["verification"]["agreement"]["pairs"] == 1
     engine = create_engine("onnx", model=bundle.root)
     ref, tgt = PAIRS[0]
     assert engine.detect(engine.prepare(Reference(ref)), tgt).engine == "onnx"

@@ -35,8 +35,10 @@ def _quiet_engine(bundle: Path, **options):
 def test_manifest_carries_the_grammar_and_onnx_answers_follow_it(fp32_bundle, tiny_model_dir):
     m = load_bundle(fp32_bundle).manifest
     spec = GrammarSpec.from_dict(m["grammar"])
-    assert spec == GrammarSpec() and m["verification"]["grammar"] is True
-    assert "x1<x2" in m["grammar"]["text"] and m["generation"]["decoding"].startswith("greedy under")
+    assert spec == GrammarSpec()
+    assert m["verification"]["grammar"] is True
+    assert "x1<x2" in m["grammar"]["text"]
+    assert m["generation"]["decoding"].startswith("greedy under")
     onnx_engine = create_engine("onnx", model=fp32_bundle)
     vlm = create_engine("vlm", model=tiny_model_dir, size_policy={"max_pixels": 256 * 256})
     free = create_engine("onnx", model=fp32_bundle, grammar=False)
@@ -47,14 +49,20 @@ def test_manifest_carries_the_grammar_and_onnx_answers_follow_it(fp32_bundle, ti
         det = onnx_engine.detect(ho, tgt)
         assert det.valid and auto.matches(det.text), det.text  # random weights, still a box
         assert det.text == vlm.detect(hv, tgt).text  # one grammar, both engines: the same answer
-        assert "bundle_verified=true" in det.notes and any("forced tokens" in n for n in det.notes)
+        assert "bundle_verified=true" in det.notes
+        assert any("forced tokens" in n for n in det.notes)
         gen = onnx_engine.runner.generate(onnx_engine.size_policy.apply(tgt).image, prefix=ho.state["prefix"])
-        assert gen.forward_passes < len(gen.tokens) and gen.forced >= 4
+        assert gen.forward_passes < len(gen.tokens)
+        assert gen.forced >= 4
         unconstrained = free.detect(hf, tgt)
-        assert not unconstrained.valid and "bundle_verified=true" in unconstrained.notes
+        assert not unconstrained.valid
+        assert "bundle_verified=true" in unconstrained.notes
     info = onnx_engine.describe()
-    assert info["bundle_verified"] is True and info["grammar_source"] == "manifest" and info["io_binding"] is True
-    assert info["vision_backend"] == "onnxruntime" and "no TensorRT plan" in info["vision_note"]
+    assert info["bundle_verified"] is True
+    assert info["grammar_source"] == "manifest"
+    assert info["io_binding"] is True
+    assert info["vision_backend"] == "onnxruntime"
+    assert "no TensorRT plan" in info["vision_note"]
 
 
 def test_io_binding_and_numpy_kv_give_the_same_constrained_tokens(fp32_bundle):
@@ -72,7 +80,8 @@ def test_a_bundle_exported_before_the_grammar_derives_it_from_the_prompt(fp32_bu
     del m["grammar"]
     write_manifest(old, m)
     runner = BundleRunner(load_bundle(old))
-    assert runner.grammar_spec == GrammarSpec() and "derived" in runner.grammar_source
+    assert runner.grammar_spec == GrammarSpec()
+    assert "derived" in runner.grammar_source
     m["grammar"] = {"kind": "differad-box-answer-v1", "scale": -3}
     write_manifest(old, m)
     with pytest.raises(BundleError, match="answer grammar is unusable"):
@@ -81,11 +90,14 @@ def test_a_bundle_exported_before_the_grammar_derives_it_from_the_prompt(fp32_bu
 
 def test_check_refuses_an_unverified_bundle_unless_allowed(int4_bundle, fp32_bundle, capsys):
     ver = load_bundle(int4_bundle).manifest["verification"]
-    assert ver["passed"] is False and any("box_iou" in f for f in ver["failures"])  # random weights
+    assert ver["passed"] is False
+    assert any("box_iou" in f for f in ver["failures"])
     assert "token agreement reported" in ver["required"]
     assert export_main(["--check", str(int4_bundle)]) == 2
     captured = capsys.readouterr()
-    assert "UNVERIFIED" in captured.out and captured.err.count("error:") == 1 and "--allow-unverified" in captured.err
+    assert "UNVERIFIED" in captured.out
+    assert captured.err.count("error:") == 1
+    assert "--allow-unverified" in captured.err
     assert export_main(["--check", str(int4_bundle), "--allow-unverified"]) == 0
     assert "warning: accepting an unverified bundle" in capsys.readouterr().err
     assert export_main(["--check", str(fp32_bundle)]) == 0
@@ -98,12 +110,14 @@ def test_onnx_engine_warns_on_an_unverified_bundle_and_says_so_in_every_result(i
     assert engine.describe()["bundle_verified"] is False
     ref, tgt = PAIRS[0]
     det = engine.detect(engine.prepare(Reference(ref)), tgt)
-    assert "bundle_verified=false" in det.notes and det.to_json()["notes"][0] == "bundle_verified=false"
+    assert "bundle_verified=false" in det.notes
+    assert det.to_json()["notes"][0] == "bundle_verified=false"
 
 
 def test_tensorrt_plan_absent_or_unusable_falls_back_with_the_reason(fp32_bundle, tmp_path):
     runner = BundleRunner(load_bundle(fp32_bundle))
-    assert runner.vision_plan is None and runner.vision_backend == "onnxruntime"
+    assert runner.vision_plan is None
+    assert runner.vision_backend == "onnxruntime"
     with pytest.raises(EngineError, match="vision_plan=True but no TensorRT plan"):
         BundleRunner(load_bundle(fp32_bundle), vision_plan=True)
     fake = tmp_path / "fake"
@@ -116,7 +130,8 @@ def test_tensorrt_plan_absent_or_unusable_falls_back_with_the_reason(fp32_bundle
     m["files"] = file_entries(fake, [*m["files"], "vision_fp16.plan"])
     write_manifest(fake, m)
     runner = BundleRunner(load_bundle(fake))  # CPU decoder here: the plan is skipped, and why
-    assert runner.vision_backend == "onnxruntime" and "needs the CUDA execution provider" in runner.vision_note
+    assert runner.vision_backend == "onnxruntime"
+    assert "needs the CUDA execution provider" in runner.vision_note
 
 
 def test_tensorrt_plan_agrees_with_the_onnx_vision_graph(fp32_bundle, tmp_path):
@@ -151,13 +166,27 @@ def test_memorized_model_int4_bundle_passes_verification_with_default_thresholds
     from differad_edge.train.fixture import memorized_pairs
 
     out = tmp_path / "int4"
-    rc = export_main(["--int4", "--model", str(memorized_model_dir), "--out", str(out), "--verify",
-                      str(memorized_pairs(memorized_model_dir)), "--verify-count", "16", "--max-pixels",
-                      str(256 * 256)])
+    rc = export_main(
+        [
+            "--int4",
+            "--model",
+            str(memorized_model_dir),
+            "--out",
+            str(out),
+            "--verify",
+            str(memorized_pairs(memorized_model_dir)),
+            "--verify-count",
+            "16",
+            "--max-pixels",
+            str(256 * 256),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0, err[-2000:]
     ver = load_bundle(out).manifest["verification"]
-    assert ver["passed"] and ver["agreement"]["box_iou"] >= 0.9 and ver["agreement"]["decision_agreement"] >= 0.95
+    assert ver["passed"]
+    assert ver["agreement"]["box_iou"] >= 0.9
+    assert ver["agreement"]["decision_agreement"] >= 0.95
     assert export_main(["--check", str(out)]) == 0
 
 
@@ -169,16 +198,21 @@ def test_think_template_bundle_thinks_within_its_budget_like_the_vlm_engine(tmp_
     from differad_edge.vlm.factory import make_model
 
     model = make_model(tmp_path / "think", size="tiny", seed=0, template_id=THINK_TEMPLATE.id)
-    cfg = make_config(model=model, out=tmp_path / "b", quant="fp32", verify_count=1, max_pixels=128 * 128,
-                      max_new_tokens=80)
+    cfg = make_config(
+        model=model, out=tmp_path / "b", quant="fp32", verify_count=1, max_pixels=128 * 128, max_new_tokens=80
+    )
     bundle = run_export(cfg, log=lambda _m: None).bundle
     spec = GrammarSpec.from_dict(load_bundle(bundle).manifest["grammar"])
-    assert spec.think and spec.max_think_tokens == 80 - (len("</think>") + 2 + len(spec.longest_answer))
+    assert spec.think
+    assert spec.max_think_tokens == 80 - (len("</think>") + 2 + len(spec.longest_answer))
     onnx_engine = create_engine("onnx", model=bundle)
     vlm = create_engine("vlm", model=model, size_policy={"max_pixels": 128 * 128}, max_new_tokens=80)
     ref, tgt = PAIRS[1]
     det = onnx_engine.detect(onnx_engine.prepare(Reference(ref)), tgt)
-    assert det.valid and is_strict_format(det.text) and det.text == vlm.detect(vlm.prepare(Reference(ref)), tgt).text
-    short = onnx_engine.runner.generate(onnx_engine.size_policy.apply(tgt).image, reference=onnx_engine.size_policy.apply(
-        ref).image, max_new_tokens=62)
+    assert det.valid
+    assert is_strict_format(det.text)
+    assert det.text == vlm.detect(vlm.prepare(Reference(ref)), tgt).text
+    short = onnx_engine.runner.generate(
+        onnx_engine.size_policy.apply(tgt).image, reference=onnx_engine.size_policy.apply(ref).image, max_new_tokens=62
+    )
     assert len(short.tokens) <= 62 and CharAutomaton(spec).matches(short.text), short.text

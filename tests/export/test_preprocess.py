@@ -50,8 +50,12 @@ def test_vision_host_inputs_match_transformers(loaded, spec, grid):
     visual = loaded.model.model.visual
     g = torch.tensor(grid)
     ii, iw = get_vision_interpolation_indices_and_weights(
-        g, num_grid_per_side=visual.num_grid_per_side, mode=visual.interpolation_mode,
-        align_corners=visual.interpolation_align_corners, spatial_merge_size=visual.config.spatial_merge_size)
+        g,
+        num_grid_per_side=visual.num_grid_per_side,
+        mode=visual.interpolation_mode,
+        align_corners=visual.interpolation_align_corners,
+        spatial_merge_size=visual.config.spatial_merge_size,
+    )
     ours = vision_host_inputs(np.array(grid), spec)
     np.testing.assert_array_equal(ours["interp_indices"], ii.numpy())
     np.testing.assert_allclose(ours["interp_weights"], iw.numpy(), atol=1e-6)
@@ -73,13 +77,22 @@ def test_prompt_ids_and_mrope_positions_match_the_processor(loaded, spec):
     expect = s0 + [pad] * n_ref + s1 + [pad] * n_tgt + s2
     assert enc["input_ids"][0].tolist() == expect
     pos, _ = loaded.model.model.get_rope_index(enc["input_ids"], enc["mm_token_type_ids"], enc["image_grid_thw"])
-    ours = mrope_positions([("text", len(s0)), ("image", tuple(grids[0])), ("text", len(s1)),
-                            ("image", tuple(grids[1])), ("text", len(s2))], spec.merge_size)
+    ours = mrope_positions(
+        [
+            ("text", len(s0)),
+            ("image", tuple(grids[0])),
+            ("text", len(s1)),
+            ("image", tuple(grids[1])),
+            ("text", len(s2)),
+        ],
+        spec.merge_size,
+    )
     np.testing.assert_array_equal(ours, pos[:, 0].numpy())
     # the suffix continues from the prefix exactly as the full sequence does
     cut = len(s0) + n_ref + len(s1)
-    suffix = mrope_positions([("image", tuple(grids[1])), ("text", len(s2))], spec.merge_size,
-                             start=int(ours[:, :cut].max()) + 1)
+    suffix = mrope_positions(
+        [("image", tuple(grids[1])), ("text", len(s2))], spec.merge_size, start=int(ours[:, :cut].max()) + 1
+    )
     np.testing.assert_array_equal(suffix, ours[:, cut:])
     assert isinstance(pos, torch.Tensor)
 

@@ -34,8 +34,9 @@ def test_pairs_file_is_read_relative_to_itself(tmp_path):
     save_image(tmp_path / "img" / "t.png", imgs[1])
     line = {"id": "p0", "reference": "img/r.png", "target": "img/t.png", "box": [0, 0, 0, 0], "category": "c"}
     (tmp_path / "pairs.jsonl").write_text(json.dumps(line) + "\n")
-    (ref, tgt), = load_pairs_file(tmp_path / "pairs.jsonl")
-    assert np.array_equal(ref, imgs[0]) and np.array_equal(tgt, imgs[1])
+    ((ref, tgt),) = load_pairs_file(tmp_path / "pairs.jsonl")
+    assert np.array_equal(ref, imgs[0])
+    assert np.array_equal(tgt, imgs[1])
 
 
 def test_empty_or_missing_pairs_file_is_a_dataset_error(tmp_path):

@@ -21,7 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 #: Examples per property test; CI runs the default, ``DIFFERAD_FUZZ_EXAMPLES=1000`` a long local run.
 EXAMPLES = int(os.environ.get("DIFFERAD_FUZZ_EXAMPLES", "60"))
 settings.register_profile(
-    "fuzz", max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    "fuzz",
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 settings.load_profile("fuzz")
 
@@ -40,5 +43,7 @@ def count():
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
     if CASES:
         terminalreporter.write_line(
-            "fuzz cases tried: " + ", ".join(f"{k} {v}" for k, v in sorted(CASES.items())) + f" (total {sum(CASES.values())})"
+            "fuzz cases tried: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(CASES.items()))
+            + f" (total {sum(CASES.values())})"
         )

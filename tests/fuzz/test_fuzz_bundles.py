@@ -42,18 +42,40 @@ def _manifest(root: Path) -> dict:
         "source": {"path": "/m", "sha256": "0" * 64},
         "runtime": "onnx",
         "quantization": {"mode": "fp32"},
-        "model": {"hidden_size": 64, "num_layers": 2, "num_deepstack": 1, "num_kv_heads": 2, "head_dim": 16,
-                  "image_token_id": 5, "eos_token_ids": [1, 2]},
-        "prompt": {"template_id": NOTHINK_TEMPLATE.id, "template": NOTHINK_TEMPLATE.to_dict(), "text": "x",
-                   "segments": [[1, 2], [3]]},
+        "model": {
+            "hidden_size": 64,
+            "num_layers": 2,
+            "num_deepstack": 1,
+            "num_kv_heads": 2,
+            "head_dim": 16,
+            "image_token_id": 5,
+            "eos_token_ids": [1, 2],
+        },
+        "prompt": {
+            "template_id": NOTHINK_TEMPLATE.id,
+            "template": NOTHINK_TEMPLATE.to_dict(),
+            "text": "x",
+            "segments": [[1, 2], [3]],
+        },
         "generation": {"max_new_tokens": 32, "decoding": "greedy"},
         "coordinates": {"scale": 1000},
         "size_policy": {"max_pixels": 640_000, "min_pixels": 4096, "factor": 32},
-        "preprocessing": {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5, 0.5, 0.5],
-                          "image_std": [0.5, 0.5, 0.5], "rescale_factor": 1 / 255, "num_grid_per_side": 48,
-                          "interpolation_align_corners": True},
-        "graphs": {"decoder": "decoder.onnx", "vision": "vision.onnx", "embeddings": "embeddings.npy",
-                   "tokenizer": "tokenizer.json"},
+        "preprocessing": {
+            "patch_size": 16,
+            "temporal_patch_size": 2,
+            "merge_size": 2,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "rescale_factor": 1 / 255,
+            "num_grid_per_side": 48,
+            "interpolation_align_corners": True,
+        },
+        "graphs": {
+            "decoder": "decoder.onnx",
+            "vision": "vision.onnx",
+            "embeddings": "embeddings.npy",
+            "tokenizer": "tokenizer.json",
+        },
         "verification": {"passed": True, "agreement": {}},
         "memory": {"total_gb": 0.1},
         "files": file_entries(root, sorted(FILES)),
@@ -100,13 +122,38 @@ def _check_cli_agrees(root: Path, capsys) -> None:
         assert len(lines) == 1 and lines[0].startswith("differad-export: error:"), err
 
 
-KEYS = [["format_version"], ["runtime"], ["quantization"], ["quantization", "mode"], ["files"], ["files", "decoder.onnx"],
-        ["files", "decoder.onnx", "sha256"], ["files", "decoder.onnx", "bytes"], ["files", "../x"], ["files", "/etc/passwd"],
-        ["prompt"], ["prompt", "segments"], ["prompt", "template_id"], ["model"], ["model", "hidden_size"],
-        ["model", "eos_token_ids"], ["graphs"], ["graphs", "decoder"], ["size_policy"], ["size_policy", "factor"],
-        ["size_policy", "max_pixels"], ["preprocessing"], ["preprocessing", "patch_size"], ["preprocessing", "image_std"],
-        ["preprocessing", "interpolation_align_corners"], ["generation", "max_new_tokens"], ["verification"],
-        ["memory"], ["coordinates"], ["manifest_sha256"]]
+KEYS = [
+    ["format_version"],
+    ["runtime"],
+    ["quantization"],
+    ["quantization", "mode"],
+    ["files"],
+    ["files", "decoder.onnx"],
+    ["files", "decoder.onnx", "sha256"],
+    ["files", "decoder.onnx", "bytes"],
+    ["files", "../x"],
+    ["files", "/etc/passwd"],
+    ["prompt"],
+    ["prompt", "segments"],
+    ["prompt", "template_id"],
+    ["model"],
+    ["model", "hidden_size"],
+    ["model", "eos_token_ids"],
+    ["graphs"],
+    ["graphs", "decoder"],
+    ["size_policy"],
+    ["size_policy", "factor"],
+    ["size_policy", "max_pixels"],
+    ["preprocessing"],
+    ["preprocessing", "patch_size"],
+    ["preprocessing", "image_std"],
+    ["preprocessing", "interpolation_align_corners"],
+    ["generation", "max_new_tokens"],
+    ["verification"],
+    ["memory"],
+    ["coordinates"],
+    ["manifest_sha256"],
+]
 
 
 @given(st.sampled_from(KEYS), json_values, st.booleans())
@@ -123,9 +170,14 @@ def test_wrong_typed_manifest_fields(pristine: Path, tmp_path: Path, capsys, cou
 
 
 @pytest.mark.parametrize("name", [MANIFEST_NAME, "tokenizer.json", PROMPT_FILE])
-@pytest.mark.parametrize("content", NASTY_FILES + [b"[1]", b'{"id": 1}', b'{"id": "x", "think": false, "instructions": 7}'],
-                         ids=range(len(NASTY_FILES) + 3))
-def test_hostile_bytes_in_bundle_files(pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content",
+    NASTY_FILES + [b"[1]", b'{"id": 1}', b'{"id": "x", "think": false, "instructions": 7}'],
+    ids=range(len(NASTY_FILES) + 3),
+)
+def test_hostile_bytes_in_bundle_files(
+    pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes
+) -> None:
     """The JSON files of a bundle, damaged and then re-listed with their new checksum (the schema
     checks must hold even when the checksums agree)."""
     root = _copy(pristine, tmp_path / "b")
@@ -141,7 +193,9 @@ def test_hostile_bytes_in_bundle_files(pristine: Path, tmp_path: Path, capsys, c
 
 @pytest.mark.parametrize("plant", ["symlink_outside", "fifo", "missing", "folder"])
 @pytest.mark.parametrize("name", ["decoder.onnx", "tokenizer.json", MANIFEST_NAME])
-def test_planted_links_and_special_files_in_a_bundle(pristine: Path, tmp_path: Path, capsys, count, plant: str, name: str) -> None:
+def test_planted_links_and_special_files_in_a_bundle(
+    pristine: Path, tmp_path: Path, capsys, count, plant: str, name: str
+) -> None:
     root = _copy(pristine, tmp_path / "b")
     target = root / name
     outside = tmp_path / "outside"
@@ -167,10 +221,19 @@ def model_pristine(tiny_model_dir: Path) -> Path:
 
 
 @pytest.mark.parametrize("name", ["config.json", "tokenizer.json", PROMPT_FILE])
-@pytest.mark.parametrize("content", NASTY_FILES + [b"[1]", b'{"model_type": "qwen3_vl", "vision_config": "x"}',
-                                                    b'{"model_type": "qwen3_vl", "image_token_id": "x"}'],
-                         ids=range(len(NASTY_FILES) + 3))
-def test_hostile_files_in_a_model_folder(model_pristine: Path, tmp_path: Path, count, name: str, content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content",
+    NASTY_FILES
+    + [
+        b"[1]",
+        b'{"model_type": "qwen3_vl", "vision_config": "x"}',
+        b'{"model_type": "qwen3_vl", "image_token_id": "x"}',
+    ],
+    ids=range(len(NASTY_FILES) + 3),
+)
+def test_hostile_files_in_a_model_folder(
+    model_pristine: Path, tmp_path: Path, count, name: str, content: bytes
+) -> None:
     from differad_edge.vlm.loader import check_model_dir, load_processor, read_template
 
     root = _copy(model_pristine, tmp_path / "m")
@@ -218,9 +281,13 @@ def test_issue13_bundle_regressions(pristine: Path, tmp_path: Path, capsys, coun
     count("bundles")
 
 
-@pytest.mark.parametrize(("name", "content"), [(PROMPT_FILE, b"[1]"), ("tokenizer.json", b'{"garbage": true}'),
-                                               (MANIFEST_NAME, b"[" * 100_000)])
-def test_issue13_bundle_file_regressions(pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [(PROMPT_FILE, b"[1]"), ("tokenizer.json", b'{"garbage": true}'), (MANIFEST_NAME, b"[" * 100_000)],
+)
+def test_issue13_bundle_file_regressions(
+    pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes
+) -> None:
     root = _copy(pristine, tmp_path / "b")
     (root / name).write_bytes(content)
     if name != MANIFEST_NAME:
@@ -231,16 +298,20 @@ def test_issue13_bundle_file_regressions(pristine: Path, tmp_path: Path, capsys,
     count("bundles")
 
 
-@pytest.mark.parametrize(("name", "content", "step"), [
-    (PROMPT_FILE, b"[1]", "template"),
-    (PROMPT_FILE, b'{"id": "x", "think": false, "instructions": 7}', "template"),
-    ("config.json", b"[" * 5000 + b"]" * 5000, "check"),
-    ("config.json", b'{"model_type": "qwen3_vl", "vision_config": "x"}', "check"),
-    ("tokenizer.json", b"\x00garbage", "check"),
-    ("tokenizer.json", b'{"model": 5}', "processor"),
-])
-def test_issue13_model_folder_regressions(model_pristine: Path, tmp_path: Path, count, name: str, content: bytes,
-                                          step: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "content", "step"),
+    [
+        (PROMPT_FILE, b"[1]", "template"),
+        (PROMPT_FILE, b'{"id": "x", "think": false, "instructions": 7}', "template"),
+        ("config.json", b"[" * 5000 + b"]" * 5000, "check"),
+        ("config.json", b'{"model_type": "qwen3_vl", "vision_config": "x"}', "check"),
+        ("tokenizer.json", b"\x00garbage", "check"),
+        ("tokenizer.json", b'{"model": 5}', "processor"),
+    ],
+)
+def test_issue13_model_folder_regressions(
+    model_pristine: Path, tmp_path: Path, count, name: str, content: bytes, step: str
+) -> None:
     from differad_edge.vlm.loader import check_model_dir, load_processor, read_template
 
     root = _copy(model_pristine, tmp_path / "m")

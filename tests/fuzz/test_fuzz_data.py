@@ -25,8 +25,11 @@ bad_line = st.one_of(
     json_values.map(dumps),
     st.binary(max_size=64),
     st.sampled_from([ln.replace(b"\n", b" ") for ln in NASTY_FILES]),
-    st.builds(lambda k, v: json.dumps({**GOOD_PAIR, "id": "bad", k: v}, default=str).encode(),
-              st.sampled_from(["box", "category", "reference", "target", "id", "mask", "subset"]), json_values),
+    st.builds(
+        lambda k, v: json.dumps({**GOOD_PAIR, "id": "bad", k: v}, default=str).encode(),
+        st.sampled_from(["box", "category", "reference", "target", "id", "mask", "subset"]),
+        json_values,
+    ),
 )
 
 
@@ -71,8 +74,12 @@ def test_predictions_files_of_good_and_bad_lines(folder: Path, count, lines) -> 
     count("jsonl", len(raw))
 
 
-@given(st.text(max_size=400) | st.sampled_from(["[" + "9" * 400 + ",1,2,3]", "(" + "9" * 309 + ",1),(2,3)",
-                                                   "<answer>" + "[" * 5000 + "</answer>"]))
+@given(
+    st.text(max_size=400)
+    | st.sampled_from(
+        ["[" + "9" * 400 + ",1,2,3]", "(" + "9" * 309 + ",1),(2,3)", "<answer>" + "[" * 5000 + "</answer>"]
+    )
+)
 def test_prediction_texts_never_raise(folder: Path, count, text: str) -> None:
     from differad_edge.parsing import parse_answer
 
@@ -81,14 +88,16 @@ def test_prediction_texts_never_raise(folder: Path, count, text: str) -> None:
     count("jsonl")
 
 
-@pytest.mark.parametrize("content", NASTY_FILES + [b'{"id": "a", "box": [' + b"9" * 400 + b", 1, 2, 3]}"],
-                         ids=range(len(NASTY_FILES) + 1))
+@pytest.mark.parametrize(
+    "content", NASTY_FILES + [b'{"id": "a", "box": [' + b"9" * 400 + b", 1, 2, 3]}"], ids=range(len(NASTY_FILES) + 1)
+)
 def test_differad_eval_with_hostile_predictions(folder: Path, tmp_path: Path, capsys, count, content: bytes) -> None:
     from differad_edge.cli.main import main
 
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(json.dumps({**GOOD_PAIR, "reference": str(folder / "r.png"), "target": str(folder / "r.png"),
-                                 "id": "a"}) + "\n")
+    pairs.write_text(
+        json.dumps({**GOOD_PAIR, "reference": str(folder / "r.png"), "target": str(folder / "r.png"), "id": "a"}) + "\n"
+    )
     preds = tmp_path / "preds.jsonl"
     preds.write_bytes(content + b"\n" + b'{"id": "a", "box": null}\n')
     before = preds.read_bytes()
@@ -102,9 +111,16 @@ def test_differad_eval_with_hostile_predictions(folder: Path, tmp_path: Path, ca
     count("jsonl")
 
 
-LABEL_CASES = NASTY_FILES + [b'{"d.png": [' + b"9" * 400 + b", 1, 2, 3]}", b'{"d.png": [1, 1, 5000, 5000]}',
-                             b'{"../d.png": [1, 1, 5, 5]}', b'{"/etc/passwd": [1, 1, 5, 5]}', b'{"d.png": "x"}',
-                             b'{"d.png": [[1]]}', b'{"fifo": [1, 1, 5, 5]}', b'{"missing.png": [1, 1, 5, 5]}']
+LABEL_CASES = NASTY_FILES + [
+    b'{"d.png": [' + b"9" * 400 + b", 1, 2, 3]}",
+    b'{"d.png": [1, 1, 5000, 5000]}',
+    b'{"../d.png": [1, 1, 5, 5]}',
+    b'{"/etc/passwd": [1, 1, 5, 5]}',
+    b'{"d.png": "x"}',
+    b'{"d.png": [[1]]}',
+    b'{"fifo": [1, 1, 5, 5]}',
+    b'{"missing.png": [1, 1, 5, 5]}',
+]
 
 
 @pytest.mark.parametrize("content", LABEL_CASES, ids=range(len(LABEL_CASES)))
@@ -123,10 +139,21 @@ def test_defect_labels(tmp_path: Path, count, content: bytes) -> None:
     count("labels")
 
 
-MASK_CASES = [b"", b"care: 5", b"care: [[1, 2]]", b"care: [[[0,0],[10,0],[10,1e300]]]", b"ignore: {a: 1}",
-              b"care: " + b"[" * 5000, b"\xff\xfe", b"a: &a [*a, *a]\ncare: *a", b"care: [[[0,0],[1,0]]]", b"- 1",
-              b"care: [[[0,0],[63,0],[63,63]]]\nignore: [[[0,0],[63,0],[63,63],[0,63]]]", b"!!python/object:os.system {}",
-              b"care: [[[0, 0], [1e9, 0], [0, 1e9]]]"]
+MASK_CASES = [
+    b"",
+    b"care: 5",
+    b"care: [[1, 2]]",
+    b"care: [[[0,0],[10,0],[10,1e300]]]",
+    b"ignore: {a: 1}",
+    b"care: " + b"[" * 5000,
+    b"\xff\xfe",
+    b"a: &a [*a, *a]\ncare: *a",
+    b"care: [[[0,0],[1,0]]]",
+    b"- 1",
+    b"care: [[[0,0],[63,0],[63,63]]]\nignore: [[[0,0],[63,0],[63,63],[0,63]]]",
+    b"!!python/object:os.system {}",
+    b"care: [[[0, 0], [1e9, 0], [0, 1e9]]]",
+]
 
 
 @pytest.mark.parametrize("content", MASK_CASES, ids=range(len(MASK_CASES)))
@@ -137,14 +164,16 @@ def test_care_mask_yaml(tmp_path: Path, count, content: bytes) -> None:
     p.write_bytes(content)
     try:
         mask = load_care_mask(p, (64, 64))
-        assert mask.shape == (64, 64) and mask.dtype == np.uint8
+        assert mask.shape == (64, 64)
+        assert mask.dtype == np.uint8
     except CalibrationError:
         pass
     count("masks")
 
 
-@pytest.mark.parametrize("content", [b"", b"not a png", b"\x89PNG\r\n\x1a\n\x00", b"#?RADIANCE\n-Y 9000 +X 9000\n"],
-                         ids=range(4))
+@pytest.mark.parametrize(
+    "content", [b"", b"not a png", b"\x89PNG\r\n\x1a\n\x00", b"#?RADIANCE\n-Y 9000 +X 9000\n"], ids=range(4)
+)
 def test_care_mask_png(tmp_path: Path, count, content: bytes) -> None:
     from differad_edge.calibration.masks import load_care_mask
 
@@ -159,9 +188,22 @@ def test_care_mask_png(tmp_path: Path, count, content: bytes) -> None:
 def test_session_files(tmp_path: Path, count, value, key) -> None:
     from differad_edge.calibration.session import load_session
 
-    good = {"format_version": 1, "product_id": "p", "source": "dir:x", "created": 0.0, "gates": {},
-            "frames": [{"name": "a.png", "file": "frames/000000.png", "split": "build", "sha256": "0" * 64,
-                        "verdict": {"accepted": True}}]}
+    good = {
+        "format_version": 1,
+        "product_id": "p",
+        "source": "dir:x",
+        "created": 0.0,
+        "gates": {},
+        "frames": [
+            {
+                "name": "a.png",
+                "file": "frames/000000.png",
+                "split": "build",
+                "sha256": "0" * 64,
+                "verdict": {"accepted": True},
+            }
+        ],
+    }
     data = value if key is None else {**good, key: value}
     (tmp_path / "session.json").write_bytes(dumps(data))
     try:

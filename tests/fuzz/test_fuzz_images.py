@@ -30,7 +30,9 @@ def _outcome(data: bytes) -> str:
         out = decode_image(data, max_pixels=LIMIT)
     except ImageError:
         return "error"
-    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+    assert out.dtype == np.uint8
+    assert out.ndim == 3
+    assert out.shape[2] == 3
     assert out.shape[0] * out.shape[1] <= LIMIT
     return "decoded"
 
@@ -53,8 +55,23 @@ def test_truncation_of_every_format(count, capfd, ext: str, cut: float) -> None:
     assert capfd.readouterr().err == ""
 
 
-@given(st.binary(max_size=256), st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"P6 ",
-                                                  b"RIFF\x00\x00\x00\x00WEBP", b"#?RADIANCE\n", b"PF\n", b"v/1\x01"]))
+@given(
+    st.binary(max_size=256),
+    st.sampled_from(
+        [
+            b"",
+            b"\x89PNG\r\n\x1a\n",
+            b"\xff\xd8\xff",
+            b"BM",
+            b"II*\x00",
+            b"P6 ",
+            b"RIFF\x00\x00\x00\x00WEBP",
+            b"#?RADIANCE\n",
+            b"PF\n",
+            b"v/1\x01",
+        ]
+    ),
+)
 def test_random_bytes_behind_every_magic(count, capfd, tail: bytes, magic: bytes) -> None:
     _outcome(magic + tail)
     count("images")
@@ -175,8 +192,10 @@ def test_calibrate_image_sources_end_in_one_error_line(count, tmp_path: Path, ca
     for i in range(3):
         cv2.imwrite(str(src / f"g{i}.png"), cv2.resize(SEED_IMAGE, (64, 64)))
     (src / ("zz_" + name)).write_bytes(BAD_FILES[name])
-    runs = [["capture", "--product", "p", "--source", str(src), "--frames", "8", "--out", str(tmp_path / "s")],
-            ["validate", "--store", str(tmp_path / "store"), "--product", "p", "--version", "v0001", "--good", str(src)]]
+    runs = [
+        ["capture", "--product", "p", "--source", str(src), "--frames", "8", "--out", str(tmp_path / "s")],
+        ["validate", "--store", str(tmp_path / "store"), "--product", "p", "--version", "v0001", "--good", str(src)],
+    ]
     from differad_edge.store import ReferenceStore
 
     ReferenceStore(tmp_path / "store").add_version("p", cv2.resize(SEED_IMAGE, (64, 64)))

@@ -128,16 +128,32 @@ def test_hostile_bytes_in_every_store_file(pristine: Path, tmp_path: Path, count
     _with_timeout(lambda: _run_all(store, count))
 
 
-MANIFEST_KEYS = [["format"], ["files"], ["files", "reference.png"], ["files", "mean.npy"], ["size"], ["metadata"],
-                 ["status"], ["validation"], ["validation", "report"], ["validation", "report", "golden"],
-                 ["validation", "report", "golden", "min_area"], ["validation", "passed"], ["status_history"],
-                 ["version"], ["sha256"], ["files", "../../outside.png"], ["files", "/tmp/abs.png"]]
+MANIFEST_KEYS = [
+    ["format"],
+    ["files"],
+    ["files", "reference.png"],
+    ["files", "mean.npy"],
+    ["size"],
+    ["metadata"],
+    ["status"],
+    ["validation"],
+    ["validation", "report"],
+    ["validation", "report", "golden"],
+    ["validation", "report", "golden", "min_area"],
+    ["validation", "passed"],
+    ["status_history"],
+    ["version"],
+    ["sha256"],
+    ["files", "../../outside.png"],
+    ["files", "/tmp/abs.png"],
+]
 POINTER_KEYS = [["version"], ["previous"], ["event"], ["format"], ["sha256"], ["time"]]
 
 
 @given(
-    st.sampled_from([("versions/v0001/manifest.json", k) for k in MANIFEST_KEYS]
-                    + [("active.json", k) for k in POINTER_KEYS]),
+    st.sampled_from(
+        [("versions/v0001/manifest.json", k) for k in MANIFEST_KEYS] + [("active.json", k) for k in POINTER_KEYS]
+    ),
     json_values,
     st.booleans(),
 )
@@ -155,7 +171,9 @@ def test_wrong_typed_fields_resealed_or_not(pristine: Path, tmp_path: Path, coun
 
 
 @pytest.mark.parametrize("line", [b"\xff", b"[]", b"{}", b'{"event": 1}', b"[" * 5000, b'{"event": "x"', b"9" * 5000])
-def test_hostile_history_lines_refuse_pointer_changes_atomically(pristine: Path, tmp_path: Path, count, line: bytes) -> None:
+def test_hostile_history_lines_refuse_pointer_changes_atomically(
+    pristine: Path, tmp_path: Path, count, line: bytes
+) -> None:
     store = _copy(pristine, tmp_path / "refs")
     hist = store.root / "p1/history.jsonl"
     hist.write_bytes(hist.read_bytes() + line + b"\n")
@@ -164,12 +182,21 @@ def test_hostile_history_lines_refuse_pointer_changes_atomically(pristine: Path,
         with pytest.raises(DifferadError):
             op()
         count("store")
-    assert store.active_version("p1") == "v0001" and _tree(store.root) == before
+    assert store.active_version("p1") == "v0001"
+    assert _tree(store.root) == before
 
 
 PLANTS = ["symlink_file", "symlink_dir", "fifo", "socket", "dangling", "loop"]
-PLANT_AT = ["active.json", "history.jsonl", "versions/v0001/manifest.json", "versions/v0001/reference.png",
-            "versions/v0001/mean.npy", "versions/v0002", "versions", ".lock"]
+PLANT_AT = [
+    "active.json",
+    "history.jsonl",
+    "versions/v0001/manifest.json",
+    "versions/v0001/reference.png",
+    "versions/v0001/mean.npy",
+    "versions/v0002",
+    "versions",
+    ".lock",
+]
 
 
 @pytest.mark.parametrize("plant", PLANTS)
@@ -208,9 +235,24 @@ def test_planted_links_and_special_files(pristine: Path, tmp_path: Path, count, 
     assert not any(p.name.startswith(".tmp") for p in outside.rglob("*"))
 
 
-@pytest.mark.parametrize("value", ["/dev/zero", "/etc/passwd", "../../../etc/passwd", "versions/../../x", "reference.png/",
-                                   "fifo", "", ".", "\x00", "extra_1.png"])
-def test_file_names_in_the_manifest_other_than_the_stores_own(pristine: Path, tmp_path: Path, count, value: str) -> None:
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/dev/zero",
+        "/etc/passwd",
+        "../../../etc/passwd",
+        "versions/../../x",
+        "reference.png/",
+        "fifo",
+        "",
+        ".",
+        "\x00",
+        "extra_1.png",
+    ],
+)
+def test_file_names_in_the_manifest_other_than_the_stores_own(
+    pristine: Path, tmp_path: Path, count, value: str
+) -> None:
     from differad_edge.store_format import seal
 
     store = _copy(pristine, tmp_path / "refs")
@@ -225,15 +267,22 @@ def test_file_names_in_the_manifest_other_than_the_stores_own(pristine: Path, tm
 
 
 CLI_COMMANDS = [
-    ["list"], ["list", "--json"], ["show", "--product", "p1"], ["show", "--product", "p1", "--version", "v0002"],
-    ["promote", "--product", "p1", "--version", "v0002", "--force", "--reason", "x"], ["rollback", "--product", "p1"],
-    ["promote", "--product", "p1", "--version", "v0002"], ["upgrade"],
+    ["list"],
+    ["list", "--json"],
+    ["show", "--product", "p1"],
+    ["show", "--product", "p1", "--version", "v0002"],
+    ["promote", "--product", "p1", "--version", "v0002", "--force", "--reason", "x"],
+    ["rollback", "--product", "p1"],
+    ["promote", "--product", "p1", "--version", "v0002"],
+    ["upgrade"],
 ]
 
 
 @pytest.mark.parametrize("name", STORE_FILES)
 @pytest.mark.parametrize("content", NASTY_FILES[:12], ids=range(12))
-def test_calibrate_commands_on_a_damaged_store(pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes) -> None:
+def test_calibrate_commands_on_a_damaged_store(
+    pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes
+) -> None:
     store = _copy(pristine, tmp_path / "refs")
     (store.root / "p1" / name).write_bytes(content)
     for argv in CLI_COMMANDS:
@@ -252,8 +301,12 @@ def test_calibrate_subprocess_has_no_traceback(pristine: Path, tmp_path: Path, c
     store = _copy(pristine, tmp_path / "refs")
     (store.root / "p1/active.json").write_bytes(content)
     for argv in (["list"], ["promote", "--product", "p1", "--version", "v0002", "--force", "--reason", "x"]):
-        proc = subprocess.run([sys.executable, "-m", "differad_edge.calibration.cli", argv[0], "--store", str(store.root),
-                               *argv[1:]], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "differad_edge.calibration.cli", argv[0], "--store", str(store.root), *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
         count("store")
 
@@ -281,7 +334,8 @@ def _check_consistent(store: ReferenceStore) -> None:
     assert ref.version == active
     events = store.history("p1")
     pointer_events = [e for e in events if e["event"] in ("promote", "rollback")]
-    assert pointer_events and pointer_events[-1]["version"] == active  # the pointer and its event together
+    assert pointer_events
+    assert pointer_events[-1]["version"] == active
     for v in store.versions("p1"):
         store.load("p1", v.version)
 
@@ -297,8 +351,12 @@ def test_kill_9_during_store_writes(pristine: Path, tmp_path: Path, monkeypatch,
     rng = random.Random(seed)
     kills = 4
     for k in range(kills):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store.root), str(seed * 100 + k)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(store.root), str(seed * 100 + k)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None
         proc.stdout.readline()  # it is writing
         time.sleep(rng.uniform(0.0, 0.3))
@@ -315,8 +373,11 @@ def test_kill_9_during_store_writes(pristine: Path, tmp_path: Path, monkeypatch,
 def test_nasty_values_are_also_refused_as_ids(pristine: Path, tmp_path: Path, count) -> None:
     store = _copy(pristine, tmp_path / "refs")
     for value in NASTY_VALUES:
-        for op in (lambda v: store.load(v), lambda v: store.versions(v), lambda v: store.promote("p1", v, force=True,
-                                                                                                   reason="x")):
+        for op in (
+            lambda v: store.load(v),
+            lambda v: store.versions(v),
+            lambda v: store.promote("p1", v, force=True, reason="x"),
+        ):
             try:
                 op(value)  # type: ignore[arg-type]
             except DifferadError:
@@ -327,9 +388,10 @@ def test_nasty_values_are_also_refused_as_ids(pristine: Path, tmp_path: Path, co
 
 @pytest.mark.parametrize("name", STORE_FILES[:3])
 @pytest.mark.parametrize("content", NASTY_FILES[:10], ids=range(10))
-def test_differad_inspect_on_a_damaged_store(pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes) -> None:
+def test_differad_inspect_on_a_damaged_store(
+    pristine: Path, tmp_path: Path, capsys, count, name: str, content: bytes
+) -> None:
     import cv2
-
     from differad_edge.cli.main import main as differad
 
     store = _copy(pristine, tmp_path / "refs")

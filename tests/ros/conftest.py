@@ -19,7 +19,9 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (bash scripts/build_vision_msgs.sh .venv)")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (bash scripts/build_vision_msgs.sh .venv)")
-pytest.importorskip("differad_edge_msgs.msg", reason="differad_edge_msgs not built (bash scripts/build_vision_msgs.sh .venv)")
+pytest.importorskip(
+    "differad_edge_msgs.msg", reason="differad_edge_msgs not built (bash scripts/build_vision_msgs.sh .venv)"
+)
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -45,8 +47,17 @@ READY_TIMEOUT = 60.0
 def ros_env() -> dict[str, str]:
     """This process and every child on one private, localhost-only domain with the SHM profile."""
     env = cell_env(domain_id=int(os.environ.get("DIFFERAD_TEST_DOMAIN", 1 + (os.getpid() + 50) % 100)))
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
-                                           "FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION")})
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "ROS_DOMAIN_ID",
+                "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                "RMW_IMPLEMENTATION",
+            )
+        }
+    )
     return env
 
 
@@ -152,8 +163,9 @@ class InspectorProcess:
         for attempt in range(attempts):
             self.publisher.publish(msg)
             try:
-                return self.detections.wait_for(lambda d: (d.header.stamp.sec, d.header.stamp.nanosec) == key,
-                                                timeout / attempts)
+                return self.detections.wait_for(
+                    lambda d: (d.header.stamp.sec, d.header.stamp.nanosec) == key, timeout / attempts
+                )
             except AssertionError:
                 if attempt == attempts - 1:
                     raise
@@ -167,11 +179,15 @@ class InspectorProcess:
 
     def diag(self, pred: Callable[[dict[str, str]], bool], timeout: float = 20.0) -> dict[str, str]:
         """Values of this node's first /diagnostics status that satisfy ``pred`` (``level`` added)."""
+
         def values(msg: DiagnosticArray) -> dict[str, str] | None:
             for s in msg.status:
                 if s.hardware_id == f"/{self.name}":
-                    return {"level": str(ord(s.level) if isinstance(s.level, bytes) else int(s.level)),
-                            "message": s.message, **{kv.key: kv.value for kv in s.values}}
+                    return {
+                        "level": str(ord(s.level) if isinstance(s.level, bytes) else int(s.level)),
+                        "message": s.message,
+                        **{kv.key: kv.value for kv in s.values},
+                    }
             return None
 
         msg = self.diagnostics.wait_for(lambda m: (v := values(m)) is not None and pred(v), timeout)
@@ -206,18 +222,29 @@ def start_inspector(client: Client, store: ReferenceStore, ros_env: dict[str, st
 
     def start(name: str, **params: Any) -> InspectorProcess:
         topic = f"/{name}/camera"
-        full = {"store": str(store.root), "product_id": "part-a", "align": "none", "image_topic": topic,
-                "diagnostics_period": 0.3, **params}
+        full = {
+            "store": str(store.root),
+            "product_id": "part-a",
+            "align": "none",
+            "image_topic": topic,
+            "diagnostics_period": 0.3,
+            **params,
+        }
         log = tmp_path / f"{name}.log"
         with open(log, "w") as out:
             proc = subprocess.Popen(inspector_command(full, name), env=ros_env, stdout=out, stderr=subprocess.STDOUT)
         msg_type = CompressedImage if full.get("input") == "compressed" else Image
         if full.get("input") == "compressed":
             topic = f"{topic}/compressed"  # image_transport's name; the node is given the base topic
-        ip = InspectorProcess(name, proc, client.node.create_publisher(msg_type, topic, 10),
-                              client.inbox(Detection2DArray, f"/{name}/detections"),
-                              client.inbox(DiagnosticArray, "/diagnostics"), log,
-                              client.inbox(InspectionResult, f"/{name}/result"))
+        ip = InspectorProcess(
+            name,
+            proc,
+            client.node.create_publisher(msg_type, topic, 10),
+            client.inbox(Detection2DArray, f"/{name}/detections"),
+            client.inbox(DiagnosticArray, "/diagnostics"),
+            log,
+            client.inbox(InspectionResult, f"/{name}/result"),
+        )
         started.append(ip)
         deadline = time.monotonic() + READY_TIMEOUT
         while ip.publisher.get_subscription_count() < 1:
@@ -237,6 +264,11 @@ def onnx_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     """An fp32 ONNX bundle of the tiny model (the export area's own exporter, a few seconds)."""
     from differad_edge.export import make_config, run_export
 
-    cfg = make_config(model=tiny_model_dir, out=tmp_path_factory.mktemp("ros-bundle") / "fp32", quant="fp32",
-                      verify_count=1, max_pixels=256 * 256)
+    cfg = make_config(
+        model=tiny_model_dir,
+        out=tmp_path_factory.mktemp("ros-bundle") / "fp32",
+        quant="fp32",
+        verify_count=1,
+        max_pixels=256 * 256,
+    )
     return run_export(cfg, log=lambda _m: None).bundle

@@ -21,8 +21,13 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def _sim(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "differad_edge_ros.camera_sim", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "differad_edge_ros.camera_sim", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_source_folder_is_registered_and_replayed_on_the_compressed_topic(client, ros_env, tmp_path):
@@ -35,18 +40,39 @@ def test_source_folder_is_registered_and_replayed_on_the_compressed_topic(client
     compressed = client.inbox(CompressedImage, "/cs_cam/compressed")
     raw = client.inbox(Image, "/cs_cam")
     store = tmp_path / "store"
-    proc = _sim(["--source", str(src), "--register", str(store), "--product", "user-part", "--compressed",
-                 "--topic", "/cs_cam", "--frames", "6", "--rate", "10", "--wait-timeout", "30", "--reliable"], ros_env)
+    proc = _sim(
+        [
+            "--source",
+            str(src),
+            "--register",
+            str(store),
+            "--product",
+            "user-part",
+            "--compressed",
+            "--topic",
+            "/cs_cam",
+            "--frames",
+            "6",
+            "--rate",
+            "10",
+            "--wait-timeout",
+            "30",
+            "--reliable",
+        ],
+        ros_env,
+    )
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out
-    assert "registered user-part@v0001" in out and "/cs_cam/compressed" in out
+    assert "registered user-part@v0001" in out
+    assert "/cs_cam/compressed" in out
     s = ReferenceStore(store)
     assert s.active_version("user-part") == "v0001"
     assert np.array_equal(s.load("user-part").image, images[0])  # the first frame is the reference
     deadline = time.monotonic() + 10
     while len(compressed.items) < 4 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(compressed.items) >= 4 and not raw.items  # image_transport's name, nothing on the raw topic
+    assert len(compressed.items) >= 4
+    assert not raw.items
     got = compressed_to_rgb(compressed.items[0])
     assert min(np.abs(got.astype(int) - im).mean() for im in images) < 4.0  # jpeg of one of the user's frames
 
@@ -58,16 +84,22 @@ def test_source_video_is_replayed_and_a_bad_source_is_one_error(client, ros_env,
         writer.write(cv2.cvtColor(make_product(96, seed), cv2.COLOR_RGB2BGR))
     writer.release()
     frames = client.inbox(Image, "/cs_video")
-    proc = _sim(["--source", str(video), "--topic", "/cs_video", "--frames", "3", "--rate", "10", "--reliable"], ros_env)
+    proc = _sim(
+        ["--source", str(video), "--topic", "/cs_video", "--frames", "3", "--rate", "10", "--reliable"], ros_env
+    )
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out
     deadline = time.monotonic() + 10
     while not frames.items and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert frames.items and (frames.items[0].width, frames.items[0].height) == (96, 96)
+    assert frames.items
+    assert (frames.items[0].width, frames.items[0].height) == (96, 96)
 
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = _sim(["--source", str(empty), "--topic", "/cs_none"], ros_env)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "differad: error:" in out and "no images" in out and "Traceback" not in out
+    assert proc.returncode == 2
+    assert "differad: error:" in out
+    assert "no images" in out
+    assert "Traceback" not in out

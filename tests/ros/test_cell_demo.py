@@ -15,14 +15,38 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 def test_cell_demo_scores_every_frame_and_exits_zero(tmp_path, ros_env, scene, align, size):
     out = tmp_path / "cell"
     domain = (int(ros_env["ROS_DOMAIN_ID"]) % 100) + 1  # its own domain, away from the test client
-    cmd = [sys.executable, "-m", "differad_edge_ros.cell_demo", "--out", str(out), "--frames", "8", "--rate", "5",
-           "--size", str(size), "--scene", scene, "--align", align, "--domain-id", str(domain), "--timeout", "90"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "differad_edge_ros.cell_demo",
+        "--out",
+        str(out),
+        "--frames",
+        "8",
+        "--rate",
+        "5",
+        "--size",
+        str(size),
+        "--scene",
+        scene,
+        "--align",
+        align,
+        "--domain-id",
+        str(domain),
+        "--timeout",
+        "90",
+    ]
     done = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames_published"] == 8 and summary["frames_inspected"] == 8 and summary["frames_lost"] == 0
+    assert summary["frames_published"] == 8
+    assert summary["frames_inspected"] == 8
+    assert summary["frames_lost"] == 0
     assert summary["defective"] >= 2
-    assert summary["acc30"] >= 0.75 and summary["tp"] >= summary["defective"] - 1
+    assert summary["acc30"] >= 0.75
+    assert summary["tp"] >= summary["defective"] - 1
     assert summary["node_diagnostics"]["bad_frames"] == "0"
-    assert len(list(out.glob("frame_*.png"))) == 8 and (out / "contact_sheet.png").is_file()
-    assert "Acc@0.3" in done.stdout and "frames published 8" in done.stdout
+    assert len(list(out.glob("frame_*.png"))) == 8
+    assert (out / "contact_sheet.png").is_file()
+    assert "Acc@0.3" in done.stdout
+    assert "frames published 8" in done.stdout

@@ -81,8 +81,10 @@ def test_every_verdict_reaches_result_and_detections_are_fail_safe(start_inspect
 
     ok, ng, ni = node.result(ok_h), node.result(ng_h), node.result(ni_h)
     assert (ok.verdict, ok.verdict_name, ok.reason) == (InspectionResult.VERDICT_OK, "OK", "")
-    assert list(ok_det.detections) == [] and list(ok.detections.detections) == []
-    assert (ng.verdict, ng.verdict_name) == (InspectionResult.VERDICT_NG, "NG") and len(ng.detections.detections) >= 1
+    assert list(ok_det.detections) == []
+    assert list(ok.detections.detections) == []
+    assert (ng.verdict, ng.verdict_name) == (InspectionResult.VERDICT_NG, "NG")
+    assert len(ng.detections.detections) >= 1
     assert len(ng_det.detections) == len(ng.detections.detections)
     assert all(d.results[0].hypothesis.class_id == "defect" for d in ng_det.detections)
     assert (ni.verdict, ni.reason) == (InspectionResult.VERDICT_NOT_INSPECTED, InspectionResult.REASON_SIZE_MISMATCH)
@@ -90,11 +92,15 @@ def test_every_verdict_reaches_result_and_detections_are_fail_safe(start_inspect
     # a detections-only consumer sees one not_inspected detection over the frame, never an empty array
     assert len(ni_det.detections) == 1
     d = ni_det.detections[0]
-    assert d.results[0].hypothesis.class_id == NOT_INSPECTED_CLASS_ID and d.id == "size_mismatch"
+    assert d.results[0].hypothesis.class_id == NOT_INSPECTED_CLASS_ID
+    assert d.id == "size_mismatch"
     assert (d.bbox.size_x, d.bbox.size_y) == (128.0, 128.0)
     for r in (ok, ng, ni):
-        assert r.product_id == "part-a" and r.engine == "golden"
-    assert ok.reference_version == "v0001" and ok.inspect_ms > 0 and "total" in list(ok.timing_stages)
+        assert r.product_id == "part-a"
+        assert r.engine == "golden"
+    assert ok.reference_version == "v0001"
+    assert ok.inspect_ms > 0
+    assert "total" in list(ok.timing_stages)
     assert InspectionResult().verdict == InspectionResult.VERDICT_NOT_INSPECTED  # the zero value fails safe
 
 
@@ -122,8 +128,11 @@ def test_inspect_service_uses_a_frame_stamped_after_the_request_per_view(start_i
             time.sleep(0.3)
         client.node.destroy_client(cli)
         result = future.result().result
-        assert result.header.frame_id == "fresh" and result.header.stamp == fresh.stamp
-        assert result.part_id == part and result.view_id == view and result.product_id == "part-a"
+        assert result.header.frame_id == "fresh"
+        assert result.header.stamp == fresh.stamp
+        assert result.part_id == part
+        assert result.view_id == view
+        assert result.product_id == "part-a"
         published = node.results.wait_for(lambda r: r.part_id == part and r.view_id == view)  # ~/result too
         assert published.header.stamp == fresh.stamp
         return result
@@ -135,12 +144,16 @@ def test_inspect_service_uses_a_frame_stamped_after_the_request_per_view(start_i
     assert trigger("top", top, "part-3").verdict == InspectionResult.VERDICT_OK
     assert trigger("", top, "part-3").verdict == InspectionResult.VERDICT_NG
     summary = parts.wait_for(lambda r: r.part_id == "part-3")  # both views of part-3 are in
-    assert summary.verdict == InspectionResult.VERDICT_NG and "top=OK" in summary.message
+    assert summary.verdict == InspectionResult.VERDICT_NG
+    assert "top=OK" in summary.message
     assert "(main)=NG" in summary.message
 
     t0 = time.monotonic()
-    late = _call(client, Inspect, "/ci_trigger/inspect", Inspect.Request(view_id="top", part_id="p3", timeout=0.5)).result
-    assert late.verdict == InspectionResult.VERDICT_NOT_INSPECTED and late.reason == InspectionResult.REASON_TIMEOUT
+    late = _call(
+        client, Inspect, "/ci_trigger/inspect", Inspect.Request(view_id="top", part_id="p3", timeout=0.5)
+    ).result
+    assert late.verdict == InspectionResult.VERDICT_NOT_INSPECTED
+    assert late.reason == InspectionResult.REASON_TIMEOUT
     assert time.monotonic() - t0 < 5.0
     unknown = _call(client, Inspect, "/ci_trigger/inspect", Inspect.Request(view_id="side", timeout=10.0))
     assert unknown.result.verdict == InspectionResult.VERDICT_NOT_INSPECTED  # no such view: answered, not hung
@@ -155,25 +168,37 @@ def test_lifecycle_configure_failure_is_reported_and_recoverable(client, store, 
     manifest.write_text(json.dumps(damaged))
     name = "ci_lifecycle"
     log = tmp_path / "lc.log"
-    params = {"store": str(store.root), "product_id": "part-a", "align": "none", "autostart": "false",
-              "image_topic": f"/{name}/camera", "diagnostics_period": 0.3}
+    params = {
+        "store": str(store.root),
+        "product_id": "part-a",
+        "align": "none",
+        "autostart": "false",
+        "image_topic": f"/{name}/camera",
+        "diagnostics_period": 0.3,
+    }
     with open(log, "w") as out:
         proc = subprocess.Popen(inspector_command(params, name), env=ros_env, stdout=out, stderr=subprocess.STDOUT)
     try:
         get_state = GetState.Request()
         state = _call(client, GetState, f"/{name}/get_state", get_state, timeout=60).current_state
         assert state.label == "unconfigured"  # autostart false: waits for a lifecycle manager
-        failed = _call(client, ChangeState, f"/{name}/change_state",
-                       ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        failed = _call(
+            client,
+            ChangeState,
+            f"/{name}/change_state",
+            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)),
+        )
         assert not failed.success
         assert proc.poll() is None  # no crash
         assert _call(client, GetState, f"/{name}/get_state", get_state).current_state.label == "unconfigured"
-        assert "configure failed" in log.read_text() and "part-a" in log.read_text()
+        assert "configure failed" in log.read_text()
+        assert "part-a" in log.read_text()
 
         manifest.write_text(original)  # repaired: configure and activate now succeed
         for t in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-            assert _call(client, ChangeState, f"/{name}/change_state",
-                         ChangeState.Request(transition=Transition(id=t))).success
+            assert _call(
+                client, ChangeState, f"/{name}/change_state", ChangeState.Request(transition=Transition(id=t))
+            ).success
         results = client.inbox(InspectionResult, f"/{name}/result")
         pub = client.node.create_publisher(Image, f"/{name}/camera", 10)
         h = _now_header(client)
@@ -182,8 +207,12 @@ def test_lifecycle_configure_failure_is_reported_and_recoverable(client, store, 
             assert time.monotonic() < deadline, "the activated node did not answer"
             pub.publish(array_to_image(references["part-a"], "rgb8", header=h))
             time.sleep(0.3)
-        assert _call(client, ChangeState, f"/{name}/change_state",
-                     ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
+        assert _call(
+            client,
+            ChangeState,
+            f"/{name}/change_state",
+            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)),
+        ).success
         assert _call(client, GetState, f"/{name}/get_state", get_state).current_state.label == "inactive"
         assert stop(proc) == 0
         assert "Traceback" not in log.read_text()
@@ -199,10 +228,16 @@ def test_nested_engine_parameters_at_start_and_at_run_time(start_inspector, clie
     node.inspect(array_to_image(bad, "rgb8", header=h))
     assert node.result(h).verdict == InspectionResult.VERDICT_OK
 
-    described = _call(client, DescribeParameters, "/ci_nested/describe_parameters",
-                      DescribeParameters.Request(names=["golden.min_area", "golden.k", "golden.channels"])).descriptors
-    assert "smallest defect" in described[0].description and described[0].integer_range[0].from_value == 1
-    assert described[1].floating_point_range[0].to_value == 100.0 and "gray" in described[2].description
+    described = _call(
+        client,
+        DescribeParameters,
+        "/ci_nested/describe_parameters",
+        DescribeParameters.Request(names=["golden.min_area", "golden.k", "golden.channels"]),
+    ).descriptors
+    assert "smallest defect" in described[0].description
+    assert described[0].integer_range[0].from_value == 1
+    assert described[1].floating_point_range[0].to_value == 100.0
+    assert "gray" in described[2].description
 
     assert _set(client, "ci_nested", **{"golden.min_area": 25}).successful
     h = node.header()
@@ -211,13 +246,15 @@ def test_nested_engine_parameters_at_start_and_at_run_time(start_inspector, clie
     refused = _set(client, "ci_nested", **{"golden.k": 500.0})  # outside the declared range
     assert not refused.successful
     refused = _set(client, "ci_nested", **{"golden.channels": "infrared"})
-    assert not refused.successful and "gray" in refused.reason
+    assert not refused.successful
+    assert "gray" in refused.reason
     assert not _set(client, "ci_nested", stream="false").successful  # a string is not a bool
     assert _set(client, "ci_nested", stream=True, trigger_timeout=2.5).successful
 
 
-def test_diagnostics_warn_while_problems_are_in_the_window_then_ok_then_error_without_frames(start_inspector, client,
-                                                                                           references):
+def test_diagnostics_warn_while_problems_are_in_the_window_then_ok_then_error_without_frames(
+    start_inspector, client, references
+):
     node = start_inspector("ci_diag", diagnostics_window=1.5, frame_timeout=2.0)
     good = references["part-a"]
     stop_feed = threading.Event()
@@ -233,7 +270,8 @@ def test_diagnostics_warn_while_problems_are_in_the_window_then_ok_then_error_wi
         node.diag(lambda v: v["level"] == "0" and int(v["frames_processed"]) > 0)
         node.publisher.publish(array_to_image(good[:128, :128], "rgb8", header=node.header()))  # NOT_INSPECTED
         warn = node.diag(lambda v: v["level"] == "1")
-        assert "not inspected" in warn["message"] and warn["window_not_inspected"] != "0"
+        assert "not inspected" in warn["message"]
+        assert warn["window_not_inspected"] != "0"
         ok = node.diag(lambda v: v["level"] == "0" and v["not_inspected"] != "0")  # the window moved on
         assert float(ok["input_rate_hz"]) > 1.0
     finally:
@@ -254,7 +292,9 @@ def test_lost_frames_are_counted_from_the_header_stamps(start_inspector, referen
         h.stamp.sec, h.stamp.nanosec = 7000, i * 100_000_000
         node.inspect(array_to_image(good, "rgb8", header=h))
     values = node.diag(lambda v: v["frames_lost"] != "0")
-    assert values["frames_lost"] == "3" and values["level"] == "1" and "3 lost" in values["message"]
+    assert values["frames_lost"] == "3"
+    assert values["level"] == "1"
+    assert "3 lost" in values["message"]
 
 
 def test_malformed_cdr_frames_do_not_stop_the_worker(start_inspector, client, references):
@@ -262,7 +302,7 @@ def test_malformed_cdr_frames_do_not_stop_the_worker(start_inspector, client, re
     raw = client.node.create_publisher(Image, "/ci_cdr/camera", 10)
     cdr = serialize_message(array_to_image(references["part-a"], "rgb8", header=node.header()))
     for prefix in (b"\x00\x02", b"\x0a\x0b", b"\x00\x01\x00\x00\xff\xff\xff\xff"):
-        raw.publish(prefix + cdr[len(prefix):])
+        raw.publish(prefix + cdr[len(prefix) :])
         time.sleep(0.3)
     values = node.diag(lambda v: int(v["frames_in"]) >= 3)
     assert int(values["bad_frames"]) + int(values["frames_processed"]) >= 3
@@ -270,21 +310,26 @@ def test_malformed_cdr_frames_do_not_stop_the_worker(start_inspector, client, re
     node.inspect(array_to_image(references["part-a"], "rgb8", header=h))  # still inspecting
     assert node.result(h).verdict == InspectionResult.VERDICT_OK
     bad = [r for r in node.results.items if r.reason == "bad_frame"]
-    assert bad and all(len(r.detections.detections) == 1 for r in bad)
+    assert bad
+    assert all(len(r.detections.detections) == 1 for r in bad)
     assert "Traceback" not in node.output()
 
 
-def test_a_damaged_manifest_on_a_product_switch_is_refused_and_the_node_lives(start_inspector, client, store, references):
+def test_a_damaged_manifest_on_a_product_switch_is_refused_and_the_node_lives(
+    start_inspector, client, store, references
+):
     node = start_inspector("ci_damaged")
     manifest = store.root / "part-b" / "versions" / "v0001" / "manifest.json"
     damaged = json.loads(manifest.read_text())
     damaged["metadata"] = "x"
     manifest.write_text(json.dumps(damaged))
     refused = _set(client, "ci_damaged", product_id="part-b")
-    assert not refused.successful and "part-b" in refused.reason
+    assert not refused.successful
+    assert "part-b" in refused.reason
     h = node.header()
     node.inspect(array_to_image(references["part-a"], "rgb8", header=h))
-    assert node.result(h).verdict == InspectionResult.VERDICT_OK and node.proc.poll() is None
+    assert node.result(h).verdict == InspectionResult.VERDICT_OK
+    assert node.proc.poll() is None
     assert "Traceback" not in node.output()
 
 
@@ -297,7 +342,8 @@ def test_ids_survive_yaml_typing(client, store, ros_env, references, start_inspe
     node.inspect(array_to_image(references["part-a"], "rgb8", header=h))
     assert node.result(h).product_id == "0123"
     refused = _set(client, "ci_ids", product_id=83)  # what `ros2 param set ... product_id 0123` sends
-    assert not refused.successful and "quote" in refused.reason
+    assert not refused.successful
+    assert "quote" in refused.reason
     assert _set(client, "ci_ids", product_id="part-a").successful
 
 
@@ -313,10 +359,12 @@ def test_ids_survive_yaml_typing(client, store, ros_env, references, start_inspe
 )
 def test_bad_start_up_parameters_give_one_clear_error(store, ros_env, override, env, message):
     params = {"store": str(store.root), "product_id": "part-a", **override}
-    done = subprocess.run(inspector_command(params, "ci_bad_start"), env={**ros_env, **env}, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        inspector_command(params, "ci_bad_start"), env={**ros_env, **env}, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2, done.stderr
-    assert message in done.stderr and "differad: error:" in done.stderr
+    assert message in done.stderr
+    assert "differad: error:" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -331,7 +379,9 @@ def test_fastdds_profile_none_keeps_the_environment_and_the_choice_is_logged(sto
             env["FASTDDS_DEFAULT_PROFILES_FILE"] = value
         log = tmp_path / f"profile-{value}.log"
         with open(log, "w") as out:
-            proc = subprocess.Popen(inspector_command(params, "ci_profile"), env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                inspector_command(params, "ci_profile"), env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 60
         while "inspecting" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -348,7 +398,8 @@ def test_repeated_signals_exit_zero_without_a_traceback(start_inspector, referen
             node.proc.send_signal(sig)
         time.sleep(0.05)
     assert node.proc.wait(30) == 0
-    assert "Traceback" not in node.output() and "KeyboardInterrupt" not in node.output()
+    assert "Traceback" not in node.output()
+    assert "KeyboardInterrupt" not in node.output()
 
 
 def test_the_readme_parameter_example_works_as_written(client, store, ros_env, tmp_path, references):
@@ -369,11 +420,19 @@ def test_the_readme_parameter_example_works_as_written(client, store, ros_env, t
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=ros_env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        got = _call(client, GetParameters, "/ci_readme/get_parameters",
-                    GetParameters.Request(names=["product_id", "golden.k", "golden.min_area", "expected_rate"]),
-                    timeout=60).values
-        assert (got[0].string_value, got[1].double_value, got[2].integer_value, got[3].double_value) == \
-            ("0123", 5.0, 40, 30.0)
+        got = _call(
+            client,
+            GetParameters,
+            "/ci_readme/get_parameters",
+            GetParameters.Request(names=["product_id", "golden.k", "golden.min_area", "expected_rate"]),
+            timeout=60,
+        ).values
+        assert (got[0].string_value, got[1].double_value, got[2].integer_value, got[3].double_value) == (
+            "0123",
+            5.0,
+            40,
+            30.0,
+        )
         deadline = time.monotonic() + 60
         while "inspecting" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -388,8 +447,13 @@ def test_a_damaged_manifest_at_start_up_is_one_error_and_exit_2(store, ros_env):
     damaged = json.loads(manifest.read_text())
     damaged["metadata"] = "x"
     manifest.write_text(json.dumps(damaged))
-    done = subprocess.run(inspector_command({"store": str(store.root), "product_id": "part-a"}, "ci_damaged_start"),
-                          env=ros_env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        inspector_command({"store": str(store.root), "product_id": "part-a"}, "ci_damaged_start"),
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "differad: error:" in done.stderr and "part-a" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 

@@ -93,7 +93,8 @@ def test_compressed_round_trip(rgb, fmt):
     if fmt == "png":
         np.testing.assert_array_equal(out, big)
     else:  # lossy, but the same picture
-        assert out.shape == big.shape and np.abs(out.astype(int) - big).mean() < 25
+        assert out.shape == big.shape
+        assert np.abs(out.astype(int) - big).mean() < 25
 
 
 def test_corrupt_compressed_frame_raises_image_error(rgb):
@@ -110,7 +111,12 @@ def test_detections_message_uses_center_and_size_in_pixels():
     msg = detections_message(header, box, 0.8)
     det = msg.detections[0]
     assert (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec) == ("cam", 12, 345)
-    assert (det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.size_x, det.bbox.size_y) == (30, 25, 40, 10)
+    assert (det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.size_x, det.bbox.size_y) == (
+        30,
+        25,
+        40,
+        10,
+    )
     assert det.results[0].hypothesis.class_id == DEFECT_CLASS_ID
     assert det.results[0].hypothesis.score == pytest.approx(0.8)
     assert detection_box(det) == box

@@ -21,12 +21,18 @@ def test_register_script_installs_marker_share_files_and_executables(tmp_path):
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
     for _ in range(2):  # idempotent
-        done = subprocess.run(["bash", str(ROOT / "scripts/register_ros_package.sh"), str(prefix)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts/register_ros_package.sh"), str(prefix)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
     env = {**os.environ, "AMENT_PREFIX_PATH": str(prefix)}
-    code = ("from ament_index_python.packages import get_package_share_directory as d, get_package_prefix as p;"
-            "print(d('differad_edge')); print(p('differad_edge'))")
+    code = (
+        "from ament_index_python.packages import get_package_share_directory as d, get_package_prefix as p;"
+        "print(d('differad_edge')); print(p('differad_edge'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     share, found_prefix = out.stdout.split()

@@ -34,8 +34,13 @@ def test_launch_file_starts_the_inspector_with_the_given_arguments(store, client
 
     include = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-        launch_arguments={"store": str(store.root), "product_id": "part-b", "camera_topic": "/launch_cam",
-                          "engine": "golden", "fastdds_profile": "none"}.items(),
+        launch_arguments={
+            "store": str(store.root),
+            "product_id": "part-b",
+            "camera_topic": "/launch_cam",
+            "engine": "golden",
+            "fastdds_profile": "none",
+        }.items(),
     )
     service = LaunchService()
     service.include_launch_description(LaunchDescription([include]))
@@ -69,5 +74,14 @@ def test_launch_file_declares_the_documented_arguments():
     from launch.actions import DeclareLaunchArgument
 
     names = {e.name for e in _load_description().entities if isinstance(e, DeclareLaunchArgument)}
-    assert {"params_file", "camera_topic", "product_id", "view_id", "engine", "model", "store", "autostart",
-            "fastdds_profile"} <= names
+    assert {
+        "params_file",
+        "camera_topic",
+        "product_id",
+        "view_id",
+        "engine",
+        "model",
+        "store",
+        "autostart",
+        "fastdds_profile",
+    } <= names

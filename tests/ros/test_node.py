@@ -28,7 +28,8 @@ def _defect_and_good(reference: np.ndarray):
     frames = make_frames(reference, 8, defect_rate=0.5, seed=11)
     defects = [f for f in frames if not f.box.is_zero]
     goods = [f for f in frames if f.box.is_zero]
-    assert defects and goods  # the seed gives both kinds
+    assert defects
+    assert goods
     return defects, goods
 
 
@@ -69,8 +70,11 @@ def test_every_encoding_yields_the_true_box(start_inspector, client, references,
     frame = next(f for f in defect if not f.box.is_zero)
     for enc in encodings:
         header = node.header(frame_id=enc)
-        msg = (array_to_image(frame.image, enc, header=header) if transport == "raw"
-               else array_to_compressed(frame.image, enc, header=header))
+        msg = (
+            array_to_image(frame.image, enc, header=header)
+            if transport == "raw"
+            else array_to_compressed(frame.image, enc, header=header)
+        )
         out = node.inspect(msg)
         assert len(out.detections) == 1, enc
         assert iou(detection_box(out.detections[0]), frame.box) >= 0.7, enc
@@ -85,7 +89,7 @@ def test_bad_frames_are_counted_and_do_not_kill_the_node(start_inspector, refere
     unsupported = array_to_image(good, "rgb8", header=node.header())
     unsupported.encoding = "yuv422"
     truncated = array_to_image(good, "rgb8", header=node.header())
-    truncated.data = truncated.data[: 1000]
+    truncated.data = truncated.data[:1000]
     bad_step = array_to_image(good, "rgb8", header=node.header())
     bad_step.step = bad_step.width * 3 - 1
     wrong_size = array_to_image(good[:128, :128], "rgb8", header=node.header())  # reference is 256x256
@@ -152,7 +156,8 @@ def test_switching_product_and_promoting_a_version_change_the_reference(start_in
     assert _set_product(client, "insp_switch", "part-a").successful  # the parameter, at run time
     assert found(part_b)
     refused = _set_product(client, "insp_switch", "part-zz")
-    assert not refused.successful and "part-zz" in refused.reason
+    assert not refused.successful
+    assert "part-zz" in refused.reason
     assert found(part_b)  # still part a
 
     v2 = store.add_version("part-a", part_b)  # a newly promoted version is picked up without restart
@@ -186,12 +191,12 @@ def test_signals_shut_the_node_down_cleanly(start_inspector, references, sig, ex
 )
 def test_invalid_parameters_exit_non_zero_with_a_clear_message(store, ros_env, override, message):
     params = {"store": str(store.root), "product_id": "part-a", **override}
-    done = subprocess.run(inspector_command(params, "insp_invalid"), env=ros_env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        inspector_command(params, "insp_invalid"), env=ros_env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
-
 
 
 @pytest.mark.parametrize("engine", ["vlm", "onnx"])
@@ -200,10 +205,13 @@ def test_model_engines_run_behind_the_node(start_inspector, references, request,
     every frame; whatever it says, a Detection2DArray with the frame's header comes back and
     /diagnostics names the engine."""
     model = request.getfixturevalue("tiny_model_dir" if engine == "vlm" else "onnx_bundle")
-    node = start_inspector(f"insp_{engine}", engine=engine, model=str(model),
-                           engine_options="'{\"max_new_tokens\": 8}'")  # YAML-quoted JSON
+    node = start_inspector(
+        f"insp_{engine}", engine=engine, model=str(model), engine_options="'{\"max_new_tokens\": 8}'"
+    )  # YAML-quoted JSON
     header = node.header(frame_id=f"{engine}_cam")
     out = node.inspect(array_to_image(references["part-a"], "rgb8", header=header), timeout=120)
-    assert out.header.frame_id == f"{engine}_cam" and len(out.detections) <= 1
+    assert out.header.frame_id == f"{engine}_cam"
+    assert len(out.detections) <= 1
     values = node.diag(lambda v: v["frames_processed"] == "1")
-    assert values["engine"] == engine and values["engine_errors"] == "0"
+    assert values["engine"] == engine
+    assert values["engine_errors"] == "0"

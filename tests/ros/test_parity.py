@@ -58,8 +58,22 @@ def test_node_api_and_cli_decide_alike(start_inspector, store, tmp_path: Path) -
         paths[k] = tmp_path / f"{k}.png"
         save_image(paths[k], f)
     proc = subprocess.run(
-        [sys.executable, "-m", "differad_edge.cli.main", "inspect", "--store", str(store.root), "--product", "parity",
-         "-t", *map(str, paths.values()), "--json"], capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "differad_edge.cli.main",
+            "inspect",
+            "--store",
+            str(store.root),
+            "--product",
+            "parity",
+            "-t",
+            *map(str, paths.values()),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 3, proc.stderr  # the blurred frame is NOT INSPECTED
     cli = dict(zip(frames, (json.loads(line) for line in proc.stdout.splitlines()), strict=True))

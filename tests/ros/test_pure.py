@@ -17,12 +17,14 @@ pytestmark = pytest.mark.ros
 
 def test_defaults_with_store_and_product_are_valid(tmp_path):
     p = InspectorParams(store=str(tmp_path), product_id="part-1")
-    assert p.engine == "golden" and p.options == {}
+    assert p.engine == "golden"
+    assert p.options == {}
 
 
 def test_model_and_engine_options_become_constructor_options(tmp_path):
-    p = InspectorParams(store=str(tmp_path), product_id="p", engine="vlm", model=str(tmp_path),
-                        engine_options='{"max_new_tokens": 32}')
+    p = InspectorParams(
+        store=str(tmp_path), product_id="p", engine="vlm", model=str(tmp_path), engine_options='{"max_new_tokens": 32}'
+    )
     assert p.options == {"max_new_tokens": 32, "model": str(tmp_path)}
 
 
@@ -53,8 +55,15 @@ def test_each_invalid_value_is_named_with_the_fix(tmp_path, override, message):
 
 
 def test_loosely_typed_ros_values_are_coerced_to_the_field_types(tmp_path):
-    p = InspectorParams.from_values({"store": str(tmp_path), "product_id": "p", "diagnostics_period": 2,
-                                     "latency_window": 50, "publish_annotated": True})
+    p = InspectorParams.from_values(
+        {
+            "store": str(tmp_path),
+            "product_id": "p",
+            "diagnostics_period": 2,
+            "latency_window": 50,
+            "publish_annotated": True,
+        }
+    )
     assert (p.product_id, p.diagnostics_period, p.latency_window, p.publish_annotated) == ("p", 2.0, 50, True)
 
 
@@ -75,7 +84,8 @@ def test_nested_engine_parameters_come_from_the_golden_config():
 
     params = {p.name: p for p in engine_params("golden")}
     assert {f"golden.{n}" for n in ("k", "min_area", "abs_threshold", "max_defects", "channels")} <= set(params)
-    assert params["golden.k"].default == GoldenConfig().k and params["golden.k"].range == (0.0, 100.0)
+    assert params["golden.k"].default == GoldenConfig().k
+    assert params["golden.k"].range == (0.0, 100.0)
     assert "smallest defect" in params["golden.min_area"].description
     assert params["golden.channels"].choices == ("gray", "rgb")
     assert params["golden.bright_threshold"].to_option(-1.0) is None  # unset, as None in the config
@@ -108,8 +118,10 @@ def test_all_problems_are_reported_at_once():
 def test_slot_keeps_only_the_newest_and_counts_drops():
     slot: LatestSlot[int] = LatestSlot()
     assert slot.put(1) is False
-    assert slot.put(2) is True and slot.put(3) is True
-    assert slot.take(timeout=0) == 3 and slot.dropped == 2
+    assert slot.put(2) is True
+    assert slot.put(3) is True
+    assert slot.take(timeout=0) == 3
+    assert slot.dropped == 2
     assert slot.take(timeout=0.01) is None
 
 
@@ -129,7 +141,9 @@ def test_slot_wakes_a_waiting_worker_and_close_releases_it():
     assert first.wait(2.0)
     slot.close()
     t.join(2.0)  # well before the 5 s timeout: close() woke it
-    assert not t.is_alive() and got == ["frame", None] and slot.closed
+    assert not t.is_alive()
+    assert got == ["frame", None]
+    assert slot.closed
 
 
 def test_stats_rates_and_percentiles():
@@ -145,12 +159,17 @@ def test_stats_rates_and_percentiles():
     now[0] = 102.0
     s = stats.snapshot()
     assert (s.frames_in, s.processed, s.dropped, s.bad_frames, s.anomalies, s.invalid) == (20, 10, 10, 1, 5, 1)
-    assert s.input_rate_hz == pytest.approx(10.0) and s.processed_rate_hz == pytest.approx(5.0)  # over 2 s so far
+    assert s.input_rate_hz == pytest.approx(10.0)
+    assert s.processed_rate_hz == pytest.approx(5.0)
     assert s.latency_p50_ms == pytest.approx(9.0)  # median of 0, 2, ..., 18
-    assert s.last_error == "bad encoding" and s.level == 1 and "10 dropped" in s.message
+    assert s.last_error == "bad encoding"
+    assert s.level == 1
+    assert "10 dropped" in s.message
     now[0] = 111.0  # the window (10 s) has moved past every event: healthy again, rates 0
     s = stats.snapshot()
-    assert s.level == 0 and s.input_rate_hz == 0.0 and s.frames_in == 20  # totals stay
+    assert s.level == 0
+    assert s.input_rate_hz == 0.0
+    assert s.frames_in == 20
 
 
 def test_stats_rate_below_one_fps_and_error_on_silence_and_repeated_engine_failures():
@@ -162,15 +181,18 @@ def test_stats_rate_below_one_fps_and_error_on_silence_and_repeated_engine_failu
         stats.done(1.0, False)
     now[0] = 10.0
     s = stats.snapshot()
-    assert s.input_rate_hz == pytest.approx(0.5) and s.level == 0
+    assert s.input_rate_hz == pytest.approx(0.5)
+    assert s.level == 0
     now[0] = 12.0
     s = stats.snapshot()
-    assert s.level == 2 and "no frame for 4.0 s" in s.message
+    assert s.level == 2
+    assert "no frame for 4.0 s" in s.message
     for _ in range(3):
         stats.frame_in()
         stats.done(1.0, False, valid=False, engine_failed=True, reason="engine_error: boom")
     s = stats.snapshot()
-    assert s.level == 2 and "3 frames in a row" in s.message
+    assert s.level == 2
+    assert "3 frames in a row" in s.message
     stats.frame_in()
     stats.done(1.0, False)  # one success resets the run: WARN while the failures are in the window
     assert stats.snapshot().level == 1
@@ -179,7 +201,8 @@ def test_stats_rate_below_one_fps_and_error_on_silence_and_repeated_engine_failu
 def test_lost_frames_from_stamps_against_the_expected_rate():
     stats = NodeStats(expected_rate=10.0)
     lost = [stats.frame_in(int(t * 1e8)) for t in (0, 1, 2, 6, 7, 7, 5, 9)]  # 3 missing; repeat/older ignored
-    assert lost == [0, 0, 0, 3, 0, 0, 0, 1] and stats.lost == 4
+    assert lost == [0, 0, 0, 3, 0, 0, 0, 1]
+    assert stats.lost == 4
 
 
 def test_reference_id_maps_a_view_to_one_store_id():
@@ -187,9 +210,13 @@ def test_reference_id_maps_a_view_to_one_store_id():
     from differad_edge.views import reference_id
 
     assert reference_id("housing") == reference_id("housing", "") == "housing"
-    assert reference_id("housing", "top") == "housing.top" and ID_PATTERN.match("housing.top")
-    for product, view, message in [("housing", "a.b", "view id 'a.b'"), ("../x", None, "product id '../x'"),
-                                   ("p" * 60, "view1", "longer than 64")]:
+    assert reference_id("housing", "top") == "housing.top"
+    assert ID_PATTERN.match("housing.top")
+    for product, view, message in [
+        ("housing", "a.b", "view id 'a.b'"),
+        ("../x", None, "product id '../x'"),
+        ("p" * 60, "view1", "longer than 64"),
+    ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             reference_id(product, view)
 
@@ -203,8 +230,24 @@ def test_calibration_addresses_a_view_by_its_reference_id(tmp_path, capsys):
     store = ReferenceStore(tmp_path / "s")
     v = store.add_version("housing.top", np.full((64, 64, 3), 100, np.uint8))
     store.set_validation("housing.top", v, True, {})
-    assert calibrate(["promote", "--store", str(store.root), "--product", "housing", "--view", "top",
-                      "--version", v, "--operator", "test"]) == 0
+    assert (
+        calibrate(
+            [
+                "promote",
+                "--store",
+                str(store.root),
+                "--product",
+                "housing",
+                "--view",
+                "top",
+                "--version",
+                v,
+                "--operator",
+                "test",
+            ]
+        )
+        == 0
+    )
     assert store.active_version("housing.top") == v
     assert calibrate(["list", "--store", str(store.root), "--product", "housing", "--view", "a.b"]) == 2
     assert "view id 'a.b' is not valid" in capsys.readouterr().err

@@ -78,7 +78,8 @@ def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> N
     cards = driver.find_elements(By.CSS_SELECTOR, "figure.thumb")
     assert len(cards) == 20
     blurred = driver.find_element(By.CSS_SELECTOR, "figure.thumb[data-name='f100_blurred.png']")
-    assert "rejected" in blurred.text and "[focus]" in blurred.text
+    assert "rejected" in blurred.text
+    assert "[focus]" in blurred.text
     _shot(driver, "station-session.png")
 
     # -- exclude a frame (and the file says so), re-include another and exclude it again
@@ -93,14 +94,22 @@ def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> N
     # -- care mask: a polygon drawn on the anchor frame, saved in the YAML format
     driver.find_element(By.ID, "mask-link").click()
     canvas = _wait(driver, EC.presence_of_element_located((By.ID, "mask-canvas")))
-    _wait(driver, lambda d: d.execute_script("return document.getElementById('mask-canvas')"
-                                             ".getContext('2d').getImageData(5, 5, 1, 1).data[3]") == 255)
+    _wait(
+        driver,
+        lambda d: (
+            d.execute_script(
+                "return document.getElementById('mask-canvas').getContext('2d').getImageData(5, 5, 1, 1).data[3]"
+            )
+            == 255
+        ),
+    )
     rect = canvas.rect  # the canvas is CSS-scaled: the script maps clicks back to frame pixels
     sx = rect["width"] / 192
     sy = rect["height"] / 160
     for x, y in ((30, 20), (165, 20), (165, 140), (30, 140)):
-        ActionChains(driver).move_to_element_with_offset(canvas, int(x * sx - rect["width"] / 2),
-                                                         int(y * sy - rect["height"] / 2)).click().perform()
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, int(x * sx - rect["width"] / 2), int(y * sy - rect["height"] / 2)
+        ).click().perform()
     driver.find_element(By.ID, "close-poly").click()
     driver.find_element(By.ID, "save-mask").click()
     status = _wait(driver, lambda d: d.find_element(By.ID, "mask-status").text or None)
@@ -108,16 +117,22 @@ def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> N
     assert driver.find_element(By.ID, "mask-preview").get_attribute("src").startswith("data:image/jpeg")
     _shot(driver, "station-mask.png")
     saved = yaml.safe_load((session_root / "care_mask.yaml").read_text())
-    assert list(saved) == ["care"] and len(saved["care"]) == 1 and len(saved["care"][0]) == 4
+    assert list(saved) == ["care"]
+    assert len(saved["care"]) == 1
+    assert len(saved["care"][0]) == 4
     (x0, y0), (x2, y2) = saved["care"][0][0], saved["care"][0][2]
-    assert abs(x0 - 30) <= 2 and abs(y0 - 20) <= 2 and abs(x2 - 165) <= 2 and abs(y2 - 140) <= 2
+    assert abs(x0 - 30) <= 2
+    assert abs(y0 - 20) <= 2
+    assert abs(x2 - 165) <= 2
+    assert abs(y2 - 140) <= 2
 
     # -- build (with the mask, without the excluded frame) -> validate -> promote
     driver.get(f"{station.url}/session/{sid}")
     _fill(driver, f"/session/{sid}/build", operator="Dana Field")
     assert "built candidate v0001" in _msg(driver)
     cal = store.info(PRODUCT, "v0001").metadata["calibration"]
-    assert "f001.png" not in cal["build"]["frames_used"] and cal["care_mask_source"].endswith("care_mask.yaml")
+    assert "f001.png" not in cal["build"]["frames_used"]
+    assert cal["care_mask_source"].endswith("care_mask.yaml")
     assert 0.5 < cal["build"]["care_fraction"] < 0.95
     _fill(driver, f"/product/{PRODUCT}/validate", version="v0001", session=sid, operator="Dana Field")
     assert "v0001 PASSED" in _msg(driver)
@@ -139,7 +154,9 @@ def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> N
     _fill(driver, f"/product/{PRODUCT}/promote", version="v0002", operator="Dana Field")
     assert "active version is now v0002" in _msg(driver), driver.page_source[-2000:]
     assert store.active_version(PRODUCT) == "v0002"
-    driver.execute_script("document.querySelector(\"form[action$='/rollback'] input[name=operator]\").removeAttribute('required')")
+    driver.execute_script(
+        "document.querySelector(\"form[action$='/rollback'] input[name=operator]\").removeAttribute('required')"
+    )
     _fill(driver, f"/product/{PRODUCT}/rollback", operator="")
     assert "operator" in driver.find_element(By.CSS_SELECTOR, ".error").text
     assert store.active_version(PRODUCT) == "v0002"
@@ -148,7 +165,8 @@ def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> N
     assert "rolled back, active version is now v0001" in _msg(driver)
     assert store.active_version(PRODUCT) == "v0001"
     history = driver.find_element(By.ID, "history").text
-    assert "rollback" in history and "Dana Field" in history
+    assert "rollback" in history
+    assert "Dana Field" in history
     assert [e["event"] for e in store.history(PRODUCT)][-1] == "rollback"
 
     # -- spot check: a live frame through the candidate and the active version side by side
@@ -160,7 +178,8 @@ def test_field_workflow_in_the_browser(browser, station, capture_dir: Path) -> N
     _shot(driver, "station-spot.png")
     sides = driver.find_elements(By.CSS_SELECTOR, ".spot figure")
     assert len(sides) == 2
-    assert "candidate v0002" in sides[0].text and "active v0001" in sides[1].text
+    assert "candidate v0002" in sides[0].text
+    assert "active v0001" in sides[1].text
     assert all(any(v in s.text for v in ("OK", "NG", "NOT_INSPECTED")) for s in sides)
     first = driver.find_element(By.TAG_NAME, "h1").text
     driver.find_element(By.ID, "spot-next").click()
@@ -172,7 +191,8 @@ def test_an_unknown_source_is_one_readable_error(browser, station) -> None:
     browser.get(station.url + "/")
     _fill(browser, "/live/start", product=PRODUCT, source="/nonexistent/camera")
     text = browser.find_element(By.CSS_SELECTOR, ".error").text
-    assert "does not exist" in text and "Traceback" not in browser.page_source
+    assert "does not exist" in text
+    assert "Traceback" not in browser.page_source
 
 
 @pytest.mark.parametrize("path", ["/", f"/product/{PRODUCT}", "/live"])
@@ -193,7 +213,9 @@ def test_exposed_mode_refuses_requests_without_the_token(browser, tmp_path: Path
             urllib.request.urlopen(req, timeout=10)
         assert e.value.code == 401
         with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(urllib.request.Request(served.url + "/", headers={"X-Station-Token": "wrong-token-000"}))
+            urllib.request.urlopen(
+                urllib.request.Request(served.url + "/", headers={"X-Station-Token": "wrong-token-000"})
+            )
         assert e.value.code == 401
         ok = urllib.request.urlopen(urllib.request.Request(served.url + "/", headers={"X-Station-Token": token}))
         assert ok.status == 200

@@ -32,8 +32,22 @@ def test_short_token_refused() -> None:
 
 def test_cli_refuses_to_start_exposed_without_a_token(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("DIFFERAD_STATION_TOKEN", raising=False)
-    proc = subprocess.run([sys.executable, "-m", "differad_edge.calibration.station.cli", "--host", "0.0.0.0",
-                           "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "differad_edge.calibration.station.cli",
+            "--host",
+            "0.0.0.0",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("differad-station: error:") and "token" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("differad-station: error:")
+    assert "token" in proc.stderr
     assert main(["--host", "10.1.2.3", "--workdir", str(tmp_path)]) == 2

@@ -17,7 +17,12 @@ def ros_domain(monkeypatch: pytest.MonkeyPatch) -> None:
     from differad_edge_ros.rosenv import cell_env
 
     env = cell_env(domain_id=1 + (os.getpid() + 73) % 100)
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
+    for key in (
+        "ROS_DOMAIN_ID",
+        "ROS_AUTOMATIC_DISCOVERY_RANGE",
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        "RMW_IMPLEMENTATION",
+    ):
         monkeypatch.setenv(key, env[key])
 
 

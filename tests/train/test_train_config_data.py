@@ -18,31 +18,46 @@ CONFIGS = Path(__file__).resolve().parents[2] / "train" / "configs"
 REQUIRED = ["model.path=m", "data.pairs=p.jsonl", "output_dir=out"]
 
 
-@pytest.mark.parametrize(("kind", "name"), [("grpo", "grpo_lora_24gb.yaml"), ("grpo", "grpo_zero3.yaml"),
-                                            ("sft", "sft.yaml")])
+@pytest.mark.parametrize(
+    ("kind", "name"), [("grpo", "grpo_lora_24gb.yaml"), ("grpo", "grpo_zero3.yaml"), ("sft", "sft.yaml")]
+)
 def test_shipped_configs_validate(kind, name) -> None:
     job = load_config(kind, CONFIGS / name)
     assert job.model.freeze_vision
     if kind == "grpo":
         assert (job.train.num_generations, job.train.temperature, job.train.max_completion_length) == (8, 0.9, 256)
-        assert job.train.resample and job.train.difficulty_weighting
+        assert job.train.resample
+        assert job.train.difficulty_weighting
         assert (job.reward.alpha, job.reward.lam, job.reward.tau) == (0.6, 0.3, 0.3)
 
 
 def test_defaults_match_the_paper() -> None:
     job = load_config("grpo", None, REQUIRED)
-    assert job.train.learning_rate == 1e-6 and job.train.num_generations == 8
-    assert job.reward.variant == "dclr" and job.reward.delta == 0.0
+    assert job.train.learning_rate == 1e-6
+    assert job.train.num_generations == 8
+    assert job.reward.variant == "dclr"
+    assert job.reward.delta == 0.0
     assert job.think
 
 
 def test_overrides_are_typed_and_nested(tmp_path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: {path: base}\ndata: {pairs: p.jsonl}\noutput_dir: o\ntrain: {num_generations: 8}\n")
-    job = load_config("grpo", cfg, ["train.num_generations=4", "train.resample=false", "reward.variant=iou",
-                                    "lora.target_modules=[q_proj, v_proj]", "reward.tau=0.5"])
-    assert job.train.num_generations == 4 and job.train.resample is False
-    assert job.reward.variant == "iou" and job.lora.target_modules == ["q_proj", "v_proj"]
+    job = load_config(
+        "grpo",
+        cfg,
+        [
+            "train.num_generations=4",
+            "train.resample=false",
+            "reward.variant=iou",
+            "lora.target_modules=[q_proj, v_proj]",
+            "reward.tau=0.5",
+        ],
+    )
+    assert job.train.num_generations == 4
+    assert job.train.resample is False
+    assert job.reward.variant == "iou"
+    assert job.lora.target_modules == ["q_proj", "v_proj"]
     assert job.reward.params().tau == 0.5
 
 
@@ -86,10 +101,12 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys) -> None:
 
     assert main(["grpo", "--config", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("differad-train: error: config file not found") and "\n" not in err
+    assert err.startswith("differad-train: error: config file not found")
+    assert "\n" not in err
     assert main(["grpo", *REQUIRED, "train.num_generations=1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "num_generations" in err and "\n" not in err
+    assert "num_generations" in err
+    assert "\n" not in err
 
 
 def test_grpo_dataset_from_synth_pairs(synth_pairs) -> None:
@@ -150,10 +167,12 @@ def test_refused_runs_leave_no_output_folder(tiny_model_dir, synth_pairs, tmp_pa
     out = tmp_path / "out"
     common = [f"model.path={tiny_model_dir}", f"output_dir={out}", "train.use_cpu=true", "model.dtype=fp32"]
     assert main(["grpo", f"data.pairs={bad}", *common]) == 2  # unusable pairs
-    assert "no usable pairs" in capsys.readouterr().err and not out.exists()
+    assert "no usable pairs" in capsys.readouterr().err
+    assert not out.exists()
     # a setting only TRL rejects (the batch of 16 does not split into groups of 3)
     assert main(["grpo", f"data.pairs={synth_pairs}", "train.num_generations=3", *common]) == 2
-    assert "divisible by num_generations" in capsys.readouterr().err and not out.exists()
+    assert "divisible by num_generations" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_merge_with_unknown_template_writes_nothing(tiny_model_dir, tmp_path, capsys) -> None:
@@ -165,9 +184,14 @@ def test_merge_with_unknown_template_writes_nothing(tiny_model_dir, tmp_path, ca
     adapter = tmp_path / "adapter"
     get_peft_model(base, LoraConfig(r=2, target_modules=r".*language_model.*\.q_proj")).save_pretrained(adapter)
     out = tmp_path / "merged"
-    assert main(["merge", "--base", str(tiny_model_dir), "--adapter", str(adapter), "--out", str(out),
-                 "--template", "nope"]) == 2
-    assert "unknown prompt template" in capsys.readouterr().err and not out.exists()
+    assert (
+        main(
+            ["merge", "--base", str(tiny_model_dir), "--adapter", str(adapter), "--out", str(out), "--template", "nope"]
+        )
+        == 2
+    )
+    assert "unknown prompt template" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_merge_refuses_pickled_adapters(tiny_model_dir, tmp_path, capsys) -> None:
@@ -179,4 +203,5 @@ def test_merge_refuses_pickled_adapters(tiny_model_dir, tmp_path, capsys) -> Non
     (adapter / "adapter_model.bin").write_bytes(b"a pickle would run code here")
     out = tmp_path / "merged"
     assert main(["merge", "--base", str(tiny_model_dir), "--adapter", str(adapter), "--out", str(out)]) == 2
-    assert "safetensors only" in capsys.readouterr().err and not out.exists()
+    assert "safetensors only" in capsys.readouterr().err
+    assert not out.exists()

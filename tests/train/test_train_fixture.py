@@ -43,7 +43,9 @@ def test_memorized_model_answers_its_pairs_in_the_vlm_engine(memorized_model_dir
     from differad_edge.reference import Reference
 
     info = json.loads((memorized_model_dir / "differad_model.json").read_text())
-    assert info["memorized"] and not info["random_weights"] and "not general" in info["limits"]
+    assert info["memorized"]
+    assert not info["random_weights"]
+    assert "not general" in info["limits"]
     engine = VLMEngine(memorized_model_dir, max_new_tokens=24)
     pairs = read_pairs(memorized_pairs(memorized_model_dir)).pairs
     hits = 0
@@ -71,4 +73,5 @@ def test_make_model_memorized_cli_refuses_other_sizes(tmp_path, capsys) -> None:
 
     assert main(["dev", "make-model", "--memorized", "--size", "small", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("differad: error: --memorized trains the tiny model") and "\n" not in err
+    assert err.startswith("differad: error: --memorized trains the tiny model")
+    assert "\n" not in err

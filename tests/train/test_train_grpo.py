@@ -63,14 +63,31 @@ def _trainer(cls, model_dir, pairs, reward_funcs, weights, seed=0, **kwargs):
 
     torch.set_num_threads(2)
     args = GRPOConfig(
-        output_dir=str(model_dir.parent / "unused_trainer_out"), use_cpu=True, per_device_train_batch_size=4,
-        num_generations=G, max_completion_length=8, max_steps=1, learning_rate=1e-3, logging_steps=1,
-        save_strategy="no", report_to=[], temperature=0.9, seed=seed, reward_weights=weights,
-        remove_unused_columns=False, disable_tqdm=True,
+        output_dir=str(model_dir.parent / "unused_trainer_out"),
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        num_generations=G,
+        max_completion_length=8,
+        max_steps=1,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        temperature=0.9,
+        seed=seed,
+        reward_weights=weights,
+        remove_unused_columns=False,
+        disable_tqdm=True,
     )
     model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-    return cls(model=model, reward_funcs=reward_funcs, args=args, train_dataset=build_grpo_dataset(pairs, limit=4),
-               processing_class=load_processor(model_dir), **kwargs)
+    return cls(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=build_grpo_dataset(pairs, limit=4),
+        processing_class=load_processor(model_dir),
+        **kwargs,
+    )
 
 
 def _hash_reward():
@@ -90,14 +107,20 @@ def test_resampling_fires_on_flat_groups_only(tiny_model_dir, synth_pairs) -> No
     flat = _trainer(DifferadGRPOTrainer, tiny_model_dir, synth_pairs, funcs, weights, max_resample_rounds=2)
     flat.train()
     n_groups = 4 // G
-    assert flat.resample_totals == {"groups": n_groups, "resampled_groups": n_groups, "regenerations": 2 * n_groups,
-                                    "solved_groups": 0}
+    assert flat.resample_totals == {
+        "groups": n_groups,
+        "resampled_groups": n_groups,
+        "regenerations": 2 * n_groups,
+        "solved_groups": 0,
+    }
     log = flat.state.log_history[0]
-    assert log["resample/flat_share"] == 1.0 and log["resample/rate"] == 1.0
+    assert log["resample/flat_share"] == 1.0
+    assert log["resample/rate"] == 1.0
 
     funcs, weights = make_reward_funcs("dclr")
-    varied = _trainer(DifferadGRPOTrainer, tiny_model_dir, synth_pairs, funcs + [_hash_reward()], weights + [1.0],
-                      resample_on="total")  # the total has a signal (R_loc alone is flat)
+    varied = _trainer(
+        DifferadGRPOTrainer, tiny_model_dir, synth_pairs, funcs + [_hash_reward()], weights + [1.0], resample_on="total"
+    )  # the total has a signal (R_loc alone is flat)
     varied.train()
     assert varied.resample_totals["regenerations"] == 0
     assert varied.state.log_history[0]["resample/rate"] == 0.0
@@ -123,8 +146,9 @@ def test_switches_off_is_plain_grpo_and_weighting_scales_advantages(tiny_model_d
     assert any(abs(a) > 1e-3 for a in adv_plain)  # there was a signal to compare
     assert all(torch.allclose(p_plain[n], p_off[n], atol=1e-7) for n in p_plain)
 
-    on, adv_on, comp_on, _ = run(DifferadGRPOTrainer, resample=False, difficulty_weighting=True,
-                                 loc_reward="text_hash_reward")
+    on, adv_on, comp_on, _ = run(
+        DifferadGRPOTrainer, resample=False, difficulty_weighting=True, loc_reward="text_hash_reward"
+    )
     assert comp_on == comp_plain  # weighting does not change sampling
     r_loc = np.array(on._logs["rewards"]["text_hash_reward"]).reshape(-1, G)
     w = difficulty_weight(r_loc, tau=0.3)

@@ -25,15 +25,32 @@ def _trainer(model_dir, pairs, reward_funcs, weights, callbacks=(), **kwargs):
 
     torch.set_num_threads(2)
     args = GRPOConfig(
-        output_dir=str(model_dir.parent / "unused_trainer_out"), use_cpu=True, per_device_train_batch_size=ROWS,
-        num_generations=G, max_completion_length=MAX_COMPLETION, max_steps=1, learning_rate=1e-3, logging_steps=1,
-        save_strategy="no", report_to=[], temperature=0.9, seed=0, reward_weights=weights,
-        remove_unused_columns=False, disable_tqdm=True,
+        output_dir=str(model_dir.parent / "unused_trainer_out"),
+        use_cpu=True,
+        per_device_train_batch_size=ROWS,
+        num_generations=G,
+        max_completion_length=MAX_COMPLETION,
+        max_steps=1,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        temperature=0.9,
+        seed=0,
+        reward_weights=weights,
+        remove_unused_columns=False,
+        disable_tqdm=True,
     )
     model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-    return DifferadGRPOTrainer(model=model, reward_funcs=reward_funcs, args=args,
-                               train_dataset=build_grpo_dataset(pairs, limit=ROWS),
-                               processing_class=load_processor(model_dir), callbacks=list(callbacks), **kwargs)
+    return DifferadGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=build_grpo_dataset(pairs, limit=ROWS),
+        processing_class=load_processor(model_dir),
+        callbacks=list(callbacks),
+        **kwargs,
+    )
 
 
 def _constant_loc(value: float):
@@ -86,14 +103,22 @@ def test_regeneration_does_not_inflate_metrics_or_token_counts(tiny_model_dir, s
     for resample in (True, False):
         funcs, weights = make_reward_funcs("dclr")  # random model: never a box, every group flat
         counter = _MetricCounter()
-        tr = _trainer(tiny_model_dir, synth_pairs, funcs, weights, callbacks=[counter.callback],
-                      resample=resample, max_resample_rounds=2)
+        tr = _trainer(
+            tiny_model_dir,
+            synth_pairs,
+            funcs,
+            weights,
+            callbacks=[counter.callback],
+            resample=resample,
+            max_resample_rounds=2,
+        )
         counter.trainer = tr
         tr.train()
         runs[resample] = (tr, counter)
     tr, counter = runs[True]
     assert tr.resample_totals["regenerations"] == 4  # 2 groups x 2 rounds were generated again
-    assert counter.counts and set(counter.counts.values()) == {1}  # one value per step, not one per call
+    assert counter.counts
+    assert set(counter.counts.values()) == {1}
     plain = runs[False][1]
     assert plain.counts == counter.counts
     # same prompts; only the completion lengths may differ (at most MAX_COMPLETION tokens per row)

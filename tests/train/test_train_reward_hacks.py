@@ -50,21 +50,23 @@ def test_reward_case_list(text, solution, fmt, loc) -> None:
 
 
 def test_think_hack_earns_nothing_in_training_but_protocol_keeps_fallback() -> None:
-    for reward in (dclr_reward, iou_reward, center_reward, iou_authors_reward,
-                   make_localization_reward("dclr_code")):
+    for reward in (dclr_reward, iou_reward, center_reward, iou_authors_reward, make_localization_reward("dclr_code")):
         assert reward([HACK], [[10, 10, 100, 200]]) == [0.0]
     assert format_reward([HACK]) == [0.0]
     # the evaluation protocol (scoring other models' raw answers) still falls back to the whole text
     fallback = parse_answer(HACK)
-    assert fallback.valid and fallback.box.as_tuple() == (10.0, 10.0, 100.0, 200.0)
+    assert fallback.valid
+    assert fallback.box.as_tuple() == (10.0, 10.0, 100.0, 200.0)
     assert not parse_answer(HACK, answer_only=True).valid
-    assert parse_answer("no tags (1,2),(30,40)").valid and not parse_answer("no tags (1,2),(30,40)", answer_only=True).valid
+    assert parse_answer("no tags (1,2),(30,40)").valid
+    assert not parse_answer("no tags (1,2),(30,40)", answer_only=True).valid
 
 
 def test_no_think_format_reward_is_integer_only_too() -> None:
     nothink = make_format_reward(require_think=False)
-    assert nothink(["<answer>(1,2),(30,40)</answer>", "<answer>(1.0,2),(30,40)</answer>",
-                    "<answer>(-1,2),(30,40)</answer>"]) == [1.0, 0.0, 0.0]
+    assert nothink(
+        ["<answer>(1,2),(30,40)</answer>", "<answer>(1.0,2),(30,40)</answer>", "<answer>(-1,2),(30,40)</answer>"]
+    ) == [1.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize(

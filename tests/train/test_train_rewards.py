@@ -32,8 +32,14 @@ def ans(x1: int, y1: int, x2: int, y2: int) -> str:
         # far apart, same size: IoU 0, centers more than a diagonal apart -> s_center 0, s_scale 1, S = 0.4
         ((300, 0, 400, 100), GT, 0.3 * 0.4, 0.4, 0.0, 0.4),
         # touching edge: IoU 0, center distance 100 over diagonal 100*sqrt2 -> s_center = 1 - 1/sqrt2
-        ((100, 0, 200, 100), GT, 0.3 * (0.6 * (1 - 1 / S2) + 0.4), 0.6 * (1 - 1 / S2) + 0.4, 0.0,
-         0.6 * (1 - 1 / S2) + 0.4),
+        (
+            (100, 0, 200, 100),
+            GT,
+            0.3 * (0.6 * (1 - 1 / S2) + 0.4),
+            0.6 * (1 - 1 / S2) + 0.4,
+            0.0,
+            0.6 * (1 - 1 / S2) + 0.4,
+        ),
         # prediction contains the GT (4x its area): IoU 0.25, same center, s_scale 0 -> S = 0.6
         ((0, 0, 100, 100), (25, 25, 75, 75), 0.25 + 0.75 * 0.3 * 0.6, 0.25 + 0.75 * 0.6, 0.25, 0.6),
         # GT contains the prediction: IoU 0.25, s_scale = 1 - 7500/10000 = 0.25 -> S = 0.6 + 0.1
@@ -41,8 +47,14 @@ def ans(x1: int, y1: int, x2: int, y2: int) -> str:
         # identical: IoU 1 >= tau -> IoU + delta
         ((0, 0, 100, 100), GT, 1.0, 1.0, 1.0, 1.0),
         # half overlap: IoU 1/3 >= tau -> plain IoU for DCLR
-        ((50, 0, 150, 100), GT, 1 / 3, 1 / 3 + (2 / 3) * (0.6 * (1 - 50 / (100 * S2)) + 0.4), 1 / 3,
-         0.6 * (1 - 50 / (100 * S2)) + 0.4),
+        (
+            (50, 0, 150, 100),
+            GT,
+            1 / 3,
+            1 / 3 + (2 / 3) * (0.6 * (1 - 50 / (100 * S2)) + 0.4),
+            1 / 3,
+            0.6 * (1 - 50 / (100 * S2)) + 0.4,
+        ),
     ],
 )
 def test_anomalous_cases(pred, gt, dclr, code, iou, center) -> None:
@@ -93,13 +105,16 @@ def test_jump_at_tau_and_delta() -> None:
     assert lifted([ans(0, 0, 100, 30)], [GT]) == [pytest.approx(0.51)]
     assert lifted([ans(0, 0, 100, 100)], [GT]) == [pytest.approx(1.21)]
     strict = make_localization_reward("dclr", tau=0.5)  # IoU 1/3 now below tau: gets the S_cons term
-    assert strict([ans(50, 0, 150, 100)], [GT]) == [pytest.approx(1 / 3 + (2 / 3) * 0.3 * (0.6 * (1 - 50 / (100 * S2)) + 0.4))]
+    assert strict([ans(50, 0, 150, 100)], [GT]) == [
+        pytest.approx(1 / 3 + (2 / 3) * 0.3 * (0.6 * (1 - 50 / (100 * S2)) + 0.4))
+    ]
 
 
 def test_continuity_away_from_tau() -> None:
     # below tau DCLR moves smoothly with the box; the authors' variant has no jump at all
     a, b = dclr_reward([ans(0, 0, 100, 20), ans(0, 0, 100, 21)], [GT, GT])
-    assert abs(a - b) < 0.02 and b > a
+    assert abs(a - b) < 0.02
+    assert b > a
     c, d = dclr_code_reward([ans(0, 0, 100, 29), ans(0, 0, 100, 30)], [GT, GT])
     assert 0 < d - c < 0.02
     steps = dclr_code_reward([ans(0, 0, 100, h) for h in range(1, 101)], [GT] * 100)
@@ -108,8 +123,11 @@ def test_continuity_away_from_tau() -> None:
 
 def test_conversational_and_string_completions_agree() -> None:
     text = ans(25, 25, 75, 75)
-    forms = [text, [{"role": "assistant", "content": text}],
-             [{"role": "assistant", "content": [{"type": "text", "text": text}]}]]
+    forms = [
+        text,
+        [{"role": "assistant", "content": text}],
+        [{"role": "assistant", "content": [{"type": "text", "text": text}]}],
+    ]
     assert dclr_reward(forms, [GT] * 3) == [pytest.approx(0.25 + 0.75 * 0.3 * 0.7)] * 3
     assert format_reward(forms) == [1.0, 1.0, 1.0]
 
@@ -117,7 +135,11 @@ def test_conversational_and_string_completions_agree() -> None:
 def test_format_reward() -> None:
     good = "<think>a dent</think><answer>(1,2),(30,40)</answer>"
     assert format_reward([good, "<answer>(1,2),(30,40)</answer>", good + " trailing", "(1,2),(30,40)"]) == [
-        1.0, 0.0, 0.0, 0.0]
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+    ]
     assert make_format_reward(require_think=False)(["<answer>(1,2),(30,40)</answer>"]) == [1.0]
 
 

@@ -37,8 +37,9 @@ def tiny(tiny_model_dir: Path):
 def engine(tiny) -> VLMEngine:
     # unconstrained (transformers' generate): the prefix-cache parity and garbage-robustness tests; the
     # answer grammar's own tests are in test_grammar.py
-    return VLMEngine(tiny, max_new_tokens=MAX_NEW, size_policy=SizePolicy(max_pixels=160 * 96, min_pixels=1024),
-                     grammar=False)
+    return VLMEngine(
+        tiny, max_new_tokens=MAX_NEW, size_policy=SizePolicy(max_pixels=160 * 96, min_pixels=1024), grammar=False
+    )
 
 
 def _tokens(engine: VLMEngine, handle, target: np.ndarray, cached: bool) -> list[int]:
@@ -53,10 +54,11 @@ def _vanilla_tokens(tiny, reference: np.ndarray, target: np.ndarray, template) -
     enc = proc(text=[text], images=[reference, target], return_tensors="pt", do_resize=False)
     tiny.model.model.rope_deltas = None
     with torch.inference_mode():
-        out = tiny.model.generate(**enc, do_sample=False, max_new_tokens=MAX_NEW, stop_strings=["</answer>"],
-                                  tokenizer=tiny.tokenizer)
+        out = tiny.model.generate(
+            **enc, do_sample=False, max_new_tokens=MAX_NEW, stop_strings=["</answer>"], tokenizer=tiny.tokenizer
+        )
     tiny.model.model.rope_deltas = None
-    return out[0, enc["input_ids"].shape[1]:].tolist()
+    return out[0, enc["input_ids"].shape[1] :].tolist()
 
 
 def test_cached_tokens_equal_uncached_across_targets_and_reference_switch(engine: VLMEngine, tiny) -> None:
@@ -73,14 +75,17 @@ def test_cached_tokens_equal_uncached_across_targets_and_reference_switch(engine
             assert cached == uncached
             seen.append(tuple(cached))
         # Frames share the prefix tensors; none of them may have written into them.
-        assert all(torch.equal(k, layer.keys) and torch.equal(v, layer.values)
-                   for (k, v), layer in zip(snapshot, kv, strict=True))
+        assert all(
+            torch.equal(k, layer.keys) and torch.equal(v, layer.values)
+            for (k, v), layer in zip(snapshot, kv, strict=True)
+        )
         assert _vanilla_tokens(tiny, _img(ref_seed), targets[0], engine.template)[: len(seen[-4])] == list(seen[-4])
     assert len(set(seen)) > 1, "outputs do not depend on the images: the parity check would be vacuous"
     assert engine.prefixes.builds == 2
     engine.reference_cache = True
     engine.prepare(Reference(_img(1)))  # switching back hits the cache
-    assert engine.prefixes.builds == 2 and engine.prefixes.hits >= 1
+    assert engine.prefixes.builds == 2
+    assert engine.prefixes.hits >= 1
 
 
 def test_template_and_size_policy_changes_invalidate_prefix(engine: VLMEngine) -> None:
@@ -95,12 +100,15 @@ def test_template_and_size_policy_changes_invalidate_prefix(engine: VLMEngine) -
     engine.reference_cache = True
     engine.detect(handle, target)
     key1 = handle.state["prefix"].key
-    assert engine.prefixes.builds == 2 and key1.template != key0.template and key1.reference == key0.reference
+    assert engine.prefixes.builds == 2
+    assert key1.template != key0.template
+    assert key1.reference == key0.reference
 
     engine.size_policy = SizePolicy(max_pixels=64 * 64, min_pixels=1024)
     cached = _tokens(engine, handle, target, cached=True)
     key2 = handle.state["prefix"].key
-    assert engine.prefixes.builds == 3 and key2.size_policy != key1.size_policy
+    assert engine.prefixes.builds == 3
+    assert key2.size_policy != key1.size_policy
     assert handle.state["resized"].size == (64, 32)
     assert cached == _tokens(engine, handle, target, cached=False)
 
@@ -111,7 +119,8 @@ def test_template_and_size_policy_changes_invalidate_prefix(engine: VLMEngine) -
 def test_garbage_output_is_invalid_detection_not_exception(engine: VLMEngine) -> None:
     handle = engine.prepare(Reference(_img(4)))
     det = engine.detect(handle, _img(300))
-    assert det.engine == "vlm" and det.text is not None
+    assert det.engine == "vlm"
+    assert det.text is not None
     # The random model cannot produce a box; whatever it said is kept for debugging.
     assert det.verdict is Verdict.NOT_INSPECTED  # an unparsable answer is never OK
     assert det.not_inspected is Reason.INVALID_ANSWER
@@ -134,7 +143,10 @@ def test_garbage_output_is_invalid_detection_not_exception(engine: VLMEngine) ->
 def test_postprocessing_of_raw_text(text: str, valid: bool, reason: str | None) -> None:
     resized = SizePolicy().apply(_img(0, 640, 360))
     det = detection_from_text(text, resized, score=0.9)
-    assert det.valid is valid and det.text == text and det.box is None and not det.anomaly
+    assert det.valid is valid
+    assert det.text == text
+    assert det.box is None
+    assert not det.anomaly
     if reason:
         assert reason in det.message
         assert det.verdict is Verdict.NOT_INSPECTED
@@ -147,7 +159,9 @@ def test_answer_maps_to_target_pixels_for_non_square_frames() -> None:
     resized = SizePolicy().apply(np.zeros((720, 1280, 3), np.uint8))
     assert resized.size == (1056, 576)
     det = detection_from_text("<answer>(100,250),(500,750)</answer>", resized, score=0.5)
-    assert det.valid and det.anomaly and det.score == 0.5
+    assert det.valid
+    assert det.anomaly
+    assert det.score == 0.5
     assert det.box.as_tuple() == pytest.approx((128.0, 180.0, 640.0, 540.0))
     tall = SizePolicy(max_pixels=96 * 192).apply(np.zeros((500, 200, 3), np.uint8))
     det = detection_from_text("[0, 500, 1000, 1000]", tall)
@@ -156,7 +170,7 @@ def test_answer_maps_to_target_pixels_for_non_square_frames() -> None:
 
 def test_detect_handles_odd_modes_and_rejects_junk(engine: VLMEngine) -> None:
     handle = engine.prepare(Reference(_img(5)))
-    gray16 = (np.random.default_rng(0).integers(0, 65535, (150, 230), dtype=np.uint16))
+    gray16 = np.random.default_rng(0).integers(0, 65535, (150, 230), dtype=np.uint16)
     rgba = np.dstack([_img(6, 200, 120), np.full((120, 200), 255, np.uint8)])
     for odd in (gray16, rgba):
         assert engine.detect(handle, odd).engine == "vlm"
@@ -183,7 +197,8 @@ def test_batch_matches_single_and_mixed_sizes(engine: VLMEngine) -> None:
     batch = engine.detect_batch(handle, targets)
     single = [engine.detect(handle, t) for t in targets]
     assert [d.text for d in batch] == [d.text for d in single]
-    assert batch[0].timings_ms["batch"] == 3.0 and "batch" not in batch[2].timings_ms
+    assert batch[0].timings_ms["batch"] == 3.0
+    assert "batch" not in batch[2].timings_ms
 
 
 def test_static_kv_cache_gives_the_dynamic_cache_tokens(engine: VLMEngine) -> None:
@@ -204,19 +219,29 @@ def test_static_kv_cache_gives_the_dynamic_cache_tokens(engine: VLMEngine) -> No
         engine.reference_cache = cached
         assert [engine.generate(handle, [r]).tokens[0] for r in resized] == expected[cached]
         assert engine.generate(handle, resized[:3]).tokens == expected[cached][:3]  # a batch of one size
-    assert expected[True] == expected[False] and len({tuple(t) for t in expected[True]}) > 1
-    assert all(torch.equal(k, layer.keys) and torch.equal(v, layer.values)
-               for (k, v), layer in zip(snapshot, kv, strict=True))
+    assert expected[True] == expected[False]
+    assert len({tuple(t) for t in expected[True]}) > 1
+    assert all(
+        torch.equal(k, layer.keys) and torch.equal(v, layer.values) for (k, v), layer in zip(snapshot, kv, strict=True)
+    )
     detections = engine.detect_batch(handle, targets)
     engine.kv_cache = "dynamic"
     assert [d.text for d in detections] == [d.text for d in engine.detect_batch(handle, targets)]
 
 
 def test_create_engine_by_name_and_bad_options(tiny_model_dir: Path) -> None:
-    eng = create_engine("vlm", model=str(tiny_model_dir), reference_cache=False, dtype="fp32",
-                        template_id=THINK_TEMPLATE.id, max_new_tokens=4)
+    eng = create_engine(
+        "vlm",
+        model=str(tiny_model_dir),
+        reference_cache=False,
+        dtype="fp32",
+        template_id=THINK_TEMPLATE.id,
+        max_new_tokens=4,
+    )
     info = eng.describe()
-    assert info["engine"] == "vlm" and info["template"] == THINK_TEMPLATE.id and info["reference_cache"] is False
+    assert info["engine"] == "vlm"
+    assert info["template"] == THINK_TEMPLATE.id
+    assert info["reference_cache"] is False
     assert info["size_policy"] == SizePolicy().key
     eng.close()
     eng.close()
@@ -231,20 +256,25 @@ def test_create_engine_by_name_and_bad_options(tiny_model_dir: Path) -> None:
 
 
 def test_importing_the_engine_does_not_import_torch() -> None:
-    code = "import sys, differad_edge.engines.vlm, differad_edge.vlm.factory, differad_edge.vlm.loader; " \
-           "sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    code = (
+        "import sys, differad_edge.engines.vlm, differad_edge.vlm.factory, differad_edge.vlm.loader; "
+        "sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 @pytest.mark.parametrize("quant", ["nf4", "int8"])
 def test_bitsandbytes_quantized_model_runs(tiny_model_dir: Path, quant: str) -> None:
-    eng = VLMEngine(tiny_model_dir, quant=quant, max_new_tokens=4, size_policy=SizePolicy(max_pixels=4096,
-                                                                                          min_pixels=1024))
+    eng = VLMEngine(
+        tiny_model_dir, quant=quant, max_new_tokens=4, size_policy=SizePolicy(max_pixels=4096, min_pixels=1024)
+    )
     layers = {type(m).__name__ for m in eng.model.modules()}
     assert ("Linear4bit" if quant == "nf4" else "Linear8bitLt") in layers
     handle = eng.prepare(Reference(_img(8)))
     det = eng.detect(handle, _img(9))
-    assert det.engine == "vlm" and det.text is not None and det.timings_ms["decode"] > 0
+    assert det.engine == "vlm"
+    assert det.text is not None
+    assert det.timings_ms["decode"] > 0
 
 
 @pytest.mark.slow

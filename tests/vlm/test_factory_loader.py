@@ -40,8 +40,11 @@ def test_load_round_trip(tiny_model_dir: Path, tiny) -> None:
     assert saved, "no tensors written"
     for name, tensor in saved.items():
         assert torch.equal(state[name], tensor), name
-    assert tiny.template is not None and tiny.template.id == DEFAULT_INFERENCE_TEMPLATE
-    assert tiny.info["model_type"] == "qwen3_vl" and tiny.info["dtype"] == "fp32" and tiny.info["quant"] is None
+    assert tiny.template is not None
+    assert tiny.template.id == DEFAULT_INFERENCE_TEMPLATE
+    assert tiny.info["model_type"] == "qwen3_vl"
+    assert tiny.info["dtype"] == "fp32"
+    assert tiny.info["quant"] is None
     text = "<|im_start|>user\n<think>a dent</think><answer>(1,2),(3,4)</answer><|im_end|>"
     assert tiny.tokenizer.decode(tiny.tokenizer(text)["input_ids"]) == text
     assert tiny.tokenizer.convert_tokens_to_ids("<|image_pad|>") == tiny.model.config.image_token_id
@@ -51,7 +54,8 @@ def test_chat_template_renders_reference_first(tiny) -> None:
     msgs = THINK_TEMPLATE.messages()
     text = tiny.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2
-    assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
+    assert text.startswith("<|im_start|>system\n")
+    assert text.endswith("<|im_start|>assistant\n")
 
 
 def test_same_seed_same_weights_and_template_choice(tmp_path: Path) -> None:
@@ -60,7 +64,8 @@ def test_same_seed_same_weights_and_template_choice(tmp_path: Path) -> None:
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert json.loads((a / PROMPT_FILE).read_text())["id"] == THINK_TEMPLATE.id
     engine = VLMEngine(a)  # the engine defaults to the template stored with the model
-    assert engine.template.id == THINK_TEMPLATE.id and engine.max_new_tokens == 512
+    assert engine.template.id == THINK_TEMPLATE.id
+    assert engine.max_new_tokens == 512
     with pytest.raises(ConfigError, match="not empty"):
         make_model(a, size="tiny")
     with pytest.raises(ConfigError, match="unknown model size"):
@@ -127,7 +132,9 @@ def test_truncated_weights_are_a_load_error_not_a_traceback(tmp_path: Path, tiny
     save_image(ref, np.zeros((64, 64, 3), np.uint8))
     rc = main(["inspect", "--engine", "vlm", "--model", str(bad), "-r", str(ref), "-t", str(ref), "--no-align"])
     err = capsys.readouterr().err
-    assert rc == 2 and "could not load the weights" in err and "Traceback" not in err
+    assert rc == 2
+    assert "could not load the weights" in err
+    assert "Traceback" not in err
 
 
 def test_missing_tokenizer_files_are_named(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -70,19 +70,22 @@ def _grammar(tokenizer, spec: GrammarSpec) -> TokenGrammar:
 def test_no_think_language(text: str, ok: bool) -> None:
     assert CharAutomaton(GrammarSpec()).matches(text) is ok
     if ok:  # the grammar's answers are what the parser and the strict format check accept
-        assert parse_answer(text).valid and is_strict_format(text, require_think=False)
+        assert parse_answer(text).valid
+        assert is_strict_format(text, require_think=False)
 
 
 def test_think_language_and_spec_round_trip() -> None:
     spec = grammar_for(THINK_TEMPLATE, 512)
     auto = CharAutomaton(spec)
-    assert spec.think and 0 < spec.max_think_tokens < 512 - len(spec.longest_answer)
+    assert spec.think
+    assert 0 < spec.max_think_tokens < 512 - len(spec.longest_answer)
     assert auto.matches("<think>a dent, lower left\n</think>\n<answer>(1,2),(3,4)</answer>")
     assert auto.matches("<think></think><answer>(0,0),(0,0)</answer>")
     assert not auto.matches("<think>see <answer>(1,2),(3,4)</answer></think><answer>(1,2),(3,4)</answer>")
     assert not auto.matches("<answer>(1,2),(3,4)</answer>")
     assert grammar_for(NOTHINK_TEMPLATE, 64) == GrammarSpec()
-    assert GrammarSpec.from_dict(spec.to_dict()) == spec and "x1<x2" in spec.to_dict()["text"]
+    assert GrammarSpec.from_dict(spec.to_dict()) == spec
+    assert "x1<x2" in spec.to_dict()["text"]
     with pytest.raises(ConfigError, match="kind"):
         GrammarSpec.from_dict({"kind": "regex-v9"})
     with pytest.raises(ConfigError, match="answer_open"):
@@ -110,7 +113,8 @@ def test_random_walks_of_the_token_grammar_are_valid_answers(tokenizer) -> None:
             state, tokens = g.start(), []
             while not g.accepting(state):
                 allowed = g.allowed(state)
-                assert len(allowed) > 0 and np.all(allowed < 1024)
+                assert len(allowed) > 0
+                assert np.all(allowed < 1024)
                 tokens.append(int(rng.choice(allowed.tolist())))
                 state = g.advance(state, tokens[-1])
             text = tokenizer.decode(tokens)
@@ -118,7 +122,8 @@ def test_random_walks_of_the_token_grammar_are_valid_answers(tokenizer) -> None:
             assert parse_answer(text, answer_only=True).valid
             if think:
                 close = tokens.index(tokenizer.convert_tokens_to_ids("</think>"))  # entered canonically
-                assert tokens[0] == tokenizer.convert_tokens_to_ids("<think>") and close - 1 <= 6
+                assert tokens[0] == tokenizer.convert_tokens_to_ids("<think>")
+                assert close - 1 <= 6
 
 
 def test_forced_runs_and_canonical_literals(tokenizer) -> None:
@@ -134,7 +139,8 @@ def test_forced_runs_and_canonical_literals(tokenizer) -> None:
     for tok in tokenizer("<answer>(0,0),(0", add_special_tokens=False)["input_ids"]:
         state = g.advance(state, tok)
     run, end = g.forced_run(state, 99)
-    assert tokenizer.decode(run) == ",0)</answer>" and g.accepting(end)
+    assert tokenizer.decode(run) == ",0)</answer>"
+    assert g.accepting(end)
 
 
 def test_constrained_decode_masks_and_jumps_with_a_scripted_model(tokenizer) -> None:
@@ -182,15 +188,23 @@ def _teacher_forced_check(loaded, engine: VLMEngine, ref: np.ndarray, tgt: np.nd
     is allowed. Returns the number of steps where the mask changed the model's choice."""
     proc = loaded.processor
     text = proc.apply_chat_template(engine.template.messages(), tokenize=False, add_generation_prompt=True)
-    enc = proc(text=[text], images=[POLICY.apply(ref).image, POLICY.apply(tgt).image], return_tensors="pt",
-               do_resize=False)
+    enc = proc(
+        text=[text], images=[POLICY.apply(ref).image, POLICY.apply(tgt).image], return_tensors="pt", do_resize=False
+    )
     n_prompt = enc["input_ids"].shape[1]
     ids = torch.cat([enc["input_ids"], torch.tensor([tokens])], dim=1)
-    types = torch.cat([enc["mm_token_type_ids"], torch.zeros((1, len(tokens)), dtype=enc["mm_token_type_ids"].dtype)], 1)
+    types = torch.cat(
+        [enc["mm_token_type_ids"], torch.zeros((1, len(tokens)), dtype=enc["mm_token_type_ids"].dtype)], 1
+    )
     loaded.model.model.rope_deltas = None
     with torch.inference_mode():
-        out = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=types,
-                           pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"])
+        out = loaded.model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            mm_token_type_ids=types,
+            pixel_values=enc["pixel_values"],
+            image_grid_thw=enc["image_grid_thw"],
+        )
     loaded.model.model.rope_deltas = None
     g = engine.token_grammar()
     state, changed = g.start(), 0
@@ -234,10 +248,13 @@ def test_grammar_answers_are_always_valid_and_follow_the_model(tmp_path: Path, t
             assert engine.generate(handle, [POLICY.apply(tgt)]).tokens == gen.tokens
             tokens = gen.tokens[0]
             assert engine.token_grammar().auto.matches(gen.texts[0]), gen.texts[0]
-            assert gen.forward_passes[0] < len(tokens) and gen.forced[0] >= 4
+            assert gen.forward_passes[0] < len(tokens)
+            assert gen.forced[0] >= 4
             _teacher_forced_check(loaded, engine, ref, tgt, tokens)
             det = engine.detect(handle, tgt)
-            assert det.valid and det.text == gen.texts[0] and any("forward passes" in n for n in det.notes)
+            assert det.valid
+            assert det.text == gen.texts[0]
+            assert any("forward passes" in n for n in det.notes)
             texts.append(gen.texts[0])
     assert len(set(texts)) > 2  # image-dependent answers: the checks above are not vacuous
 
@@ -256,20 +273,24 @@ def test_grammar_static_cache_and_batches_give_the_same_answers(tiny) -> None:
 def test_think_template_answer_stays_within_its_budget(tiny) -> None:
     engine = VLMEngine(tiny, size_policy=POLICY, template_id=THINK_TEMPLATE.id, max_new_tokens=70)
     spec = engine.grammar_spec()
-    assert spec.think and spec.max_think_tokens == 70 - (len("</think>") + 2 + len(spec.longest_answer))
+    assert spec.think
+    assert spec.max_think_tokens == 70 - (len("</think>") + 2 + len(spec.longest_answer))
     handle = engine.prepare(Reference(_img(4)))
     gen = engine.generate(handle, [POLICY.apply(_img(40))])
     text = gen.texts[0]
     assert len(gen.tokens[0]) <= 70 and engine.token_grammar().auto.matches(text), text
     parsed = parse_answer(text, answer_only=True)
-    assert parsed.valid and parsed.think is not None and is_strict_format(text)
+    assert parsed.valid
+    assert parsed.think is not None
+    assert is_strict_format(text)
 
 
 def test_grammar_off_and_fixed_length_runs_are_unconstrained(tiny) -> None:
     engine = VLMEngine(tiny, size_policy=POLICY, grammar=False, max_new_tokens=12)
     handle = engine.prepare(Reference(_img(5)))
     det = engine.detect(handle, _img(50))
-    assert not det.valid and not any("grammar" in n for n in det.notes)  # random weights: garbage, refused
+    assert not det.valid
+    assert not any("grammar" in n for n in det.notes)
     engine.grammar, engine.min_new_tokens = True, 12
     assert len(engine.generate(handle, [POLICY.apply(_img(50))]).tokens[0]) == 12
     assert engine.describe()["grammar"]["kind"] == GrammarSpec().kind

@@ -20,7 +20,8 @@ def test_target_size_on_grid_within_bounds_aspect_kept(w: int, h: int) -> None:
         return
     policy = SizePolicy(max_pixels=640_000, min_pixels=4096, factor=32)
     w2, h2 = policy.target_size((w, h))
-    assert w2 % 32 == 0 and h2 % 32 == 0
+    assert w2 % 32 == 0
+    assert h2 % 32 == 0
     assert 4096 <= w2 * h2 <= 640_000
     if min(w2, h2) >= 64:  # aspect kept up to rounding each side to the 32 grid
         assert abs((w2 / h2) / (w / h) - 1) <= 3 * 32 / min(w2, h2)
@@ -42,7 +43,8 @@ def test_known_sizes(size: tuple[int, int], expected: tuple[int, int]) -> None:
 def test_box_maps_back_exactly_for_non_square_frame() -> None:
     img = np.zeros((1080, 1920, 3), np.uint8)
     resized = SizePolicy().apply(img)
-    assert resized.size == (1056, 576) and resized.source_size == (1920, 1080)
+    assert resized.size == (1056, 576)
+    assert resized.source_size == (1920, 1080)
     # A defect at known source pixels, expressed on the model's grid of the resized image, maps back.
     truth = Box(480, 270, 960, 810)
     model_box = to_model_scale(resized.transform.apply_box(truth), *resized.size)
@@ -54,7 +56,8 @@ def test_box_maps_back_exactly_for_non_square_frame() -> None:
 def test_untouched_image_is_identity() -> None:
     img = np.random.default_rng(0).integers(0, 255, (256, 320, 3), dtype=np.uint8)
     resized = SizePolicy().apply(img)
-    assert resized.transform.is_identity and resized.image is img
+    assert resized.transform.is_identity
+    assert resized.image is img
 
 
 @pytest.mark.parametrize(
@@ -91,14 +94,19 @@ def test_torch_patchify_and_prompt_ids_match_the_processor(tiny_model_dir) -> No
     from differad_edge.vlm.pixels import PromptIds, patchify
 
     proc = load_processor(tiny_model_dir)
-    images = [np.random.default_rng(s).integers(0, 255, (h, w, 3), dtype=np.uint8) for s, (w, h) in
-              enumerate([(160, 96), (64, 224)])]
-    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "image"},
-                                                                  {"type": "text", "text": "where?"}]}],
-                                    tokenize=False, add_generation_prompt=True)
+    images = [
+        np.random.default_rng(s).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        for s, (w, h) in enumerate([(160, 96), (64, 224)])
+    ]
+    text = proc.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "where?"}]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     enc = proc(text=[text], images=images, return_tensors="pt", do_resize=False)
     pixels, grids = zip(*(patchify(img, proc.image_processor) for img in images), strict=True)
     assert torch.equal(torch.cat(grids), enc["image_grid_thw"])
     torch.testing.assert_close(torch.cat(pixels), enc["pixel_values"], rtol=0, atol=1e-6)
     ids, types = PromptIds(proc, text).get(((160, 96), (64, 224)), "cpu")
-    assert torch.equal(ids, enc["input_ids"]) and torch.equal(types, enc["mm_token_type_ids"])
+    assert torch.equal(ids, enc["input_ids"])
+    assert torch.equal(types, enc["mm_token_type_ids"])

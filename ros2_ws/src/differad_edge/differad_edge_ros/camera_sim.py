@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=10.0, help="frames per second")
     ap.add_argument("--size", type=int, default=800, help="square frame side in pixels")
     ap.add_argument("--scene", default="synth", choices=SCENES, help="synthetic product (see scene.build_scene)")
-    ap.add_argument("--seed", type=int, default=0, help="scene seed (the reference is build_scene(scene, size, seed, 0))")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="scene seed (the reference is build_scene(scene, size, seed, 0))"
+    )
     ap.add_argument("--defect-rate", type=float, default=0.5, help="share of defective parts")
     ap.add_argument("--encoding", default="rgb8", choices=sorted(ENCODINGS))
     ap.add_argument("--compressed", action="store_true", help="publish sensor_msgs/CompressedImage (jpeg)")
@@ -50,13 +52,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--wait-truth", type=int, default=0, help="ground-truth subscribers to wait for")
     ap.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for them")
     ap.add_argument("--reliable", action="store_true", help="reliable QoS (default: best effort, as a camera driver)")
-    ap.add_argument("--source", type=Path, default=None, metavar="DIR|VIDEO",
-                    help="replay these images (a folder, in name order) or video frames instead of a synthetic scene")
-    ap.add_argument("--register", type=Path, default=None, metavar="STORE",
-                    help="register the reference of --product in this store (created if missing) before publishing")
+    ap.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        metavar="DIR|VIDEO",
+        help="replay these images (a folder, in name order) or video frames instead of a synthetic scene",
+    )
+    ap.add_argument(
+        "--register",
+        type=Path,
+        default=None,
+        metavar="STORE",
+        help="register the reference of --product in this store (created if missing) before publishing",
+    )
     ap.add_argument("--product", default="camera-part", help="product id for --register")
-    ap.add_argument("--reference", type=Path, default=None, metavar="FILE",
-                    help="reference image for --register (default: the first frame)")
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="reference image for --register (default: the first frame)",
+    )
     a = ap.parse_args(argv)
     if a.frames < 1 or a.rate <= 0 or a.size < 64 or not 0 <= a.defect_rate <= 1 or a.unique < 1:
         ap.error("need --frames >= 1, --rate > 0, --size >= 64, 0 <= --defect-rate <= 1, --unique >= 1")
@@ -113,26 +130,33 @@ class CameraSim(Node):
         self.args = args
         reliability = ReliabilityPolicy.RELIABLE if args.reliable else ReliabilityPolicy.BEST_EFFORT
         self.topic = f"{args.topic.rstrip('/')}/compressed" if args.compressed else args.topic  # image_transport
-        self._images = self.create_publisher(CompressedImage if args.compressed else Image, self.topic,
-                                             QoSProfile(depth=5, reliability=reliability))
+        self._images = self.create_publisher(
+            CompressedImage if args.compressed else Image, self.topic, QoSProfile(depth=5, reliability=reliability)
+        )
         self._truth = self.create_publisher(Detection2DArray, args.gt_topic, QoSProfile(depth=100))
         if args.source is not None:
             self.frames = [Frame(img, None) for img in load_source(args.source, min(args.unique, args.frames))]
         else:
-            _, self.frames = build_scene(args.scene, args.size, args.seed, min(args.unique, args.frames),
-                                         args.defect_rate)
+            _, self.frames = build_scene(
+                args.scene, args.size, args.seed, min(args.unique, args.frames), args.defect_rate
+            )
         # each distinct frame is converted and serialized once; a publish then only restamps the bytes
         header = Header(frame_id=args.frame_id)
         self._serialized = [
-            serialize_message(array_to_compressed(f.image, header=header) if args.compressed
-                              else array_to_image(f.image, args.encoding, header=header))
+            serialize_message(
+                array_to_compressed(f.image, header=header)
+                if args.compressed
+                else array_to_image(f.image, args.encoding, header=header)
+            )
             for f in self.frames
         ]
 
     def wait_for_subscribers(self) -> bool:
         deadline = time.monotonic() + self.args.wait_timeout
-        while (self._images.get_subscription_count() < self.args.wait_subscribers
-               or self._truth.get_subscription_count() < self.args.wait_truth):
+        while (
+            self._images.get_subscription_count() < self.args.wait_subscribers
+            or self._truth.get_subscription_count() < self.args.wait_truth
+        ):
             if time.monotonic() > deadline:
                 return False
             rclpy.spin_once(self, timeout_sec=0.05)
@@ -146,8 +170,9 @@ class CameraSim(Node):
             header = Header(frame_id=self.args.frame_id, stamp=self.get_clock().now().to_msg())
             if frame.box is not None:  # the user's own frames have no ground truth
                 self._truth.publish(detections_message(header, frame.box, 1.0))
-            self._images.publish(restamp_cdr(self._serialized[i % len(self.frames)], header.stamp.sec,
-                                             header.stamp.nanosec))
+            self._images.publish(
+                restamp_cdr(self._serialized[i % len(self.frames)], header.stamp.sec, header.stamp.nanosec)
+            )
             delay = t0 + (i + 1) / self.args.rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
@@ -158,14 +183,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if args.register is not None:
-            reference = (load_image_file(args.reference) if args.reference is not None
-                         else load_source(args.source, 1)[0] if args.source is not None
-                         else build_scene(args.scene, args.size, args.seed, 0)[0])
-            version = register_source(args.register, args.product, reference,
-                                      str(args.reference or args.source or f"scene={args.scene} seed={args.seed}"))
-            print(f"camera_sim: registered {args.product}@{version} in {args.register}; inspect with: "
-                  f"differad-inspector --ros-args -p store:={args.register} -p product_id:={args.product} "
-                  f"-p image_topic:={args.topic}{' -p input:=compressed' if args.compressed else ''}", flush=True)
+            reference = (
+                load_image_file(args.reference)
+                if args.reference is not None
+                else load_source(args.source, 1)[0]
+                if args.source is not None
+                else build_scene(args.scene, args.size, args.seed, 0)[0]
+            )
+            version = register_source(
+                args.register,
+                args.product,
+                reference,
+                str(args.reference or args.source or f"scene={args.scene} seed={args.seed}"),
+            )
+            print(
+                f"camera_sim: registered {args.product}@{version} in {args.register}; inspect with: "
+                f"differad-inspector --ros-args -p store:={args.register} -p product_id:={args.product} "
+                f"-p image_topic:={args.topic}{' -p input:=compressed' if args.compressed else ''}",
+                flush=True,
+            )
         return _run(args)
     except DifferadError as e:
         print(f"differad: error: camera_sim: {e}", file=sys.stderr)

@@ -28,8 +28,9 @@ PRODUCT = "sim-part"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="differad-cell-demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("demo_out/cell"),
-                    help="folder for annotated frames + summary.json")
+    ap.add_argument(
+        "--out", type=Path, default=Path("demo_out/cell"), help="folder for annotated frames + summary.json"
+    )
     ap.add_argument("--frames", type=int, default=30, help="frames the camera publishes")
     ap.add_argument("--rate", type=float, default=5.0, help="camera frames per second")
     ap.add_argument("--size", type=int, default=800, help="square frame side in pixels")
@@ -51,7 +52,9 @@ def register_reference(root: Path, scene: str, size: int, seed: int) -> str:
     """The simulated product's reference as the active version of a fresh store; returns the version."""
     store = ReferenceStore(root)
     reference, _ = build_scene(scene, size, seed, 0)
-    version = store.add_version(PRODUCT, reference, metadata={"source": f"differad-cell-demo scene={scene} seed={seed}"})
+    version = store.add_version(
+        PRODUCT, reference, metadata={"source": f"differad-cell-demo scene={scene} seed={seed}"}
+    )
     store.set_validation(PRODUCT, version, True, {"by": "differad-cell-demo", "note": "simulated reference"})
     store.promote(PRODUCT, version)
     return version
@@ -81,17 +84,46 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="differad-cell-store-") as store:
         version = register_reference(Path(store), args.scene, args.size, args.seed)
         print(f"cell: reference {PRODUCT}@{version} registered; ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}", flush=True)
-        params = {"store": store, "product_id": PRODUCT, "engine": args.engine, "align": args.align,
-                  "model": args.model, "image_topic": "/camera/image_raw",
-                  "expected_rate": args.rate}  # gaps in the camera's stamps show as lost frames
-        node = subprocess.Popen(_module("node") + ["--ros-args"] + [x for k, v in params.items()
-                                                                    for x in ("-p", f"{k}:={v}") if v], env=env)
-        monitor = subprocess.Popen(_module("monitor") + ["--frames", str(args.frames), "--out", str(args.out),
-                                                         "--timeout", str(args.timeout)], env=env)
-        camera = subprocess.Popen(_module("camera_sim") + [
-            "--frames", str(args.frames), "--rate", str(args.rate), "--size", str(args.size), "--scene", args.scene,
-            "--seed", str(args.seed), "--defect-rate", str(args.defect_rate),
-            "--wait-subscribers", "2", "--wait-truth", "1", "--wait-timeout", str(args.timeout)], env=env)
+        params = {
+            "store": store,
+            "product_id": PRODUCT,
+            "engine": args.engine,
+            "align": args.align,
+            "model": args.model,
+            "image_topic": "/camera/image_raw",
+            "expected_rate": args.rate,
+        }  # gaps in the camera's stamps show as lost frames
+        node = subprocess.Popen(
+            _module("node") + ["--ros-args"] + [x for k, v in params.items() for x in ("-p", f"{k}:={v}") if v], env=env
+        )
+        monitor = subprocess.Popen(
+            _module("monitor") + ["--frames", str(args.frames), "--out", str(args.out), "--timeout", str(args.timeout)],
+            env=env,
+        )
+        camera = subprocess.Popen(
+            _module("camera_sim")
+            + [
+                "--frames",
+                str(args.frames),
+                "--rate",
+                str(args.rate),
+                "--size",
+                str(args.size),
+                "--scene",
+                args.scene,
+                "--seed",
+                str(args.seed),
+                "--defect-rate",
+                str(args.defect_rate),
+                "--wait-subscribers",
+                "2",
+                "--wait-truth",
+                "1",
+                "--wait-timeout",
+                str(args.timeout),
+            ],
+            env=env,
+        )
         procs = {"inspector": node, "monitor": monitor, "camera": camera}
         try:
             deadline = time.monotonic() + args.timeout + 30

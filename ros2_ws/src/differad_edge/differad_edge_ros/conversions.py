@@ -94,7 +94,7 @@ def image_from_cdr(raw: bytes | bytearray | memoryview) -> Any:
 
     header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
     # a short buffer is reported by raw_to_array as truncated data, like a short Python message
-    return RawImage(header, height, width, encoding, is_bigendian, step, body[pos:pos + size])
+    return RawImage(header, height, width, encoding, is_bigendian, step, body[pos : pos + size])
 
 
 def restamp_cdr(cdr: bytes, sec: int, nanosec: int) -> bytes:
@@ -119,8 +119,9 @@ def _header_byte_order(cdr: bytes, what: str) -> str:
     """Struct byte order of a CDR message long enough to hold a header stamp, else ValueError."""
     order = _CDR_ENCAPSULATIONS.get(bytes(cdr[:2]))
     if order is None or len(cdr) < 12:
-        raise ValueError(f"not a CDR message this function can {what} (encapsulation {bytes(cdr[:2])!r}, "
-                         f"{len(cdr)} bytes)")
+        raise ValueError(
+            f"not a CDR message this function can {what} (encapsulation {bytes(cdr[:2])!r}, {len(cdr)} bytes)"
+        )
     return order
 
 
@@ -131,7 +132,7 @@ def _cdr_string(body: memoryview, pos: int, u32: struct.Struct) -> tuple[str, in
     end = pos + 4 + n
     if n == 0 or end > len(body):
         raise IndexError(f"string of {n} bytes at offset {pos} runs past the message")
-    return bytes(body[pos + 4:end - 1]).decode("utf-8"), end
+    return bytes(body[pos + 4 : end - 1]).decode("utf-8"), end
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
@@ -170,7 +171,9 @@ def rgb_to_encoding(rgb: np.ndarray, encoding: str) -> np.ndarray:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         out = gray.astype(np.uint16) * 257 if enc.dtype == np.uint16 else gray
     else:
-        code = {"rgb": None, "bgr": cv2.COLOR_RGB2BGR, "rgba": cv2.COLOR_RGB2RGBA, "bgra": cv2.COLOR_RGB2BGRA}[enc.order]
+        code = {"rgb": None, "bgr": cv2.COLOR_RGB2BGR, "rgba": cv2.COLOR_RGB2RGBA, "bgra": cv2.COLOR_RGB2BGRA}[
+            enc.order
+        ]
         out = rgb if code is None else cv2.cvtColor(rgb, code)
     return np.ascontiguousarray(out.astype(enc.dtype.newbyteorder("<"), copy=False))
 
@@ -244,10 +247,19 @@ def verdict_detections(header: Any, detection: Any, frame_size: tuple[int, int] 
 VERDICT_CODES = {"NOT_INSPECTED": 0, "OK": 1, "NG": 2}
 
 
-def result_message(header: Any, detection: Any, *, product_id: str, view_id: str = "", part_id: str = "",
-                   reference_version: str = "", frame_size: tuple[int, int] | None = None,
-                   timings_ms: dict[str, float] | None = None, latency_ms: float = 0.0,
-                   detections: Any = None) -> Any:
+def result_message(
+    header: Any,
+    detection: Any,
+    *,
+    product_id: str,
+    view_id: str = "",
+    part_id: str = "",
+    reference_version: str = "",
+    frame_size: tuple[int, int] | None = None,
+    timings_ms: dict[str, float] | None = None,
+    latency_ms: float = 0.0,
+    detections: Any = None,
+) -> Any:
     """``differad_edge_msgs/InspectionResult`` of one :class:`~differad_edge.outcome.Detection`."""
     from differad_edge_msgs.msg import InspectionResult
 

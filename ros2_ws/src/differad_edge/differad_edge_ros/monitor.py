@@ -76,7 +76,12 @@ class CellLog:
             "frames_lost": len(truth) - len(done) - sum(r.not_inspected is not None for r in truth),
             "frames_not_inspected": sum(r.not_inspected is not None for r in truth),
             "defective": sum(not r.gt.is_zero for r in truth),
-            "acc30": m.acc30, "f1": m.f1, "miou": m.miou, "tp": m.tp, "fp": m.fp, "fn": m.fn,
+            "acc30": m.acc30,
+            "f1": m.f1,
+            "miou": m.miou,
+            "tp": m.tp,
+            "fp": m.fp,
+            "fn": m.fn,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
             "node_diagnostics": self.diagnostics,
@@ -102,13 +107,18 @@ class Monitor(Node):
     def _on_detections(self, msg: Detection2DArray) -> None:
         now = self.get_clock().now().nanoseconds
         r = self.log.get(stamp_of(msg))
-        if msg.detections and msg.detections[0].results and \
-                msg.detections[0].results[0].hypothesis.class_id == NOT_INSPECTED_CLASS_ID:
+        if (
+            msg.detections
+            and msg.detections[0].results
+            and msg.detections[0].results[0].hypothesis.class_id == NOT_INSPECTED_CLASS_ID
+        ):
             r.not_inspected = msg.detections[0].id or "not_inspected"  # scored as a miss, never as a good part
             self.last_activity = time.monotonic()
             if not self.args.quiet:
-                print(f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: NOT INSPECTED ({r.not_inspected})",
-                      flush=True)
+                print(
+                    f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: NOT INSPECTED ({r.not_inspected})",
+                    flush=True,
+                )
             return
         r.pred, r.score = first_box(msg)
         r.latency_ms = (now - (msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)) / 1e6
@@ -117,8 +127,11 @@ class Monitor(Node):
             gt = r.gt.as_int_list() if r.gt is not None else "?"
             iou = f"{sample_iou(r.pred, r.gt):.2f}" if r.gt is not None else "?"
             pred = r.pred.as_int_list() if not r.pred.is_zero else "good part"
-            print(f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: {pred} (score {r.score:.2f}) "
-                  f"gt {gt} iou {iou} latency {r.latency_ms:.1f} ms", flush=True)
+            print(
+                f"frame {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: {pred} (score {r.score:.2f}) "
+                f"gt {gt} iou {iou} latency {r.latency_ms:.1f} ms",
+                flush=True,
+            )
 
     def _on_image(self, msg: Image) -> None:
         saved = sum(r.image is not None for r in self.log.frames.values())
@@ -131,8 +144,9 @@ class Monitor(Node):
                 self.log.diagnostics = {kv.key: kv.value for kv in status.values}
 
     def finished(self) -> bool:
-        done = sum((r.pred is not None or r.not_inspected is not None) and r.gt is not None
-                   for r in self.log.frames.values())
+        done = sum(
+            (r.pred is not None or r.not_inspected is not None) and r.gt is not None for r in self.log.frames.values()
+        )
         idle = time.monotonic() - self.last_activity
         return done >= self.args.frames or (done > 0 and idle > self.args.idle_timeout)
 
@@ -162,15 +176,17 @@ def format_summary(s: dict[str, Any]) -> str:
         return "n/a" if v is None else f"{v:.1f} ms"
 
     d = s.get("node_diagnostics") or {}
-    return "\n".join([
-        f"frames published {s['frames_published']} (defective {s['defective']}), inspected {s['frames_inspected']}, "
-        f"not inspected {s.get('frames_not_inspected', 0)}, lost {s['frames_lost']}",
-        f"Acc@0.3 {pct(s['acc30'])}  F1 {pct(s['f1'])}  mIoU {pct(s['miou'])}  (TP {s['tp']} FP {s['fp']} FN {s['fn']})",
-        f"end-to-end latency p50 {ms(s['latency_p50_ms'])}  p95 {ms(s['latency_p95_ms'])}",
-        f"node: dropped {d.get('frames_dropped', '?')}, bad frames {d.get('bad_frames', '?')}, engine errors "
-        f"{d.get('engine_errors', '?')}, engine {d.get('engine', '?')}, reference {d.get('product_id', '?')}"
-        f"@{d.get('reference_version', '?')}",
-    ])
+    return "\n".join(
+        [
+            f"frames published {s['frames_published']} (defective {s['defective']}), inspected {s['frames_inspected']}, "
+            f"not inspected {s.get('frames_not_inspected', 0)}, lost {s['frames_lost']}",
+            f"Acc@0.3 {pct(s['acc30'])}  F1 {pct(s['f1'])}  mIoU {pct(s['miou'])}  (TP {s['tp']} FP {s['fp']} FN {s['fn']})",
+            f"end-to-end latency p50 {ms(s['latency_p50_ms'])}  p95 {ms(s['latency_p95_ms'])}",
+            f"node: dropped {d.get('frames_dropped', '?')}, bad frames {d.get('bad_frames', '?')}, engine errors "
+            f"{d.get('engine_errors', '?')}, engine {d.get('engine', '?')}, reference {d.get('product_id', '?')}"
+            f"@{d.get('reference_version', '?')}",
+        ]
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -169,14 +169,16 @@ class InspectorNode(LifecycleNode):
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         period = self.get_parameter("diagnostics_period").value
-        self._diag_timer = self.create_timer(float(period) if isinstance(period, (int, float)) and period > 0 else 1.0,
-                                             self._publish_diagnostics)
+        self._diag_timer = self.create_timer(
+            float(period) if isinstance(period, (int, float)) and period > 0 else 1.0, self._publish_diagnostics
+        )
 
     # ---- parameters ------------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
         for name, default in InspectorParams.defaults().items():
-            desc = ParameterDescriptor(description=DESCRIPTIONS[name], read_only=name not in DYNAMIC,
-                                       dynamic_typing=True)  # YAML types "2" as an int: coerced later
+            desc = ParameterDescriptor(
+                description=DESCRIPTIONS[name], read_only=name not in DYNAMIC, dynamic_typing=True
+            )  # YAML types "2" as an int: coerced later
             self.declare_parameter(name, default, desc)
         engine = self.get_parameter("engine").value
         self.engine_params: list[EngineParam] = engine_params(engine) if isinstance(engine, str) else []
@@ -185,7 +187,9 @@ class InspectorNode(LifecycleNode):
             if p.choices:
                 desc.additional_constraints = f"one of: {', '.join(p.choices)}"
             if p.range is not None and isinstance(p.default, float):
-                desc.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]))]
+                desc.floating_point_range = [
+                    FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]))
+                ]
             elif p.range is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
                 desc.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
             self.declare_parameter(p.name, p.default, desc)
@@ -222,8 +226,10 @@ class InspectorNode(LifecycleNode):
         params = InspectorParams.from_values({n: self.get_parameter(n).value for n in names}, self._literals)
         unknown = self._unknown_engine_parameters()
         if unknown:
-            raise ConfigError(f"unknown engine parameter(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(p.name for p in self.engine_params) or '(none)'}")
+            raise ConfigError(
+                f"unknown engine parameter(s) {', '.join(unknown)}; known: "
+                f"{', '.join(p.name for p in self.engine_params) or '(none)'}"
+            )
         self.params = params
         self.store = ReferenceStore(params.store)
         ref = reference_id(params.product_id, params.view_id)
@@ -238,9 +244,13 @@ class InspectorNode(LifecycleNode):
         self.inspector = self._make_inspector(self._engine_options)
         self._product, self._view = params.product_id, params.view_id
         self._stream, self._trigger_timeout = params.stream, params.trigger_timeout
-        self.stats = NodeStats(params.latency_window, window=params.diagnostics_window,
-                               frame_timeout=params.frame_timeout, expected_rate=params.expected_rate,
-                               engine_error_limit=params.engine_error_limit)
+        self.stats = NodeStats(
+            params.latency_window,
+            window=params.diagnostics_window,
+            frame_timeout=params.frame_timeout,
+            expected_rate=params.expected_rate,
+            engine_error_limit=params.engine_error_limit,
+        )
         # load, check and prepare the reference now, not on the first frame (which the camera's next
         # frames would queue behind and be dropped)
         warm = self.inspector.warm_up(ref)
@@ -285,8 +295,9 @@ class InspectorNode(LifecycleNode):
         except DifferadError:
             raise
         except Exception as e:
-            raise ConfigError(f"the reference of {ref!r} in {self.store.root} cannot be read: "
-                              f"{type(e).__name__}: {e}") from None
+            raise ConfigError(
+                f"the reference of {ref!r} in {self.store.root} cannot be read: {type(e).__name__}: {e}"
+            ) from None
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self.params is not None
@@ -307,8 +318,9 @@ class InspectorNode(LifecycleNode):
         # Raw frames arrive as their CDR bytes (raw=True) and are read in the worker by image_from_cdr:
         # the pixels stay a zero-copy view, rclpy's deserialization (two copies of 1.9 MB) is skipped.
         raw = p.input == "raw"
-        self._inputs.append(self.create_subscription(Image if raw else CompressedImage, camera_topic(p),
-                                                       self._on_frame, qos, raw=raw))
+        self._inputs.append(
+            self.create_subscription(Image if raw else CompressedImage, camera_topic(p), self._on_frame, qos, raw=raw)
+        )
         self._active = True
         self.get_logger().info(
             f"inspecting {self.resolve_topic_name(camera_topic(p))} ({p.input}) for "
@@ -356,8 +368,9 @@ class InspectorNode(LifecycleNode):
 
     def _release(self) -> None:
         for pub in self._outputs.values():
-            self.destroy_lifecycle_publisher(pub) if hasattr(self, "destroy_lifecycle_publisher") \
-                else self.destroy_publisher(pub)
+            self.destroy_lifecycle_publisher(pub) if hasattr(
+                self, "destroy_lifecycle_publisher"
+            ) else self.destroy_publisher(pub)
         self._outputs = {}
         if self.inspector is not None:
             self.inspector.close()
@@ -402,20 +415,37 @@ class InspectorNode(LifecycleNode):
         future: Future = Future()
         header = Header(stamp=self.get_clock().now().to_msg())
         if problem:
-            response.result = result_message(header, Detection.refuse(Reason.NO_REFERENCE, problem),
-                                             product_id=product, view_id=request.view_id, part_id=request.part_id)
+            response.result = result_message(
+                header,
+                Detection.refuse(Reason.NO_REFERENCE, problem),
+                product_id=product,
+                view_id=request.view_id,
+                part_id=request.part_id,
+            )
             return response
         timeout = request.timeout if request.timeout > 0 else self._trigger_timeout
-        trigger = Trigger(product, request.view_id, request.part_id, self.get_clock().now().nanoseconds,
-                          time.monotonic() + timeout, future, response)
+        trigger = Trigger(
+            product,
+            request.view_id,
+            request.part_id,
+            self.get_clock().now().nanoseconds,
+            time.monotonic() + timeout,
+            future,
+            response,
+        )
         with self._lock:
             if not self._active:
                 trigger = None
             else:
                 self._triggers.append(trigger)
         if trigger is None:
-            response.result = result_message(header, Detection.refuse(Reason.TIMEOUT, "the inspector is not active"),
-                                             product_id=product, view_id=request.view_id, part_id=request.part_id)
+            response.result = result_message(
+                header,
+                Detection.refuse(Reason.TIMEOUT, "the inspector is not active"),
+                product_id=product,
+                view_id=request.view_id,
+                part_id=request.part_id,
+            )
             return response
         return await future
 
@@ -431,14 +461,18 @@ class InspectorNode(LifecycleNode):
                     return SetParametersResult(successful=False, reason=str(e))
             elif p.name == "stream" and not isinstance(p.value, bool):
                 return SetParametersResult(successful=False, reason=f"stream={p.value!r}: expected true or false")
-            elif p.name == "trigger_timeout" and (isinstance(p.value, bool) or not isinstance(p.value, (int, float))
-                                                  or p.value <= 0):
-                return SetParametersResult(successful=False, reason=f"trigger_timeout={p.value!r}: expected seconds > 0")
+            elif p.name == "trigger_timeout" and (
+                isinstance(p.value, bool) or not isinstance(p.value, (int, float)) or p.value <= 0
+            ):
+                return SetParametersResult(
+                    successful=False, reason=f"trigger_timeout={p.value!r}: expected seconds > 0"
+                )
             elif p.name in nested:
                 ep = nested[p.name]
                 if ep.choices and p.value not in ep.choices:
-                    return SetParametersResult(successful=False,
-                                               reason=f"{p.name}={p.value!r}: expected one of {', '.join(ep.choices)}")
+                    return SetParametersResult(
+                        successful=False, reason=f"{p.name}={p.value!r}: expected one of {', '.join(ep.choices)}"
+                    )
                 options_changed = True
         if self.params is None:  # not configured: values are read at configure
             return SetParametersResult(successful=True)
@@ -469,8 +503,9 @@ class InspectorNode(LifecycleNode):
             elif p.name == "trigger_timeout" and isinstance(p.value, (int, float)) and p.value > 0:
                 self._trigger_timeout = float(p.value)
         if (product, view) != (self._product, self._view):
-            self.get_logger().info(f"product switched: {reference_id(self._product, self._view)!r} -> "
-                                   f"{reference_id(product, view)!r}")
+            self.get_logger().info(
+                f"product switched: {reference_id(self._product, self._view)!r} -> {reference_id(product, view)!r}"
+            )
         self._product, self._view = product, view
         if options is not None:
             self._pending_options = options
@@ -511,7 +546,8 @@ class InspectorNode(LifecycleNode):
             "product_id": self._product,
             "view_id": self._view,
             "reference_version": self._versions.get(reference_id(self._product, self._view), "")
-            if self._product else "",
+            if self._product
+            else "",
             "last_error": s.last_error,
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
@@ -539,10 +575,23 @@ class InspectorNode(LifecycleNode):
             expired = [t for t in self._triggers if t.deadline <= now]
             self._triggers = [t for t in self._triggers if t.deadline > now]
         for t in expired:
-            det = Detection.refuse(Reason.TIMEOUT, "no frame stamped after the request arrived in time",
-                                   engine=self.params.engine if self.params else "")
-            self._publish_result(Header(stamp=self.get_clock().now().to_msg()), det, t.product_id, t.view_id,
-                                 t.part_id, "", None, {}, 0.0, triggers=[t])
+            det = Detection.refuse(
+                Reason.TIMEOUT,
+                "no frame stamped after the request arrived in time",
+                engine=self.params.engine if self.params else "",
+            )
+            self._publish_result(
+                Header(stamp=self.get_clock().now().to_msg()),
+                det,
+                t.product_id,
+                t.view_id,
+                t.part_id,
+                "",
+                None,
+                {},
+                0.0,
+                triggers=[t],
+            )
             self.stats.done(0.0, False, valid=False, reason=f"~/inspect timed out ({t.product_id}/{t.view_id or '-'})")
 
     def _due_triggers(self, stamp_ns: int | None) -> list[Trigger]:
@@ -589,23 +638,42 @@ class InspectorNode(LifecycleNode):
             first = triggers[0] if triggers else None
             product = first.product_id if first else self._product
             view = first.view_id if first else self._view
-            self._publish_result(msg.header, det, product, view, first.part_id if first else "",
-                                 result.reference_version, size, result.timings_ms, latency, triggers=triggers,
-                                 frame=frame, ref=ref)
-            self.stats.done(latency, det.anomaly, det.valid, result.timings_ms.get("total"),
-                            engine_failed=det.not_inspected is Reason.ENGINE_ERROR,
-                            reason=f"{det.not_inspected.value}: {det.message}" if not det.valid else "")
+            self._publish_result(
+                msg.header,
+                det,
+                product,
+                view,
+                first.part_id if first else "",
+                result.reference_version,
+                size,
+                result.timings_ms,
+                latency,
+                triggers=triggers,
+                frame=frame,
+                ref=ref,
+            )
+            self.stats.done(
+                latency,
+                det.anomaly,
+                det.valid,
+                result.timings_ms.get("total"),
+                engine_failed=det.not_inspected is Reason.ENGINE_ERROR,
+                reason=f"{det.not_inspected.value}: {det.message}" if not det.valid else "",
+            )
             if not det.valid:
-                self.get_logger().warning(f"frame not inspected ({det.not_inspected}): {det.message}",
-                                          throttle_duration_sec=1.0)
+                self.get_logger().warning(
+                    f"frame not inspected ({det.not_inspected}): {det.message}", throttle_duration_sec=1.0
+                )
 
     def _inspect(self, frame: Any, ref: str) -> Inspection:
         try:
             return self.inspector.inspect(frame, ref)
         except Exception as e:
-            det = Detection.refuse(Reason.NO_REFERENCE if isinstance(e, DifferadError) else Reason.ENGINE_ERROR,
-                                   f"inspection of {ref!r} failed: {type(e).__name__}: {e}",
-                                   engine=self.params.engine)
+            det = Detection.refuse(
+                Reason.NO_REFERENCE if isinstance(e, DifferadError) else Reason.ENGINE_ERROR,
+                f"inspection of {ref!r} failed: {type(e).__name__}: {e}",
+                engine=self.params.engine,
+            )
             return Inspection(det, ref, "")
 
     def _note_version(self, ref: str, version: str) -> None:
@@ -629,36 +697,86 @@ class InspectorNode(LifecycleNode):
             return
         first = triggers[0] if triggers else None
         try:
-            self._publish_result(header, det, first.product_id if first else self._product,
-                                 first.view_id if first else self._view, first.part_id if first else "", "",
-                                 None, {}, (time.perf_counter() - item.received) * 1000.0, triggers=triggers)
+            self._publish_result(
+                header,
+                det,
+                first.product_id if first else self._product,
+                first.view_id if first else self._view,
+                first.part_id if first else "",
+                "",
+                None,
+                {},
+                (time.perf_counter() - item.received) * 1000.0,
+                triggers=triggers,
+            )
         except Exception as e:
-            self._publish_result(Header(stamp=header.stamp), det, self._product, self._view, "", "", None, {}, 0.0,
-                                 triggers=triggers)
+            self._publish_result(
+                Header(stamp=header.stamp), det, self._product, self._view, "", "", None, {}, 0.0, triggers=triggers
+            )
             self.get_logger().warning(f"header of a bad frame unusable: {e}", throttle_duration_sec=1.0)
 
-    def _publish_result(self, header: Any, det: Detection, product: str, view: str, part: str, version: str,
-                        size: tuple[int, int] | None, timings: dict[str, float], latency: float,
-                        triggers: list[Trigger] = (), frame: Any = None, ref: str = "") -> None:
+    def _publish_result(
+        self,
+        header: Any,
+        det: Detection,
+        product: str,
+        view: str,
+        part: str,
+        version: str,
+        size: tuple[int, int] | None,
+        timings: dict[str, float],
+        latency: float,
+        triggers: list[Trigger] = (),
+        frame: Any = None,
+        ref: str = "",
+    ) -> None:
         detections = verdict_detections(header, det, size)
-        result = result_message(header, det, product_id=product, view_id=view, part_id=part,
-                                reference_version=version, timings_ms=timings, latency_ms=latency,
-                                detections=detections)
+        result = result_message(
+            header,
+            det,
+            product_id=product,
+            view_id=view,
+            part_id=part,
+            reference_version=version,
+            timings_ms=timings,
+            latency_ms=latency,
+            detections=detections,
+        )
         pubs = self._outputs
         if "detections" in pubs and self._active:
             pubs["detections"].publish(detections)
             pubs["result"].publish(result)
             for t in triggers[1:]:  # the same frame answers several requests of one view (other part ids)
-                other = result_message(header, det, product_id=t.product_id, view_id=t.view_id, part_id=t.part_id,
-                                       reference_version=version, timings_ms=timings, latency_ms=latency,
-                                       detections=detections)
+                other = result_message(
+                    header,
+                    det,
+                    product_id=t.product_id,
+                    view_id=t.view_id,
+                    part_id=t.part_id,
+                    reference_version=version,
+                    timings_ms=timings,
+                    latency_ms=latency,
+                    detections=detections,
+                )
                 pubs["result"].publish(other)
             if frame is not None and "annotated" in pubs:
                 pubs["annotated"].publish(array_to_image(self._annotate(frame, det, ref, version), header=header))
         for i, t in enumerate(triggers):
-            t.response.result = result if i == 0 else result_message(
-                header, det, product_id=t.product_id, view_id=t.view_id, part_id=t.part_id,
-                reference_version=version, timings_ms=timings, latency_ms=latency, detections=detections)
+            t.response.result = (
+                result
+                if i == 0
+                else result_message(
+                    header,
+                    det,
+                    product_id=t.product_id,
+                    view_id=t.view_id,
+                    part_id=t.part_id,
+                    reference_version=version,
+                    timings_ms=timings,
+                    latency_ms=latency,
+                    detections=detections,
+                )
+            )
             t.future.set_result(t.response)
             if t.part_id:
                 self._part_view_done(t.product_id, t.part_id, t.view_id, t.response.result, header)
@@ -669,8 +787,11 @@ class InspectorNode(LifecycleNode):
             ids = self.store.products() if self.store is not None else []
         except Exception:
             return []
-        return [("" if r == product else r[len(product) + 1:]) for r in ids
-                if r == product or (r.startswith(f"{product}.") and "." not in r[len(product) + 1:])]
+        return [
+            ("" if r == product else r[len(product) + 1 :])
+            for r in ids
+            if r == product or (r.startswith(f"{product}.") and "." not in r[len(product) + 1 :])
+        ]
 
     def _part_view_done(self, product: str, part: str, view: str, result: Any, header: Any) -> None:
         """Collect a part's per-view results; once every registered view is in, publish the part's
@@ -685,8 +806,9 @@ class InspectorNode(LifecycleNode):
         del self._parts[(product, part)]
         got = [views[v] for v in expected]
         codes = [r.verdict for r in got]
-        summary = InspectionResult(header=header, product_id=product, part_id=part,
-                                   engine=self.params.engine if self.params else "")
+        summary = InspectionResult(
+            header=header, product_id=product, part_id=part, engine=self.params.engine if self.params else ""
+        )
         summary.detections.header = header  # per-view boxes stay in the per-view results
         if InspectionResult.VERDICT_NOT_INSPECTED in codes:
             summary.verdict, summary.verdict_name = InspectionResult.VERDICT_NOT_INSPECTED, "NOT_INSPECTED"
@@ -701,9 +823,13 @@ class InspectorNode(LifecycleNode):
             self._outputs["part_result"].publish(summary)
 
     def _answer(self, trigger: Trigger, det: Detection) -> None:
-        trigger.response.result = result_message(Header(stamp=self.get_clock().now().to_msg()), det,
-                                                 product_id=trigger.product_id, view_id=trigger.view_id,
-                                                 part_id=trigger.part_id)
+        trigger.response.result = result_message(
+            Header(stamp=self.get_clock().now().to_msg()),
+            det,
+            product_id=trigger.product_id,
+            view_id=trigger.view_id,
+            part_id=trigger.part_id,
+        )
         trigger.future.set_result(trigger.response)
 
     def _annotate(self, frame: Any, det: Detection, ref: str, version: str) -> Any:
@@ -752,8 +878,10 @@ def select_fastdds_profile(env: dict[str, str] | os._Environ) -> str:
         env.pop(PROFILE_ENV, None)
         return f"Fast DDS profile: none ({PROFILE_ENV}={named!r}: Fast DDS defaults)"
     if not os.path.isfile(named):
-        raise ConfigError(f"{PROFILE_ENV}={named!r} does not exist; point it at a Fast DDS XML profile, "
-                          f"or set it to 'none' to run with Fast DDS defaults")
+        raise ConfigError(
+            f"{PROFILE_ENV}={named!r} does not exist; point it at a Fast DDS XML profile, "
+            f"or set it to 'none' to run with Fast DDS defaults"
+        )
     return f"Fast DDS profile: {named} (from {PROFILE_ENV})"
 
 
@@ -785,7 +913,7 @@ def _error(msg: str) -> int:
 def main(args: list[str] | None = None) -> int:
     """Console script ``differad-inspector`` / ``ros2 run differad_edge inspector``."""
     argv = list(sys.argv if args is None else args)
-    user = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    user = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if "-h" in user or "--help" in user:
         print(usage())
         return 0

@@ -77,15 +77,23 @@ class InspectorParams:
             check_topic(self.image_topic),
             _choice("qos", self.qos, QOS_PROFILES),
             _choice("align", self.align, ALIGN_MODES),
-            None if self.diagnostics_period > 0 else f"diagnostics_period={self.diagnostics_period}: expected seconds > 0",
+            None
+            if self.diagnostics_period > 0
+            else f"diagnostics_period={self.diagnostics_period}: expected seconds > 0",
             None if self.latency_window >= 10 else f"latency_window={self.latency_window}: expected an integer >= 10",
             _choice("executor", self.executor, EXECUTORS),
-            None if self.cv_threads >= 0 else f"cv_threads={self.cv_threads}: expected an integer >= 0 (0: OpenCV's default)",
+            None
+            if self.cv_threads >= 0
+            else f"cv_threads={self.cv_threads}: expected an integer >= 0 (0: OpenCV's default)",
             None if self.trigger_timeout > 0 else f"trigger_timeout={self.trigger_timeout}: expected seconds > 0",
-            None if self.diagnostics_window > 0 else f"diagnostics_window={self.diagnostics_window}: expected seconds > 0",
+            None
+            if self.diagnostics_window > 0
+            else f"diagnostics_window={self.diagnostics_window}: expected seconds > 0",
             None if self.frame_timeout >= 0 else f"frame_timeout={self.frame_timeout}: expected seconds >= 0 (0: off)",
             None if self.expected_rate >= 0 else f"expected_rate={self.expected_rate}: expected frames/s >= 0 (0: off)",
-            None if self.engine_error_limit >= 1 else f"engine_error_limit={self.engine_error_limit}: expected an integer >= 1",
+            None
+            if self.engine_error_limit >= 1
+            else f"engine_error_limit={self.engine_error_limit}: expected an integer >= 1",
         ]
 
     @property
@@ -161,7 +169,7 @@ def id_from_value(name: str, value: Any, literal: str | None = None) -> str:
         raise ConfigError(
             f"{name}={value!r} arrived as a number (YAML reads unquoted digits as numbers: 0123 becomes 83); "
             f"quote the id: -p {name}:=\"'{value}'\" on the command line, ros2 param set <node> {name} \"'{value}'\", "
-            f"or {name}: \"{value}\" in a parameter file"
+            f'or {name}: "{value}" in a parameter file'
         )
     raise ConfigError(f"{name}={value!r}: expected a string")
 
@@ -191,8 +199,10 @@ def check_topic(topic: str) -> str | None:
     if not topic.strip():
         return "image_topic is empty; set the camera topic, e.g. /camera/image_raw"
     if not TOPIC_PATTERN.match(topic) or "__" in topic:
-        return (f"image_topic={topic!r} is not a valid ROS topic name; expected names of letters, digits and '_' "
-                "separated by '/', e.g. /camera/image_raw")
+        return (
+            f"image_topic={topic!r} is not a valid ROS topic name; expected names of letters, digits and '_' "
+            "separated by '/', e.g. /camera/image_raw"
+        )
     return None
 
 

@@ -21,7 +21,9 @@ def config_dir() -> Path:
     for path in candidates:
         if (path / "fastdds_shm.xml").is_file():
             return path
-    raise FileNotFoundError(f"config folder of {PACKAGE} not found in {', '.join(map(str, candidates))}; reinstall the package")
+    raise FileNotFoundError(
+        f"config folder of {PACKAGE} not found in {', '.join(map(str, candidates))}; reinstall the package"
+    )
 
 
 def fastdds_profile() -> Path:

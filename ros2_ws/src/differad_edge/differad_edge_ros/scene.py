@@ -50,8 +50,9 @@ def add_defect(reference: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
     else:
         length = rng.uniform(0.06, 0.15) * side
         d = (int(length * np.cos(angle + 1.2)), int(length * np.sin(angle + 1.2)))
-        cv2.line(mask, (centre[0] - d[0], centre[1] - d[1]), (centre[0] + d[0], centre[1] + d[1]), 255,
-                 max(2, side // 150))
+        cv2.line(
+            mask, (centre[0] - d[0], centre[1] - d[1]), (centre[0] + d[0], centre[1] + d[1]), 255, max(2, side // 150)
+        )
     colour = np.array((25, 20, 18) if rng.random() < 0.5 else (250, 245, 235), np.uint8)
     out = reference.copy()
     out[mask > 0] = colour
@@ -59,8 +60,9 @@ def add_defect(reference: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
     return out, box_from_mask(changed)
 
 
-def make_frames(reference: np.ndarray, count: int, defect_rate: float = 0.5, seed: int = 0,
-                noise: float = 2.0) -> list[Frame]:
+def make_frames(
+    reference: np.ndarray, count: int, defect_rate: float = 0.5, seed: int = 0, noise: float = 2.0
+) -> list[Frame]:
     """``count`` camera frames: good parts and defective ones (share ``defect_rate``), sensor noise added."""
     rng = np.random.default_rng(seed)
     frames = []
@@ -75,7 +77,9 @@ def make_frames(reference: np.ndarray, count: int, defect_rate: float = 0.5, see
 SCENES = ("synth", "shapes")
 
 
-def build_scene(scene: str, size: int, seed: int, count: int, defect_rate: float = 0.5) -> tuple[np.ndarray, list[Frame]]:
+def build_scene(
+    scene: str, size: int, seed: int, count: int, defect_rate: float = 0.5
+) -> tuple[np.ndarray, list[Frame]]:
     """The reference and ``count`` frames of a simulated cell, deterministic by ``seed``.
 
     ``synth``: a procedural part from :func:`differad_edge.synth.make_inspection_set` (Algorithm 1
@@ -90,8 +94,9 @@ def build_scene(scene: str, size: int, seed: int, count: int, defect_rate: float
     from differad_edge.synth import make_inspection_set
 
     n_defects = int(round(count * defect_rate))
-    product = make_inspection_set(kinds=("disc",), goods=count - n_defects, defects=n_defects, size=size,
-                                  seed=seed).products[0]
+    product = make_inspection_set(
+        kinds=("disc",), goods=count - n_defects, defects=n_defects, size=size, seed=seed
+    ).products[0]
     frames = [Frame(g, ZERO_BOX) for g in product.goods]
     frames += [Frame(d, b) for d, b in zip(product.defects, product.boxes, strict=True)]
     order = np.random.default_rng(seed).permutation(len(frames))

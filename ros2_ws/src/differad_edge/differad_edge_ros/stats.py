@@ -47,8 +47,15 @@ class NodeStats:
     """What the node reports: totals since start, counts and rates over the last ``window`` s,
     recent latencies, and the health level decided from them."""
 
-    def __init__(self, latency_window: int = 300, clock=time.monotonic, window: float = 10.0,
-                 frame_timeout: float = 0.0, expected_rate: float = 0.0, engine_error_limit: int = 3) -> None:
+    def __init__(
+        self,
+        latency_window: int = 300,
+        clock=time.monotonic,
+        window: float = 10.0,
+        frame_timeout: float = 0.0,
+        expected_rate: float = 0.0,
+        engine_error_limit: int = 3,
+    ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self._latencies: deque[float] = deque(maxlen=latency_window)
@@ -118,8 +125,15 @@ class NodeStats:
             self.last_error = reason
             self._event("engine_error")
 
-    def done(self, latency_ms: float, anomaly: bool, valid: bool = True, inspect_ms: float | None = None,
-             engine_failed: bool = False, reason: str = "") -> None:
+    def done(
+        self,
+        latency_ms: float,
+        anomaly: bool,
+        valid: bool = True,
+        inspect_ms: float | None = None,
+        engine_failed: bool = False,
+        reason: str = "",
+    ) -> None:
         """A published result. ``latency_ms``: frame received -> result published; ``inspect_ms``: the
         inspector's share of it; ``valid=False``: not inspected (``reason`` says why);
         ``engine_failed``: the engine raised on it (counts towards ERROR when repeated)."""
@@ -157,13 +171,24 @@ class NodeStats:
             inspect_p50 = float(np.median(np.asarray(self._inspect))) if self._inspect else 0.0
             level, message = self._level(now, counts)
             return StatsSnapshot(
-                frames_in=self.frames_in, processed=self.processed, dropped=self.dropped,
-                bad_frames=self.bad_frames, engine_errors=self.engine_errors, anomalies=self.anomalies,
-                invalid=self.invalid, lost=self.lost,
-                input_rate_hz=counts.get("in", 0) / span, processed_rate_hz=counts.get("processed", 0) / span,
-                latency_p50_ms=p50, latency_p95_ms=p95, inspect_p50_ms=inspect_p50, last_error=self.last_error,
+                frames_in=self.frames_in,
+                processed=self.processed,
+                dropped=self.dropped,
+                bad_frames=self.bad_frames,
+                engine_errors=self.engine_errors,
+                anomalies=self.anomalies,
+                invalid=self.invalid,
+                lost=self.lost,
+                input_rate_hz=counts.get("in", 0) / span,
+                processed_rate_hz=counts.get("processed", 0) / span,
+                latency_p50_ms=p50,
+                latency_p95_ms=p95,
+                inspect_p50_ms=inspect_p50,
+                last_error=self.last_error,
                 window={k: counts.get(k, 0) for k in ("in", "processed", *PROBLEMS, "engine_error")},
-                window_s=self.window, level=level, message=message,
+                window_s=self.window,
+                level=level,
+                message=message,
             )
 
     def _level(self, now: float, counts: dict[str, int]) -> tuple[int, str]:

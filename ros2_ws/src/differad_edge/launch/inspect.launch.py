@@ -18,8 +18,14 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 #: launch argument -> node parameter; ids and paths stay strings (YAML would read 0123 as 83).
-OVERRIDES = {"camera_topic": "image_topic", "product_id": "product_id", "view_id": "view_id", "engine": "engine",
-             "model": "model", "store": "store"}
+OVERRIDES = {
+    "camera_topic": "image_topic",
+    "product_id": "product_id",
+    "view_id": "view_id",
+    "engine": "engine",
+    "model": "model",
+    "store": "store",
+}
 
 
 def _profile(context, *args, **kwargs):
@@ -27,8 +33,10 @@ def _profile(context, *args, **kwargs):
     if value.lower() in ("", "none", "''", '""'):
         return []  # keep the environment's profile (or Fast DDS defaults)
     if not os.path.isfile(value):
-        raise RuntimeError(f"fastdds_profile:={value!r} does not exist; give a Fast DDS XML profile, or "
-                           "fastdds_profile:=none to keep the environment's")
+        raise RuntimeError(
+            f"fastdds_profile:={value!r} does not exist; give a Fast DDS XML profile, or "
+            "fastdds_profile:=none to keep the environment's"
+        )
     return [SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", value)]
 
 
@@ -58,20 +66,28 @@ def _inspector(context, *args, **kwargs):
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("differad_edge")
-    return LaunchDescription([
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "inspect.yaml"]),
-                              description="YAML with /**: ros__parameters for the inspector"),
-        DeclareLaunchArgument("camera_topic", default_value="", description="camera topic (image_topic)"),
-        DeclareLaunchArgument("product_id", default_value="", description="product to inspect"),
-        DeclareLaunchArgument("view_id", default_value="", description="view (robot pose) of the product"),
-        DeclareLaunchArgument("engine", default_value="", description="golden | vlm | onnx"),
-        DeclareLaunchArgument("model", default_value="", description="model folder (vlm) or bundle (onnx)"),
-        DeclareLaunchArgument("store", default_value="", description="reference store folder"),
-        DeclareLaunchArgument("autostart", default_value="true",
-                              description="configure and activate the lifecycle node at start"),
-        DeclareLaunchArgument("fastdds_profile",
-                              default_value=PathJoinSubstitution([share, "config", "fastdds_shm.xml"]),
-                              description="Fast DDS profile (large SHM segment); none: keep the environment's"),
-        OpaqueFunction(function=_profile),
-        OpaqueFunction(function=_inspector),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution([share, "config", "inspect.yaml"]),
+                description="YAML with /**: ros__parameters for the inspector",
+            ),
+            DeclareLaunchArgument("camera_topic", default_value="", description="camera topic (image_topic)"),
+            DeclareLaunchArgument("product_id", default_value="", description="product to inspect"),
+            DeclareLaunchArgument("view_id", default_value="", description="view (robot pose) of the product"),
+            DeclareLaunchArgument("engine", default_value="", description="golden | vlm | onnx"),
+            DeclareLaunchArgument("model", default_value="", description="model folder (vlm) or bundle (onnx)"),
+            DeclareLaunchArgument("store", default_value="", description="reference store folder"),
+            DeclareLaunchArgument(
+                "autostart", default_value="true", description="configure and activate the lifecycle node at start"
+            ),
+            DeclareLaunchArgument(
+                "fastdds_profile",
+                default_value=PathJoinSubstitution([share, "config", "fastdds_shm.xml"]),
+                description="Fast DDS profile (large SHM segment); none: keep the environment's",
+            ),
+            OpaqueFunction(function=_profile),
+            OpaqueFunction(function=_inspector),
+        ]
+    )
