@@ -21,17 +21,16 @@ import argparse
 import gc
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from differad_edge.export import make_config, run_export
+from gpu_memory import GpuMemorySampler  # bench/ is on sys.path
 from vlm_latency import grammar_compare, grammar_table, make_pair, memorized_pairs_of  # bench/ is on sys.path
 
 from differad_edge.engines import Engine, Reference
@@ -42,44 +41,6 @@ from differad_edge.prompts import NOTHINK_TEMPLATE
 from differad_edge.vlm.factory import make_model
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-class GpuMemorySampler:
-    """Peak GPU memory used by this process (nvidia-smi), sampled every 20 ms: ORT allocations are not
-    visible to torch's allocator statistics."""
-
-    def __init__(self) -> None:
-        self.peak_mib = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _used_mib(self) -> float:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        import os
-
-        return sum(
-            float(line.split(",")[1])
-            for line in out.splitlines()
-            if line.strip() and int(line.split(",")[0]) == os.getpid()
-        )
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mib = max(self.peak_mib, self._used_mib())
-            time.sleep(0.02)
-
-    def __enter__(self) -> GpuMemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _engine(name: str, args: argparse.Namespace, model: Path, bundles: dict[str, Path]) -> Engine:

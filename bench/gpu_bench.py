@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gpu_memory import GpuMemorySampler  # bench/ is on sys.path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -43,44 +44,6 @@ def _cuda() -> bool:
         return bool(torch.cuda.is_available())
     except ImportError:
         return False
-
-
-class GpuMemorySampler:
-    """Peak GPU memory of this process from nvidia-smi every 20 ms (ONNX Runtime's allocations are not in
-    torch's statistics); as bench/export.py's, kept here so this file imports no module named ``export``."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.peak_mib = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _used_mib(self) -> float:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        return sum(
-            float(line.split(",")[1])
-            for line in out.splitlines()
-            if line.strip() and int(line.split(",")[0]) == os.getpid()
-        )
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mib = max(self.peak_mib, self._used_mib())
-            time.sleep(0.02)
-
-    def __enter__(self) -> GpuMemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _engine(config: str, model: Path, bundle: Path | None, device: str, dtype: str, grammar: bool, side: int) -> Any:
