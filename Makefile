@@ -37,8 +37,11 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# format check, lint and type check (the core); CI runs it before the tests
 lint: venv
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -100,8 +100,9 @@ class Camera:
         back = np.array([[1, 0, cv + t[0]], [0, 1, cv + t[1]], [0, 0, 1]], float)
         return back @ p @ rs @ to_c
 
-    def shoot(self, scene: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray | None]:
+    def shoot(
+        self, scene: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Frame (uint8 RGB, JPEG round trip) of ``scene`` (float32 RGB) and the defect mask in frame px."""
         h = self.pose(rng)
         img = cv2.warpPerspective(scene, h, (VIEW, VIEW), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -135,8 +136,11 @@ def photograph(name: str) -> np.ndarray:
     img = img[:, :, :3]
     h, w = img.shape[:2]
     s = SCENE / min(h, w)
-    img = cv2.resize(img, (max(SCENE, round(w * s)), max(SCENE, round(h * s))), interpolation=cv2.INTER_AREA
-                     if s < 1 else cv2.INTER_CUBIC)
+    img = cv2.resize(
+        img,
+        (max(SCENE, round(w * s)), max(SCENE, round(h * s))),
+        interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC,
+    )
     h, w = img.shape[:2]
     y, x = (h - SCENE) // 2, (w - SCENE) // 2
     return img[y : y + SCENE, x : x + SCENE].astype(np.float32)
@@ -324,8 +328,9 @@ def field_path(data: StationData, work: Path) -> tuple[FieldResult, Callable[[np
             shutil.copy(p.target, cal_dir / "defects" / p.target.name)
             labels[p.target.name] = p.box.as_int_list()
     (cal_dir / "defects" / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
-    result = run_validation(store, pid, version, session=session, good_dirs=[cal_dir / "good"],
-                            defects_dir=cal_dir / "defects")
+    result = run_validation(
+        store, pid, version, session=session, good_dirs=[cal_dir / "good"], defects_dir=cal_dir / "defects"
+    )
     registered = True
     try:
         promote(store, pid, version)
@@ -333,8 +338,9 @@ def field_path(data: StationData, work: Path) -> tuple[FieldResult, Callable[[np
         registered = False
         notes.append(f"promote refused: {e}")
     info = store.info(pid, version)
-    motion = (info.metadata.get("alignment") or {}).get("motion") or \
-        (info.metadata.get("calibration", {}).get("build_config", {}) or {}).get("motion")
+    motion = (info.metadata.get("alignment") or {}).get("motion") or (
+        info.metadata.get("calibration", {}).get("build_config", {}) or {}
+    ).get("motion")
     inspector = Inspector(GoldenEngine(), store=store, align=AlignConfig())
 
     def run(frame: np.ndarray) -> Outcome:
@@ -422,8 +428,10 @@ def calibrate_baseline(b: Baseline, maps: list[tuple[np.ndarray, Pair]]) -> None
     for floor in floors:
         found = [b.largest(d, float(floor)) for d, _ in maps]
         for min_area in (4, 16, 49, 100):
-            recs = [Record(box if box is not None and area >= min_area else None, p.box)
-                    for (box, area, _), (_, p) in zip(found, maps, strict=True)]
+            recs = [
+                Record(box if box is not None and area >= min_area else None, p.box)
+                for (box, area, _), (_, p) in zip(found, maps, strict=True)
+            ]
             f1 = compute_metrics(recs).f1 or 0.0
             if (f1, floor) > best[:2]:
                 best = (f1, float(floor), 0.0, min_area)
@@ -433,8 +441,16 @@ def calibrate_baseline(b: Baseline, maps: list[tuple[np.ndarray, Pair]]) -> None
 # -- scoring ---------------------------------------------------------------------------------
 def records(pairs: list[Pair], outcomes: list[Outcome]) -> list[Record]:
     return [
-        Record(o.box if o.verdict == "NG" else None, p.box, valid=o.verdict != "NOT_INSPECTED",
-               category=p.category, subset=p.subset, id=p.id, score=o.score, verdict=o.verdict)
+        Record(
+            o.box if o.verdict == "NG" else None,
+            p.box,
+            valid=o.verdict != "NOT_INSPECTED",
+            category=p.category,
+            subset=p.subset,
+            id=p.id,
+            score=o.score,
+            verdict=o.verdict,
+        )
         for p, o in zip(pairs, outcomes, strict=True)
     ]
 
@@ -485,18 +501,22 @@ def run_seed(seed: int, stations: list[str], out: Path, camera: Camera) -> dict[
             calibrate_baseline(b, cal)
             outs_b = [b.decide(b.diff_map(frames[p.id])[0], b.floor, b.min_area) for p in data.evaluation]
             recs[name] += records(data.evaluation, outs_b)
-        print(f"  seed {seed} {st}: registered={fr.registered} motion={fr.motion} "
-              f"validation={fr.validation.get('passed')} FA={fr.validation.get('false_alarm_rate')} "
-              f"DR={fr.validation.get('detection_rate')} golden={fr.validation.get('golden')} "
-              f"({time.perf_counter() - t0:.0f} s){' NOTES: ' + '; '.join(fr.notes) if fr.notes else ''}",
-              flush=True)
+        print(
+            f"  seed {seed} {st}: registered={fr.registered} motion={fr.motion} "
+            f"validation={fr.validation.get('passed')} FA={fr.validation.get('false_alarm_rate')} "
+            f"DR={fr.validation.get('detection_rate')} golden={fr.validation.get('golden')} "
+            f"({time.perf_counter() - t0:.0f} s){' NOTES: ' + '; '.join(fr.notes) if fr.notes else ''}",
+            flush=True,
+        )
     out_seed = {m: summarize(r) for m, r in recs.items()}
     out_seed["_registered"] = sum(f.registered for f in fields.values())
     out_seed["_stations"] = len(fields)
     out_seed["_build_refused"] = sum(f.build_refused for f in fields.values())
     out_seed["_residual_px"] = float(np.median(residuals)) if residuals else None
-    out_seed["_fields"] = {k: {"registered": v.registered, "motion": v.motion, "validation": v.validation,
-                               "notes": v.notes} for k, v in fields.items()}
+    out_seed["_fields"] = {
+        k: {"registered": v.registered, "motion": v.motion, "validation": v.validation, "notes": v.notes}
+        for k, v in fields.items()
+    }
     return out_seed
 
 
@@ -511,13 +531,18 @@ def _f(v: float | None, nd: int = 1) -> str:
 
 def render(results: dict[int, dict[str, Any]], stations: list[str]) -> str:
     seeds = sorted(results)
-    names = {"field": "field path (store, promoted)", "single": "single reference",
-             "absdiff_otsu": "absdiff + Otsu (cal. 30 %)", "ssim": "SSIM map (cal. 30 %)"}
+    names = {
+        "field": "field path (store, promoted)",
+        "single": "single reference",
+        "absdiff_otsu": "absdiff + Otsu (cal. 30 %)",
+        "ssim": "SSIM map (cal. 30 %)",
+    }
     lines = [
         f"seeds {seeds}, stations {', '.join(stations)}; medians over seeds (per-seed values in brackets)",
         "",
         "| method | F1@0.3 | false alarms (good) | not inspected | image AUROC | F1-max | "
-        + " | ".join(f"found: {k}" for k in DEFECTS) + " |",
+        + " | ".join(f"found: {k}" for k in DEFECTS)
+        + " |",
         "| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in DEFECTS) + " |",
     ]
     for m in METHODS:
@@ -528,22 +553,37 @@ def render(results: dict[int, dict[str, Any]], stations: list[str]) -> str:
             f"{_f(_med([r['not_inspected'] for r in rows]))} %",
             _f(_med([r["auroc"] for r in rows])),
             _f(_med([r["f1_max"] for r in rows])),
-        ] + [f"{_f(_med([100 * r['found'][k] if r['found'].get(k) is not None else None for r in rows]), 0)} %"
-             for k in DEFECTS]
+        ] + [
+            f"{_f(_med([100 * r['found'][k] if r['found'].get(k) is not None else None for r in rows]), 0)} %"
+            for k in DEFECTS
+        ]
         lines.append(f"| {names[m]} | " + " | ".join(cells) + " |")
-    lines += ["", "F1@0.3 per station (median over seeds):", "",
-              "| method | " + " | ".join(stations) + " |", "| --- | " + " | ".join("---:" for _ in stations) + " |"]
+    lines += [
+        "",
+        "F1@0.3 per station (median over seeds):",
+        "",
+        "| method | " + " | ".join(stations) + " |",
+        "| --- | " + " | ".join("---:" for _ in stations) + " |",
+    ]
     for m in METHODS:
-        lines.append(f"| {names[m]} | " + " | ".join(
-            _f(_med([results[s][m]["per_station"].get(st) for s in seeds])) for st in stations) + " |")
+        lines.append(
+            f"| {names[m]} | "
+            + " | ".join(_f(_med([results[s][m]["per_station"].get(st) for s in seeds])) for st in stations)
+            + " |"
+        )
     reg = [f"{results[s]['_registered']}/{results[s]['_stations']}" for s in seeds]
     ovr = [results[s].get("_build_refused", 0) for s in seeds]
     res = [_f(results[s]["_residual_px"], 2) for s in seeds]
-    lines += ["", f"field path registered without --force: {', '.join(reg)} stations (per seed); "
-              f"stations whose build the default gates refused: {ovr}; "
-              f"median alignment residual of the live inspections: {', '.join(res)} px"]
+    lines += [
+        "",
+        f"field path registered without --force: {', '.join(reg)} stations (per seed); "
+        f"stations whose build the default gates refused: {ovr}; "
+        f"median alignment residual of the live inspections: {', '.join(res)} px",
+    ]
     best_base = max(_med([results[s][m]["f1"] for s in seeds]) or 0.0 for m in ("absdiff_otsu", "ssim"))
-    lines.append(f"field path - best baseline: {(_med([results[s]['field']['f1'] for s in seeds]) or 0) - best_base:+.1f} F1 points")
+    lines.append(
+        f"field path - best baseline: {(_med([results[s]['field']['f1'] for s in seeds]) or 0) - best_base:+.1f} F1 points"
+    )
     return "\n".join(lines)
 
 

@@ -21,18 +21,29 @@ class GateConfig(_Strict):
     """Quality gates a captured frame must pass before it may shape a reference."""
 
     focus_min_ratio: float = Field(
-        0.3, gt=0, le=1, description="Laplacian variance must be at least this fraction of the set's median "
-        "(a real lens's focus and motion blur vary by a factor 2 between good frames; a blurred one drops far lower)"
+        0.3,
+        gt=0,
+        le=1,
+        description="Laplacian variance must be at least this fraction of the set's median "
+        "(a real lens's focus and motion blur vary by a factor 2 between good frames; a blurred one drops far lower)",
     )
     dark_level: int = Field(5, ge=0, le=254, description="gray level at or below which a pixel counts as clipped dark")
-    bright_level: int = Field(250, ge=1, le=255, description="gray level at or above which a pixel counts as clipped bright")
+    bright_level: int = Field(
+        250, ge=1, le=255, description="gray level at or above which a pixel counts as clipped bright"
+    )
     max_dark_fraction: float = Field(
-        0.12, ge=0, le=1, description="share of clipped-dark pixels always allowed (the limit is the larger of this "
-        "and clip_ratio x the set's median share: a dark part has many dark pixels in every frame)"
+        0.12,
+        ge=0,
+        le=1,
+        description="share of clipped-dark pixels always allowed (the limit is the larger of this "
+        "and clip_ratio x the set's median share: a dark part has many dark pixels in every frame)",
     )
     max_bright_fraction: float = Field(
-        0.1, ge=0, le=1, description="share of clipped-bright pixels always allowed (as max_dark_fraction; the inspector's "
-        "photometric range, gain +/-12 % and offset +/-12 levels, clips up to 7 % of a white part in a good frame)"
+        0.1,
+        ge=0,
+        le=1,
+        description="share of clipped-bright pixels always allowed (as max_dark_fraction; the inspector's "
+        "photometric range, gain +/-12 % and offset +/-12 levels, clips up to 7 % of a white part in a good frame)",
     )
     clip_ratio: float = Field(
         3.0, ge=1, description="a frame may clip up to this many times the set's median share of dark / bright pixels"
@@ -41,24 +52,36 @@ class GateConfig(_Strict):
         0.6, ge=-1, le=1, description="normalized correlation to the set's median image below which the station changed"
     )
     station_tile_diff: float = Field(
-        12.0, gt=0, description="mean gray-level difference of one tile to the anchor frame, after alignment with the "
+        12.0,
+        gt=0,
+        description="mean gray-level difference of one tile to the anchor frame, after alignment with the "
         "inspector's motion model and the photometric fit (gain, offset, gradient), above which something (a hand, a "
-        "tool) is in view: the station check is local, so a third of the part covered is caught"
+        "tool) is in view: the station check is local, so a third of the part covered is caught",
     )
     tiles: int = Field(4, ge=1, le=16, description="the station check splits the frame into tiles x tiles")
     warn_shift_fraction: float = Field(
-        0.02, gt=0, le=1, description="motion relative to the anchor, as a share of the image diagonal, above which "
-        "a frame is kept with a warning (the aligner still registers it)"
+        0.02,
+        gt=0,
+        le=1,
+        description="motion relative to the anchor, as a share of the image diagonal, above which "
+        "a frame is kept with a warning (the aligner still registers it)",
     )
     max_shift_fraction: float = Field(
-        0.08, gt=0, le=1, description="the inspector's alignment capture range as a share of the image diagonal: "
-        "frames moved further are rejected (part not seated)"
+        0.08,
+        gt=0,
+        le=1,
+        description="the inspector's alignment capture range as a share of the image diagonal: "
+        "frames moved further are rejected (part not seated)",
     )
     max_shift_px: float | None = Field(
-        None, gt=0, description="optional absolute cap on the motion (px, full resolution); default: only the capture range"
+        None,
+        gt=0,
+        description="optional absolute cap on the motion (px, full resolution); default: only the capture range",
     )
     duplicate_max_diff: float = Field(
-        0.5, ge=0, description="mean gray-level difference to one of the 3 previous frames below which a frame is a near-duplicate (warning)"
+        0.5,
+        ge=0,
+        description="mean gray-level difference to one of the 3 previous frames below which a frame is a near-duplicate (warning)",
     )
     min_align_score: float = Field(
         0.8, ge=0, le=1, description="alignment (ECC correlation) score below which a frame is unstable"
@@ -93,7 +116,8 @@ class BuildConfig(_Strict):
         "auto", description="alignment motion model; auto = the simplest model whose residual is near the best one's"
     )
     brightness: Brightness = Field(
-        "local", description="lighting change removed from every frame before the variation model (as the golden engine does)"
+        "local",
+        description="lighting change removed from every frame before the variation model (as the golden engine does)",
     )
     auto_mask: AutoMaskConfig = Field(default_factory=AutoMaskConfig)
     max_frames: int = Field(50, ge=1, description="at most this many accepted frames are aligned and combined")
@@ -154,5 +178,7 @@ def load_config(path: str | Path | None) -> CalibrationConfig:
     except yaml.YAMLError as e:
         raise ConfigError(f"calibration config {p} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
-        raise ConfigError(f"calibration config {p} must be a mapping with gates/build/validate, got {type(data).__name__}")
+        raise ConfigError(
+            f"calibration config {p} must be a mapping with gates/build/validate, got {type(data).__name__}"
+        )
     return make_config(CalibrationConfig, data, source=f"calibration config {p}")

@@ -120,7 +120,10 @@ def _thumbnail(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 def tile_differences(frame: np.ndarray, anchor: np.ndarray, valid: np.ndarray | None, tiles: int) -> np.ndarray:
     """Mean absolute gray-level difference per tile (``tiles`` x ``tiles``), over valid pixels only;
     NaN for a tile with less than half of its pixels valid (the border a shifted frame leaves)."""
-    diff = np.abs(cv2.GaussianBlur(frame.astype(np.float32), (0, 0), 1.0) - cv2.GaussianBlur(anchor.astype(np.float32), (0, 0), 1.0))
+    diff = np.abs(
+        cv2.GaussianBlur(frame.astype(np.float32), (0, 0), 1.0)
+        - cv2.GaussianBlur(anchor.astype(np.float32), (0, 0), 1.0)
+    )
     ok = np.ones(diff.shape, bool) if valid is None else valid
     h, w = diff.shape
     ys = np.linspace(0, h, tiles + 1).astype(int)
@@ -128,9 +131,9 @@ def tile_differences(frame: np.ndarray, anchor: np.ndarray, valid: np.ndarray | 
     out = np.full((tiles, tiles), np.nan, np.float64)
     for r in range(tiles):
         for c in range(tiles):
-            m = ok[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]
+            m = ok[ys[r] : ys[r + 1], xs[c] : xs[c + 1]]
             if m.size and m.mean() >= 0.5:
-                out[r, c] = float(diff[ys[r]:ys[r + 1], xs[c]:xs[c + 1]][m].mean())
+                out[r, c] = float(diff[ys[r] : ys[r + 1], xs[c] : xs[c + 1]][m].mean())
     return out
 
 
@@ -149,7 +152,9 @@ def _local_station(v: FrameVerdict, diffs: np.ndarray, config: GateConfig) -> No
         )
 
 
-def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = None, config: GateConfig | None = None) -> GateReport:
+def evaluate_gates(
+    images: Sequence[np.ndarray], names: Sequence[str] | None = None, config: GateConfig | None = None
+) -> GateReport:
     """Judge every frame of a capture set; never raises for bad frames, only for an unusable set."""
     from differad_edge.alignment import AlignConfig, Aligner
 
@@ -216,7 +221,10 @@ def evaluate_gates(images: Sequence[np.ndarray], names: Sequence[str] | None = N
     diagonal = float(np.hypot(full_w, full_h))
     for i, (v, thumb) in enumerate(zip(verdicts, thumbs, strict=True)):
         if i > 0:  # a video repeats a still part in consecutive frames: compare with the last few
-            diffs_prev = {j: float(np.abs(thumb.astype(np.float32) - thumbs[j].astype(np.float32)).mean()) for j in range(max(0, i - 3), i)}
+            diffs_prev = {
+                j: float(np.abs(thumb.astype(np.float32) - thumbs[j].astype(np.float32)).mean())
+                for j in range(max(0, i - 3), i)
+            }
             twin = min(diffs_prev, key=diffs_prev.__getitem__)
             v.duplicate_diff = diffs_prev[twin]
             if v.duplicate_diff < config.duplicate_max_diff:
@@ -302,6 +310,6 @@ class LiveGates:
     def add(self, name: str, image: np.ndarray) -> FrameVerdict:
         if self._images and self._images[-1].shape != image.shape:
             self._images, self._names = [], []  # camera setting changed: start over
-        self._images = [*self._images, image][-self.window:]
-        self._names = [*self._names, name][-self.window:]
+        self._images = [*self._images, image][-self.window :]
+        self._names = [*self._names, name][-self.window :]
         return evaluate_gates(self._images, self._names, self.config).verdicts[-1]
