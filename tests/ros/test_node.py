@@ -94,6 +94,9 @@ def test_bad_frames_are_counted_and_do_not_kill_the_node(start_inspector, refere
     bad_step.step = bad_step.width * 3 - 1
     wrong_size = array_to_image(good[:128, :128], "rgb8", header=node.header())  # reference is 256x256
     cases = [(unsupported, "yuv422"), (truncated, "truncated"), (bad_step, "step"), (wrong_size, "128x128")]
+    # one good frame first (resent if the best-effort camera QoS loses it while discovery settles), so
+    # each bad frame below is sent exactly once into a flowing pipeline and counted exactly once
+    node.inspect(array_to_image(good, "rgb8", header=node.header()))
     for msg, reason in cases:  # each bad frame is answered: NOT_INSPECTED with its reason, never silence
         node.publisher.publish(msg)  # one at a time: the keep-latest slot would drop a burst
         r = node.result(msg.header)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from differad_edge.calibration.session import load_session
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -50,7 +50,17 @@ def _fill(driver, form_action: str, **fields: str) -> None:
             box.clear()
             box.send_keys(value)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _wait(driver, EC.staleness_of(form))  # the next page has loaded (no race with the old one)
+    _wait(driver, lambda _d: _gone(form))  # the next page has loaded (no race with the old one)
+
+
+def _gone(element) -> bool:
+    """``EC.staleness_of``, but Chromium may also report a detached node as a generic inspector error
+    ("Node with given id does not belong to the document") while the next page replaces it."""
+    try:
+        element.is_enabled()
+    except (StaleElementReferenceException, WebDriverException):
+        return True
+    return False
 
 
 def _capture(driver, station, source: Path) -> str:
