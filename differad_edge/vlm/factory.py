@@ -11,13 +11,16 @@ download. Sizes:
 - ``2b``: the Qwen3-VL-2B-Instruct shape (bf16 on disk, ~4.3 GB) for GPU benchmarks.
 
 The tokenizer is a byte-level BPE trained here on the prompt texts, carrying the Qwen special tokens
-(ids differ from the real ones: they follow the small vocabulary).
+(ids differ from the real ones: they follow the small vocabulary). It splits the answer as Qwen's
+tokenizer does where that changes decode-step counts (``QWEN_ANSWER_SPLIT``): one token per digit,
+``<answer>`` as ``<`` ``answer`` ``>`` and ``</answer>`` as ``</`` ``answer`` ``>``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -58,8 +61,16 @@ SPECIAL_TOKENS = (
 )
 #: Added but not special in real Qwen3 (they survive ``skip_special_tokens``).
 NON_SPECIAL_ADDED = ("<tool_call>", "</tool_call>", "<think>", "</think>")
-#: Not single tokens in real Qwen3-VL; single tokens here so a small random model can emit the format.
-ANSWER_TOKENS = ("<answer>", "</answer>")
+#: How Qwen2/2.5/3 tokenize the answer tags (no added tokens: ``<answer>`` is plain text to them).
+#: Evidence (public code, Qwen2.5 token ids): ``encode("<answer>") == [27, 9217, 29]`` (``<``,
+#: ``answer``, ``>``), ``encode("</answer>") == [522, 9217, 29]`` (``</``, ...), GRPO completion logs
+#: ``... 522, 26865, 397, 27, 9217, 29, 220, 23, 15 ...`` (``</``, ``think``, ``>\n``, ``<``, ``answer``,
+#: ``>``, `` ``, ``8``, ``0``: digits 15..24, one per token). No token of Qwen's starts ``<answer``, so
+#: the factory BPE drops every merge that would join ``<`` to a letter. Punctuation runs the pre-tokenizer
+#: isolates (``>(``, ``),(``, ``)</``) stay merged as trained: no evidence either way, and one token
+#: each is the choice that cannot overstate Qwen's token count.
+QWEN_ANSWER_SPLIT = {"<answer>": ["<", "answer", ">"], "</answer>": ["</", "answer", ">"]}
+_TAG_JOIN = re.compile(r"<[A-Za-z]")
 
 CHAT_TEMPLATE_FILE = "qwen3_vl_chat_template.jinja"  # package data, copied from trl/chat_templates/qwen3_vl.jinja
 
@@ -119,8 +130,28 @@ def _corpus() -> Iterator[str]:
     yield " ".join(str(i) for i in range(1001))
 
 
+def _without_tag_merges(
+    vocab: dict[str, int], merges: list[tuple[str, str]], size: int
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Drop the merges joining ``<`` to a letter (and those built on them), keep ``size`` tokens, ids dense."""
+    dropped: set[str] = set()
+    kept: list[tuple[str, str]] = []
+    for a, b in merges:
+        if a in dropped or b in dropped or _TAG_JOIN.search(a + b):
+            dropped.add(a + b)
+        else:
+            kept.append((a, b))
+    order = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1]) if t not in dropped][:size]
+    keep = set(order)
+    return {t: i for i, t in enumerate(order)}, [(a, b) for a, b in kept if a + b in keep]
+
+
 def build_tokenizer(vocab_size: int = 1024) -> Any:
-    """A byte-level BPE trained offline, wrapped as ``Qwen2Tokenizer`` with the Qwen special tokens."""
+    """A byte-level BPE trained offline, wrapped as ``Qwen2Tokenizer`` with the Qwen special tokens.
+
+    Trained a little larger than asked, then the merges Qwen's vocabulary lacks (``<`` + letter) are
+    dropped and the vocabulary is cut to size (a merge only uses earlier tokens, so the cut is safe).
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -138,19 +169,20 @@ def build_tokenizer(vocab_size: int = 1024) -> Any:
         ]
     )
     bpe.decoder = decoders.ByteLevel()
-    n_added = len(SPECIAL_TOKENS) + len(NON_SPECIAL_ADDED) + len(ANSWER_TOKENS)
+    n_added = len(SPECIAL_TOKENS) + len(NON_SPECIAL_ADDED)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - n_added,
+        vocab_size=vocab_size - n_added + 64,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
     bpe.train_from_iterator(_corpus(), trainer=trainer)
     model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
+    merges = [(m[0], m[1]) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
+    vocab, merges = _without_tag_merges(model["vocab"], merges, vocab_size - n_added)
     # the annotations say str merges and unk_token; tuples and None are what it takes
     options: dict[str, Any] = dict(
-        vocab=model["vocab"],
+        vocab=vocab,
         merges=merges,
         unk_token=None,
         bos_token=None,
@@ -163,7 +195,7 @@ def build_tokenizer(vocab_size: int = 1024) -> Any:
     )
     tok = Qwen2Tokenizer(**options)
     tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    tok.add_tokens(list(NON_SPECIAL_ADDED + ANSWER_TOKENS), special_tokens=False)
+    tok.add_tokens(list(NON_SPECIAL_ADDED), special_tokens=False)
     tok.eos_token = "<|im_end|>"  # as in the Qwen3-VL-*-Instruct tokenizer_config
     return tok
 
@@ -174,7 +206,7 @@ def chat_template_text() -> str:
 
 
 def _token_ids(tokenizer: Any) -> dict[str, int]:
-    names = SPECIAL_TOKENS + NON_SPECIAL_ADDED + ANSWER_TOKENS
+    names = SPECIAL_TOKENS + NON_SPECIAL_ADDED
     return {t: int(tokenizer.convert_tokens_to_ids(t)) for t in names}
 
 
@@ -184,8 +216,8 @@ def model_config(size: str, token_ids: dict[str, int] | None = None) -> Any:
 
     s = _spec(size)
     if token_ids is None:
-        base = s.tokenizer_vocab - len(SPECIAL_TOKENS) - len(NON_SPECIAL_ADDED) - len(ANSWER_TOKENS)
-        token_ids = {t: base + i for i, t in enumerate(SPECIAL_TOKENS + NON_SPECIAL_ADDED + ANSWER_TOKENS)}
+        base = s.tokenizer_vocab - len(SPECIAL_TOKENS) - len(NON_SPECIAL_ADDED)
+        token_ids = {t: base + i for i, t in enumerate(SPECIAL_TOKENS + NON_SPECIAL_ADDED)}
     pad, eos = token_ids["<|endoftext|>"], token_ids["<|im_end|>"]
     return Qwen3VLConfig(  # type: ignore[call-arg]  # initializer_range is a PretrainedConfig keyword
         text_config=dict(

@@ -104,6 +104,26 @@ def test_factory_tokenizer_splits_digits_one_token_per_digit(tokenizer) -> None:
     assert digits == list("123456781000")
 
 
+def test_factory_tokenizer_splits_the_answer_tags_as_qwen_does(tokenizer) -> None:
+    """Qwen2.5/3 (public token ids, see ``factory.QWEN_ANSWER_SPLIT``): ``<answer>`` is ``<`` ``answer`` ``>``,
+    ``</answer>`` is ``</`` ``answer`` ``>``; ``<think>`` / ``</think>`` are single added tokens (Qwen3)."""
+    from differad_edge.vlm.factory import QWEN_ANSWER_SPLIT
+
+    def pieces(text: str) -> list[str]:
+        return [tokenizer.decode([i]) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    for tag, split in QWEN_ANSWER_SPLIT.items():
+        assert pieces(tag) == split
+    assert pieces("<think>") == ["<think>"]
+    assert pieces("</think>") == ["</think>"]
+    bpe = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False)
+    assert not [t for t in bpe if t.startswith("<") and t[1:2].isalpha()]  # Qwen has no "<answer" token
+    # a 3-digit box is 21 tokens (the issue: 20-25 with Qwen's tokenizer); the separators one token each
+    assert pieces("<answer>(123,456),(789,1000)</answer>") == [
+        "<", "answer", ">(", *"123", ",", *"456", "),(", *"789", ",", *"1000", ")</", "answer", ">"
+    ]  # fmt: skip
+
+
 def test_random_walks_of_the_token_grammar_are_valid_answers(tokenizer) -> None:
     for think in (False, True):
         spec = GrammarSpec(think=think, max_think_tokens=6 if think else 0)
@@ -129,7 +149,7 @@ def test_random_walks_of_the_token_grammar_are_valid_answers(tokenizer) -> None:
 def test_forced_runs_and_canonical_literals(tokenizer) -> None:
     g = _grammar(tokenizer, GrammarSpec())
     run, state = g.forced_run(g.start(), 99)
-    assert [tokenizer.decode([t]) for t in run] == ["<answer>", "("]  # both before the model is asked
+    assert [tokenizer.decode([t]) for t in run] == ["<", "answer", ">("]  # all before the model is asked
     for tok in tokenizer("123", add_special_tokens=False)["input_ids"]:
         state = g.advance(state, tok)
     assert [tokenizer.decode([t]) for t in g.allowed(state)] == [","]  # 1230 > 999: the comma is forced
