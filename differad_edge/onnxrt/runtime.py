@@ -59,6 +59,19 @@ class Generation:
     forced: int = 0  # tokens the answer grammar appended without a model choice
 
 
+@dataclass
+class KVBuffers:
+    """Preallocated ping-pong KV storage of one inspection (IO binding): two flat device buffers per
+    past/present tensor, each sized for ``capacity`` positions. A decoder call reads the live slot
+    (``past_*`` bound at the current length) and writes ``present_*`` (length + new tokens) into the
+    other one; a tensor ``[1, heads, L, head_dim]`` lies contiguous from its buffer's base, so the
+    present of one call is the past of the next without a copy or an allocation."""
+
+    slots: tuple[list[Any], list[Any]]  # OrtValues, one per past/present name, in decoder input order
+    capacity: int  # positions each buffer holds
+    live: int = -1  # slot holding the cache; -1: none yet (the first call reads the prefix's tensors)
+
+
 def ort_errors() -> tuple[type[BaseException], ...]:
     """ONNX Runtime's exception types (pybind classes that share no base but ``Exception``)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
@@ -151,6 +164,9 @@ class BundleRunner:
         #: binding; default on, on CPU too: no copy out to numpy and back in per step).
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         self.io_binding = True if io_binding is None else bool(io_binding)
+        #: With IO binding: present/past tensors in buffers allocated once per inspection (``KVBuffers``)
+        #: instead of a fresh ONNX Runtime allocation per decoder call (False: the older per-call path).
+        self.kv_buffers = True
         self._present_names = [o.name for o in self.decoder.get_outputs()[1:]]
         #: The answer grammar (manifest ``grammar``; derived from the prompt for bundles exported before it).
         self.grammar_spec, self.grammar_source = self._grammar_spec(m)
@@ -260,36 +276,71 @@ class BundleRunner:
             ds[:, pads] = np.concatenate([im.deepstack for im in images], axis=1)
         return emb[None], ds[:, None]
 
+    def kv_buffers_for(self, capacity: int) -> KVBuffers:
+        """Two flat buffers per KV tensor on the decoder's device, ``capacity`` positions each."""
+        from onnxruntime import OrtValue
+
+        size = self.kv_heads * int(capacity) * self.head_dim
+        slots = tuple(
+            [OrtValue.ortvalue_from_shape_and_type((size,), self.kv_dtype, self.device, 0) for _ in self._present_names]
+            for _ in range(2)
+        )
+        return KVBuffers((slots[0], slots[1]), int(capacity))
+
     def _run_decoder(
-        self, emb: np.ndarray, ds: np.ndarray, pos: np.ndarray, past: list[Any], past_len: int
-    ) -> tuple[np.ndarray, list[Any]]:
+        self,
+        emb: np.ndarray,
+        ds: np.ndarray,
+        pos: np.ndarray,
+        past: list[Any] | KVBuffers,
+        past_len: int,
+        kv: KVBuffers | None = None,
+    ) -> tuple[np.ndarray, list[Any] | KVBuffers]:
         """One decoder call. With IO binding the KV cache stays on the device (OrtValues) between calls;
-        without it, it round-trips through numpy (fine on CPU, a PCIe copy per token on a GPU)."""
+        without it, it round-trips through numpy (fine on CPU, a PCIe copy per token on a GPU). With
+        ``kv`` the presents go into its free slot and ``kv`` itself is returned as the next past."""
         feed: dict[str, np.ndarray] = {
             "inputs_embeds": emb,
             "attention_mask": np.ones((1, past_len + emb.shape[1]), np.int64),
             "position_ids": np.ascontiguousarray(pos[:, None, :]),
             "deepstack": ds,
         }
-        names = [f"past_{kv}_{i}" for i in range(self.n_layers) for kv in ("key", "value")]
+        names = [f"past_{k}_{i}" for i in range(self.n_layers) for k in ("key", "value")]
         if not self.io_binding:
+            if isinstance(past, KVBuffers):
+                raise EngineError("KV buffers need IO binding (io_binding=True)")
             with _ort_failures("decoder"):
                 out = self.decoder.run(None, {**feed, **dict(zip(names, past, strict=True))})
             return out[0], out[1:]
         binding = self.decoder.io_binding()
         for name, value in feed.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        for name, value in zip(names, past, strict=True):
-            if isinstance(value, np.ndarray):
-                binding.bind_cpu_input(name, value)
-            else:
-                binding.bind_ortvalue_input(name, value)
+        shape = lambda n: (1, self.kv_heads, n, self.head_dim)  # noqa: E731
+        if isinstance(past, KVBuffers):
+            for name, buf in zip(names, past.slots[past.live], strict=True):
+                binding.bind_input(name, self.device, 0, self.kv_dtype, shape(past_len), buf.data_ptr())
+        else:
+            for name, value in zip(names, past, strict=True):
+                if isinstance(value, np.ndarray):
+                    binding.bind_cpu_input(name, value)
+                else:
+                    binding.bind_ortvalue_input(name, value)
         binding.bind_output("logits", "cpu")
-        for name in self._present_names:
-            binding.bind_output(name, self.device)
+        new_len = past_len + emb.shape[1]
+        target = None
+        if kv is not None and new_len <= kv.capacity:
+            target = 1 - kv.live if kv.live >= 0 else 0
+            for name, buf in zip(self._present_names, kv.slots[target], strict=True):
+                binding.bind_output(name, self.device, 0, self.kv_dtype, shape(new_len), buf.data_ptr())
+        else:  # no buffers (the prefix's own cache), or (never by construction) more than they hold
+            for name in self._present_names:
+                binding.bind_output(name, self.device)
         with _ort_failures("decoder"):
             self.decoder.run_with_iobinding(binding)
         outs = binding.get_outputs()
+        if target is not None and kv is not None:
+            kv.live = target
+            return outs[0].numpy(), kv
         return outs[0].numpy(), list(outs[1:])
 
     def _empty_past(self) -> list[np.ndarray]:
@@ -312,6 +363,7 @@ class BundleRunner:
         with timer("prefill"):
             emb, ds = self._embed(ids, [ref])
             _, past = self._run_decoder(emb, ds, pos, self._empty_past(), 0)
+        assert isinstance(past, list)  # no KV buffers here: the prefix keeps tensors of its own
         return PrefixState(past, len(ids), next_position(pos), ref.grid)
 
     def generate(
@@ -353,6 +405,8 @@ class BundleRunner:
             ]
             start, images, past0, past_len = 0, [ref, tgt], self._empty_past(), 0
         state: dict[str, Any] = {}
+        #: every position this inspection can reach: the cache, the prompt, all new tokens (forced included)
+        kv = self.kv_buffers_for(past_len + len(ids) + max_new) if self.io_binding and self.kv_buffers else None
 
         def prefill(forced: list[int]) -> np.ndarray:
             with timer("prefill"):
@@ -361,7 +415,7 @@ class BundleRunner:
                     [*runs[:-1], ("text", runs[-1][1] + len(forced))], self.spec.merge_size, start=start
                 )
                 emb, ds = self._embed(all_ids, images)
-                logits, past = self._run_decoder(emb, ds, pos, past0, past_len)
+                logits, past = self._run_decoder(emb, ds, pos, past0, past_len, kv)
             state.update(past=past, length=past_len + len(all_ids), pos=next_position(pos))
             return logits[0, -1]
 
@@ -370,7 +424,7 @@ class BundleRunner:
             emb = np.asarray(self.embeddings[tokens], np.float32)[None]
             ds = np.zeros((self.n_ds, 1, n, self.hidden), np.float32)
             pos = np.broadcast_to(np.arange(state["pos"], state["pos"] + n), (3, n))
-            logits, state["past"] = self._run_decoder(emb, ds, pos, state["past"], state["length"])
+            logits, state["past"] = self._run_decoder(emb, ds, pos, state["past"], state["length"], kv)
             state["length"] += n
             state["pos"] += n
             return logits[0, -1]
