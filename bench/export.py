@@ -8,6 +8,8 @@ A real checkpoint instead of a random one: ``--model DIR``.
 Answer grammar on vs off for the vlm engine and the ONNX int4 bundle (passes per answer, wall time):
     python bench/export.py --grammar-compare --size small --image-size 256 --reps 8 [--record]
     python bench/export.py --grammar-compare --memorized DIR   # real answers on the fixture's own pairs
+ONNX KV cache in preallocated ping-pong buffers vs a fresh allocation per decoder call (decode steps/s):
+    python bench/export.py --kv-compare --size small --image-size 256 --reps 6 --new-tokens 32
 
 Target on a 24 GB GPU: int4 bundle p50 <= 50 ms per pair, peak memory <= 6 GB. Answers have a fixed
 length (``--new-tokens``, EOS ignored) so every engine decodes the same number of tokens. On CPU the
@@ -169,9 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         help="answer grammar on vs off, vlm engine and ONNX int4 bundle, natural answer lengths",
     )
     ap.add_argument("--memorized", type=Path, help="with --grammar-compare: a memorized fixture model and its pairs")
+    ap.add_argument(
+        "--kv-compare",
+        action="store_true",
+        help="ONNX fp32 and int4: KV in preallocated buffers vs allocated per decoder call (decode steps/s)",
+    )
     args = ap.parse_args(argv)
     if args.grammar_compare:
         return _grammar_main(args, argv)
+    if args.kv_compare:
+        return _kv_main(args, argv)
 
     import torch
 
@@ -294,6 +303,79 @@ def _grammar_main(args: argparse.Namespace, argv: list[str] | None) -> int:
                 f"{text}\n"
             )
         print(f"appended to {RESULTS}", file=sys.stderr)
+    return 0
+
+
+def _kv_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Decode steps/s of the ONNX runtime with ``kv_buffers`` on and off, taking turns on each pair.
+
+    Fixed-length unconstrained answers (``--new-tokens``), so both settings run the same decoder calls;
+    a step = one decoder call after the prefill; tokens are checked identical.
+    """
+    import warnings
+
+    with tempfile.TemporaryDirectory(prefix="differad-bench-kv-") as tmp:
+        work = args.work or Path(tmp)
+        model = args.model or work / f"model-{args.size}"
+        if not args.model and not (model / "config.json").is_file():
+            make_model(model, size=args.size, seed=0, template_id=NOTHINK_TEMPLATE.id)
+        side = args.image_size
+        ref, _ = make_pair(side, 0)
+        targets = [make_pair(side, 1 + i)[1] for i in range(args.warmup + args.reps)]
+        rows = []
+        for quant in ("fp32", "int4"):
+            out = work / f"bundle-{quant}"
+            if not (args.reuse and (out / "manifest.json").is_file()):
+                cfg = make_config(
+                    model=model,
+                    out=out,
+                    quant=quant,
+                    verify_count=2,
+                    verify_size=side,
+                    max_pixels=side * side,
+                    max_new_tokens=args.new_tokens,
+                    block_size=args.block_size,
+                    fail_on_verify=False,
+                    overwrite=True,
+                )
+                run_export(cfg, log=lambda m: print(m, file=sys.stderr))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a random model's bundle may be unverified
+                eng = OnnxEngine(out, threads=args.threads, max_new_tokens=args.new_tokens)
+            runner = eng.runner
+            prefix = runner.prefix(eng.size_policy.apply(ref).image)
+            rates: dict[bool, list[float]] = {True: [], False: []}
+            same = 0
+            for i, tgt in enumerate(targets):
+                image = eng.size_policy.apply(tgt).image
+                tokens = []
+                for on in (True, False) if i % 2 == 0 else (False, True):
+                    runner.kv_buffers = on
+                    gen = runner.generate(image, prefix=prefix, grammar=False, min_new_tokens=args.new_tokens)
+                    tokens.append(gen.tokens)
+                    if i >= args.warmup:
+                        rates[on].append((gen.forward_passes - 1) / (gen.timings_ms["decode"] / 1000.0))
+                same += int(i >= args.warmup and tokens[0] == tokens[1])
+            on, off = statistics.median(rates[True]), statistics.median(rates[False])
+            rows.append(
+                f"| onnx {quant} | {args.new_tokens} | {on:.1f} | {off:.1f} | {on / off:.2f} | {same}/{args.reps} |"
+            )
+    header = (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.node()} ({platform.machine()}, "
+        f"{args.threads} threads, shared CPU); onnxruntime {__import__('onnxruntime').__version__}; "
+        f"model={args.model or args.size}; {side}x{side} pairs; reference prefix cache on; IO binding on; "
+        f"{args.reps} pairs (+{args.warmup} warmup), the two settings taking turns on each pair"
+    )
+    text = "\n".join(
+        [
+            "| bundle | new tokens | decode steps/s, preallocated KV buffers (p50) | decode steps/s, "
+            "allocated per call (p50) | ratio | identical tokens |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+    print(header)
+    print(text)
     return 0
 
 

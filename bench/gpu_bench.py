@@ -103,10 +103,10 @@ def measure(
         eng = _engine(config, model, bundle, device, dtype, grammar, side)
         if not grammar:
             eng.min_new_tokens = off_tokens
-            if torch_engine:
-                eng._max_new_tokens = off_tokens
-            else:
+            try:
                 eng.max_new_tokens = off_tokens
+            except AttributeError:  # a vlm engine from before typed configs (read-only property)
+                eng._max_new_tokens = off_tokens
         ref, _ = make_pair(side, 0)
         handle = eng.prepare(Reference(ref, product_id="gpu"))
         times, valid = [], 0

@@ -104,11 +104,25 @@ def _vlm_answer(
     engine: VLMEngine, handle, target: np.ndarray, grammar: bool, max_new: int, fixed: int = 0
 ) -> tuple[list[int], str, int, float]:
     """(tokens, text, forward passes, ms) of one vlm answer; ``fixed``: unconstrained, exactly that many tokens."""
-    engine.grammar, engine.min_new_tokens, engine._max_new_tokens = grammar, fixed, fixed or max_new
+    engine.grammar, engine.min_new_tokens = grammar, fixed
+    _set_max_new(engine, fixed or max_new)
     resized = engine.size_policy.apply(target)
     t0 = time.perf_counter()
     gen = engine.generate(handle, [resized])
     return gen.tokens[0], gen.texts[0], gen.forward_passes[0], (time.perf_counter() - t0) * 1000.0
+
+
+def _set_max_new(engine: VLMEngine, tokens: int | None) -> None:
+    """The vlm engine's answer budget (a settable property with typed configs, a private field before)."""
+    try:
+        engine.max_new_tokens = tokens  # type: ignore[misc]
+    except AttributeError:
+        engine._max_new_tokens = tokens  # type: ignore[attr-defined]
+
+
+def _prefix_of(handle):
+    """The ONNX handle's cached reference prefix (a field of the typed handle, ``state`` before)."""
+    return handle.prefix if hasattr(handle, "prefix") else handle.state["prefix"]
 
 
 def _onnx_answer(
@@ -118,7 +132,7 @@ def _onnx_answer(
     t0 = time.perf_counter()
     gen = engine.runner.generate(
         resized.image,
-        prefix=handle.state["prefix"],
+        prefix=_prefix_of(handle),
         max_new_tokens=fixed or max_new,
         min_new_tokens=fixed,
         grammar=grammar and not fixed,
@@ -159,7 +173,8 @@ def grammar_compare(engine, pairs: list[tuple[np.ndarray, np.ndarray]], warmup: 
                 }
             )
     if isinstance(engine, VLMEngine):
-        engine.grammar, engine.min_new_tokens, engine._max_new_tokens = True, 0, None
+        engine.grammar, engine.min_new_tokens = True, 0
+        _set_max_new(engine, None)
     return {"rows": rows}
 
 

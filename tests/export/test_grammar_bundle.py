@@ -51,7 +51,7 @@ def test_manifest_carries_the_grammar_and_onnx_answers_follow_it(fp32_bundle, ti
         assert det.text == vlm.detect(hv, tgt).text  # one grammar, both engines: the same answer
         assert "bundle_verified=true" in det.notes
         assert any("forced tokens" in n for n in det.notes)
-        gen = onnx_engine.runner.generate(onnx_engine.size_policy.apply(tgt).image, prefix=ho.state["prefix"])
+        gen = onnx_engine.runner.generate(onnx_engine.size_policy.apply(tgt).image, prefix=ho.prefix)
         assert gen.forward_passes < len(gen.tokens)
         assert gen.forced >= 4
         unconstrained = free.detect(hf, tgt)
@@ -70,7 +70,7 @@ def test_io_binding_and_numpy_kv_give_the_same_constrained_tokens(fp32_bundle):
     for ref, tgt in PAIRS[:2]:
         r = Reference(ref)
         assert bound.tokens(bound.prepare(r), tgt) == plain.tokens(plain.prepare(r), tgt)
-    assert not isinstance(bound.prepare(Reference(PAIRS[0][0])).state["prefix"].past[0], np.ndarray)
+    assert not isinstance(bound.prepare(Reference(PAIRS[0][0])).prefix.past[0], np.ndarray)
 
 
 def test_a_bundle_exported_before_the_grammar_derives_it_from_the_prompt(fp32_bundle, tmp_path):
@@ -216,3 +216,36 @@ def test_think_template_bundle_thinks_within_its_budget_like_the_vlm_engine(tmp_
         onnx_engine.size_policy.apply(tgt).image, reference=onnx_engine.size_policy.apply(ref).image, max_new_tokens=62
     )
     assert len(short.tokens) <= 62 and CharAutomaton(spec).matches(short.text), short.text
+
+
+def test_preallocated_kv_buffers_give_the_same_tokens_as_per_call_allocation(fp32_bundle):
+    """Ping-pong KV buffers (allocated once per inspection, presents written into them through IO binding)
+    decode token-identically to ONNX Runtime allocating every present, constrained (jump-forward: a call
+    appends several tokens) and unconstrained, cached and uncached; the shared prefix cache stays intact."""
+    engine = _quiet_engine(fp32_bundle)
+    runner = engine.runner
+    made = []
+    allocate = runner.kv_buffers_for
+    runner.kv_buffers_for = lambda capacity: made.append(allocate(capacity)) or made[-1]
+    for ref, tgt in synthetic_pairs(5, 192, seed=23):
+        prefix = runner.prefix(engine.size_policy.apply(ref).image)
+        before = [np.array(v.numpy()) for v in prefix.past]
+        image = engine.size_policy.apply(tgt).image
+        ref_image = engine.size_policy.apply(ref).image
+        runs = [dict(prefix=prefix), dict(prefix=prefix, grammar=False, min_new_tokens=20), dict(reference=ref_image)]
+        for kwargs in runs:
+            runner.kv_buffers = True
+            n_made = len(made)
+            with_buffers = runner.generate(image, **kwargs)
+            assert len(made) == n_made + 1 and made[-1].live in (0, 1)  # the presents went into the buffers
+            assert made[-1].capacity >= (prefix.length if "prefix" in kwargs else 0) + len(with_buffers.tokens)
+            runner.kv_buffers = False
+            per_call = runner.generate(image, **kwargs)
+            assert with_buffers.tokens == per_call.tokens
+            assert with_buffers.score == pytest.approx(per_call.score, rel=1e-5)
+            assert with_buffers.forward_passes == per_call.forward_passes
+            if kwargs.get("grammar", True):  # jump-forward: calls that append several tokens still fit
+                assert with_buffers.forced >= 4
+                assert with_buffers.forward_passes < len(with_buffers.tokens)
+        for a, b in zip(before, prefix.past, strict=True):
+            np.testing.assert_array_equal(a, b.numpy())  # the buffers never write into the prefix's cache
