@@ -301,10 +301,19 @@ def test_malformed_cdr_frames_do_not_stop_the_worker(start_inspector, client, re
     node = start_inspector("ci_cdr")
     raw = client.node.create_publisher(Image, "/ci_cdr/camera", 10)
     cdr = serialize_message(array_to_image(references["part-a"], "rgb8", header=node.header()))
-    for prefix in (b"\x00\x02", b"\x0a\x0b", b"\x00\x01\x00\x00\xff\xff\xff\xff"):
-        raw.publish(prefix + cdr[len(prefix) :])
-        time.sleep(0.3)
-    values = node.diag(lambda v: int(v["frames_in"]) >= 3)
+    deadline = time.monotonic() + 20.0
+    while raw.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # a frame published before discovery is lost, not malformed
+    for attempt in range(4):  # best-effort frames may be lost on a loaded machine: send the round again
+        for prefix in (b"\x00\x02", b"\x0a\x0b", b"\x00\x01\x00\x00\xff\xff\xff\xff"):
+            raw.publish(prefix + cdr[len(prefix) :])
+            time.sleep(0.3)
+        try:
+            values = node.diag(lambda v: int(v["frames_in"]) >= 3, timeout=6.0)
+            break
+        except AssertionError:
+            if attempt == 3:
+                raise
     assert int(values["bad_frames"]) + int(values["frames_processed"]) >= 3
     h = node.header()
     node.inspect(array_to_image(references["part-a"], "rgb8", header=h))  # still inspecting

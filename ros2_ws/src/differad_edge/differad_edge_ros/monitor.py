@@ -94,11 +94,27 @@ class Monitor(Node):
         self.args = args
         self.log = CellLog()
         self.last_activity = time.monotonic()
-        self.create_subscription(Detection2DArray, args.detections_topic, self._on_detections, QoSProfile(depth=100))
+        self._detections = self.create_subscription(
+            Detection2DArray, args.detections_topic, self._on_detections, QoSProfile(depth=100)
+        )
         self.create_subscription(Detection2DArray, args.gt_topic, self._on_truth, QoSProfile(depth=100))
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        if args.save > 0:
-            self.create_subscription(Image, args.image_topic, self._on_image, qos_profile_sensor_data)
+        self._images: Any = None
+        self._ready = self.create_timer(0.05, self._subscribe_images_when_matched) if args.save > 0 else None
+
+    def _subscribe_images_when_matched(self) -> None:
+        """Subscribe to the camera only once the inspector's detections reach this monitor.
+
+        The camera starts when it sees its image subscribers; under load the detections topic can
+        match seconds later, and the results published before that are lost (volatile QoS). Joining
+        the camera's topic last makes "the monitor subscribes to images" mean "it will hear the answers".
+        """
+        if self._images is None and self._detections.get_publisher_count() > 0:
+            self._images = self.create_subscription(
+                Image, self.args.image_topic, self._on_image, qos_profile_sensor_data
+            )
+            assert self._ready is not None
+            self._ready.cancel()
 
     def _on_truth(self, msg: Detection2DArray) -> None:
         self.log.get(stamp_of(msg)).gt = first_box(msg)[0]
