@@ -2,8 +2,14 @@
 same physical points, and boxes found in the reference frame map back to the camera frame.
 
 OpenCV ECC (``findTransformECC``) runs on a small gray pyramid (the warp is estimated where it is
-cheap, then refined one level up); when ECC fails or scores low, ORB features + RANSAC give an
-initial warp that ECC refines. Already aligned frames take an identity fast path (no resampling).
+cheap, then refined one level up). ECC's correlation ignores a global gain and offset but not a
+lighting gradient, which on a low-contrast texture (a brick wall: ±12 % light across the part is as
+strong as the texture) makes ECC diverge or costs a perfectly aligned frame its ``min_score``. So
+when ECC fails or scores low it runs again on the *high-passed* levels (the large-scale mean
+removed), from the identity and then from the translation a phase correlation of the coarsest level
+finds (within a quarter of the image), the best-scoring fit kept; the acceptance score is the better
+of the gray and the high-passed correlation. Then ORB features + RANSAC give an initial warp that
+ECC refines. Already aligned frames take an identity fast path (no resampling).
 
 The motion model that fits a station is chosen at calibration (``choose_motion``: the simplest
 model whose residual is close to the best one's) and stored with the reference, so the inspector
@@ -193,6 +199,27 @@ def _level_sizes(size: tuple[int, int], config: AlignConfig) -> list[tuple[int, 
     return [_fit(size, config.size >> i) for i in range(config.levels - 1, -1, -1)]
 
 
+def _highpass(gray: np.ndarray) -> np.ndarray:
+    """float32 gray minus its large-scale mean (Gaussian, sigma = longest side / 25): what ECC and the
+    alignment score compare, so a lighting gradient across the part reads as no misalignment."""
+    g = gray.astype(np.float32)
+    return cv2.subtract(g, cv2.GaussianBlur(g, (0, 0), max(g.shape) / 25.0))
+
+
+class _Levels:
+    """A target's gray pyramid and (computed on first use) its high-passed one."""
+
+    def __init__(self, gray: list[np.ndarray]) -> None:
+        self.gray = gray
+        self._flat: list[np.ndarray] | None = None
+
+    @property
+    def flat(self) -> list[np.ndarray]:
+        if self._flat is None:
+            self._flat = [_highpass(t) for t in self.gray]
+        return self._flat
+
+
 class Aligner:
     """Registration against one fixed reference: its gray pyramid and keypoints are computed once.
 
@@ -206,10 +233,12 @@ class Aligner:
         self._sizes = _level_sizes(self.size, self.config)
         gray = cv2.cvtColor(self.reference, cv2.COLOR_RGB2GRAY)
         self._ref_levels = [cv2.resize(gray, s, interpolation=cv2.INTER_AREA) for s in self._sizes]
+        self._ref_hp = [_highpass(r) for r in self._ref_levels]
         self._ref_features: tuple | None = None
         # Scores compare lightly smoothed images: resampling blurs the warped target a little, which
         # would otherwise read as misalignment on fine textures.
-        self._ref_score = cv2.GaussianBlur(self._ref_levels[-1], (0, 0), 1.0)
+        self._ref_score = tuple(cv2.GaussianBlur(r, (0, 0), 1.0) for r in (self._ref_levels[-1], self._ref_hp[-1]))
+        self._window = cv2.createHanningWindow(self._sizes[0], cv2.CV_32F)
         # A textureless reference holds no position: every warp fits equally well.
         self._flat = float(self._ref_levels[-1].std()) < 1.0
         self._ref_gray = gray
@@ -231,10 +260,20 @@ class Aligner:
         if identity >= cfg.identity_score:
             return self._result(target, prior, identity, "identity", "")
 
-        h_ecc, score, why = self._ecc(tgt_levels, np.eye(3))
-        if h_ecc is not None:
-            h_ecc = self._robust(tgt_levels[-1], h_ecc)
-            score = self._score(tgt_levels[-1], h_ecc)
+        levels = _Levels(tgt_levels)
+        h_ecc, score, why = self._refined(levels, False, np.eye(3))
+        if h_ecc is None or score < cfg.min_score:
+            # a lighting gradient on a low-contrast texture sends ECC astray or costs it correlation:
+            # again on the high-passed levels, from the identity, then from the translation the phase
+            # correlation finds (a periodic texture); the best-scoring fit is kept
+            for init in (np.eye(3), self._phase_init(levels.flat[0])):
+                if init is None:
+                    continue
+                h_flat, score_flat, why_flat = self._refined(levels, True, init)
+                if h_flat is not None and (h_ecc is None or score_flat > score):
+                    h_ecc, score, why = h_flat, score_flat, why_flat
+                if h_ecc is not None and score >= cfg.min_score:
+                    break
         if h_ecc is not None and score >= cfg.min_score:
             return self._result(target, prior.then(PixelTransform(h_ecc)), score, "ecc", "")
         reasons = [why or f"ECC correlation {score:.3f} < min_score {cfg.min_score}"]
@@ -245,9 +284,9 @@ class Aligner:
             if h_feat is None:
                 reasons.append(why_feat)
             else:
-                h_ref, _, _ = self._ecc(tgt_levels[-1:], h_feat, levels=self._sizes[-1:])
-                h_ref = h_feat if h_ref is None else self._robust(tgt_levels[-1], h_ref)
-                score_ref = self._score(tgt_levels[-1], h_ref)
+                h_ref, _, _ = self._ecc(tgt_levels[-1:], h_feat, self._ref_levels[-1:], levels=self._sizes[-1:])
+                h_ref = h_feat if h_ref is None else self._robust(tgt_levels[-1], self._ref_levels[-1], h_ref)
+                score_ref = self._score(levels, h_ref)
                 if score_ref >= cfg.min_score:
                     return self._result(target, prior.then(PixelTransform(h_ref)), score_ref, "features", "")
                 reasons.append(f"feature warp correlation {score_ref:.3f} < min_score {cfg.min_score}")
@@ -263,7 +302,29 @@ class Aligner:
         except cv2.error:
             return 0.0
 
-    def _robust(self, tgt_small: np.ndarray, h: np.ndarray) -> np.ndarray:
+    def _refined(self, levels: _Levels, flat: bool, init: np.ndarray) -> tuple[np.ndarray | None, float, str]:
+        """ECC over the gray (or high-passed: ``flat``) pyramid from ``init``, the robust refit, and
+        the fit's score."""
+        tgt, refs = (levels.flat, self._ref_hp) if flat else (levels.gray, self._ref_levels)
+        h, _, why = self._ecc(tgt, init, refs)
+        if h is None:
+            return None, 0.0, why
+        h = self._robust(tgt[-1], refs[-1], h)
+        return h, self._score(levels, h), ""
+
+    def _phase_init(self, tgt_coarse: np.ndarray) -> np.ndarray | None:
+        """Translation (full-resolution edge px, target -> reference) by phase correlation of the
+        coarsest high-passed level; None without a clear peak or beyond a quarter of the image (a
+        periodic texture repeats there: no real capture moves that far)."""
+        (dx, dy), response = cv2.phaseCorrelate(tgt_coarse, self._ref_hp[0], self._window)
+        w, h = self._sizes[0]
+        if response < 0.05 or abs(dx) > w / 4 or abs(dy) > h / 4:
+            return None
+        init = np.eye(3)
+        init[:2, 2] = dx * self.size[0] / w, dy * self.size[1] / h
+        return init
+
+    def _robust(self, tgt_small: np.ndarray, ref_small: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Refit without the pixels that disagree strongly after the first fit: ECC minimizes squared
         differences, so a large high-contrast defect pulls the warp by a pixel near it (and the
         misregistered edges then read as more defect). Costs one ECC pass, only on such frames."""
@@ -273,12 +334,12 @@ class Aligner:
         s = PixelTransform.resize(self.size, lvl).matrix
         m = _edge_to_center(s @ h @ np.linalg.inv(s))
         warped = cv2.warpPerspective(tgt_small, m, lvl, flags=cv2.INTER_LINEAR).astype(np.float32)
-        valid = cv2.warpPerspective(np.full_like(tgt_small, 255), m, lvl, flags=cv2.INTER_NEAREST)
+        valid = cv2.warpPerspective(np.full(tgt_small.shape[:2], 255, np.uint8), m, lvl, flags=cv2.INTER_NEAREST)
         valid = cv2.erode(valid, np.ones((3, 3), np.uint8))
         inside = valid > 0
         if np.count_nonzero(inside) < 64:
             return h
-        ref = self._ref_levels[-1].astype(np.float32)
+        ref = ref_small.astype(np.float32)
         r, w = ref[inside], warped[inside]
         z = np.abs((warped - w.mean()) / max(float(w.std()), 1e-3) - (ref - r.mean()) / max(float(r.std()), 1e-3))
         zi = z[inside]
@@ -294,21 +355,23 @@ class Aligner:
         mask = cv2.bitwise_and(valid, valid, mask=cv2.bitwise_not(outliers * 255))
         if cv2.countNonZero(mask) < 0.5 * np.count_nonzero(inside):
             return h  # most of the frame disagrees: not a local defect, keep the plain fit
-        refit, _, _ = self._ecc([tgt_small], h, levels=[lvl], template_mask=mask, iterations=10)
+        refit, _, _ = self._ecc([tgt_small], h, [ref_small], levels=[lvl], template_mask=mask, iterations=10)
         return h if refit is None else refit
 
     def _ecc(
         self,
         tgt_levels: list[np.ndarray],
         init: np.ndarray,
+        ref_levels: list[np.ndarray],
         levels: list[tuple[int, int]] | None = None,
         template_mask: np.ndarray | None = None,
         iterations: int | None = None,
     ) -> tuple[np.ndarray | None, float, str]:
-        """ECC from coarse to fine; returns the full-resolution (edge convention) warp, target->reference."""
+        """ECC from coarse to fine (target and reference levels of one kind: gray or high-passed);
+        returns the full-resolution (edge convention) warp, target->reference."""
         cfg = self.config
         sizes = levels or self._sizes
-        refs = self._ref_levels[-len(sizes) :]
+        refs = ref_levels[-len(sizes) :]
         motion = _CV_MOTION[cfg.motion]
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, iterations or cfg.iterations, cfg.eps)
         h = init  # target -> reference, full-res edge px
@@ -341,19 +404,27 @@ class Aligner:
             return None, 0.0, "ECC produced a non-finite warp"
         return h / h[2, 2], float(max(0.0, min(1.0, score))), ""
 
-    def _score(self, tgt_small: np.ndarray, h: np.ndarray) -> float:
-        """ECC correlation of the target warped by ``h`` against the reference, at the finest level."""
-        s = PixelTransform.resize(self.size, self._sizes[-1]).matrix
+    def _score(self, levels: _Levels, h: np.ndarray) -> float:
+        """ECC correlation of the target's finest level warped by ``h`` against the reference's: of the
+        gray levels, or of the high-passed ones where that is higher (a lighting gradient costs those
+        nothing; the gray ones weigh less a frame edge showing something other than the part, e.g.
+        the fixture, which stands out once the part's large-scale shading is removed)."""
+        lvl = self._sizes[-1]
+        s = PixelTransform.resize(self.size, lvl).matrix
         m = _edge_to_center(s @ h @ np.linalg.inv(s))
-        warped = cv2.GaussianBlur(
-            cv2.warpPerspective(tgt_small, m, self._sizes[-1], flags=cv2.INTER_LINEAR), (0, 0), 1.0
-        )
-        valid = cv2.warpPerspective(np.full_like(tgt_small, 255), m, self._sizes[-1], flags=cv2.INTER_NEAREST)
+        valid = cv2.warpPerspective(np.full(lvl[::-1], 255, np.uint8), m, lvl, flags=cv2.INTER_NEAREST)
         valid = cv2.erode(valid, np.ones((3, 3), np.uint8))  # blurred borders mix in outside pixels
-        try:
-            return float(min(1.0, max(0.0, cv2.computeECC(self._ref_score, warped, valid))))
-        except cv2.error:
-            return 0.0
+        best = 0.0
+        for kind, ref in zip(("gray", "flat"), self._ref_score, strict=True):
+            tgt = levels.gray[-1] if kind == "gray" else levels.flat[-1]
+            warped = cv2.GaussianBlur(cv2.warpPerspective(tgt, m, lvl, flags=cv2.INTER_LINEAR), (0, 0), 1.0)
+            try:
+                best = max(best, float(cv2.computeECC(ref, warped, valid)))
+            except cv2.error:
+                continue
+            if best >= self.config.min_score:
+                break
+        return min(1.0, max(0.0, best))
 
     def _detector(self) -> cv2.Feature2D:
         return (
