@@ -1,17 +1,16 @@
 """Options shared by ``inspect`` and ``eval``: which engine, its model, its typed options, the
 alignment step, and where the reference comes from (an image file or the reference store).
 
-The flags map one-to-one onto engine constructor keywords; ``--engine-option KEY=VALUE`` and
-``--engine-config FILE.yaml`` map onto the engine's typed config (``GoldenConfig`` for golden), the
-same options the ROS node takes. An option the chosen engine does not take is refused with a clear
-error (naming the valid ones) instead of being silently ignored.
+The flags, ``--engine-option KEY=VALUE`` and ``--engine-config FILE.yaml`` all map onto the fields of
+the engine's typed config (``Engine.config_type``: ``GoldenConfig``, ``VLMConfig``, ``OnnxConfig``),
+the same options the ROS node takes; the weights (``--model``) are the engine's own argument. An
+option the chosen engine does not take is refused with a clear error (naming the valid ones and the
+closest match) instead of being silently ignored.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
-import inspect as pyinspect
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,18 @@ import yaml
 
 from ..alignment import MOTIONS, AlignConfig
 from ..engines import ENGINES, Engine, Reference, engine_class
-from ..engines.vlm import KV_CACHES
+from ..engines.configuration import check_option_names, option_names
+from ..engines.configuration_vlm import KV_CACHES
 from ..errors import ConfigError, EngineError, ModelLoadError, ReferenceError
 from ..images import load_image
 from ..inspector import Inspector
 from ..quality import QualityLimits
 from ..store import ReferenceStore
+from ..vlm.loader import DTYPES as DTYPE_NAMES
+from ..vlm.loader import QUANTS
 
 DEFAULT_ENGINE = "golden"
-DTYPES = ("fp32", "bf16", "fp16")
-QUANTS = ("nf4", "int8")
+DTYPES = tuple(DTYPE_NAMES)
 #: Engines that load weights and so need --model.
 MODEL_ENGINES = ("vlm", "onnx")
 #: CLI flag -> engine keyword, for the error message when an engine does not take it.
@@ -90,8 +91,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an option of the engine's typed config, e.g. k=3.5 or min_area=40 (golden; repeatable; "
-        "values are YAML: 3.5, true, null)",
+        help="an option of the engine's typed config, e.g. k=3.5 or min_area=40 (golden), max_batch=4 (vlm); "
+        "repeatable; values are YAML: 3.5, true, null, [a, b]",
     )
     g.add_argument(
         "--engine-config",
@@ -202,18 +203,6 @@ def config_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def check_option_names(name: str, given: dict[str, Any], valid: list[str]) -> None:
-    """Refuse unknown option names, naming the valid ones and the closest match."""
-    unknown = [k for k in given if k not in valid]
-    if not unknown:
-        return
-    hints = []
-    for k in unknown:
-        close = difflib.get_close_matches(k, valid, n=1)
-        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise ConfigError(f"engine {name!r} has no option {', '.join(hints)}; valid options: {', '.join(sorted(valid))}")
-
-
 def engine_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     """The engine keywords the user actually set (defaults stay the engine's own)."""
     opts = {k: getattr(args, k, None) for k in _FLAGS}
@@ -229,10 +218,18 @@ def engine_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
     return opts
 
 
-def _check_accepted(cls: type[Engine], name: str, opts: dict[str, Any]) -> None:
-    """Engines name the options they take; ``**overrides`` (engine tuning knobs) does not count."""
-    params = pyinspect.signature(cls.__init__).parameters
-    refused = [_FLAGS[k] for k in opts if k not in params]
+def _options_of(cls: type[Engine], name: str) -> list[str]:
+    """The option names of an engine: its typed config's fields (every registered engine has one)."""
+    if cls.config_type is None:
+        raise EngineError(f"engine {name!r} declares no config_type; give it a typed config (see CONTRIBUTING.md)")
+    return option_names(cls.config_type)
+
+
+def _check_accepted(name: str, opts: dict[str, Any], valid: list[str]) -> None:
+    """Refuse a flag whose option the engine's config lacks (``--dtype`` for golden), naming the flag."""
+    refused = [_FLAGS[k] for k in opts if k != "model" and k not in valid]
+    if "model" in opts and name not in MODEL_ENGINES:
+        refused.insert(0, _FLAGS["model"])
     if refused:
         raise ConfigError(f"engine {name!r} does not take {', '.join(refused)}; drop the option or pick another engine")
 
@@ -241,18 +238,12 @@ def build_engine(args: argparse.Namespace) -> Engine:
     """Create the engine named by ``--engine`` with the options given on the command line."""
     name = args.engine or DEFAULT_ENGINE
     cls = engine_class(name)
+    valid = _options_of(cls, name)
     opts = engine_options(args, name)
-    _check_accepted(cls, name, opts)
+    _check_accepted(name, opts, valid)
     typed = config_options(args)
     if typed:
-        config_type = getattr(cls, "config_type", None)
-        if config_type is not None:
-            check_option_names(
-                name, typed, [f for f in config_type.__dataclass_fields__ if f != "care_mask"] + ["care_mask"]
-            )
-        else:
-            params = [p for p in pyinspect.signature(cls.__init__).parameters if p not in ("self", "model")]
-            check_option_names(name, typed, [p for p in params if p not in ("args", "kwargs", "overrides")])
+        check_option_names(name, typed, valid)
         clash = sorted(set(typed) & set(opts))
         if clash:
             raise ConfigError(f"{', '.join(clash)} given both as a flag and as --engine-option; keep one")

@@ -11,7 +11,7 @@ import abc
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,18 +24,19 @@ __all__ = ["Defect", "Detection", "Engine", "EngineHandle", "Reason", "Reference
 
 @dataclass
 class EngineHandle:
-    """Per-reference state an engine precomputed in ``prepare``; opaque to callers."""
+    """Per-reference work an engine did in ``prepare``; opaque to callers. Each engine returns its
+    own typed subclass (``GoldenHandle``, ``VLMHandle``, ``OnnxHandle``) holding that work as fields."""
 
     reference: Reference
-    state: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(abc.ABC):
     """Base class of every engine. Subclasses set ``name`` and are listed in ``engines.ENGINES``."""
 
     name: ClassVar[str] = ""
-    #: The engine's typed options (a dataclass whose fields the constructor takes as keywords), for
-    #: the CLI's ``--engine-option`` and the ROS node's nested parameters; ``None`` = none declared.
+    #: The engine's typed, immutable options: a dataclass beside the engine whose fields the
+    #: constructor also takes as keywords (``GoldenConfig``, ``VLMConfig``, ``OnnxConfig``). The CLI's
+    #: ``--engine-option`` and the ROS node's nested parameters map onto it; every engine sets one.
     config_type: ClassVar[type | None] = None
 
     @abc.abstractmethod

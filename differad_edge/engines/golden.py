@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from ..boxes import Box
-from ..errors import ConfigError, ImageError
+from ..errors import ConfigError, EngineError, ImageError
 from ..images import load_image, to_rgb8
 from ..reference import TUNED_KEY
 from ..variation import (
@@ -138,6 +138,29 @@ class GoldenConfig:
         return d
 
 
+@dataclass(eq=False)
+class GoldenHandle(EngineHandle):
+    """A reference folded for the golden engine: uint8 tolerance bounds (strong and hysteresis),
+    the float center and inverse tolerances for scores, the care mask, kernels and the config it was
+    prepared with (thresholds tuned by calibration applied)."""
+
+    size: tuple[int, int]  # (w, h)
+    lo: np.ndarray
+    hi: np.ndarray
+    lo_weak: np.ndarray
+    hi_weak: np.ndarray
+    photometric: Photometric
+    center_u8: np.ndarray
+    center: np.ndarray
+    inv_bright: np.ndarray
+    neg_inv_dark: np.ndarray
+    care: np.ndarray
+    open: np.ndarray | None
+    close: np.ndarray | None
+    seam: np.ndarray | None
+    config: GoldenConfig
+
+
 class GoldenEngine(Engine):
     """Per-pixel tolerance band around a golden reference; every defect blob -> a ranked defect."""
 
@@ -179,7 +202,7 @@ class GoldenEngine(Engine):
         mean, spread = build_variation_model(imgs, self.config.method)
         return Reference(image=imgs[0], mean=mean, spread=spread, **fields)
 
-    def prepare(self, reference: Reference) -> EngineHandle:
+    def prepare(self, reference: Reference) -> GoldenHandle:
         cfg = self.config_for(reference)
         img = to_rgb8(reference.image)
         h, w = img.shape[:2]
@@ -206,24 +229,24 @@ class GoldenEngine(Engine):
         hi[off], lo[off], hi_weak[off], lo_weak[off] = 255, 0, 255, 0
         gray_center = center if center.ndim == 2 else np.ascontiguousarray(center @ _GRAY_WEIGHTS)
         eps = np.float32(1e-3)
-        state = {
-            "size": (w, h),
-            "lo": lo,
-            "hi": hi,
-            "lo_weak": lo_weak,
-            "hi_weak": hi_weak,
-            "photometric": Photometric(gray_center, care, cfg.brightness),
-            "center_u8": np.clip(np.round(center), 0, 255).astype(np.uint8),
-            "center": center,
-            "inv_bright": 1.0 / np.maximum(bright, eps),
-            "neg_inv_dark": -1.0 / np.maximum(dark, eps),
-            "care": care,
-            "open": _kernel(cfg.open_size),
-            "close": _kernel(cfg.close_size),
-            "seam": _kernel(2 * int(np.ceil(2.5 * cfg.blur)) + 1) if cfg.blur > 0 else None,
-            "config": cfg,
-        }
-        return EngineHandle(reference=reference, state=state)
+        return GoldenHandle(
+            reference,
+            size=(w, h),
+            lo=lo,
+            hi=hi,
+            lo_weak=lo_weak,
+            hi_weak=hi_weak,
+            photometric=Photometric(gray_center, care, cfg.brightness),
+            center_u8=np.clip(np.round(center), 0, 255).astype(np.uint8),
+            center=center,
+            inv_bright=1.0 / np.maximum(bright, eps),
+            neg_inv_dark=-1.0 / np.maximum(dark, eps),
+            care=care,
+            open=_kernel(cfg.open_size),
+            close=_kernel(cfg.close_size),
+            seam=_kernel(2 * int(np.ceil(2.5 * cfg.blur)) + 1) if cfg.blur > 0 else None,
+            config=cfg,
+        )
 
     @staticmethod
     def _gradient(center: np.ndarray) -> np.ndarray:
@@ -236,30 +259,30 @@ class GoldenEngine(Engine):
     def detect(self, handle: EngineHandle, target: np.ndarray, valid: np.ndarray | None = None) -> Detection:
         """Defects of an aligned ``target``; ``valid`` (uint8 HxW, 0 = the frame has no pixel there,
         e.g. ``Alignment.valid``) switches pixels off for this frame only."""
-        s = handle.state
-        cfg: GoldenConfig = s["config"]
+        s = _own(handle)
+        cfg = s.config
         timer = StageTimer()
         with timer("diff"):
-            t = self._target(target, s["size"])
+            t = self._target(target, s.size)
             if valid is not None:
-                valid = _valid(valid, s["size"], s["seam"])
+                valid = _valid(valid, s.size, s.seam)
             if cfg.channels == "gray":
                 t = cv2.cvtColor(t, cv2.COLOR_RGB2GRAY)
             if cfg.blur > 0:
                 t = cv2.GaussianBlur(t, (0, 0), cfg.blur)
         with timer("photometric"):
-            photo: Photometric = s["photometric"]
+            photo = s.photometric
             raw, coef = t, photo.fit(t, valid)
             t = photo.apply(t, coef)
         with timer("diff"):
-            strong = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
+            strong = cv2.bitwise_not(cv2.inRange(t, s.lo, s.hi))
             if valid is not None:
                 strong = cv2.bitwise_and(strong, valid)
             if coef is not None and cv2.countNonZero(strong):
                 repaired = _unclip(t, raw, coef, s)
                 if repaired is not None:
                     t = repaired
-                    strong = cv2.bitwise_not(cv2.inRange(t, s["lo"], s["hi"]))
+                    strong = cv2.bitwise_not(cv2.inRange(t, s.lo, s.hi))
                     if valid is not None:
                         strong = cv2.bitwise_and(strong, valid)
         defects: list[Defect] = []
@@ -296,7 +319,7 @@ class GoldenEngine(Engine):
 
     @staticmethod
     def _weak(
-        t: np.ndarray, s: dict, seeds: np.ndarray, valid: np.ndarray | None, cfg: GoldenConfig
+        t: np.ndarray, s: GoldenHandle, seeds: np.ndarray, valid: np.ndarray | None, cfg: GoldenConfig
     ) -> tuple[np.ndarray, tuple[int, int]]:
         """Pixels beyond the weak (hysteresis) band, on the bounding rectangle of the seeds grown by
         the merge distance (most frames deviate in one small place), after morphology."""
@@ -306,17 +329,17 @@ class GoldenEngine(Engine):
         x1, y1, x2, y2 = max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
         ys, xs = slice(y1, y2), slice(x1, x2)
         if cfg.hysteresis < 1.0:
-            weak = cv2.bitwise_not(cv2.inRange(t[ys, xs], s["lo_weak"][ys, xs], s["hi_weak"][ys, xs]))
+            weak = cv2.bitwise_not(cv2.inRange(t[ys, xs], s.lo_weak[ys, xs], s.hi_weak[ys, xs]))
             if valid is not None:
                 weak = cv2.bitwise_and(weak, valid[ys, xs])
         else:
-            weak = cv2.bitwise_not(cv2.inRange(t[ys, xs], s["lo"][ys, xs], s["hi"][ys, xs]))
+            weak = cv2.bitwise_not(cv2.inRange(t[ys, xs], s.lo[ys, xs], s.hi[ys, xs]))
             if valid is not None:
                 weak = cv2.bitwise_and(weak, valid[ys, xs])
-        if s["open"] is not None:
-            weak = cv2.morphologyEx(weak, cv2.MORPH_OPEN, s["open"])
-        if s["close"] is not None:
-            weak = cv2.morphologyEx(weak, cv2.MORPH_CLOSE, s["close"])
+        if s.open is not None:
+            weak = cv2.morphologyEx(weak, cv2.MORPH_OPEN, s.open)
+        if s.close is not None:
+            weak = cv2.morphologyEx(weak, cv2.MORPH_CLOSE, s.close)
         return weak, (x1, y1)
 
     @staticmethod
@@ -333,7 +356,12 @@ class GoldenEngine(Engine):
         return target
 
     def _peak_ratio(
-        self, t: np.ndarray, s: dict, box: Box | None, region: np.ndarray | None, valid: np.ndarray | None = None
+        self,
+        t: np.ndarray,
+        s: GoldenHandle,
+        box: Box | None,
+        region: np.ndarray | None,
+        valid: np.ndarray | None = None,
     ) -> float:
         """Largest |deviation| / tolerance inside the blob (or the inspected image when no blob)."""
         if box is None:
@@ -341,7 +369,7 @@ class GoldenEngine(Engine):
         else:
             x1, y1, x2, y2 = box.as_int_list()
             ys, xs = slice(y1, y2), slice(x1, x2)
-        keep = region if region is not None else s["care"][ys, xs]
+        keep = region if region is not None else s.care[ys, xs]
         keep = keep.view(np.uint8) if keep.dtype == np.bool_ else keep
         if region is None and valid is not None:
             keep = cv2.bitwise_and(keep, valid[ys, xs])
@@ -350,14 +378,23 @@ class GoldenEngine(Engine):
         return float(cv2.minMaxLoc(_ratio(t, s, ys, xs), mask=keep)[1])
 
     @staticmethod
-    def _ratio_map(t: np.ndarray, s: dict) -> np.ndarray:
+    def _ratio_map(t: np.ndarray, s: GoldenHandle) -> np.ndarray:
         """Deviation / tolerance over the whole frame (float32 HxW, 0 outside the care mask)."""
         r = _ratio(t, s, slice(None), slice(None))
-        r[s["care"] == 0] = 0.0
+        r[s.care == 0] = 0.0
         return r
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.name, "config": self.config.to_dict()}
+
+
+def _own(handle: EngineHandle) -> GoldenHandle:
+    if not isinstance(handle, GoldenHandle):
+        raise EngineError(
+            f"the golden engine got a {type(handle).__name__} from another engine; prepare the reference "
+            "with this engine (engine.prepare(reference))"
+        )
+    return handle
 
 
 def _channels(arr: np.ndarray, channels: str) -> np.ndarray:
@@ -399,7 +436,7 @@ def _valid(valid: np.ndarray, size: tuple[int, int], seam: np.ndarray | None) ->
     return cv2.erode(v, seam) if seam is not None else v
 
 
-def _unclip(t: np.ndarray, raw: np.ndarray, coef: tuple[float, ...], s: dict) -> np.ndarray | None:
+def _unclip(t: np.ndarray, raw: np.ndarray, coef: tuple[float, ...], s: GoldenHandle) -> np.ndarray | None:
     """The normalized target with every channel value that the camera clipped, where the reference
     in this frame's lighting would clip too, set to the reference's (None: no such value). A clipped
     value says only "at least this bright": over-exposed highlights of a brighter frame (a white
@@ -410,11 +447,11 @@ def _unclip(t: np.ndarray, raw: np.ndarray, coef: tuple[float, ...], s: dict) ->
     a = coef[0] + abs(coef[1]) + abs(coef[2])  # the brightest the lighting planes get
     b = coef[3] + abs(coef[4]) + abs(coef[5])
     level = (full - 20 - b) / max(a, 1e-3)
-    clip = (raw >= full) & (s["center_u8"] >= level)
+    clip = (raw >= full) & (s.center_u8 >= level)
     if not clip.any():
         return None
     clip = cv2.dilate(clip.astype(np.uint8), _CLIP_KERNEL).astype(bool)
-    return np.where(clip, s["center_u8"], t)
+    return np.where(clip, s.center_u8, t)
 
 
 def _any_channel_at_least(raw: np.ndarray, level: int) -> bool:
@@ -460,25 +497,25 @@ def _groups(
     return out
 
 
-def _ratio(t: np.ndarray, s: dict, ys: slice, xs: slice) -> np.ndarray:
+def _ratio(t: np.ndarray, s: GoldenHandle, ys: slice, xs: slice) -> np.ndarray:
     """|deviation| / tolerance (bright or dark side), max over channels: 1.0 = at the tolerance.
 
     OpenCV element-wise ops: numpy's temporaries and channel reduction cost about 25 ms on a
     full 800x800 RGB frame (a good part with tiny deviations), more than a 30 fps camera allows.
     """
-    d = cv2.subtract(t[ys, xs], s["center"][ys, xs], dtype=cv2.CV_32F)
+    d = cv2.subtract(t[ys, xs], s.center[ys, xs], dtype=cv2.CV_32F)
     # d * inv_bright where d > 0, -d * inv_dark where d < 0: the positive one of the two products
-    r = cv2.max(cv2.multiply(d, s["inv_bright"][ys, xs]), cv2.multiply(d, s["neg_inv_dark"][ys, xs]))
+    r = cv2.max(cv2.multiply(d, s.inv_bright[ys, xs]), cv2.multiply(d, s.neg_inv_dark[ys, xs]))
     if r.ndim == 3:
         r = cv2.reduce(r.reshape(-1, r.shape[2]), 1, cv2.REDUCE_MAX).reshape(r.shape[:2])
     return r
 
 
-def _peak_at(t: np.ndarray, s: dict, mask: np.ndarray) -> float:
+def _peak_at(t: np.ndarray, s: GoldenHandle, mask: np.ndarray) -> float:
     """Largest deviation / tolerance over the (few) non-zero pixels of ``mask``."""
     ys, xs = np.nonzero(mask)
-    d = t[ys, xs].astype(np.float32) - s["center"][ys, xs]
-    r = np.maximum(d * s["inv_bright"][ys, xs], d * s["neg_inv_dark"][ys, xs])
+    d = t[ys, xs].astype(np.float32) - s.center[ys, xs]
+    r = np.maximum(d * s.inv_bright[ys, xs], d * s.neg_inv_dark[ys, xs])
     return float(r.max()) if r.size else 0.0
 
 
@@ -495,4 +532,4 @@ def _score(ratio: float) -> float:
     return ratio / (1.0 + ratio)
 
 
-__all__ = ["TUNED_KEY", "GoldenConfig", "GoldenEngine"]
+__all__ = ["TUNED_KEY", "GoldenConfig", "GoldenEngine", "GoldenHandle"]

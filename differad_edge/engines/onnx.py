@@ -3,7 +3,8 @@
 Same pipeline as the ``vlm`` engine (size policy -> two-image prompt -> greedy answer -> the shared
 ``engines.vlm.detection_from_text`` for parsing and mapping to target pixels), with the reference
 prefix cache: the reference's vision features and the decoder KV cache of the prompt up to the
-target image are computed once per reference and reused for every target.
+target image are computed once per reference and reused for every target. The options are one
+typed, immutable ``OnnxConfig`` (``configuration_onnx.py``); the per-reference state an ``OnnxHandle``.
 """
 
 from __future__ import annotations
@@ -11,60 +12,61 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EngineError
 from ..images import load_image
 from ..lru import LRU
 from ..onnxrt.bundle import Bundle, load_bundle
 from ..onnxrt.runtime import BundleRunner, PrefixState
-from ..vlm.size_policy import SizePolicy
+from ..vlm.size_policy import Resized, SizePolicy
 from .base import Detection, Engine, EngineHandle, Reference, StageTimer
+from .configuration import make_config
+from .configuration_onnx import OnnxConfig
 from .vlm import detection_from_text
 
 ENGINE_NAME = "onnx"
+#: Options read when the ONNX Runtime sessions are made: fixed once the engine runs.
+_SESSION_OPTIONS = ("providers", "threads", "tensorrt_cache_dir", "io_binding", "grammar", "vision_plan")
+
+
+@dataclass
+class OnnxHandle(EngineHandle):
+    """The reference as the onnx engine prepared it: resized by the bundle's size policy, its
+    prefix state (None without the reference cache, or until first built) and ``prepare``'s time."""
+
+    resized: Resized | None = None
+    prefix: PrefixState | None = None
+    prepare_ms: dict[str, float] = field(default_factory=dict)
 
 
 class OnnxEngine(Engine):
-    """ONNX bundle engine. ``providers`` defaults to CUDA (when onnxruntime-gpu has it) then CPU; the
-    vision graph runs the bundle's TensorRT plan when it loads here (``vision_plan``: None = when
-    possible, True = required, False = never), else the TensorRT EP (fp16) when onnxruntime offers it
-    on a CUDA machine. ``io_binding`` keeps the decoder's KV cache in ONNX Runtime buffers (default on).
-    ``grammar`` decodes under the bundle's answer grammar (default on). A bundle whose export
-    verification did not pass loads with a warning; every result notes ``bundle_verified``."""
+    """ONNX bundle engine, options as an ``OnnxConfig`` or its fields as keywords. ``providers``
+    defaults to CUDA (when onnxruntime-gpu has it) then CPU; the vision graph runs the bundle's
+    TensorRT plan when it loads here (``vision_plan``: None = when possible, True = required, False =
+    never), else the TensorRT EP (fp16) when onnxruntime offers it on a CUDA machine. ``io_binding``
+    keeps the decoder's KV cache in ONNX Runtime buffers (default on). ``grammar`` decodes under the
+    bundle's answer grammar (default on). A bundle whose export verification did not pass loads with
+    a warning; every result notes ``bundle_verified``."""
 
     name = ENGINE_NAME
+    config_type = OnnxConfig
 
-    def __init__(
-        self,
-        model: str | os.PathLike | Bundle,
-        providers: Sequence[str] | None = None,
-        reference_cache: bool = True,
-        max_new_tokens: int | None = None,
-        threads: int | None = None,
-        max_cached_references: int = 4,
-        tensorrt_cache_dir: str | os.PathLike | None = None,
-        io_binding: bool | None = None,
-        grammar: bool = True,
-        vision_plan: bool | None = None,
-    ) -> None:
-        if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
-            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if max_cached_references < 1:
-            raise ConfigError(f"max_cached_references must be >= 1, got {max_cached_references}")
+    def __init__(self, model: str | os.PathLike | Bundle, config: OnnxConfig | None = None, **options: Any) -> None:
+        cfg = make_config(OnnxConfig, ENGINE_NAME, config, options)  # checked before the bundle loads
         self.bundle = model if isinstance(model, Bundle) else load_bundle(Path(model))
         self.runner = BundleRunner(
             self.bundle,
-            providers=providers,
-            threads=threads,
-            tensorrt_cache_dir=str(tensorrt_cache_dir) if tensorrt_cache_dir else None,
-            io_binding=io_binding,
-            grammar=grammar,
-            vision_plan=vision_plan,
+            providers=cfg.providers,
+            threads=cfg.threads,
+            tensorrt_cache_dir=cfg.tensorrt_cache_dir or None,
+            io_binding=cfg.io_binding,
+            grammar=cfg.grammar,
+            vision_plan=cfg.vision_plan,
         )
         ver = self.bundle.manifest.get("verification") or {}
         self.bundle_verified = ver.get("passed") is True
@@ -77,30 +79,68 @@ class OnnxEngine(Engine):
                 stacklevel=2,
             )
         self.size_policy = SizePolicy(**self.bundle.manifest["size_policy"])
-        self.reference_cache = bool(reference_cache)
-        self.max_new_tokens = max_new_tokens or self.runner.max_new_tokens
-        self.max_cached_references = int(max_cached_references)
         #: Benchmarks force fixed-length answers (as ``VLMEngine.min_new_tokens``); 0 = stop at ``</answer>``/EOS.
         self.min_new_tokens = 0
-        self._prefixes: LRU[str, PrefixState] = LRU(self.max_cached_references)
+        self._prefixes: LRU[str, PrefixState] = LRU(cfg.max_cached_references)
+        self.config = cfg
 
-    def prepare(self, reference: Reference) -> EngineHandle:
-        handle = EngineHandle(reference)
-        handle.state["resized"] = self.size_policy.apply(load_image(reference.image))
+    @property
+    def config(self) -> OnnxConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: OnnxConfig) -> None:
+        """Replace the options; those the ONNX Runtime sessions were made with stay fixed."""
+        current: OnnxConfig | None = getattr(self, "_config", None)
+        if current is not None:
+            changed = [k for k in _SESSION_OPTIONS if getattr(config, k) != getattr(current, k)]
+            if changed:
+                raise ConfigError(
+                    f"{', '.join(changed)} are fixed when the ONNX Runtime sessions load; build a new "
+                    "OnnxEngine to change them"
+                )
+        if self._prefixes.capacity != config.max_cached_references:
+            self._prefixes = LRU(config.max_cached_references)
+        self._config = config
+
+    # thin wrappers over the config: setting one replaces the config (re-validated)
+    @property
+    def reference_cache(self) -> bool:
+        return self.config.reference_cache
+
+    @reference_cache.setter
+    def reference_cache(self, on: bool) -> None:
+        self.config = replace(self.config, reference_cache=on)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.config.max_new_tokens or self.runner.max_new_tokens
+
+    @max_new_tokens.setter
+    def max_new_tokens(self, tokens: int | None) -> None:
+        self.config = replace(self.config, max_new_tokens=tokens)
+
+    @property
+    def max_cached_references(self) -> int:
+        return self.config.max_cached_references
+
+    def prepare(self, reference: Reference) -> OnnxHandle:
+        handle = OnnxHandle(reference, resized=self.size_policy.apply(load_image(reference.image)))
         if self.reference_cache:
             timer = StageTimer()
-            handle.state["prefix"] = self._prefix(reference, handle.state["resized"].image, timer)
-            handle.state["prepare_ms"] = dict(timer.ms)
+            handle.prefix = self._prefix(reference, _ref_image(handle), timer)
+            handle.prepare_ms = dict(timer.ms)
         return handle
 
     def detect(self, handle: EngineHandle, target: np.ndarray) -> Detection:
         t0 = time.perf_counter()
         resized = self.size_policy.apply(load_image(target))
         prep_ms = (time.perf_counter() - t0) * 1000.0
-        ref_image = handle.state["resized"].image
-        prefix = handle.state.get("prefix") if self.reference_cache else None
+        handle = _own(handle)
+        ref_image = _ref_image(handle)
+        prefix = handle.prefix if self.reference_cache else None
         if self.reference_cache and prefix is None:
-            prefix = handle.state["prefix"] = self._prefix(handle.reference, ref_image, StageTimer())
+            prefix = handle.prefix = self._prefix(handle.reference, ref_image, StageTimer())
         gen = self.runner.generate(
             resized.image,
             prefix=prefix,
@@ -121,8 +161,9 @@ class OnnxEngine(Engine):
     def tokens(self, handle: EngineHandle, target: np.ndarray) -> list[int]:
         """Raw greedy tokens for one target (parity tests against the vlm engine)."""
         resized = self.size_policy.apply(load_image(target))
-        prefix = handle.state.get("prefix") if self.reference_cache else None
-        ref_image = handle.state["resized"].image
+        handle = _own(handle)
+        prefix = handle.prefix if self.reference_cache else None
+        ref_image = _ref_image(handle)
         return self.runner.generate(
             resized.image, prefix=prefix, reference=None if prefix else ref_image, max_new_tokens=self.max_new_tokens
         ).tokens
@@ -155,3 +196,17 @@ class OnnxEngine(Engine):
         """Per-reference prefix, shared across handles of the same content (LRU of a few references)."""
         key = f"{reference.key}:{self.size_policy.key}"
         return self._prefixes.get_or_make(key, lambda: self.runner.prefix(image, timer))
+
+
+def _own(handle: EngineHandle) -> OnnxHandle:
+    if not isinstance(handle, OnnxHandle):
+        raise EngineError(
+            f"the onnx engine got a {type(handle).__name__} from another engine; prepare the reference "
+            "with this engine (engine.prepare(reference))"
+        )
+    return handle
+
+
+def _ref_image(handle: OnnxHandle) -> np.ndarray:
+    assert handle.resized is not None  # prepare always resizes
+    return handle.resized.image

@@ -4,7 +4,8 @@ Per target: size policy (OpenCV resize, recorded) -> patches + token ids (``vlm/
 target vision features -> greedy decoding continuing from the reference prefix cache ->
 ``parsing.parse_answer`` -> 0-1000 mapped back to target pixels. With ``reference_cache=False`` the
 whole two-image prompt runs every time (the baseline for parity tests and benchmarks).
-torch/transformers are imported on construction only.
+torch/transformers are imported on construction only. The options are one typed, immutable
+``VLMConfig`` (``configuration_vlm.py``); the per-reference state is a ``VLMHandle``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,25 @@ from ..vlm.prefix_cache import (
 )
 from ..vlm.size_policy import Resized, SizePolicy
 from .base import Defect, Detection, Engine, EngineHandle, Reason, Reference, StageTimer
+from .configuration import make_config
+from .configuration_vlm import VLMConfig
 
 ENGINE_NAME = "vlm"
 #: Enough for a no-think box answer; thinking needs room for the reasoning.
 DEFAULT_MAX_NEW_TOKENS = {False: 64, True: 512}
-KV_CACHES = ("dynamic", "static")
+#: Options that choose how the weights load: fixed once the engine holds a model.
+_LOAD_OPTIONS = ("dtype", "device", "quant")
+
+
+@dataclass
+class VLMHandle(EngineHandle):
+    """The reference as the vlm engine prepared it: resized under ``size_key`` (the size policy it
+    was resized with), its prefix cache entry (None until built) and the time ``prepare`` took."""
+
+    resized: Resized | None = None
+    size_key: str | None = None
+    prefix: ReferencePrefix | None = None
+    prepare_ms: dict[str, float] = field(default_factory=dict)
 
 
 def detection_from_text(
@@ -81,98 +97,140 @@ class VLMEngine(Engine):
     """Qwen3-VL two-image grounding with an optional reference prefix cache.
 
     ``model`` is a checkpoint folder or a ``vlm.loader.LoadedModel`` (then ``dtype``/``device``/
-    ``quant`` are those it was loaded with). ``template_id`` defaults to the template stored with the
-    model, else ``prompts.DEFAULT_INFERENCE_TEMPLATE``. ``max_batch`` bounds ``detect_batch`` chunks.
+    ``quant`` are those it was loaded with). The options are a ``VLMConfig``, or its fields as
+    keywords (``VLMEngine(path, max_new_tokens=8)``); ``template_id`` defaults to the template stored
+    with the model, else ``prompts.DEFAULT_INFERENCE_TEMPLATE``. ``max_batch`` bounds ``detect_batch``.
     """
 
     name = ENGINE_NAME
+    config_type = VLMConfig
 
-    def __init__(
-        self,
-        model: str | os.PathLike | Any,
-        dtype: str = "fp32",
-        device: str = "cpu",
-        quant: str | None = None,
-        template_id: str | None = None,
-        max_new_tokens: int | None = None,
-        size_policy: SizePolicy | dict[str, int] | None = None,
-        reference_cache: bool = True,
-        paraphrase: int = 0,
-        max_batch: int = 8,
-        max_cached_references: int = 4,
-        fast_preprocess: bool = True,
-        kv_cache: str = "dynamic",
-        grammar: bool = True,
-    ) -> None:
+    def __init__(self, model: str | os.PathLike | Any, config: VLMConfig | None = None, **options: Any) -> None:
         from ..vlm.loader import LoadedModel, load_model
 
-        # cheap option checks first: a typo must not cost a model load
-        chosen = get_template(template_id) if template_id is not None else None
-        if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
-            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if max_batch < 1:
-            raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
-        if kv_cache not in KV_CACHES:
-            raise ConfigError(f"kv_cache={kv_cache!r} is not supported; expected one of: {', '.join(KV_CACHES)}")
+        cfg = make_config(VLMConfig, ENGINE_NAME, config, options)  # checked before a model loads
         self.loaded: LoadedModel = (
             model
             if isinstance(model, LoadedModel)
-            else load_model(_as_path(model), dtype=dtype, device=device, quant=quant)  # type: ignore[arg-type]
+            else load_model(_as_path(model), dtype=cfg.dtype, device=cfg.device, quant=cfg.quant)
         )
-        template = chosen or self.loaded.template or get_template(DEFAULT_INFERENCE_TEMPLATE)
-        self._max_new_tokens = max_new_tokens
         #: Benchmarks force fixed-length answers (min = max new tokens); 0 = stop at ``</answer>``/EOS.
         self.min_new_tokens = 0
-        self.reference_cache = bool(reference_cache)
-        #: ``static``: fixed-shape KV cache, which transformers' generate compiles on CUDA (see
-        #: ``prefix_cache.static_cache``); ``dynamic``: the default growing cache.
-        self.kv_cache = kv_cache
-        self.max_batch = int(max_batch)
-        #: Decode under the answer grammar (``differad_edge.grammar``): every answer is a valid box, forced
-        #: tokens are jump-forwarded. Rows of a batch are then decoded one at a time (own loop).
-        self.grammar = bool(grammar)
         self._grammars: dict[tuple[Any, ...], Any] = {}
-        self.prefixes = PrefixCache(max_cached_references)
-        #: Patchify in torch and reuse per-size token ids (see ``vlm/pixels.py``); False = the HF processor.
-        self.fast_preprocess = bool(fast_preprocess)
+        self.prefixes = PrefixCache(cfg.max_cached_references)
         self._ids_cache: dict[str, PromptIds] = {}
         self._prompt: tuple[Any, tuple[str, str, str]] | None = None
-        self.paraphrase = paraphrase
-        self.template = template
-        if not isinstance(size_policy, SizePolicy):
-            try:
-                size_policy = SizePolicy(**(size_policy or {}))
-            except TypeError as e:
-                raise ConfigError(
-                    f"bad size_policy {size_policy!r} ({e}); expected a SizePolicy or a dict with "
-                    "max_pixels, min_pixels, factor"
-                ) from e
-        self.size_policy = size_policy
+        self.config = cfg
+        self.prompt_text()  # rendered once here: a tampered chat template fails the load, not an inspection
 
-    # --- settings whose change invalidates the reference prefix (through the cache key) ---
+    # --- the options: one immutable config, replaced whole and re-checked against the model ---
+    @property
+    def config(self) -> VLMConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: VLMConfig) -> None:
+        """Checks that need the model: the template (the model's own when ``template_id`` is None)
+        takes the paraphrase index, and the size policy's factor fits its patch grid. A change that
+        alters the reference prefix changes its cache key, so no cached prefix goes stale."""
+        current: VLMConfig | None = getattr(self, "_config", None)
+        if current is not None:
+            changed = [k for k in _LOAD_OPTIONS if getattr(config, k) != getattr(current, k)]
+            if changed:
+                raise ConfigError(
+                    f"{', '.join(changed)} choose how the weights load; build a new VLMEngine to change them"
+                )
+        template = (
+            get_template(config.template_id)
+            if config.template_id is not None
+            else self.loaded.template or get_template(DEFAULT_INFERENCE_TEMPLATE)
+        )
+        template.user_text(config.paraphrase)  # validates the paraphrase index
+        vision = self.model.config.vision_config
+        block = int(vision.patch_size * vision.spatial_merge_size)
+        if config.size_policy.factor % block:
+            raise ConfigError(
+                f"size policy factor {config.size_policy.factor} must be a multiple of the model's "
+                f"patch_size*spatial_merge_size = {block}"
+            )
+        if self.prefixes.max_entries != config.max_cached_references:
+            self.prefixes = PrefixCache(config.max_cached_references)
+        self._template = template
+        self._config = config
+
+    def _set(self, **changes: Any) -> None:
+        self.config = replace(self.config, **changes)
+
+    # thin wrappers over the config: setting one replaces the config (re-validated), so no order matters
     @property
     def template(self) -> PromptTemplate:
         return self._template
 
     @template.setter
     def template(self, template: PromptTemplate) -> None:
-        template.user_text(self.paraphrase)  # validates the paraphrase index
-        self._template = template
+        own = self.loaded.template is not None and template == self.loaded.template
+        self._set(template_id=None if own else template.id)
 
     @property
     def size_policy(self) -> SizePolicy:
-        return self._size_policy
+        return self.config.size_policy
 
     @size_policy.setter
     def size_policy(self, policy: SizePolicy) -> None:
-        vision = self.model.config.vision_config
-        block = int(vision.patch_size * vision.spatial_merge_size)
-        if policy.factor % block:
-            raise ConfigError(
-                f"size policy factor {policy.factor} must be a multiple of the model's "
-                f"patch_size*spatial_merge_size = {block}"
-            )
-        self._size_policy = policy
+        self._set(size_policy=policy)
+
+    @property
+    def paraphrase(self) -> int:
+        return self.config.paraphrase
+
+    @paraphrase.setter
+    def paraphrase(self, paraphrase: int) -> None:
+        self._set(paraphrase=paraphrase)
+
+    @property
+    def reference_cache(self) -> bool:
+        return self.config.reference_cache
+
+    @reference_cache.setter
+    def reference_cache(self, on: bool) -> None:
+        self._set(reference_cache=on)
+
+    @property
+    def kv_cache(self) -> str:
+        """``static``: fixed-shape KV cache, which transformers' generate compiles on CUDA (see
+        ``prefix_cache.static_cache``); ``dynamic``: the default growing cache."""
+        return self.config.kv_cache
+
+    @kv_cache.setter
+    def kv_cache(self, kind: str) -> None:
+        self._set(kv_cache=kind)
+
+    @property
+    def grammar(self) -> bool:
+        """Decode under the answer grammar (``differad_edge.grammar``): every answer is a valid box,
+        forced tokens are jump-forwarded. Rows of a batch are then decoded one at a time (own loop)."""
+        return self.config.grammar
+
+    @grammar.setter
+    def grammar(self, on: bool) -> None:
+        self._set(grammar=on)
+
+    @property
+    def max_batch(self) -> int:
+        return self.config.max_batch
+
+    @max_batch.setter
+    def max_batch(self, rows: int) -> None:
+        self._set(max_batch=rows)
+
+    @property
+    def fast_preprocess(self) -> bool:
+        """Patchify in torch and reuse per-size token ids (see ``vlm/pixels.py``); False = the HF processor."""
+        return self.config.fast_preprocess
+
+    @fast_preprocess.setter
+    def fast_preprocess(self, on: bool) -> None:
+        self._set(fast_preprocess=on)
 
     @property
     def model(self) -> Any:
@@ -180,16 +238,20 @@ class VLMEngine(Engine):
 
     @property
     def max_new_tokens(self) -> int:
-        return self._max_new_tokens or DEFAULT_MAX_NEW_TOKENS[self.template.think]
+        return self.config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[self.template.think]
+
+    @max_new_tokens.setter
+    def max_new_tokens(self, tokens: int | None) -> None:
+        self._set(max_new_tokens=tokens)
 
     # --- engine protocol ---
-    def prepare(self, reference: Reference) -> EngineHandle:
-        handle = EngineHandle(reference)
+    def prepare(self, reference: Reference) -> VLMHandle:
+        handle = VLMHandle(reference)
         self._reference_resized(handle)
         if self.reference_cache:
             timer = StageTimer()
             self._prefix(handle, timer)
-            handle.state["prepare_ms"] = dict(timer.ms)
+            handle.prepare_ms = dict(timer.ms)
         return handle
 
     def detect(self, handle: EngineHandle, target: np.ndarray) -> Detection:
@@ -242,8 +304,10 @@ class VLMEngine(Engine):
         """The rendered prompt, and its split into reference prefix / rest (cached per template)."""
         settings = (self.template, self.paraphrase)
         if self._prompt is None or self._prompt[0] != settings:
-            full = self.loaded.processor.apply_chat_template(
-                self.template.messages(paraphrase=self.paraphrase), tokenize=False, add_generation_prompt=True
+            from ..vlm.loader import render_chat
+
+            full = render_chat(
+                self.loaded.processor, self.template.messages(paraphrase=self.paraphrase), self.loaded.info.get("path")
             )
             self._prompt = (settings, (full, *split_prompt(full)))
         return self._prompt[1]
@@ -255,8 +319,9 @@ class VLMEngine(Engine):
         )
 
     def _prefix(self, handle: EngineHandle, timer: StageTimer) -> ReferencePrefix:
+        handle = _own(handle)
         key = self.prefix_key(handle.reference)
-        current: ReferencePrefix | None = handle.state.get("prefix")
+        current = handle.prefix
         if current is not None and current.key == key:
             return current
         prefix = self.prefixes.get(key)
@@ -273,17 +338,18 @@ class VLMEngine(Engine):
                 ) from e
             self.prefixes.put(prefix)
             timer.ms["prefix_build"] = sum(build_timer.ms.values())
-        handle.state["prefix"] = prefix
+        handle.prefix = prefix
         return prefix
 
     def _static_length(self, prompt_tokens: int) -> int:
         return static_cache_length(prompt_tokens + self.max_new_tokens)
 
     def _reference_resized(self, handle: EngineHandle) -> Resized:
-        if handle.state.get("size_key") != self.size_policy.key:
-            handle.state["resized"] = self.size_policy.apply(load_image(handle.reference.image))
-        handle.state["size_key"] = self.size_policy.key
-        return handle.state["resized"]
+        handle = _own(handle)
+        if handle.resized is None or handle.size_key != self.size_policy.key:
+            handle.resized = self.size_policy.apply(load_image(handle.reference.image))
+            handle.size_key = self.size_policy.key
+        return handle.resized
 
     def _encode(self, text: str, images: list[Resized], rows: int) -> dict[str, Any]:
         """Token ids + patches for ``rows`` copies of ``text``; ``images`` in prompt order across rows.
@@ -463,6 +529,15 @@ class VLMEngine(Engine):
             mm_encoder_outputs={"image": features},
             past_key_values=cache,
         )
+
+
+def _own(handle: EngineHandle) -> VLMHandle:
+    if not isinstance(handle, VLMHandle):
+        raise EngineError(
+            f"the vlm engine got a {type(handle).__name__} from another engine; prepare the reference "
+            "with this engine (engine.prepare(reference))"
+        )
+    return handle
 
 
 def _as_path(model: Any) -> Path:

@@ -93,18 +93,18 @@ def test_score_is_the_peak_deviation_over_its_tolerance(channels):
     ref = make_product(SIZE, seed=7)
     engine = GoldenEngine(channels=channels, bright_threshold=20, dark_threshold=35)
     handle = engine.prepare(Reference(ref))
-    s = handle.state
+    s = handle
     rng = np.random.default_rng(3)
     frame = good_copy(ref, rng, noise=4.0)
     box = draw_blob(frame, (120, 90), 10, (255, 255, 255))
-    t = engine._target(frame, s["size"])
+    t = engine._target(frame, s.size)
     t = t if channels == "rgb" else cv2.cvtColor(t, cv2.COLOR_RGB2GRAY)
     if engine.config.blur > 0:
         t = cv2.GaussianBlur(t, (0, 0), engine.config.blur)
-    d = t.astype(np.float64) - s["center"]
-    ratio = np.where(d > 0, d * s["inv_bright"], -d * -s["neg_inv_dark"])
+    d = t.astype(np.float64) - s.center
+    ratio = np.where(d > 0, d * s.inv_bright, -d * -s.neg_inv_dark)
     ratio = ratio.max(axis=2) if ratio.ndim == 3 else ratio
-    whole = ratio[s["care"] > 0].max()
+    whole = ratio[s.care > 0].max()
     assert engine._peak_ratio(t, s, None, None) == pytest.approx(whole, rel=1e-5)
     x1, y1, x2, y2 = box.as_int_list()
     region = rng.random((y2 - y1, x2 - x1)) > 0.5

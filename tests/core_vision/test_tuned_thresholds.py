@@ -27,17 +27,17 @@ def test_validated_thresholds_reach_the_engine(tmp_path, product):
     draw_blob(faint, (128, 128), 12, tuple(int(v) + 40 for v in product[128, 128]))
     tuned_engine = GoldenEngine()
     handle = tuned_engine.prepare(ref)
-    assert handle.state["config"].abs_threshold == 200.0
+    assert handle.config.abs_threshold == 200.0
     assert not tuned_engine.detect(handle, faint).anomaly  # 40 gray levels are inside the tuned tolerance
 
     explicit = GoldenEngine(abs_threshold=20.0)  # the user's explicit option wins over the tuned one
     h2 = explicit.prepare(ref)
-    assert h2.state["config"].abs_threshold == 20.0
-    assert h2.state["config"].k == 9.0
+    assert h2.config.abs_threshold == 20.0
+    assert h2.config.k == 9.0
     assert explicit.detect(h2, faint).anomaly
 
     pinned = GoldenEngine(GoldenConfig())  # a whole config object pins every option
-    assert pinned.prepare(ref).state["config"].abs_threshold == GoldenConfig().abs_threshold
+    assert pinned.prepare(ref).config.abs_threshold == GoldenConfig().abs_threshold
 
 
 def test_rejected_validation_carries_no_thresholds(tmp_path, product):

@@ -67,7 +67,7 @@ def test_cached_tokens_equal_uncached_across_targets_and_reference_switch(engine
     for ref_seed in (1, 2):
         engine.reference_cache = True
         handle = engine.prepare(Reference(_img(ref_seed)))
-        kv = handle.state["prefix"].cache.layers
+        kv = handle.prefix.cache.layers
         snapshot = [(layer.keys.clone(), layer.values.clone()) for layer in kv]
         for tgt in targets:
             cached = _tokens(engine, handle, tgt, cached=True)
@@ -90,7 +90,7 @@ def test_cached_tokens_equal_uncached_across_targets_and_reference_switch(engine
 
 def test_template_and_size_policy_changes_invalidate_prefix(engine: VLMEngine) -> None:
     handle = engine.prepare(Reference(_img(3)))
-    key0 = handle.state["prefix"].key
+    key0 = handle.prefix.key
     target = _img(200)
     engine.detect(handle, target)
     assert engine.prefixes.builds == 1
@@ -99,17 +99,17 @@ def test_template_and_size_policy_changes_invalidate_prefix(engine: VLMEngine) -
     assert _tokens(engine, handle, target, cached=True) == _tokens(engine, handle, target, cached=False)
     engine.reference_cache = True
     engine.detect(handle, target)
-    key1 = handle.state["prefix"].key
+    key1 = handle.prefix.key
     assert engine.prefixes.builds == 2
     assert key1.template != key0.template
     assert key1.reference == key0.reference
 
     engine.size_policy = SizePolicy(max_pixels=64 * 64, min_pixels=1024)
     cached = _tokens(engine, handle, target, cached=True)
-    key2 = handle.state["prefix"].key
+    key2 = handle.prefix.key
     assert engine.prefixes.builds == 3
     assert key2.size_policy != key1.size_policy
-    assert handle.state["resized"].size == (64, 32)
+    assert handle.resized.size == (64, 32)
     assert cached == _tokens(engine, handle, target, cached=False)
 
     other = VLMEngine(load_model(engine.loaded.info["path"], dtype="bf16"), max_new_tokens=2)
@@ -212,7 +212,7 @@ def test_static_kv_cache_gives_the_dynamic_cache_tokens(engine: VLMEngine) -> No
         engine.reference_cache = cached
         engine.kv_cache = "dynamic"
         expected[cached] = [engine.generate(handle, [r]).tokens[0] for r in resized]
-    kv = handle.state["prefix"].cache.layers
+    kv = handle.prefix.cache.layers
     snapshot = [(layer.keys.clone(), layer.values.clone()) for layer in kv]
     engine.kv_cache = "static"
     for cached in (True, False):

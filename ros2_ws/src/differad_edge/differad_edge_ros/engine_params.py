@@ -1,22 +1,23 @@
 """Engine options as nested ROS parameters (``golden.k``, ``golden.min_area``, ``vlm.max_new_tokens``).
 
-Declared from the engine's own typed configuration, not from a copy: the golden engine's
-:class:`~differad_edge.engines.golden.GoldenConfig` fields (type, default, and the description
-from its docstring), the model engines' constructor keywords with simple defaults. Ranges are
-added here where a field has a natural one, so ``ros2 param describe`` and rqt_reconfigure show
-and enforce them. Pure (no rclpy): the node turns :class:`EngineParam` into declarations.
+Declared from the engine's own typed configuration (``Engine.config_type``), not from a copy: the
+fields of ``GoldenConfig``, ``VLMConfig`` and ``OnnxConfig`` with their type, default, description
+and range (a field's ``option(help=, range=)`` metadata; for golden, its docstring and the ranges
+below), so ``ros2 param describe`` and rqt_reconfigure show and enforce them. A field marked
+``dynamic`` (every golden one) may change on a running node; the model engines' are read at
+configure. Pure (no rclpy): the node turns :class:`EngineParam` into declarations.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 import typing
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
-#: Field -> (min, max) where it has a natural range (gray levels, pixels, counts).
+#: Golden field -> (min, max) where it has a natural range (gray levels, pixels, counts); the model
+#: engines' configs carry their ranges in their field metadata.
 RANGES: dict[str, tuple[float, float]] = {
     "abs_threshold": (0.0, 255.0),
     "k": (0.0, 100.0),
@@ -29,11 +30,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "close_size": (0, 63),
     "min_area": (1, 1_000_000),
     "max_defects": (1, 256),
-    "max_new_tokens": (0, 4096),
-    "max_batch": (1, 64),
-    "max_cached_references": (1, 64),
-    "paraphrase": (0, 16),
-    "threads": (0, 256),
 }
 #: Fields that are not per-frame options of a running node (or not expressible as one scalar).
 SKIPPED = {"care_mask", "method", "model", "size_policy", "providers", "tensorrt_cache_dir"}
@@ -68,8 +64,7 @@ class EngineParam:
 
 
 def engine_params(engine: str) -> list[EngineParam]:
-    """The nested parameters of ``engine``: the fields of its typed ``config_type`` (golden:
-    GoldenConfig), else its constructor keywords with simple defaults (vlm, onnx)."""
+    """The nested parameters of ``engine``: the scalar fields of its typed ``config_type``."""
     from differad_edge.engines import ENGINES, engine_class
 
     if engine not in ENGINES:
@@ -78,10 +73,10 @@ def engine_params(engine: str) -> list[EngineParam]:
         cls = engine_class(engine)
     except ImportError:  # the engine's packages are missing: the node reports that at configure
         return []
-    config = getattr(cls, "config_type", None)  # the engine's typed options (golden: GoldenConfig)
-    if config is not None and dataclasses.is_dataclass(config):
-        return _from_dataclass(engine, config)
-    return _from_signature(engine, cls.__init__)
+    config = cls.config_type
+    if config is None or not dataclasses.is_dataclass(config):
+        raise TypeError(f"engine {engine!r} declares no typed config_type (a dataclass); every engine needs one")
+    return _from_dataclass(engine, config)
 
 
 def _docs(doc: str) -> dict[str, str]:
@@ -109,25 +104,30 @@ def _from_dataclass(engine: str, cls: type) -> list[EngineParam]:
     for f in dataclasses.fields(cls):
         if f.name in SKIPPED or f.default is dataclasses.MISSING:
             continue
-        p = _param(engine, f.name, hints.get(f.name), f.default, docs.get(f.name, ""))
+        meta = f.metadata
+        p = _param(
+            engine,
+            f.name,
+            hints.get(f.name),
+            f.default,
+            meta.get("help") or docs.get(f.name, ""),
+            dynamic=meta.get("dynamic", True),
+            rng=meta.get("range") or RANGES.get(f.name),
+        )
         if p is not None:
             out.append(p)
     return out
 
 
-def _from_signature(engine: str, init: Any) -> list[EngineParam]:
-    hints = typing.get_type_hints(init)
-    out = []
-    for name, par in inspect.signature(init).parameters.items():
-        if name == "self" or name in SKIPPED or par.default is inspect.Parameter.empty:
-            continue
-        p = _param(engine, name, hints.get(name), par.default, f"{engine} engine option {name}", dynamic=False)
-        if p is not None:
-            out.append(p)
-    return out
-
-
-def _param(engine: str, name: str, hint: Any, default: Any, doc: str, dynamic: bool = True) -> EngineParam | None:
+def _param(
+    engine: str,
+    name: str,
+    hint: Any,
+    default: Any,
+    doc: str,
+    dynamic: bool = True,
+    rng: tuple[float, float] | None = None,
+) -> EngineParam | None:
     """An EngineParam for a scalar field (bool, int, float, str or a Literal of str), else None."""
     args = get_args(hint)
     optional = type(None) in args
@@ -149,7 +149,6 @@ def _param(engine: str, name: str, hint: Any, default: Any, doc: str, dynamic: b
     desc = doc or f"{engine} option {name}"
     if choices:
         desc += f" (one of: {', '.join(choices)})"
-    rng = RANGES.get(name)
     if rng is not None and optional:
         rng = (min(rng[0], UNSET), rng[1])
     return EngineParam(engine, name, default, desc, choices, rng, optional, dynamic)
