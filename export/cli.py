@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         type=Path,
         metavar="BUNDLE",
-        help="only check an existing bundle (manifest, every file's sha256, passed verification) and print its summary",
+        help="only check an existing bundle (manifest, every file's sha256, graph inputs/outputs, passed verification) and print its summary",
     )
     for mode, text in (
         ("int4", "int4 weight-only decoder (MatMulNBits; torch: nf4)"),
@@ -99,8 +99,10 @@ def check(path: Path, allow_unverified: bool = False) -> int:
     is refused (exit 2) unless ``allow_unverified``."""
     from differad_edge.errors import BundleError
     from differad_edge.onnxrt.bundle import bundle_bytes, load_bundle
+    from differad_edge.onnxrt.runtime import check_graphs
 
     b = load_bundle(path)
+    check_graphs(b)  # swapped or foreign graph files: refused here, not when the engine loads them
     m = b.manifest
     ver = m.get("verification") or {}
     passed = ver.get("passed") is True

@@ -29,7 +29,9 @@ def template_of(loaded: Any) -> PromptTemplate:
 
 
 def render_prompt(processor: Any, template: PromptTemplate) -> str:
-    return processor.apply_chat_template(template.messages(), tokenize=False, add_generation_prompt=True)
+    from differad_edge.vlm.loader import render_chat
+
+    return render_chat(processor, template.messages())  # a refused template: one ModelLoadError line
 
 
 def prompt_ids(processor: Any, template: PromptTemplate) -> PromptSegments:

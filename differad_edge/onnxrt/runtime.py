@@ -25,6 +25,7 @@ from .bundle import Bundle
 from .preprocess import ImageSpec, image_tokens, mrope_positions, next_position, patchify, vision_host_inputs
 
 VISION_INPUTS = ("pixel_values", "interp_indices", "interp_weights", "rot_pos_ids", "cu_seqlens")
+VISION_RANKS = {"pixel_values": 2, "interp_indices": 2, "interp_weights": 2, "rot_pos_ids": 2, "cu_seqlens": 1}
 ANSWER_END_WINDOW = 12  # tokens decoded to look for it (it spans a few tokens in real vocabularies)
 
 
@@ -157,9 +158,12 @@ class BundleRunner:
                 f"ONNX Runtime cannot open the graphs of {bundle.root} ({type(e).__name__}: "
                 f"{' '.join(str(e).split())[:300]}); re-export the bundle with this SDK"
             ) from e
+        for role, session in (("vision", self.vision), ("decoder", self.decoder)):
+            check_signature(bundle, role, _session_signature(session))
         self.embeddings = np.load(bundle.path(graphs["embeddings"]), mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(bundle.path(graphs["tokenizer"])))
-        self.kv_dtype = np.float16 if self.decoder.get_inputs()[4].type == "tensor(float16)" else np.float32
+        past0 = next(i for i in self.decoder.get_inputs() if i.name == "past_key_0")
+        self.kv_dtype = np.float16 if past0.type == "tensor(float16)" else np.float32
         #: Keep the KV cache on the device between decoder calls as ONNX Runtime's own buffers (IO
         #: binding; default on, on CPU too: no copy out to numpy and back in per step).
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
@@ -481,3 +485,151 @@ def _required(reference: np.ndarray | None) -> np.ndarray:
     if reference is None:
         raise EngineError("generate() needs either a cached prefix or the reference image")
     return reference
+
+
+# ---- graph signatures: a swapped or foreign graph file is refused at load, not mid-inference ----------------
+Signature = tuple[list[tuple[str, int | None]], list[tuple[str, int | None]]]  # (inputs, outputs): name, rank
+
+
+def expected_signature(bundle: Bundle, role: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The inputs and outputs (names, ranks) this runtime feeds and reads for the ``role`` graph."""
+    if role == "vision":
+        return [(n, VISION_RANKS[n]) for n in VISION_INPUTS], [("image_embeds", 2), ("deepstack", 3)]
+    n_layers = min(int(bundle.manifest["model"]["num_layers"]), 4096)  # the schema allows 2**20: no list that long
+    kv = [(kind, i) for i in range(n_layers) for kind in ("key", "value")]
+    inputs = [("inputs_embeds", 3), ("attention_mask", 2), ("position_ids", 3), ("deepstack", 4)]
+    return inputs + [(f"past_{k}_{i}", 4) for k, i in kv], [("logits", 3)] + [(f"present_{k}_{i}", 4) for k, i in kv]
+
+
+def check_signature(bundle: Bundle, role: str, actual: Signature) -> None:
+    """``BundleError`` naming the graph and its expected vs actual inputs / outputs when they differ.
+
+    Inputs are fed by name (their order is free); outputs are read by position, so their order counts.
+    A rank of ``None`` (no shape in the graph) is not held against it.
+    """
+    want_in, want_out = expected_signature(bundle, role)
+    got_in, got_out = actual
+
+    def same(want: Sequence[tuple[str, int | None]], got: Sequence[tuple[str, int | None]]) -> bool:
+        return len(want) == len(got) and all(
+            wn == gn and (wr is None or gr is None or wr == gr) for (wn, wr), (gn, gr) in zip(want, got, strict=True)
+        )
+
+    if same(sorted(want_in), sorted(got_in)) and same(want_out, got_out):
+        return
+
+    def show(sig: Sequence[tuple[str, int | None]]) -> str:
+        items = [f"{n}:{'?' if r is None else r}d" for n, r in sig]
+        return "[" + ", ".join(items[:8]) + (f", ... {len(items) - 8} more" if len(items) > 8 else "") + "]"
+
+    name = bundle.manifest["graphs"][role]
+    raise BundleError(
+        f"bundle graph {name} of {bundle.root} is not the {role} graph this runtime runs: expected inputs "
+        f"{show(want_in)} and outputs {show(want_out)}, the file has inputs {show(got_in)} and outputs "
+        f"{show(got_out)} (graph files swapped or from another export); re-export the bundle"
+    )
+
+
+def _session_signature(session: Any) -> Signature:
+    def rank(shape: Any) -> int | None:
+        return len(shape) if isinstance(shape, (list, tuple)) else None
+
+    inputs: list[tuple[str, int | None]] = [(i.name, rank(i.shape)) for i in session.get_inputs()]
+    return inputs, [(o.name, rank(o.shape)) for o in session.get_outputs()]
+
+
+def check_graphs(bundle: Bundle) -> None:
+    """Every ONNX graph of an ``onnx`` bundle has the inputs and outputs this runtime expects.
+
+    Reads only the graphs' declared inputs and outputs from the protobuf (initializers and nodes are
+    skipped, not parsed): cheap enough for ``differad-export --check`` and needs no ONNX package.
+    """
+    if bundle.runtime != "onnx":
+        return
+    for role in ("vision", "decoder"):
+        check_signature(bundle, role, graph_signature(bundle.path(bundle.manifest["graphs"][role])))
+
+
+def graph_signature(path: Any) -> Signature:
+    """(inputs, outputs) of the ONNX model at ``path`` as ONNX Runtime lists them (initializers excluded).
+
+    Walks ``ModelProto.graph`` (field 7) for ``input`` (11), ``output`` (12) and the names of
+    ``initializer`` (5) in the protobuf wire format over a memory map; ``BundleError`` if unreadable.
+    """
+    import mmap
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            graph = [v for fld, v in _fields(buf, 0, len(buf)) if fld == 7]
+            if not graph or not isinstance(graph[-1], tuple):
+                raise ValueError("no graph in the model")
+            start, end = graph[-1]
+            inputs: list[tuple[str, int | None]] = []
+            outputs: list[tuple[str, int | None]] = []
+            initializers: set[str] = set()
+            for fld, v in _fields(buf, start, end):
+                if fld in (11, 12) and isinstance(v, tuple):
+                    (inputs if fld == 11 else outputs).append(_value_info(buf, *v))
+                elif fld == 5 and isinstance(v, tuple):
+                    initializers.update(bytes(buf[a:b]).decode("utf-8") for f8, (a, b) in _spans(buf, *v) if f8 == 8)
+    except (OSError, ValueError, IndexError, UnicodeDecodeError) as e:
+        raise BundleError(f"bundle graph {path} is not a readable ONNX model ({e}); re-export the bundle") from e
+    return [i for i in inputs if i[0] not in initializers], outputs
+
+
+def _varint(buf: Any, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError(f"varint too long at offset {pos}")
+
+
+def _fields(buf: Any, pos: int, end: int) -> Iterator[tuple[int, int | tuple[int, int]]]:
+    """(field number, varint value or (start, end) of a length-delimited field) of one message."""
+    while pos < end:
+        tag, pos = _varint(buf, pos)
+        wire = tag & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            yield tag >> 3, value
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            if pos + n > end:
+                raise ValueError(f"field {tag >> 3} at offset {pos} runs past its message")
+            yield tag >> 3, (pos, pos + n)
+            pos += n
+        else:
+            raise ValueError(f"protobuf wire type {wire} at offset {pos}")
+    if pos != end:
+        raise ValueError(f"message ends at offset {pos}, not {end}")
+
+
+def _spans(buf: Any, start: int, end: int) -> Iterator[tuple[int, tuple[int, int]]]:
+    for fld, v in _fields(buf, start, end):
+        if isinstance(v, tuple):
+            yield fld, v
+
+
+def _value_info(buf: Any, start: int, end: int) -> tuple[str, int | None]:
+    """Name and tensor rank of a ``ValueInfoProto`` (name 1, type 2 -> tensor_type 1 -> shape 2 -> dim 1)."""
+    name, rank = "", None
+    for fld, (a, b) in _spans(buf, start, end):
+        if fld == 1:
+            name = bytes(buf[a:b]).decode("utf-8")
+        elif fld == 2:
+            for tf, (ta, tb) in _spans(buf, a, b):
+                if tf == 1:  # TypeProto.tensor_type
+                    for sf, (sa, sb) in _spans(buf, ta, tb):
+                        if sf == 2:  # TypeProto.Tensor.shape
+                            rank = sum(1 for df, _ in _spans(buf, sa, sb) if df == 1)
+    return name, rank

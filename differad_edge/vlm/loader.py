@@ -278,6 +278,44 @@ def check_tokenizer(tokenizer: Any, cfg: dict[str, Any], path: Path) -> None:
             )
 
 
+#: Where transformers reads a model folder's chat template from, first match wins.
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json", "processor_config.json", "tokenizer_config.json")
+
+
+def chat_template_file(folder: str | os.PathLike) -> str:
+    """The file of ``folder`` that holds its chat template (for error messages), or the packaged one."""
+    for name in CHAT_TEMPLATE_FILES:
+        f = Path(folder) / name
+        try:
+            if f.is_file() and (name.endswith(".jinja") or b'"chat_template"' in f.read_bytes()[:MAX_JSON_BYTES]):
+                return str(f)
+        except OSError:
+            continue
+    return "the SDK's packaged chat template"
+
+
+def render_chat(processor: Any, messages: list[dict[str, Any]], folder: str | os.PathLike | None = None) -> str:
+    """``processor.apply_chat_template`` (text, with the generation prompt); a template that Jinja's sandbox
+    refuses (``{{ ''.__class__ }}``), that does not parse or that fails while rendering is one
+    ``ModelLoadError`` naming its file and the fix, not a jinja2 traceback."""
+    from jinja2 import TemplateError
+
+    try:
+        return str(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    except (TemplateError, RecursionError) as e:
+        where = folder if folder is not None else getattr(getattr(processor, "tokenizer", None), "name_or_path", "")
+        source = chat_template_file(where) if where else "the model's chat template"
+        what = "the Jinja sandbox refused it" if type(e).__name__ == "SecurityError" else "it cannot be rendered"
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        fix = "restore it from the original checkpoint"
+        if source.endswith("chat_template.jinja"):
+            fix += " or delete it (the SDK's packaged Qwen3-VL template is used then)"
+        raise ModelLoadError(
+            f"chat template {source}: {what} ({type(e).__name__}: {why}); it was altered or is not a chat "
+            f"template - {fix}"
+        ) from e
+
+
 def read_template(path: str | os.PathLike) -> PromptTemplate | None:
     """The prompt template stored with a model (``differad_prompt.json``), or ``None`` when absent."""
     f = Path(path) / PROMPT_FILE

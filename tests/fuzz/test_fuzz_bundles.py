@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from differad_edge.errors import BundleError, DifferadError, ModelLoadError
 from differad_edge.onnxrt.bundle import MANIFEST_NAME, file_entries, load_bundle, write_manifest
+from differad_edge.onnxrt.runtime import check_graphs
 from differad_edge.prompts import NOTHINK_TEMPLATE, PROMPT_FILE
 
 
@@ -26,9 +27,26 @@ def _tokenizer_json() -> bytes:
     return Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).to_str().encode()
 
 
+def _graph(inputs: list[tuple[str, int]], outputs: list[tuple[str, int]]) -> bytes:
+    """An ONNX model with no nodes: only the declared inputs and outputs the runtime checks."""
+    from onnx import TensorProto, helper
+
+    def infos(sig: list[tuple[str, int]]) -> list:
+        return [helper.make_tensor_value_info(n, TensorProto.FLOAT, [f"d{i}" for i in range(r)]) for n, r in sig]
+
+    return helper.make_model(helper.make_graph([], "g", infos(inputs), infos(outputs))).SerializeToString()
+
+
+_KV = [f"{k}_{i}" for i in range(2) for k in ("key", "value")]  # the manifest's num_layers: 2
+_VISION_IN = [("pixel_values", 2), ("interp_indices", 2), ("interp_weights", 2), ("rot_pos_ids", 2), ("cu_seqlens", 1)]
+_VISION_OUT = [("image_embeds", 2), ("deepstack", 3)]
 FILES = {
-    "decoder.onnx": b"\x08\x07" * 64,
-    "vision.onnx": b"\x08\x07" * 32,
+    "decoder.onnx": _graph(
+        [("inputs_embeds", 3), ("attention_mask", 2), ("position_ids", 3), ("deepstack", 4)]
+        + [(f"past_{kv}", 4) for kv in _KV],
+        [("logits", 3)] + [(f"present_{kv}", 4) for kv in _KV],
+    ),
+    "vision.onnx": _graph(_VISION_IN, _VISION_OUT),
     "embeddings.npy": b"\x93NUMPY" + b"\x00" * 64,
     "tokenizer.json": _tokenizer_json(),
     PROMPT_FILE: json.dumps(NOTHINK_TEMPLATE.to_dict()).encode(),
@@ -89,7 +107,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, data in FILES.items():
         (root / name).write_bytes(data)
     write_manifest(root, _manifest(root))
-    load_bundle(root)  # the pristine bundle is valid
+    check_graphs(load_bundle(root))  # the pristine bundle is valid
     return root
 
 
@@ -104,22 +122,27 @@ def _check_cli_agrees(root: Path, capsys) -> None:
     from differad_edge.export.cli import main as export_main
 
     try:
-        verified = bool((load_bundle(root).manifest.get("verification") or {}).get("passed"))
+        bundle = load_bundle(root)
+        check_graphs(bundle)
+        verified = bool((bundle.manifest.get("verification") or {}).get("passed"))
         loaded = True
     except BundleError:
         loaded = verified = False
     code = export_main(["--check", str(root)])
     out, err = capsys.readouterr()
     if loaded and verified:
-        assert code == 0 and ": OK (" in out, err
+        assert code == 0, err
+        assert ": OK (" in out, err
     elif loaded:  # a bundle that loads but never passed verification is refused, never reported OK
         assert code == 2, err
         assert ": UNVERIFIED (" in out
         assert "did not pass export verification" in err
     else:
-        assert code == 2 and "OK" not in out, out
+        assert code == 2, out
+        assert "OK" not in out, out
         lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("differad-export: error:"), err
+        assert len(lines) == 1, err
+        assert lines[0].startswith("differad-export: error:"), err
 
 
 KEYS = [
@@ -320,3 +343,80 @@ def test_issue13_model_folder_regressions(
     with pytest.raises(ModelLoadError):
         call(root)
     count("models")
+
+
+def _swap(root: Path) -> None:
+    vision, decoder = (root / "vision.onnx").read_bytes(), (root / "decoder.onnx").read_bytes()
+    (root / "vision.onnx").write_bytes(decoder)
+    (root / "decoder.onnx").write_bytes(vision)
+
+
+GRAPH_DAMAGE = {  # issue 13 item 9 "swapped graphs": each re-listed with its new checksum, so only the graph check sees it
+    "vision and decoder swapped": _swap,
+    "decoder of a one-layer export": lambda root: (root / "decoder.onnx").write_bytes(
+        _graph([("inputs_embeds", 3), ("attention_mask", 2), ("position_ids", 3), ("deepstack", 4)], [("logits", 3)])
+    ),
+    "vision outputs in the other order": lambda root: (root / "vision.onnx").write_bytes(
+        _graph(_VISION_IN, [("deepstack", 3), ("image_embeds", 2)])
+    ),
+    "a vision input missing": lambda root: (root / "vision.onnx").write_bytes(_graph(_VISION_IN[:4], _VISION_OUT)),
+    "a rank changed": lambda root: (root / "vision.onnx").write_bytes(
+        _graph([("pixel_values", 3), *_VISION_IN[1:]], _VISION_OUT)
+    ),
+    "truncated graph": lambda root: (root / "decoder.onnx").write_bytes(FILES["decoder.onnx"][:57]),
+    "not protobuf": lambda root: (root / "vision.onnx").write_bytes(b"\x08\x07" * 32),
+    "empty graph file": lambda root: (root / "vision.onnx").write_bytes(b""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAPH_DAMAGE))
+def test_issue13_swapped_or_foreign_graphs_are_refused(
+    pristine: Path, tmp_path: Path, capsys, count, name: str
+) -> None:
+    root = _copy(pristine, tmp_path / "b")
+    GRAPH_DAMAGE[name](root)
+    write_manifest(root, _manifest(root))
+    load_bundle(root)  # every checksum agrees ...
+    with pytest.raises(BundleError, match=r"bundle graph .*(vision|decoder)\.onnx"):
+        check_graphs(load_bundle(root))  # ... the graphs' inputs and outputs do not
+    _check_cli_agrees(root, capsys)
+    count("bundles")
+
+
+def test_swapped_graphs_name_the_graph_and_expected_vs_actual(pristine: Path, tmp_path: Path, capsys) -> None:
+    from differad_edge.export.cli import main as export_main
+
+    root = _copy(pristine, tmp_path / "b")
+    _swap(root)
+    write_manifest(root, _manifest(root))
+    with pytest.raises(BundleError) as e:
+        check_graphs(load_bundle(root))
+    msg = str(e.value)
+    assert "vision.onnx" in msg
+    assert "expected inputs [pixel_values:2d" in msg
+    assert "the file has inputs [inputs_embeds:3d, attention_mask:2d" in msg
+    assert "outputs [logits:3d, present_key_0:4d" in msg
+    assert "re-export the bundle" in msg
+    assert export_main(["--check", str(root)]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("differad-export: error: bundle graph vision.onnx"), err
+    assert "OK" not in out
+
+
+@given(st.sampled_from(["vision.onnx", "decoder.onnx"]), st.binary(max_size=200), st.integers(0, 400))
+def test_hostile_bytes_in_graph_files(
+    pristine: Path, tmp_path: Path, capsys, count, name, junk: bytes, at: int
+) -> None:
+    """A graph file cut, spliced with random bytes or replaced by them: read or refused, never a crash."""
+    root = _copy(pristine, tmp_path / "b")
+    good = FILES[name]
+    (root / name).write_bytes(good[: at % (len(good) + 1)] + junk)
+    write_manifest(root, _manifest(root))
+    try:
+        check_graphs(load_bundle(root))
+    except BundleError as e:
+        assert name in str(e)
+    _check_cli_agrees(root, capsys)
+    count("bundles")
