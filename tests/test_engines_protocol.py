@@ -4,6 +4,8 @@ results, close twice. A new engine added to ``engines.ENGINES`` is picked up her
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -49,9 +51,14 @@ def test_every_registered_engine_honours_the_protocol(name: str, request: pytest
     cls = engine_class(name)
     assert issubclass(cls, Engine)
     assert cls.name == name
-    if cls.config_type is not None:  # the typed options the CLI and the node map onto
-        assert hasattr(cls.config_type, "__dataclass_fields__")
+    assert cls.config_type is not None  # the typed options the CLI and the node map onto
+    assert dataclasses.is_dataclass(cls.config_type)
+    defaults = cls.config_type()  # every option has a default
+    first = dataclasses.fields(defaults)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):  # immutable: replaced whole, never edited
+        setattr(defaults, first, getattr(defaults, first))
     engine = create_engine(name, **_options(name, request))
+    assert isinstance(engine.config, cls.config_type)  # keywords became the typed config
     ref, bad = _images()
     handle = engine.prepare(Reference(ref, product_id="p", version="v1"))
     assert isinstance(handle, EngineHandle)
@@ -76,3 +83,29 @@ def test_every_registered_engine_honours_the_protocol(name: str, request: pytest
     json.dumps(engine.describe())
     engine.close()
     engine.close()  # safe twice
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_every_engine_config_round_trips_through_the_cli_options(name: str, tmp_path: Path) -> None:
+    """Each field of an engine's config, written as ``--engine-option KEY=VALUE`` (or one
+    ``--engine-config`` YAML file), parses back to the same config: the defaults, and the config with
+    every switch flipped (so an option the parser loses or mistypes fails here)."""
+    import yaml
+    from differad_edge.cli.engine_args import add_engine_arguments, config_options
+
+    config_type = engine_class(name).config_type
+    assert config_type is not None
+    defaults = config_type()
+    flips = {f.name: not getattr(defaults, f.name) for f in dataclasses.fields(defaults) if f.type in ("bool", bool)}
+    assert flips, f"{name} config has no switch to flip"
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    for config in (defaults, dataclasses.replace(defaults, **flips)):
+        plain = config.to_dict()
+        pairs = [a for k, v in plain.items() for a in ("--engine-option", f"{k}={json.dumps(v)}")]
+        parsed = config_type(**config_options(parser.parse_args(pairs)))
+        assert parsed.to_dict() == plain
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(plain))
+        from_file = config_type(**config_options(parser.parse_args(["--engine-config", str(path)])))
+        assert from_file.to_dict() == plain

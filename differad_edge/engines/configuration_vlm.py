@@ -38,7 +38,7 @@ class VLMConfig:
         SizePolicy(), "model-input resize rule (a SizePolicy or a mapping of max_pixels, min_pixels, factor)"
     )
     reference_cache: bool = option(True, "reuse the reference's prefix (vision features + KV cache) per target")
-    paraphrase: int = option(0, "index of the prompt paraphrase of the template", range=(0, 16))
+    paraphrase: int = option(0, "index of the prompt paraphrase of the template (checked against it)", range=(0, 255))
     max_batch: int = option(8, "most targets of one size decoded as one batch", range=(1, 64))
     max_cached_references: int = option(4, "reference prefixes kept in memory (LRU)", range=(1, 64))
     fast_preprocess: bool = option(True, "patchify in torch and reuse per-size token ids (False = HF processor)")

@@ -49,7 +49,7 @@ _SEED_KERNEL = np.ones((2, 2), np.uint8)
 _CLIP_KERNEL = np.ones((5, 5), np.uint8)
 
 
-@dataclass(eq=False)  # may hold a mask array: compare configs via to_dict()
+@dataclass(eq=False, frozen=True)  # may hold a mask array: compare configs via to_dict()
 class GoldenConfig:
     """Thresholds of the golden-template engine (gray levels 0-255 unless said otherwise).
 
@@ -113,7 +113,7 @@ class GoldenConfig:
             if not isinstance(value, (int, np.integer)) or value < 0:
                 raise ConfigError(f"golden {name}={value!r} must be an integer >= 0 (pixels)")
         if self.min_area < 1:
-            self.min_area = 1
+            object.__setattr__(self, "min_area", 1)
         if (
             isinstance(self.max_defects, bool)
             or not isinstance(self.max_defects, (int, np.integer))

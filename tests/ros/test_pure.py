@@ -94,6 +94,36 @@ def test_nested_engine_parameters_come_from_the_golden_config():
     assert explicit_options(list(params.values()), values, {"golden.min_area"}) == {"k": 6.0, "min_area": 25}
 
 
+@pytest.mark.parametrize(("engine", "config"), [("vlm", "VLMConfig"), ("onnx", "OnnxConfig")])
+def test_nested_engine_parameters_of_the_model_engines_come_from_their_config(engine, config):
+    """vlm.* / onnx.* are the scalar fields of VLMConfig / OnnxConfig with their help text, choices and
+    ranges; read at configure only (changing one means another model or session)."""
+    import dataclasses
+    import importlib
+
+    from differad_edge_ros.engine_params import engine_params
+
+    cls = getattr(importlib.import_module(f"differad_edge.engines.configuration_{engine}"), config)
+    params = {p.field: p for p in engine_params(engine)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(params) <= set(fields)
+    assert {"reference_cache", "max_new_tokens", "max_cached_references", "grammar"} <= set(params)
+    for name, p in params.items():
+        assert p.name == f"{engine}.{name}"
+        assert p.description.startswith(fields[name].metadata["help"])
+        assert not p.dynamic
+    assert params["max_new_tokens"].optional
+    assert params["max_new_tokens"].to_option(-1) is None
+    assert params["max_new_tokens"].range == (-1, 4096)  # the config's [1, 4096] and the unset value
+    assert params["max_cached_references"].range == (1, 64)
+    if engine == "vlm":
+        assert params["kv_cache"].choices == ("dynamic", "static")
+        assert params["dtype"].choices == ("fp32", "bf16", "fp16")
+        assert "size_policy" not in params  # not one scalar
+    else:
+        assert "providers" not in params
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

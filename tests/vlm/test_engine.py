@@ -289,6 +289,29 @@ def test_small_model_cache_parity(tmp_path: Path) -> None:
         assert _tokens(engine, handle, tgt, cached=True) == _tokens(engine, handle, tgt, cached=False)
 
 
+def test_settings_replace_the_typed_config_in_any_order(tiny) -> None:
+    """The setters are thin wrappers over the immutable ``VLMConfig``: each replaces it whole and
+    re-checks it against the model, so two orders give one config and a refused change changes nothing."""
+    import dataclasses
+
+    a, b = VLMEngine(tiny, max_new_tokens=MAX_NEW), VLMEngine(tiny, max_new_tokens=MAX_NEW)
+    a.template, a.paraphrase, a.size_policy = THINK_TEMPLATE, 3, SizePolicy(max_pixels=64 * 64, min_pixels=1024)
+    b.size_policy, b.paraphrase, b.template = SizePolicy(max_pixels=64 * 64, min_pixels=1024), 3, THINK_TEMPLATE
+    assert a.config == b.config
+    assert a.template == THINK_TEMPLATE
+    assert a.paraphrase == 3
+    before = a.config
+    with pytest.raises(ConfigError, match="multiple"):
+        a.size_policy = SizePolicy(factor=48)  # the model's patch grid is 32
+    with pytest.raises(ConfigError, match="max_batch=0"):
+        a.max_batch = 0
+    with pytest.raises(ConfigError, match="dtype"):
+        a.config = dataclasses.replace(a.config, dtype="bf16")  # a load option: a new engine, not a setting
+    assert a.config is before
+    a.config = dataclasses.replace(a.config, max_batch=2, kv_cache="static", max_new_tokens=None)
+    assert (a.max_batch, a.kv_cache, a.max_new_tokens) == (2, "static", 512)  # the thinking template's budget
+
+
 def test_bad_options_fail_before_the_model_loads(tmp_path: Path) -> None:
     missing = tmp_path / "no-model"  # loading it would raise ModelLoadError: the option check came first
     with pytest.raises(ConfigError, match="unknown prompt template"):
