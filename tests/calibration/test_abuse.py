@@ -36,7 +36,8 @@ def test_capture_refuses_a_folder_of_other_files_even_with_overwrite(capsys, tmp
             str(out),
             *extra,
         )
-        assert code == 2 and "not a capture session" in err, err
+        assert code == 2, err
+        assert "not a capture session" in err, err
     assert [p.name for p in out.iterdir()] == ["keep.png"]
     assert (out / "keep.png").read_bytes() == b"precious"
     # an earlier session is replaced only with --overwrite
@@ -81,7 +82,8 @@ def test_damaged_session_files_are_one_line_and_exit_2(capsys, tmp_path: Path, c
     (tmp_path / "s/session.json").write_text(content)
     code, _, err = run(capsys, "build", "--store", str(tmp_path / "store"), "--session", str(tmp_path / "s"))
     assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("differad-calibrate: error:"), err
+    assert err.count("\n") == 1, err
+    assert err.startswith("differad-calibrate: error:"), err
     assert not (tmp_path / "store").exists()
 
 

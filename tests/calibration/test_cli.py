@@ -194,7 +194,8 @@ def test_validate_and_build_refuse_empty_and_unreadable_frames(capsys, tmp_path:
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv)
-        assert code == 2 and message in err, (argv, err)
+        assert code == 2, (argv, err)
+        assert message in err, (argv, err)
         assert "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
     assert [(v.version, v.status) for v in store.versions(PRODUCT)] == [(version, "candidate")]  # nothing changed

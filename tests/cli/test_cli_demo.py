@@ -26,7 +26,8 @@ def test_demo_registers_inspects_and_reports(tmp_path: Path) -> None:
     assert overall["n_ano"] == 16
     assert overall["n_nor"] == 16
     # The golden engine finds clearly visible synthetic defects and stays quiet on good parts.
-    assert overall["acc30"] >= 0.75 and overall["miou_nor"] >= 0.9, overall
+    assert overall["acc30"] >= 0.75, overall
+    assert overall["miou_nor"] >= 0.9, overall
     for category in summary["metrics"]["per_category"]:
         assert f"| {category} " in proc.stdout
 
@@ -48,7 +49,8 @@ def test_demo_is_deterministic_and_defaults_to_a_folder_in_cwd(tmp_path: Path) -
     small = ["--seed", "1", "--size", "128", "--goods", "2", "--targets", "2", "--no-progress"]
     first = run_cli("demo", *small, cwd=tmp_path)
     second = run_cli("demo", *small, "--out", tmp_path / "again")
-    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.returncode == 0, first.stderr + second.stderr
+    assert second.returncode == 0, first.stderr + second.stderr
     a = json.loads((tmp_path / "differad-demo" / "summary.json").read_text())
     b = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert a["metrics"] == b["metrics"]

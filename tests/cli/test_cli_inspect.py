@@ -48,7 +48,8 @@ def test_json_finds_the_defect_and_stays_silent_on_the_good_part(pair_images: di
 def test_no_align_gives_the_same_box_on_a_registered_pair(pair_images: dict[str, Path]) -> None:
     args = ["inspect", "-r", pair_images["reference"], "-t", pair_images["defect"], "--json"]
     aligned, plain = run_cli(*args), run_cli(*args, "--no-align")
-    assert aligned.returncode == 0 and plain.returncode == 0, aligned.stderr + plain.stderr
+    assert aligned.returncode == 0, aligned.stderr + plain.stderr
+    assert plain.returncode == 0, aligned.stderr + plain.stderr
     a, p = json.loads(aligned.stdout), json.loads(plain.stdout)
     assert "alignment" not in p
     assert a["alignment"]["ok"] is True

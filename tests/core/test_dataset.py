@@ -95,7 +95,8 @@ def test_bad_lines_are_skipped_with_a_reason_each(tmp_path: Path, images: Path) 
         11: "category",
     }
     for err, (no, part) in zip(pf.errors, expected.items(), strict=True):
-        assert err.startswith(f"line {no}:") and part in err, err
+        assert err.startswith(f"line {no}:"), err
+        assert part in err, err
 
 
 def test_check_files_false_keeps_pairs_with_missing_images(tmp_path: Path) -> None:

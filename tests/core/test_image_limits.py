@@ -75,7 +75,8 @@ def test_truncated_files_give_one_error_and_nothing_on_stderr(
     with pytest.raises(ImageError):
         decode_image(data[: int(len(data) * cut)])
     out, err = capfd.readouterr()
-    assert err == "" and out == "", err
+    assert err == "", err
+    assert out == "", err
 
 
 def test_damaged_png_chunk_is_caught_before_libpng(capfd: pytest.CaptureFixture) -> None:

@@ -252,7 +252,8 @@ def test_thin_scratch_survives_where_an_opening_erases_it():
     gt = Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
     engine = GoldenEngine()
     det = engine.detect(engine.prepare(Reference(ref)), target)
-    assert det.anomaly and iou(det.box, gt) >= 0.5, (det.box, gt)
+    assert det.anomaly, (det.box, gt)
+    assert iou(det.box, gt) >= 0.5, (det.box, gt)
     opened = GoldenEngine(open_size=3, hysteresis=1.0)  # the former post-processing
     d2 = opened.detect(opened.prepare(Reference(ref)), target)
     assert not d2.anomaly or iou(d2.box, gt) < 0.3

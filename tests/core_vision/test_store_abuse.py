@@ -212,7 +212,8 @@ def test_cli_list_with_a_wrong_typed_pointer_is_one_line_and_exit_2(store: Refer
         timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("differad-calibrate: error:"), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("differad-calibrate: error:"), proc.stderr
     assert "Traceback" not in proc.stderr
 
 

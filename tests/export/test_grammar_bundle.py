@@ -47,7 +47,8 @@ def test_manifest_carries_the_grammar_and_onnx_answers_follow_it(fp32_bundle, ti
         r = Reference(ref)
         ho, hv, hf = onnx_engine.prepare(r), vlm.prepare(r), free.prepare(r)
         det = onnx_engine.detect(ho, tgt)
-        assert det.valid and auto.matches(det.text), det.text  # random weights, still a box
+        assert det.valid, det.text  # random weights, still a box
+        assert auto.matches(det.text), det.text
         assert det.text == vlm.detect(hv, tgt).text  # one grammar, both engines: the same answer
         assert "bundle_verified=true" in det.notes
         assert any("forced tokens" in n for n in det.notes)
@@ -215,7 +216,8 @@ def test_think_template_bundle_thinks_within_its_budget_like_the_vlm_engine(tmp_
     short = onnx_engine.runner.generate(
         onnx_engine.size_policy.apply(tgt).image, reference=onnx_engine.size_policy.apply(ref).image, max_new_tokens=62
     )
-    assert len(short.tokens) <= 62 and CharAutomaton(spec).matches(short.text), short.text
+    assert len(short.tokens) <= 62, short.text
+    assert CharAutomaton(spec).matches(short.text), short.text
 
 
 def test_preallocated_kv_buffers_give_the_same_tokens_as_per_call_allocation(fp32_bundle):
@@ -237,7 +239,8 @@ def test_preallocated_kv_buffers_give_the_same_tokens_as_per_call_allocation(fp3
             runner.kv_buffers = True
             n_made = len(made)
             with_buffers = runner.generate(image, **kwargs)
-            assert len(made) == n_made + 1 and made[-1].live in (0, 1)  # the presents went into the buffers
+            assert len(made) == n_made + 1
+            assert made[-1].live in (0, 1)  # the presents went into the buffers
             assert made[-1].capacity >= (prefix.length if "prefix" in kwargs else 0) + len(with_buffers.tokens)
             runner.kv_buffers = False
             per_call = runner.generate(image, **kwargs)

@@ -106,7 +106,8 @@ def test_differad_eval_with_hostile_predictions(folder: Path, tmp_path: Path, ca
     assert code in (0, 2), err
     if code == 2:
         lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert len(lines) == 1 and lines[0].startswith("differad: error:"), err
+        assert len(lines) == 1, err
+        assert lines[0].startswith("differad: error:"), err
     assert preds.read_bytes() == before
     count("jsonl")
 

@@ -176,9 +176,11 @@ def test_cli_image_arguments_end_in_one_line_and_exit_2(count, tmp_path: Path, n
     ]
     for proc in runs:
         assert proc.returncode == 2, (proc.returncode, proc.stderr)
-        assert "Traceback" not in proc.stderr and "libpng" not in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert "libpng" not in proc.stderr, proc.stderr
         errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        assert len(errors) == 1 and errors[0].startswith("differad: error:"), proc.stderr
+        assert len(errors) == 1, proc.stderr
+        assert errors[0].startswith("differad: error:"), proc.stderr
         count("images")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
@@ -205,5 +207,7 @@ def test_calibrate_image_sources_end_in_one_error_line(count, tmp_path: Path, ca
         errors = [ln for ln in err.splitlines() if "error" in ln.lower()]
         if Path(name).suffix in (".png", ".jpg"):  # .hdr is not an image extension the sources read
             assert code == 2, err
-        assert "Traceback" not in err and "libpng" not in err and len(errors) <= 1, err
+        assert "Traceback" not in err, err
+        assert "libpng" not in err, err
+        assert len(errors) <= 1, err
         count("images")

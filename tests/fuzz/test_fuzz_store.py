@@ -291,7 +291,8 @@ def test_calibrate_commands_on_a_damaged_store(
         assert code in (0, 2), (argv, code, err)
         if code == 2:
             lines = err.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("differad-calibrate: error:"), err
+            assert len(lines) == 1, err
+            assert lines[0].startswith("differad-calibrate: error:"), err
         count("store")
 
 
@@ -307,7 +308,9 @@ def test_calibrate_subprocess_has_no_traceback(pristine: Path, tmp_path: Path, c
             text=True,
             timeout=60,
         )
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr
         count("store")
 
 
@@ -404,6 +407,7 @@ def test_differad_inspect_on_a_damaged_store(
     assert code in (0, 1, 2), (code, err)
     if code == 2:
         lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert lines and all(ln.startswith("differad: error:") for ln in lines), err
+        assert lines, err
+        assert all(ln.startswith("differad: error:") for ln in lines), err
     assert _tree(store.root) == before  # inspecting never writes to the store
     count("store")

@@ -393,7 +393,8 @@ def test_fastdds_profile_none_keeps_the_environment_and_the_choice_is_logged(sto
             )
         deadline = time.monotonic() + 60
         while "inspecting" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         assert stop(proc) == 0
         assert expected in log.read_text()
@@ -444,7 +445,8 @@ def test_the_readme_parameter_example_works_as_written(client, store, ros_env, t
         )
         deadline = time.monotonic() + 60
         while "inspecting" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         assert _set(client, "ci_readme", **{"golden.k": 6.0}).successful  # the README's run-time example
     finally:
@@ -463,7 +465,9 @@ def test_a_damaged_manifest_at_start_up_is_one_error_and_exit_2(store, ros_env):
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2 and "differad: error:" in done.stderr and "part-a" in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "differad: error:" in done.stderr, done.stderr
+    assert "part-a" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -41,4 +41,5 @@ def test_register_script_installs_marker_share_files_and_executables(tmp_path):
         assert (Path(share) / rel).is_file(), rel
     exe = prefix / "lib" / "differad_edge" / "inspector"  # where `ros2 run differad_edge inspector` looks
     helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
-    assert helped.returncode == 0 and "golden.min_area" in helped.stdout, helped.stderr
+    assert helped.returncode == 0, helped.stderr
+    assert "golden.min_area" in helped.stdout, helped.stderr

@@ -100,7 +100,8 @@ def test_bad_frames_are_counted_and_do_not_kill_the_node(start_inspector, refere
     for msg, reason in cases:  # each bad frame is answered: NOT_INSPECTED with its reason, never silence
         node.publisher.publish(msg)  # one at a time: the keep-latest slot would drop a burst
         r = node.result(msg.header)
-        assert r.verdict_name == "NOT_INSPECTED" and reason in r.message, r.message
+        assert r.verdict_name == "NOT_INSPECTED", r.message
+        assert reason in r.message, r.message
         assert r.reason == ("size_mismatch" if reason == "128x128" else "bad_frame")
     values = node.diag(lambda v: v["bad_frames"] == "3")
     assert "128x128" in values["last_error"]  # the latest problem

@@ -169,4 +169,5 @@ def test_docstring_examples_hold() -> None:
 
     for module in (rewards, grpo):
         result = doctest.testmod(module)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
+        assert result.failed == 0, module.__name__
+        assert result.attempted > 0, module.__name__

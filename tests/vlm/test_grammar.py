@@ -185,7 +185,8 @@ def test_constrained_decode_masks_and_jumps_with_a_scripted_model(tokenizer) -> 
 
     dec = constrained_decode(g, prefill, step, numpy_pick, 64)
     text = tokenizer.decode(dec.tokens)
-    assert dec.accepted and g.auto.matches(text), text
+    assert dec.accepted, text
+    assert g.auto.matches(text), text
     assert dec.forward_passes == len(calls) == sum(dec.chosen)  # one call per model choice (prefill: the first)
     assert sum(len(c) for c in calls[1:]) + len(calls[0]) - 1 < len(dec.tokens)  # closing tokens never ran
     assert 0.0 < dec.score <= 1.0
@@ -298,7 +299,8 @@ def test_think_template_answer_stays_within_its_budget(tiny) -> None:
     handle = engine.prepare(Reference(_img(4)))
     gen = engine.generate(handle, [POLICY.apply(_img(40))])
     text = gen.texts[0]
-    assert len(gen.tokens[0]) <= 70 and engine.token_grammar().auto.matches(text), text
+    assert len(gen.tokens[0]) <= 70, text
+    assert engine.token_grammar().auto.matches(text), text
     parsed = parse_answer(text, answer_only=True)
     assert parsed.valid
     assert parsed.think is not None

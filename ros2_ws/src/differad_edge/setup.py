@@ -5,15 +5,20 @@ project's venv (the Makefile does it after ``scripts/build_vision_msgs.sh``). Th
 named ``differad-edge-ros`` so it never shadows the core distribution ``differad-edge``.
 """
 
+import xml.etree.ElementTree as ET
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "differad_edge"
+#: ament needs a literal ``<version>`` in package.xml, so that is this package's one version source
+#: (kept equal to the SDK's ``differad_edge.__version__`` by tests/test_versions.py).
+VERSION = ET.parse(Path(__file__).resolve().parent / "package.xml").getroot().findtext("version")
 
 setup(
     name="differad-edge-ros",
-    version="0.1.0",
+    version=VERSION,
     description="ROS 2 inspection node and simulated cell for DifferAD Edge",
     packages=find_packages(include=["differad_edge_ros", "differad_edge_ros.*"]),
     data_files=[

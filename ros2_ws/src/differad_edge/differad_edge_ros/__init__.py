@@ -4,4 +4,6 @@ The pure pieces (``conversions``, ``params``, ``stats``, ``slot``) import no rcl
 tested without DDS; the nodes (``node``, ``camera_sim``, ``monitor``) and ``cell_demo`` need rclpy.
 """
 
-__version__ = "0.1.0"
+from differad_edge import __version__  # released with the SDK; package.xml holds it for ament (tested equal)
+
+__all__ = ["__version__"]
