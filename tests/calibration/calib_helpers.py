@@ -1,5 +1,6 @@
 """Helpers of the calibration tests: synthetic inspection scenes (a textured part on a plain
-background, made with OpenCV/numpy and fixed seeds) and capture folders built from them."""
+background, made with OpenCV/numpy and fixed seeds), capture folders built from them, and the one way
+the tests call ``differad-calibrate`` in-process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from differad_edge.images import save_image
 
@@ -15,6 +17,15 @@ PRODUCT = "pump-a"
 DEFECT_BOXES = [(60, 50, 80, 66), (100, 80, 124, 100), (120, 40, 140, 60), (50, 90, 66, 110)]
 SIZE = (192, 160)  # (width, height)
 PART = (40, 30, 152, 130)  # x1, y1, x2, y2 of the part on the background
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """``differad-calibrate ARGV`` in this process: (exit code, stdout, stderr)."""
+    from differad_edge.calibration.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def part_scene(seed: int = 0, size: tuple[int, int] = SIZE) -> np.ndarray:

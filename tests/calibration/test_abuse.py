@@ -8,14 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from calib_helpers import PRODUCT
-from differad_edge.calibration.cli import main
-
-
-def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from calib_helpers import PRODUCT, run
 
 
 def test_capture_refuses_a_folder_of_other_files_even_with_overwrite(capsys, tmp_path: Path, capture_dir: Path) -> None:

@@ -7,19 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from calib_helpers import PRODUCT, good_frame, with_defect
-from differad_edge.calibration.cli import main
+from calib_helpers import PRODUCT, good_frame, run, with_defect
 
 from differad_edge.fileio import sha256_file
 from differad_edge.images import save_image
 from differad_edge.store import ReferenceStore
-
-
-def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _build(capsys, store: str, session) -> str:

@@ -8,14 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from calib_helpers import PRODUCT
-from differad_edge.calibration.cli import main
-
-
-def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from calib_helpers import PRODUCT, run
 
 
 def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: Path) -> None:

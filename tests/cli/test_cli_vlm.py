@@ -35,22 +35,28 @@ def test_make_model_writes_a_checkpoint_and_refuses_to_overwrite(cli_model: Path
     assert "Traceback" not in again.stderr
 
 
-def test_inspect_vlm_json_carries_the_raw_text(cli_model: Path, pair_images: dict[str, Path]) -> None:
-    proc = run_cli(
+def _inspect_vlm(model: Path, pair_images: dict[str, Path]) -> list[str | Path]:
+    """``differad inspect`` of the defect and the good photo by the vlm engine, JSON lines, 8 new tokens."""
+    ref, defect, good = pair_images["reference"], pair_images["defect"], pair_images["good"]
+    return [
         "inspect",
         "-r",
-        pair_images["reference"],
+        ref,
         "-t",
-        pair_images["defect"],
-        pair_images["good"],
+        defect,
+        good,
         "--engine",
         "vlm",
         "--model",
-        cli_model,
+        model,
         "--json",
         "--max-new-tokens",
         "8",
-    )
+    ]
+
+
+def test_inspect_vlm_json_carries_the_raw_text(cli_model: Path, pair_images: dict[str, Path]) -> None:
+    proc = run_cli(*_inspect_vlm(cli_model, pair_images))
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(rows) == 2
     # a random model's garbage is NOT_INSPECTED (never OK), and the exit status says so
@@ -69,21 +75,7 @@ def test_inspect_vlm_json_carries_the_raw_text(cli_model: Path, pair_images: dic
 def test_inspect_vlm_static_kv_cache_answers_like_the_dynamic_one(
     cli_model: Path, pair_images: dict[str, Path]
 ) -> None:
-    args = [
-        "inspect",
-        "-r",
-        pair_images["reference"],
-        "-t",
-        pair_images["defect"],
-        pair_images["good"],
-        "--engine",
-        "vlm",
-        "--model",
-        cli_model,
-        "--json",
-        "--max-new-tokens",
-        "8",
-    ]
+    args = _inspect_vlm(cli_model, pair_images)
     dynamic, static = run_cli(*args), run_cli(*args, "--kv-cache", "static")
     assert dynamic.returncode in (0, 3), dynamic.stderr  # 3: the random model's garbage is NOT_INSPECTED
     assert static.returncode == dynamic.returncode, static.stderr
