@@ -44,7 +44,7 @@ class MemorizeSettings:
 
     count: int = 16
     image_size: int = 128
-    steps: int = 80
+    steps: int = 120  # 80 sufficed while <answer> was one token; Qwen-faithful tags need a wider int4 margin
     learning_rate: float = 3e-3
     seed: int = 0
 
@@ -85,8 +85,8 @@ def make_memorized_model(
 ) -> Path:
     """Train the tiny model on ``settings.count`` synthetic pairs until it answers them; returns the folder.
 
-    Measured on the shared 2-core CPU of this project: ~30 s of training (80 steps), 16/16 exact boxes
-    through the ``vlm`` engine.
+    Measured on the shared 2-core CPU of this project: ~30-60 s of training (120 steps), 16/16 exact
+    boxes through the ``vlm`` engine; its int4 bundle keeps the boxes (mean IoU 0.94 on its 16 pairs).
 
     The folder is a complete model folder (loads in ``--engine vlm`` and ``differad-export``) plus
     ``memorized_pairs/pairs.jsonl`` (the pairs it knows) and ``differad_model.json`` (settings,

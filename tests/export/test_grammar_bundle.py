@@ -163,7 +163,7 @@ def test_tensorrt_plan_agrees_with_the_onnx_vision_graph(fp32_bundle, tmp_path):
 
 def test_memorized_model_int4_bundle_passes_verification_with_default_thresholds(memorized_model_dir, tmp_path, capsys):
     """A model with real answers: int4 keeps its boxes and decisions on the pairs it knows (measured: mean
-    IoU 0.999, decisions 100 %, identical tokens 94 % on 16 pairs at 256 px)."""
+    IoU 0.938, decisions 100 %, identical tokens 94 % on 16 pairs at 256 px, Qwen-faithful answer tags)."""
     from differad_edge.train.fixture import memorized_pairs
 
     out = tmp_path / "int4"
