@@ -22,10 +22,9 @@ nothing is judged where the aligned frame has no pixels (``detect(..., valid=)``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,108 +33,13 @@ from ..boxes import Box
 from ..errors import ConfigError, EngineError, ImageError
 from ..images import load_image, to_rgb8
 from ..reference import TUNED_KEY
-from ..variation import (
-    BRIGHTNESS_MODES,
-    VARIATION_METHODS,
-    Brightness,
-    Photometric,
-    VariationMethod,
-    build_variation_model,
-)
+from ..variation import Photometric, build_variation_model
 from .base import Defect, Detection, Engine, EngineHandle, Reference, StageTimer
+from .configuration_golden import GoldenConfig
 
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SEED_KERNEL = np.ones((2, 2), np.uint8)
 _CLIP_KERNEL = np.ones((5, 5), np.uint8)
-
-
-@dataclass(eq=False, frozen=True)  # may hold a mask array: compare configs via to_dict()
-class GoldenConfig:
-    """Thresholds of the golden-template engine (gray levels 0-255 unless said otherwise).
-
-    abs_threshold: smallest tolerated deviation anywhere (noise floor).
-    k: tolerance in units of the variation model's per-pixel spread (sigma).
-    bright_threshold / dark_threshold: replace ``abs_threshold`` for brighter / darker deviations.
-    shift_px: tolerated residual misalignment in pixels (tolerance += gradient * shift_px).
-    border: pixels along the image edge that are never inspected.
-    care_mask: extra don't-care mask (array HxW or image path; non-zero = inspect), combined
-        with the reference's own care mask.
-    blur: Gaussian sigma applied to target and center before comparing (0 = off).
-    hysteresis: a deviating region grows over pixels beyond this share of the tolerance, if it
-        holds one beyond the full tolerance (1 = off); keeps thin scratches whole.
-    open_size / close_size: morphology kernel sizes (0 = off): opening drops specks (and thin
-        scratches: off by default), closing joins the fragments of one defect.
-    merge_px: deviating regions closer than this (px) are one defect with one box.
-    min_area: smallest defect in pixels (after merging).
-    max_defects: most defects reported per frame (highest scores first).
-    anomaly_map: also return the per-pixel deviation / tolerance map (costs a full-frame pass).
-    channels: compare each RGB channel (``rgb``: colour-only defects too) or luminance (``gray``, ~2x faster).
-    brightness: lighting change removed before comparing, fitted robustly on the frame: ``local``
-        (gain + offset, varying across the image where a gradient shows), ``gain`` (global gain +
-        offset), ``offset`` (global offset only) or ``none``.
-    method: variation method used by ``GoldenEngine.build_reference`` for several good images.
-    """
-
-    abs_threshold: float = 20.0
-    k: float = 4.0
-    bright_threshold: float | None = None
-    dark_threshold: float | None = None
-    shift_px: float = 1.0
-    border: int = 4
-    care_mask: np.ndarray | str | os.PathLike | None = field(default=None, repr=False)
-    blur: float = 1.0
-    hysteresis: float = 0.7
-    open_size: int = 0
-    close_size: int = 3
-    merge_px: int = 6
-    min_area: int = 25
-    max_defects: int = 8
-    anomaly_map: bool = False
-    channels: Literal["gray", "rgb"] = "rgb"
-    brightness: Brightness = "local"
-    method: VariationMethod = "median_mad"
-
-    def __post_init__(self) -> None:
-        for name in ("abs_threshold", "k", "shift_px", "blur"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise ConfigError(f"golden {name}={value!r} must be a finite number >= 0")
-        for name in ("bright_threshold", "dark_threshold"):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, (int, float)) or not np.isfinite(value) or not 0 <= value <= 255
-            ):
-                raise ConfigError(f"golden {name}={value!r} must be None or a gray level in [0, 255]")
-        if not isinstance(self.hysteresis, (int, float)) or not 0 < self.hysteresis <= 1:
-            raise ConfigError(f"golden hysteresis={self.hysteresis!r} must be a number in (0, 1] (1 = off)")
-        for name in ("border", "open_size", "close_size", "merge_px", "min_area"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 0:
-                raise ConfigError(f"golden {name}={value!r} must be an integer >= 0 (pixels)")
-        if self.min_area < 1:
-            object.__setattr__(self, "min_area", 1)
-        if (
-            isinstance(self.max_defects, bool)
-            or not isinstance(self.max_defects, (int, np.integer))
-            or self.max_defects < 1
-        ):
-            raise ConfigError(f"golden max_defects={self.max_defects!r} must be an integer >= 1")
-        if not isinstance(self.anomaly_map, (bool, np.bool_)):
-            raise ConfigError(f"golden anomaly_map={self.anomaly_map!r} must be true or false")
-        if self.channels not in ("gray", "rgb"):
-            raise ConfigError(f"golden channels={self.channels!r} must be 'gray' or 'rgb'")
-        if self.brightness not in BRIGHTNESS_MODES:
-            raise ConfigError(
-                f"golden brightness={self.brightness!r} must be one of {', '.join(map(repr, BRIGHTNESS_MODES))}"
-            )
-        if self.method not in VARIATION_METHODS:
-            raise ConfigError(f"golden method={self.method!r} must be one of {', '.join(map(repr, VARIATION_METHODS))}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        cm = d.pop("care_mask")
-        d["care_mask"] = None if cm is None else (str(cm) if not isinstance(cm, np.ndarray) else "array")
-        return d
 
 
 @dataclass(eq=False)
