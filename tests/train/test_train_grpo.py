@@ -9,6 +9,7 @@ import pytest
 import torch
 from differad_edge.train.grpo import difficulty_weight, flat_groups
 from differad_edge.train.rewards import make_reward_funcs
+from grpo_helpers import G, tiny_grpo_trainer
 
 from differad_edge.errors import ConfigError
 
@@ -51,43 +52,9 @@ def test_flat_groups() -> None:
 
 # --- the trainer on the tiny model ------------------------------------------------------------
 
-G = 2
-
 
 def _trainer(cls, model_dir, pairs, reward_funcs, weights, seed=0, **kwargs):
-    from differad_edge.train.data import build_grpo_dataset
-    from transformers import Qwen3VLForConditionalGeneration
-    from trl import GRPOConfig
-
-    from differad_edge.vlm.loader import load_processor
-
-    torch.set_num_threads(2)
-    args = GRPOConfig(
-        output_dir=str(model_dir.parent / "unused_trainer_out"),
-        use_cpu=True,
-        per_device_train_batch_size=4,
-        num_generations=G,
-        max_completion_length=8,
-        max_steps=1,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        temperature=0.9,
-        seed=seed,
-        reward_weights=weights,
-        remove_unused_columns=False,
-        disable_tqdm=True,
-    )
-    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-    return cls(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=args,
-        train_dataset=build_grpo_dataset(pairs, limit=4),
-        processing_class=load_processor(model_dir),
-        **kwargs,
-    )
+    return tiny_grpo_trainer(model_dir, pairs, reward_funcs, weights, cls=cls, seed=seed, **kwargs)
 
 
 def _hash_reward():

@@ -7,50 +7,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-import torch
 from differad_edge.train.rewards import make_format_reward, make_reward_funcs
+from grpo_helpers import MAX_COMPLETION, ROWS, G, tiny_grpo_trainer
 
-G = 2
-ROWS = 4  # one prompt batch of 4 completions = 2 groups per step
-MAX_COMPLETION = 8
-
-
-def _trainer(model_dir, pairs, reward_funcs, weights, callbacks=(), **kwargs):
-    from differad_edge.train.data import build_grpo_dataset
-    from differad_edge.train.grpo import DifferadGRPOTrainer
-    from transformers import Qwen3VLForConditionalGeneration
-    from trl import GRPOConfig
-
-    from differad_edge.vlm.loader import load_processor
-
-    torch.set_num_threads(2)
-    args = GRPOConfig(
-        output_dir=str(model_dir.parent / "unused_trainer_out"),
-        use_cpu=True,
-        per_device_train_batch_size=ROWS,
-        num_generations=G,
-        max_completion_length=MAX_COMPLETION,
-        max_steps=1,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        temperature=0.9,
-        seed=0,
-        reward_weights=weights,
-        remove_unused_columns=False,
-        disable_tqdm=True,
-    )
-    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-    return DifferadGRPOTrainer(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=args,
-        train_dataset=build_grpo_dataset(pairs, limit=ROWS),
-        processing_class=load_processor(model_dir),
-        callbacks=list(callbacks),
-        **kwargs,
-    )
+_trainer = tiny_grpo_trainer
 
 
 def _constant_loc(value: float):
