@@ -1,13 +1,17 @@
 """Engine registry: names map to lazily imported classes, so a golden-only deployment never imports
-torch or onnxruntime."""
+torch or onnxruntime (and ``import differad_edge.engines`` not even OpenCV: ``GoldenConfig`` is
+re-exported on first use)."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError
 from .base import Defect, Detection, Engine, EngineHandle, Reason, Reference, StageTimer, Verdict
+
+if TYPE_CHECKING:
+    from .configuration_golden import GoldenConfig
 
 #: name -> "module:Class". Engines needing heavy packages import them inside their module only.
 ENGINES: dict[str, str] = {
@@ -32,6 +36,15 @@ def create_engine(name: str, **options: Any) -> Engine:
     return engine_class(name)(**options)
 
 
+def __getattr__(name: str) -> Any:
+    """``GoldenConfig`` on first use: its module imports OpenCV (via ``variation``)."""
+    if name == "GoldenConfig":
+        from .configuration_golden import GoldenConfig
+
+        return GoldenConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ENGINES",
     "Defect",
@@ -40,6 +53,7 @@ __all__ = [
     "Verdict",
     "Engine",
     "EngineHandle",
+    "GoldenConfig",
     "Reference",
     "StageTimer",
     "create_engine",

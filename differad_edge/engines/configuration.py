@@ -2,7 +2,7 @@
 and one validation of their types and ranges, so the CLI (``--engine-option``), the ROS node's nested
 parameters and Python keywords all meet the same checks and read the same help.
 
-Each engine keeps its own frozen dataclass beside it (``GoldenConfig`` in ``golden.py``,
+Each engine keeps its own frozen dataclass beside it (``GoldenConfig`` in ``configuration_golden.py``,
 ``VLMConfig`` in ``configuration_vlm.py``, ``OnnxConfig`` in ``configuration_onnx.py``) and names it
 as ``Engine.config_type``; this module holds no engine knowledge.
 """

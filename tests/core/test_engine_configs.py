@@ -56,11 +56,40 @@ def test_inputs_are_normalized_to_one_typed_form() -> None:
         (lambda: OnnxConfig(threads=-2), "onnx threads=-2 must be an integer in [0, 256] or None"),
         (lambda: OnnxConfig(providers="CPUExecutionProvider"), "must be a list of provider names"),
         (lambda: OnnxConfig(io_binding="on"), "onnx io_binding='on' must be true or false or None"),
+        # golden: the ranges of its fields' option(), through the same check_fields
+        (lambda: GoldenConfig(k=100.5), "golden k=100.5 must be a number in [0, 100]"),
+        (
+            lambda: GoldenConfig(bright_threshold=256),
+            "golden bright_threshold=256 must be a number in [0, 255] or None",
+        ),
+        (lambda: GoldenConfig(max_defects=257), "golden max_defects=257 must be an integer in [1, 256]"),
+        (lambda: GoldenConfig(min_area=-1), "golden min_area=-1 must be an integer in [1, 1e+06]"),
+        (lambda: GoldenConfig(anomaly_map="yes"), "golden anomaly_map='yes' must be true or false"),
+        (lambda: GoldenConfig(hysteresis=0.0), "golden hysteresis=0.0 must be a number in (0, 1]"),
+        (lambda: GoldenConfig(merge_px=-1), "golden merge_px=-1 must be an integer >= 0"),
     ],
 )
 def test_bad_values_are_named_with_what_is_expected(build, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         build()
+
+
+@pytest.mark.parametrize("config_type", [GoldenConfig, VLMConfig, OnnxConfig])
+def test_every_field_carries_its_help_and_range_in_one_place(config_type) -> None:
+    """Help text and range live on the field (option()), nowhere else: the CLI and the ROS node read them."""
+    for f in dataclasses.fields(config_type):
+        assert f.metadata.get("help"), f"{config_type.__name__}.{f.name} has no help text"
+        assert {"range", "dynamic"} <= set(f.metadata), f"{config_type.__name__}.{f.name} is not an option()"
+    assert all(f.metadata["dynamic"] for f in dataclasses.fields(GoldenConfig))  # no golden option needs a reload
+
+
+def test_golden_accepts_what_it_accepted_before_the_shared_checks() -> None:
+    import numpy as np
+
+    cfg = GoldenConfig(border=np.int64(2), k=np.float32(3.5), anomaly_map=np.bool_(True), min_area=0)
+    assert (cfg.border, cfg.k, cfg.anomaly_map, cfg.min_area) == (2, 3.5, True, 1)  # 0 = any size: one pixel
+    assert type(cfg.border) is int
+    assert GoldenConfig(abs_threshold=255, k=100, min_area=1_000_000, hysteresis=1.0).k == 100  # closed ranges
 
 
 def test_paraphrase_is_checked_against_the_chosen_template() -> None:

@@ -78,6 +78,8 @@ def test_an_id_typed_as_a_number_keeps_its_command_line_text_or_is_refused_with_
 
 
 def test_nested_engine_parameters_come_from_the_golden_config():
+    import dataclasses
+
     from differad_edge_ros.engine_params import engine_params, explicit_options
 
     from differad_edge.engines.golden import GoldenConfig
@@ -89,6 +91,14 @@ def test_nested_engine_parameters_come_from_the_golden_config():
     assert "smallest defect" in params["golden.min_area"].description
     assert params["golden.channels"].choices == ("gray", "rgb")
     assert params["golden.bright_threshold"].to_option(-1.0) is None  # unset, as None in the config
+    # descriptions and ranges are the fields' option() metadata only, every golden one settable at run time
+    fields = {f.name: f for f in dataclasses.fields(GoldenConfig)}
+    for p in params.values():
+        assert p.description.startswith(fields[p.field].metadata["help"])
+        rng = fields[p.field].metadata["range"]
+        assert p.range == (None if rng is None else (min(rng[0], -1), rng[1]) if p.optional else rng)
+        assert p.dynamic
+    assert params["golden.hysteresis"].range == (0.0, 1.0)
     values = {n: p.default for n, p in params.items()} | {"golden.k": 6.0}
     # only what the user set reaches the engine: thresholds tuned by calibration apply to the rest
     assert explicit_options(list(params.values()), values, {"golden.min_area"}) == {"k": 6.0, "min_area": 25}

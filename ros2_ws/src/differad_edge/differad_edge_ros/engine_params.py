@@ -2,35 +2,18 @@
 
 Declared from the engine's own typed configuration (``Engine.config_type``), not from a copy: the
 fields of ``GoldenConfig``, ``VLMConfig`` and ``OnnxConfig`` with their type, default, description
-and range (a field's ``option(help=, range=)`` metadata; for golden, its docstring and the ranges
-below), so ``ros2 param describe`` and rqt_reconfigure show and enforce them. A field marked
-``dynamic`` (every golden one) may change on a running node; the model engines' are read at
-configure. Pure (no rclpy): the node turns :class:`EngineParam` into declarations.
+and range (only a field's ``option(help=, range=, dynamic=)`` metadata), so ``ros2 param describe``
+and rqt_reconfigure show and enforce them. A field marked ``dynamic`` (every golden one) may change
+on a running node; the model engines' are read at configure. Pure (no rclpy): the node turns :class:`EngineParam` into declarations.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
-#: Golden field -> (min, max) where it has a natural range (gray levels, pixels, counts); the model
-#: engines' configs carry their ranges in their field metadata.
-RANGES: dict[str, tuple[float, float]] = {
-    "abs_threshold": (0.0, 255.0),
-    "k": (0.0, 100.0),
-    "bright_threshold": (-1.0, 255.0),
-    "dark_threshold": (-1.0, 255.0),
-    "shift_px": (0.0, 20.0),
-    "border": (0, 4096),
-    "blur": (0.0, 20.0),
-    "open_size": (0, 63),
-    "close_size": (0, 63),
-    "min_area": (1, 1_000_000),
-    "max_defects": (1, 256),
-}
 #: Fields that are not per-frame options of a running node (or not expressible as one scalar).
 SKIPPED = {"care_mask", "method", "model", "size_policy", "providers", "tensorrt_cache_dir"}
 #: ``None``-able numbers are declared as numbers with this "unset" value (documented per parameter).
@@ -79,26 +62,7 @@ def engine_params(engine: str) -> list[EngineParam]:
     return _from_dataclass(engine, config)
 
 
-def _docs(doc: str) -> dict[str, str]:
-    """``field -> text`` from a docstring's ``name: text`` / ``a / b: text`` lines (continuations joined)."""
-    out: dict[str, str] = {}
-    current: list[str] = []
-    for line in doc.splitlines():
-        m = re.match(r"^\s{4}([a-z_]+(?:\s*/\s*[a-z_]+)*):\s+(.*)$", line)
-        if m:
-            current = [n.strip() for n in m.group(1).split("/")]
-            for n in current:
-                out[n] = m.group(2).strip()
-        elif current and line.startswith("        ") and line.strip():
-            for n in current:
-                out[n] += " " + line.strip()
-        else:
-            current = []
-    return out
-
-
 def _from_dataclass(engine: str, cls: type) -> list[EngineParam]:
-    docs = _docs(cls.__doc__ or "")
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
@@ -110,9 +74,9 @@ def _from_dataclass(engine: str, cls: type) -> list[EngineParam]:
             f.name,
             hints.get(f.name),
             f.default,
-            meta.get("help") or docs.get(f.name, ""),
+            meta.get("help", ""),
             dynamic=meta.get("dynamic", True),
-            rng=meta.get("range") or RANGES.get(f.name),
+            rng=meta.get("range"),
         )
         if p is not None:
             out.append(p)
