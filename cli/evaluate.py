@@ -22,7 +22,7 @@ from ..dataset import Pair, read_pairs, read_predictions
 from ..engines import Reference
 from ..errors import ConfigError, DatasetError, DifferadError
 from ..fileio import atomic_write_json, atomic_write_text, refuse_overwrite
-from ..images import load_image
+from ..images import load_image, save_image
 from ..lru import LRU
 from ..metrics import Record, Report, evaluate, render_beyond, render_table, report_to_json, sample_iou
 from ..viz import plot_report
@@ -36,7 +36,7 @@ from .engine_args import (
     load_reference,
     store_reference,
 )
-from .render import median_timings, save_annotated, unique_name
+from .render import annotated_pair, median_timings, unique_name
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 #: How many skipped samples are echoed on stderr while the run goes on (all go to report.json).
@@ -334,14 +334,8 @@ def _write_worst(folder: Path, worst: list[Outcome]) -> list[str]:
     for rank, o in enumerate(worst, 1):
         name = unique_name(f"{rank:03d}_{_SAFE.sub('_', str(o.pair.id))}", used)
         try:
-            save_annotated(
-                folder / name,
-                load_image(o.pair.reference),
-                load_image(o.pair.target),
-                o.pred,
-                o.pair.box,
-                label=f"IoU {o.iou:.2f}",
-            )
+            pair = load_image(o.pair.reference), load_image(o.pair.target)
+            save_image(folder / name, annotated_pair(*pair, o.pred, o.pair.box, label=f"IoU {o.iou:.2f}"))
         except DifferadError:  # an image that vanished since scoring must not lose the report
             name = ""
         names.append(f"worst/{name}" if name else "")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..boxes import Box
 from ..engines import Detection
-from ..images import save_image
 
 
 def annotated_pair(
@@ -26,19 +24,6 @@ def annotated_pair(
     from .. import viz
 
     return viz.side_by_side(reference, target, pred, gt, label=label, score=score)
-
-
-def save_annotated(
-    path: Path,
-    reference: np.ndarray,
-    target: np.ndarray,
-    pred: Box | None,
-    gt: Box | None = None,
-    label: str = "",
-    score: float | None = None,
-) -> Path:
-    save_image(path, annotated_pair(reference, target, pred, gt, label, score))
-    return path
 
 
 def annotated_inspection(
