@@ -22,8 +22,10 @@ KNOWN_EXT = (".py", ".md", ".toml", ".ini", ".cfg", ".sh", ".xml", ".txt", ".yam
 
 def _tracked_top() -> set[str]:
     """Top-level names git tracks (folders and files): a backticked path starting with one is a repo path."""
-    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return {line.split("/", 1)[0] for line in out.splitlines() if line}
+    proc = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout:  # not a git checkout (an sdist, a copied tree): what is there
+        return {p.name for p in ROOT.iterdir() if not p.name.startswith(".") or p.name == ".ci"}
+    return {line.split("/", 1)[0] for line in proc.stdout.splitlines() if line}
 
 
 TOP = _tracked_top() - {"README.md"}
