@@ -28,6 +28,11 @@ def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def on_product(capsys: pytest.CaptureFixture, command: str, store: str, *argv: str) -> tuple[int, str, str]:
+    """``differad-calibrate COMMAND --store STORE --product PRODUCT ARGV``, the form most tests use."""
+    return run(capsys, command, "--store", store, "--product", PRODUCT, *argv)
+
+
 def part_scene(seed: int = 0, size: tuple[int, int] = SIZE) -> np.ndarray:
     """The defect-free station: gray background, a textured part (blobs, lines, text) in its fixture."""
     rng = np.random.default_rng(seed)

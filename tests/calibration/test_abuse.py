@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from calib_helpers import PRODUCT, run
+from calib_helpers import PRODUCT, on_product, run
 
 
 def test_capture_refuses_a_folder_of_other_files_even_with_overwrite(capsys, tmp_path: Path, capture_dir: Path) -> None:
@@ -88,18 +88,7 @@ def test_non_utf8_frame_names_keep_the_report_and_the_verdict(capsys, tmp_path: 
     frame = next((session.root / "frames").iterdir())
     name = os.fsdecode(b"\xff\xfeframe.png")
     (good / name).write_bytes(frame.read_bytes())
-    code, out, err = run(
-        capsys,
-        "validate",
-        "--store",
-        store,
-        "--product",
-        PRODUCT,
-        "--good",
-        str(good),
-        "--report",
-        str(tmp_path / "report"),
-    )
+    code, out, err = on_product(capsys, "validate", store, "--good", str(good), "--report", str(tmp_path / "report"))
     assert code in (0, 1), err
     assert "report:" in out
     assert (tmp_path / "report/index.html").is_file()
@@ -119,7 +108,7 @@ def test_upgrade_seals_an_old_store(capsys, tmp_path: Path, session) -> None:
     code, out, err = run(capsys, "upgrade", "--store", str(store))
     assert code == 0, err
     assert json.loads(manifest.read_text())["format"] == 2
-    code, out, _ = run(capsys, "show", "--store", str(store), "--product", PRODUCT, "--json")
+    code, out, _ = on_product(capsys, "show", str(store), "--json")
     assert code == 0
     assert json.loads(out)["version"] == "v0001"
 

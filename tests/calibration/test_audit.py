@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calib_helpers import PRODUCT, good_frame, run, with_defect
+from calib_helpers import PRODUCT, good_frame, on_product, run, with_defect
 
 from differad_edge.fileio import sha256_file
 from differad_edge.images import save_image
@@ -36,32 +36,12 @@ def test_each_validation_keeps_its_report_and_records_inputs_and_operator(
     store = str(tmp_path / "store")
     version = _build(capsys, store, session)
     monkeypatch.setenv("DIFFERAD_OPERATOR", "anna")
-    code, out, err = run(
-        capsys,
-        "validate",
-        "--store",
-        store,
-        "--product",
-        PRODUCT,
-        "--session",
-        str(session.root),
-        "--defects",
-        str(defects_dir),
+    code, out, err = on_product(
+        capsys, "validate", store, "--session", str(session.root), "--defects", str(defects_dir)
     )
     assert code == 0, out + err
-    code, out2, _ = run(
-        capsys,
-        "validate",
-        "--store",
-        store,
-        "--product",
-        PRODUCT,
-        "--version",
-        version,
-        "--session",
-        str(session.root),
-        "--operator",
-        "ben",
+    code, out2, _ = on_product(
+        capsys, "validate", store, "--version", version, "--session", str(session.root), "--operator", "ben"
     )
     assert code == 0, out2
     reports = sorted((session.root / "reports").iterdir())
@@ -83,19 +63,8 @@ def test_each_validation_keeps_its_report_and_records_inputs_and_operator(
     assert [Path(e["report_files"][0]).parent.name for e in events] == [r.name for r in reports]
 
     # an explicit --report folder that exists already is never overwritten
-    code, _, err = run(
-        capsys,
-        "validate",
-        "--store",
-        store,
-        "--product",
-        PRODUCT,
-        "--version",
-        version,
-        "--session",
-        str(session.root),
-        "--report",
-        str(reports[0]),
+    code, _, err = on_product(
+        capsys, "validate", store, "--version", version, "--session", str(session.root), "--report", str(reports[0])
     )
     assert code == 2
     assert "never overwritten" in err
@@ -105,13 +74,11 @@ def test_a_rejected_version_stays_rejected(capsys, tmp_path, session, base_scene
     store = str(tmp_path / "store")
     version = _build(capsys, store, session)
     blemish = _bad_good_folder(tmp_path, base_scene)
-    code, out, _ = run(capsys, "validate", "--store", store, "--product", PRODUCT, "--good", str(blemish))
+    code, out, _ = on_product(capsys, "validate", store, "--good", str(blemish))
     assert code == 1
     assert "FAILED" in out
     # the easier set (the session's clean held-out frames) must not flip it to validated
-    code, _, err = run(
-        capsys, "validate", "--store", store, "--product", PRODUCT, "--version", version, "--session", str(session.root)
-    )
+    code, _, err = on_product(capsys, "validate", store, "--version", version, "--session", str(session.root))
     assert code == 2
     assert "stays rejected" in err
     assert "build a new candidate" in err
@@ -127,13 +94,10 @@ def test_failing_frames_are_named_everywhere(capsys, tmp_path, session, base_sce
     config = tmp_path / "calib.yaml"
     config.write_text("validate:\n  max_report_frames: 2\n")
     report = tmp_path / "report"
-    code, out, _ = run(
+    code, out, _ = on_product(
         capsys,
         "validate",
-        "--store",
         store,
-        "--product",
-        PRODUCT,
         "--session",
         str(session.root),
         "--good",
@@ -159,47 +123,21 @@ def test_failing_frames_are_named_everywhere(capsys, tmp_path, session, base_sce
 def test_rollback_onto_a_forced_version_needs_force(capsys, tmp_path, session, base_scene):
     store = str(tmp_path / "store")
     v1 = _build(capsys, store, session)
-    run(
-        capsys,
-        "validate",
-        "--store",
-        store,
-        "--product",
-        PRODUCT,
-        "--good",
-        str(_bad_good_folder(tmp_path, base_scene)),
-    )
-    assert (
-        run(
-            capsys,
-            "promote",
-            "--store",
-            store,
-            "--product",
-            PRODUCT,
-            "--version",
-            v1,
-            "--force",
-            "--reason",
-            "line down",
-        )[0]
-        == 0
-    )
+    on_product(capsys, "validate", store, "--good", str(_bad_good_folder(tmp_path, base_scene)))
+    assert on_product(capsys, "promote", store, "--version", v1, "--force", "--reason", "line down")[0] == 0
     v2 = _build(capsys, store, session)
-    assert run(capsys, "validate", "--store", store, "--product", PRODUCT, "--session", str(session.root))[0] == 0
-    assert run(capsys, "promote", "--store", store, "--product", PRODUCT, "--version", v2)[0] == 0
+    assert on_product(capsys, "validate", store, "--session", str(session.root))[0] == 0
+    assert on_product(capsys, "promote", store, "--version", v2)[0] == 0
 
-    code, _, err = run(capsys, "rollback", "--store", store, "--product", PRODUCT)
+    code, _, err = on_product(capsys, "rollback", store)
     assert code == 2
     assert "rejected" in err
     assert "--force" in err
     assert ReferenceStore(store).active_version(PRODUCT) == v2
-    code, _, err = run(capsys, "rollback", "--store", store, "--product", PRODUCT, "--force")
+    code, _, err = on_product(capsys, "rollback", store, "--force")
     assert code == 2
     assert "--reason" in err
-    code, out, err = run(
-        capsys, "rollback", "--store", store, "--product", PRODUCT, "--force", "--reason", "v2 misses scratches"
-    )
+    code, out, err = on_product(capsys, "rollback", store, "--force", "--reason", "v2 misses scratches")
     assert code == 0
     assert f"active version is now {v1}" in out
     assert "warning:" in err
@@ -217,13 +155,11 @@ def test_operator_is_required_for_what_changes_the_store(capsys, tmp_path, sessi
     store = str(tmp_path / "store")
     version = _build(capsys, store, session)
     monkeypatch.delenv("DIFFERAD_OPERATOR")
-    code, _, err = run(
-        capsys, "promote", "--store", store, "--product", PRODUCT, "--version", version, "--force", "--reason", "x"
-    )
+    code, _, err = on_product(capsys, "promote", store, "--version", version, "--force", "--reason", "x")
     assert code == 2
     assert "--operator" in err
     assert err.count("\n") == 1
-    code, _, err = run(capsys, "validate", "--store", store, "--product", PRODUCT, "--session", str(session.root))
+    code, _, err = on_product(capsys, "validate", store, "--session", str(session.root))
     assert code == 2
     assert "DIFFERAD_OPERATOR" in err
 
@@ -231,19 +167,8 @@ def test_operator_is_required_for_what_changes_the_store(capsys, tmp_path, sessi
 def test_show_prints_a_summary_and_json_on_request(capsys, tmp_path, session, base_scene):
     store = str(tmp_path / "store")
     version = _build(capsys, store, session)
-    run(
-        capsys,
-        "validate",
-        "--store",
-        store,
-        "--product",
-        PRODUCT,
-        "--good",
-        str(_bad_good_folder(tmp_path, base_scene)),
-        "--operator",
-        "carla",
-    )
-    code, out, _ = run(capsys, "show", "--store", store, "--product", PRODUCT, "--version", version)
+    on_product(capsys, "validate", store, "--good", str(_bad_good_folder(tmp_path, base_scene)), "--operator", "carla")
+    code, out, _ = on_product(capsys, "show", store, "--version", version)
     assert code == 0
     assert out.startswith(f"{PRODUCT}/{version}: rejected")
     assert "validation FAILED" in out
@@ -251,7 +176,7 @@ def test_show_prints_a_summary_and_json_on_request(capsys, tmp_path, session, ba
     assert "false alarm: g9_blemish.png" in out
     assert "history:" in out
     assert "report:" in out
-    data = json.loads(run(capsys, "show", "--store", store, "--product", PRODUCT, "--version", version, "--json")[1])
+    data = json.loads(on_product(capsys, "show", store, "--version", version, "--json")[1])
     assert data["validation"]["operator"] == "carla"
     assert data["validation"]["inputs"]
 

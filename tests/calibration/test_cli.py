@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from calib_helpers import PRODUCT, run
+from calib_helpers import PRODUCT, on_product, run
 
 
 def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: Path) -> None:
@@ -26,13 +26,10 @@ def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: 
     version = out.strip().splitlines()[-1]
     assert version == "v0001"
 
-    code, out, _ = run(
+    code, out, _ = on_product(
         capsys,
         "validate",
-        "--store",
         store,
-        "--product",
-        PRODUCT,
         "--session",
         session,
         "--defects",
@@ -44,12 +41,12 @@ def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: 
     assert f"{PRODUCT}/v0001 PASSED" in out
     assert (tmp_path / "report" / "index.html").is_file()
 
-    assert run(capsys, "promote", "--store", store, "--product", PRODUCT, "--version", version)[0] == 0
+    assert on_product(capsys, "promote", store, "--version", version)[0] == 0
     code, out, _ = run(capsys, "list", "--store", store, "--json")
     rows = json.loads(out)
     assert rows[0]["active"]
     assert rows[0]["status"] == "validated"
-    code, out, _ = run(capsys, "show", "--store", store, "--product", PRODUCT, "--json")
+    code, out, _ = on_product(capsys, "show", store, "--json")
     shown = json.loads(out)
     assert shown["metadata"]["calibration"]["build_config"]["auto_mask"]["enabled"] is True
 
@@ -57,13 +54,10 @@ def test_field_workflow(capsys, tmp_path: Path, capture_dir: Path, defects_dir: 
 def test_failed_validation_exits_1_and_promotion_is_refused(capsys, tmp_path: Path, session) -> None:
     store = str(tmp_path / "store")
     assert run(capsys, "build", "--store", store, "--session", str(session.root))[0] == 0
-    code, out, _ = run(
+    code, out, _ = on_product(
         capsys,
         "validate",
-        "--store",
         store,
-        "--product",
-        PRODUCT,
         "--session",
         str(session.root),
         "--defects",
@@ -73,24 +67,14 @@ def test_failed_validation_exits_1_and_promotion_is_refused(capsys, tmp_path: Pa
     )
     assert code == 1
     assert "FAILED" in out
-    code, _, err = run(capsys, "promote", "--store", store, "--product", PRODUCT, "--version", "v0001")
+    code, _, err = on_product(capsys, "promote", store, "--version", "v0001")
     assert code == 2
     assert "rejected, not validated" in err
-    code, _, err = run(capsys, "promote", "--store", store, "--product", PRODUCT, "--version", "v0001", "--force")
+    code, _, err = on_product(capsys, "promote", store, "--version", "v0001", "--force")
     assert code == 2
     assert "--force needs --reason" in err
-    code, out, _ = run(
-        capsys,
-        "promote",
-        "--store",
-        store,
-        "--product",
-        PRODUCT,
-        "--version",
-        "v0001",
-        "--force",
-        "--reason",
-        "supervisor approved",
+    code, out, _ = on_product(
+        capsys, "promote", store, "--version", "v0001", "--force", "--reason", "supervisor approved"
     )
     assert code == 0
     assert "(forced)" in out
