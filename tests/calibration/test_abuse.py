@@ -11,49 +11,28 @@ import pytest
 from calib_helpers import PRODUCT, on_product, run
 
 
+def _capture(capsys, source: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    """Four frames of ``source`` captured into ``out``."""
+    return run(
+        capsys, "capture", "--product", PRODUCT, "--source", str(source), "--frames", "4", "--out", str(out), *extra
+    )
+
+
 def test_capture_refuses_a_folder_of_other_files_even_with_overwrite(capsys, tmp_path: Path, capture_dir: Path) -> None:
     out = tmp_path / "photos"
     out.mkdir()
     (out / "keep.png").write_bytes(b"precious")
     for extra in ((), ("--overwrite",)):
-        code, _, err = run(
-            capsys,
-            "capture",
-            "--product",
-            PRODUCT,
-            "--source",
-            str(capture_dir),
-            "--frames",
-            "4",
-            "--out",
-            str(out),
-            *extra,
-        )
+        code, _, err = _capture(capsys, capture_dir, out, *extra)
         assert code == 2, err
         assert "not a capture session" in err, err
     assert [p.name for p in out.iterdir()] == ["keep.png"]
     assert (out / "keep.png").read_bytes() == b"precious"
     # an earlier session is replaced only with --overwrite
     session = tmp_path / "s"
-    assert (
-        run(
-            capsys,
-            "capture",
-            "--product",
-            PRODUCT,
-            "--source",
-            str(capture_dir),
-            "--frames",
-            "4",
-            "--out",
-            str(session),
-        )[0]
-        == 0
-    )
+    assert _capture(capsys, capture_dir, session)[0] == 0
     before = (session / "session.json").read_bytes()
-    code, _, err = run(
-        capsys, "capture", "--product", PRODUCT, "--source", str(capture_dir), "--frames", "4", "--out", str(session)
-    )
+    code, _, err = _capture(capsys, capture_dir, session)
     assert code == 2
     assert "--overwrite" in err
     assert (session / "session.json").read_bytes() == before
