@@ -12,7 +12,7 @@ from .common import OneLineParser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, dev, evaluate, inspect
+    from . import demo, dev, engines, evaluate, inspect
 
     parser = OneLineParser(
         prog=PROG,
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
-    for module in (inspect, evaluate, demo, dev):
+    for module in (inspect, evaluate, demo, engines, dev):
         module.add_parser(sub)
     return parser
 
