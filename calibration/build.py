@@ -54,7 +54,7 @@ def build_reference(
     progress: bool = False,
 ) -> BuiltReference:
     """Align ``images`` to ``images[anchor]`` and build center, spread and care mask."""
-    from differad_edge.alignment import AlignConfig, Aligner, choose_motion
+    from differad_edge.alignment import AlignConfig, Aligner, Motion, choose_motion
     from differad_edge.variation import Photometric, build_variation_model
 
     config = config or BuildConfig()
@@ -67,7 +67,7 @@ def build_reference(
     motion, residuals = config.motion, {}
     if motion == "auto":
         motion, residuals = choose_motion(ref, [images[i] for i in order[1:6]])
-    aligner = Aligner(ref, AlignConfig(motion=motion))  # type: ignore[arg-type]
+    aligner = Aligner(ref, AlignConfig(motion=Motion(motion)))
     photo = Photometric(cv2.GaussianBlur(cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY), (0, 0), 1.0), mode=config.brightness)
     aligned, valid, used, dropped, frame_residuals = [], np.ones((h, w), bool), [], {}, []
     iterator: Any = order[: config.max_frames]
@@ -102,8 +102,8 @@ def build_reference(
         "frames_used": used,
         "frames_dropped": dropped,
         "anchor": names[anchor],
-        "method": config.method,
-        "motion": motion,
+        "method": str(config.method),  # persisted: the plain names
+        "motion": str(motion),
         "motion_residuals_px": {k: (None if v is None else round(v, 4)) for k, v in residuals.items()},
         "residual_px_median": round(float(np.median(frame_residuals)), 4) if frame_residuals else None,
         "brightness": config.brightness,
@@ -169,7 +169,7 @@ def build_candidate(
             "gates": {k: v for k, v in session.gates.items() if k != "config"},
             "gate_config": session.gates.get("config", {}),
             "build": built.metrics,
-            "build_config": config.model_dump(),
+            "build_config": config.model_dump(mode="json"),
             "care_mask_source": str(care_mask) if care_mask is not None else None,
         },
     }

@@ -63,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--care-mask", metavar="PNG|YAML", help="inspected area: PNG (white = inspect) or YAML polygons")
     p.add_argument("--auto-mask", action="store_true", help="also ignore pixels that vary between good parts")
     p.add_argument("--max-spread", type=float, help="auto-mask: spread (gray levels) above which a pixel is ignored")
-    p.add_argument("--method", choices=VARIATION_METHODS, help="reference = median (default) or mean")
+    p.add_argument("--method", choices=[str(m) for m in VARIATION_METHODS], help="reference = median (default) or mean")
     p.add_argument(
         "--motion",
-        choices=["auto", *MOTIONS],
+        choices=["auto", *(str(m) for m in MOTIONS)],  # plain names: argparse's error shows their repr
         help="alignment motion model (default auto: chosen on the frames by residual, stored with the reference)",
     )
     p.add_argument("--config", help="calibration YAML; with it the gates are re-run with its thresholds")

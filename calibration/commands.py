@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from differad_edge.alignment import Motion
 from differad_edge.errors import CalibrationError, ReferenceError
 from differad_edge.fileio import sha256_file
 from differad_edge.images import IMAGE_EXTENSIONS, load_image
@@ -143,7 +144,7 @@ def run_validation(
             {"name": label_file.name, "kind": "labels", "file": str(label_file), "sha256": sha256_file(label_file)}
         )
     inputs = [s.input_record() for s in samples] + inputs
-    motion = (info.metadata.get("calibration", {}).get("build_config", {}) or {}).get("motion", "euclidean")
+    motion = (info.metadata.get("calibration", {}).get("build_config", {}) or {}).get("motion", Motion.EUCLIDEAN)
     result = validate_reference(reference, samples, config, motion=motion, progress=progress)
     if report_dir is not None:
         result.report_path = write_report(result, reference, report_dir, info)

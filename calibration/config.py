@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from differad_edge.alignment import Motion
+from differad_edge.alignment import MOTIONS, Motion
 from differad_edge.errors import ConfigError
 from differad_edge.variation import Brightness, VariationMethod
 
@@ -111,8 +112,8 @@ class AutoMaskConfig(_Strict):
 class BuildConfig(_Strict):
     """How accepted frames become a reference (center image + per-pixel spread + care mask)."""
 
-    method: VariationMethod = "median_mad"
-    motion: Literal["auto", Motion] = Field(
+    method: VariationMethod = VariationMethod.MEDIAN_MAD
+    motion: Literal["auto"] | Motion = Field(
         "auto", description="alignment motion model; auto = the simplest model whose residual is near the best one's"
     )
     brightness: Brightness = Field(
@@ -121,6 +122,15 @@ class BuildConfig(_Strict):
     )
     auto_mask: AutoMaskConfig = Field(default_factory=AutoMaskConfig)
     max_frames: int = Field(50, ge=1, description="at most this many accepted frames are aligned and combined")
+
+    @field_validator("motion", mode="before")
+    @classmethod
+    def _motion(cls, value: Any) -> Any:
+        """One error naming every choice (not one per member of the ``"auto" | Motion`` union)."""
+        if value != "auto" and value not in MOTIONS:
+            names = [repr(m) for m in ("auto", *(m.value for m in Motion))]
+            raise PydanticCustomError("literal_error", f"Input should be {', '.join(names[:-1])} or {names[-1]}")
+        return value
 
 
 class ValidateConfig(_Strict):

@@ -195,11 +195,11 @@ def align_samples(
 
     The motion model stored with the reference (chosen by ``build``) wins over ``motion``: validation
     must register frames exactly as the live inspector will."""
-    from differad_edge.alignment import ALIGN_KEY, MOTIONS, AlignConfig, Aligner
+    from differad_edge.alignment import MOTIONS, AlignConfig, Aligner, stored_motion
 
-    stored = (reference.metadata.get(ALIGN_KEY) or {}).get("motion")
-    motion = stored if stored in MOTIONS else motion if motion in MOTIONS else AlignConfig().motion
-    aligner = Aligner(reference.image, AlignConfig(motion=motion))  # type: ignore[arg-type]
+    stored = stored_motion(reference.metadata)
+    chosen = stored if stored is not None else motion if motion in MOTIONS else AlignConfig().motion
+    aligner = Aligner(reference.image, AlignConfig(motion=chosen))
     size = reference.size
     iterator: Any = samples
     if progress:

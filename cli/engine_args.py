@@ -109,7 +109,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a.add_argument(
         "--motion",
-        choices=MOTIONS,
+        choices=[str(m) for m in MOTIONS],  # plain names: argparse's error shows each choice's repr
         default=None,
         help=f"alignment motion model (default: the one calibration stored with the reference, else {AlignConfig().motion})",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from enum import Enum
 from typing import Any
 
 import yaml
@@ -28,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _default(f: dataclasses.Field) -> Any:
+    if isinstance(f.default, Enum):
+        return f.default.value  # the plain name the flag, YAML and ROS parameter take
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:

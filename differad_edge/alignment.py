@@ -24,9 +24,10 @@ pixel edges) and converted to OpenCV's pixel-*center* convention only when calli
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from enum import StrEnum
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -35,18 +36,36 @@ from .coords import PixelTransform
 from .errors import BoxError, ConfigError, ImageError
 from .images import image_size, to_rgb8
 
-Motion = Literal["translation", "euclidean", "affine", "homography"]
+
+class Motion(StrEnum):
+    """ECC motion models, simplest first. Members are ``str``: a plain ``"homography"`` compares,
+    hashes and serializes (JSON, manifests) as the member does."""
+
+    TRANSLATION = "translation"
+    EUCLIDEAN = "euclidean"
+    AFFINE = "affine"
+    HOMOGRAPHY = "homography"
+
+
 #: Every motion model, simplest first: the one list the CLIs, configs and ROS parameters offer.
-MOTIONS: tuple[Motion, ...] = get_args(Motion)
+MOTIONS: tuple[Motion, ...] = tuple(Motion)
 #: Key of ``Reference.metadata`` holding the alignment chosen at calibration (``{"motion": ...}``).
 ALIGN_KEY = "alignment"
 Fill = Literal["reference", "replicate", "black"]
 
+
+def stored_motion(metadata: Mapping[str, Any]) -> Motion | None:
+    """The motion model calibration chose and validated a reference with (``metadata[ALIGN_KEY]``),
+    None where none (or an unknown name) is stored: the inspector and validation both let it win."""
+    stored = (metadata.get(ALIGN_KEY) or {}).get("motion")
+    return Motion(stored) if stored in MOTIONS else None
+
+
 _CV_MOTION = {
-    "translation": cv2.MOTION_TRANSLATION,
-    "euclidean": cv2.MOTION_EUCLIDEAN,
-    "affine": cv2.MOTION_AFFINE,
-    "homography": cv2.MOTION_HOMOGRAPHY,
+    Motion.TRANSLATION: cv2.MOTION_TRANSLATION,
+    Motion.EUCLIDEAN: cv2.MOTION_EUCLIDEAN,
+    Motion.AFFINE: cv2.MOTION_AFFINE,
+    Motion.HOMOGRAPHY: cv2.MOTION_HOMOGRAPHY,
 }
 
 
@@ -54,7 +73,8 @@ _CV_MOTION = {
 class AlignConfig:
     """How to register a target onto the reference.
 
-    motion: ECC motion model (``translation`` < ``euclidean`` < ``affine`` < ``homography``).
+    motion: ECC motion model (``translation`` < ``euclidean`` < ``affine`` < ``homography``); a
+        plain string is accepted and turned into its :class:`Motion` here.
         Default ``homography``: a free part under a real lens moves, turns, changes scale by a
         percent and tilts a little; a rigid model leaves about 2 px of residual at the corners.
     size: longest side (px) of the finest pyramid level ECC runs on; full-resolution accuracy is
@@ -72,7 +92,7 @@ class AlignConfig:
     robust: refit once without strongly deviating pixels (a large defect otherwise pulls the warp).
     """
 
-    motion: Motion = "homography"
+    motion: Motion = Motion.HOMOGRAPHY
     size: int = 200
     levels: int = 2
     iterations: int = 30
@@ -85,8 +105,9 @@ class AlignConfig:
     robust: bool = True
 
     def __post_init__(self) -> None:
-        if self.motion not in _CV_MOTION:
-            raise ConfigError(f"motion={self.motion!r} is not supported; use one of {sorted(_CV_MOTION)}")
+        if self.motion not in MOTIONS:
+            raise ConfigError(f"motion={self.motion!r} is not supported; use one of {sorted(m.value for m in Motion)}")
+        object.__setattr__(self, "motion", Motion(self.motion))
         if not 16 <= self.size <= 4096:
             raise ConfigError(f"size={self.size} must lie in [16, 4096] px (the finest ECC level's longest side)")
         if not 1 <= self.levels <= 6 or self.size >> (self.levels - 1) < 16:
@@ -164,7 +185,7 @@ class Alignment:
     def to_json(self) -> dict:
         return {
             "method": self.method,
-            "motion": self.motion,
+            "motion": str(self.motion),  # the plain name, not the enum member
             "ok": self.ok,
             "score": round(float(self.score), 6),
             "residual_px": None if self.residual_px is None else round(float(self.residual_px), 3),
@@ -453,9 +474,9 @@ class Aligner:
             return None, f"only {len(good)} distinctive feature matches (need 8)"
         src = np.array([kt[m.queryIdx].pt for m in good], np.float32)
         dst = np.array([kr[m.trainIdx].pt for m in good], np.float32)
-        if self.config.motion == "homography":
+        if self.config.motion == Motion.HOMOGRAPHY:
             m, inl = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
-        elif self.config.motion == "affine":
+        elif self.config.motion == Motion.AFFINE:
             m, inl = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
         else:
             m, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
@@ -506,7 +527,7 @@ class Aligner:
         else:
             out = None
             border = cv2.BORDER_REPLICATE if fill == "replicate" else cv2.BORDER_CONSTANT
-        if self.config.motion == "homography" or not np.allclose(m[2], [0, 0, 1]):
+        if self.config.motion == Motion.HOMOGRAPHY or not np.allclose(m[2], [0, 0, 1]):
             out = cv2.warpPerspective(src, inv, self.size, dst=out, flags=flags, borderMode=border)
         else:
             out = cv2.warpAffine(src, inv[:2], self.size, dst=out, flags=flags, borderMode=border)
@@ -589,7 +610,7 @@ def choose_motion(
     reference: np.ndarray,
     frames: Sequence[np.ndarray],
     config: AlignConfig | None = None,
-    candidates: Sequence[Motion] = ("euclidean", "affine", "homography"),
+    candidates: Sequence[Motion] = (Motion.EUCLIDEAN, Motion.AFFINE, Motion.HOMOGRAPHY),
     tolerance_px: float = 0.05,
 ) -> tuple[Motion, dict[str, float | None]]:
     """The motion model for a station, chosen on good frames by residual: the simplest candidate whose
@@ -607,18 +628,18 @@ def choose_motion(
                 failed += 1
             elif a.residual_px is not None:
                 values.append(a.residual_px)
-        residuals[motion] = float(np.median(values)) if values else None
+        residuals[str(motion)] = float(np.median(values)) if values else None  # plain names: persisted
         failures[motion] = failed
     scored = {m: r for m, r in residuals.items() if r is not None}
     if not scored:
-        return (candidates[-1], residuals)
+        return Motion(candidates[-1]), residuals
     fewest = min(failures[m] for m in scored)
     best = min(r for m, r in scored.items() if failures[m] == fewest)
     for motion in candidates:
         r = residuals.get(motion)
         if r is not None and failures[motion] == fewest and r <= max(best + tolerance_px, best * 1.25):
-            return motion, residuals
-    return candidates[-1], residuals
+            return Motion(motion), residuals
+    return Motion(candidates[-1]), residuals
 
 
 def _cv_msg(e: cv2.error) -> str:
@@ -641,4 +662,15 @@ def align(reference: np.ndarray, target: np.ndarray, config: AlignConfig | None 
     return Aligner(reference, config).align(target)
 
 
-__all__ = ["ALIGN_KEY", "MOTIONS", "AlignConfig", "Aligner", "Alignment", "align", "choose_motion", "coverage"]
+__all__ = [
+    "ALIGN_KEY",
+    "MOTIONS",
+    "AlignConfig",
+    "Aligner",
+    "Alignment",
+    "Motion",
+    "align",
+    "choose_motion",
+    "coverage",
+    "stored_motion",
+]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .alignment import ALIGN_KEY, MOTIONS, AlignConfig, Aligner, Alignment
+from .alignment import AlignConfig, Aligner, Alignment, stored_motion
 from .engines import Engine, EngineHandle, create_engine
 from .errors import ConfigError, DifferadError, ImageError, ReferenceError
 from .images import image_size, to_rgb8
@@ -199,8 +199,8 @@ class Inspector:
         aligner = None
         if self.align_config is not None:
             # the motion model calibration chose (and validated the reference with) wins: it fits this station
-            stored = (reference.metadata.get(ALIGN_KEY) or {}).get("motion")
-            config = dataclasses.replace(self.align_config, motion=stored) if stored in MOTIONS else self.align_config
+            stored = stored_motion(reference.metadata)
+            config = self.align_config if stored is None else dataclasses.replace(self.align_config, motion=stored)
             aligner = Aligner(reference.image, config)
         limits = QualityLimits.from_metadata(reference.metadata, self.quality or _DEFAULT_QUALITY)
         image = to_rgb8(reference.image)

@@ -14,6 +14,7 @@ with it before the variation model, so the spread measures the part, not the lam
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Literal, get_args
 
 import cv2
@@ -21,16 +22,24 @@ import numpy as np
 
 from .errors import ConfigError, ImageError
 
-VariationMethod = Literal["median_mad", "mean_std"]
+
+class VariationMethod(StrEnum):
+    """How good images become center and spread. Members are ``str``: a plain ``"median_mad"``
+    compares, hashes and serializes as the member does."""
+
+    MEDIAN_MAD = "median_mad"
+    MEAN_STD = "mean_std"
+
+
 #: The variation methods (the one list the CLIs and configs offer).
-VARIATION_METHODS: tuple[VariationMethod, ...] = get_args(VariationMethod)
+VARIATION_METHODS: tuple[VariationMethod, ...] = tuple(VariationMethod)
 
 #: MAD -> standard deviation for normally distributed noise.
 MAD_TO_SIGMA = 1.4826
 
 
 def build_variation_model(
-    images: Sequence[np.ndarray], method: VariationMethod = "median_mad"
+    images: Sequence[np.ndarray], method: VariationMethod | str = VariationMethod.MEDIAN_MAD
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned uint8 images (all HxW or all HxWxC) -> ``(center, spread)`` float32, same shape.
 
@@ -43,8 +52,9 @@ def build_variation_model(
     """
     if method not in VARIATION_METHODS:
         raise ConfigError(
-            f"variation method {method!r} is unknown; use one of {', '.join(map(repr, VARIATION_METHODS))}"
+            f"variation method {method!r} is unknown; use one of {', '.join(repr(m.value) for m in VariationMethod)}"
         )
+    method = VariationMethod(method)
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8:
         images = [images]
     if len(images) == 0:
@@ -59,7 +69,7 @@ def build_variation_model(
                 f"good image {i} has shape {img.shape}, image 0 has {first.shape}; align and crop them to one size"
             )
     stack = np.stack(images, axis=0)
-    if method == "mean_std":
+    if method == VariationMethod.MEAN_STD:
         data = stack.astype(np.float32)
         center = data.mean(axis=0)
         spread = data.std(axis=0)

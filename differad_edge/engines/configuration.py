@@ -14,6 +14,7 @@ import difflib
 import math
 import typing
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from ..errors import ConfigError
@@ -63,8 +64,9 @@ def make_config(config_type: type[C], engine: str, config: C | None, options: Ma
 
 def check_fields(config: Any, engine: str) -> None:
     """Type and range of every field declared with :func:`option`, from its annotation: ``bool``,
-    ``int``, ``float``, ``str``, a ``Literal`` of strings, each optionally ``| None``. Other types
-    (nested policies, tuples) are the config's own ``__post_init__``'s to check."""
+    ``int``, ``float``, ``str``, a ``Literal`` of strings or a ``StrEnum``, each optionally ``| None``.
+    A plain string given for an enum field becomes its member here (the one place it is coerced).
+    Other types (nested policies, tuples) are the config's own ``__post_init__``'s to check."""
     for f in dataclasses.fields(config):
         if "help" not in f.metadata:
             continue
@@ -76,6 +78,9 @@ def check_fields(config: Any, engine: str) -> None:
         if problem:
             unset = " or None" if optional else ""
             raise ConfigError(f"{engine} {f.name}={value!r} {problem}{unset}")
+        enum = _enums(type(config)).get(f.name)
+        if enum is not None:
+            object.__setattr__(config, f.name, enum(value))
 
 
 def _problem(value: Any, kind: Any, choices: tuple[str, ...], rng: tuple[float, float] | None) -> str:
@@ -103,6 +108,26 @@ def _problem(value: Any, kind: Any, choices: tuple[str, ...], rng: tuple[float, 
 _KINDS: dict[type, dict[str, tuple[Any, tuple[str, ...], bool]]] = {}
 
 
+_ENUMS: dict[type, dict[str, type[Enum]]] = {}
+
+
+def _enums(config_type: type) -> dict[str, type[Enum]]:
+    """field -> its ``StrEnum`` type, for the fields annotated with one, optionally ``| None`` (once per type)."""
+    known = _ENUMS.get(config_type)
+    if known is None:
+        known = {}
+        for name, hint in typing.get_type_hints(config_type).items():
+            core = [a for a in get_args(hint) if a is not type(None)] or [hint]
+            if len(core) == 1 and _is_str_enum(core[0]):
+                known[name] = core[0]
+        _ENUMS[config_type] = known
+    return known
+
+
+def _is_str_enum(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, str) and issubclass(hint, Enum)
+
+
 def _kinds(config_type: type) -> dict[str, tuple[Any, tuple[str, ...], bool]]:
     """field -> (scalar kind or None, Literal choices, optional) from the annotations (once per type)."""
     known = _KINDS.get(config_type)
@@ -118,6 +143,8 @@ def _kinds(config_type: type) -> dict[str, tuple[Any, tuple[str, ...], bool]]:
         choices: tuple[str, ...] = ()
         if get_origin(kind) is Literal:
             choices, kind = tuple(str(a) for a in get_args(kind)), str
+        elif _is_str_enum(kind):
+            choices, kind = tuple(str(m.value) for m in kind), str
         out[name] = (kind if kind in (bool, int, float, str) else None, choices, optional)
     _KINDS[config_type] = out
     return out
@@ -133,6 +160,8 @@ def _plain(value: Any) -> Any:
         return dataclasses.asdict(value)
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, Enum):
+        return value.value  # the plain name: YAML and JSON writers take it as a string
     return value
 
 

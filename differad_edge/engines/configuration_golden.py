@@ -90,7 +90,9 @@ class GoldenConfig:
         dynamic=True,
     )
     method: VariationMethod = option(
-        "median_mad", "variation method used by GoldenEngine.build_reference for several good images", dynamic=True
+        VariationMethod.MEDIAN_MAD,
+        "variation method used by GoldenEngine.build_reference for several good images",
+        dynamic=True,
     )
 
     def __post_init__(self) -> None:
@@ -108,6 +110,7 @@ class GoldenConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["method"] = str(self.method)  # the plain name, as persisted and shown
         cm = d.pop("care_mask")
         d["care_mask"] = None if cm is None else (str(cm) if not isinstance(cm, np.ndarray) else "array")
         return d

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from differad_edge.alignment import Motion
 from differad_edge.engines import ENGINES
 from differad_edge.store import ReferenceStore
 
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engine", default="golden", choices=sorted(ENGINES))
     ap.add_argument("--model", default="", help="model folder (vlm) or bundle (onnx)")
-    ap.add_argument("--align", default="euclidean", choices=ALIGN_MODES)
+    ap.add_argument("--align", default=str(Motion.EUCLIDEAN), choices=ALIGN_MODES)
     ap.add_argument("--domain-id", type=int, default=None, help="DDS domain (default: derived from the pid)")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds before the demo gives up")
     a = ap.parse_args(argv)

@@ -273,7 +273,7 @@ class InspectorNode(LifecycleNode):
     def _make_inspector(self, options: dict[str, Any]) -> Inspector:
         assert self.params is not None
         engine = create_engine(self.params.engine, **options)
-        align = None if self.params.align == "none" else AlignConfig(motion=self.params.align)
+        align = None if self.params.motion is None else AlignConfig(motion=self.params.motion)
         old, self.engine = self.engine, engine
         if old is not None:
             old.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from differad_edge.alignment import MOTIONS
+from differad_edge.alignment import MOTIONS, Motion
 from differad_edge.engines import ENGINES
 from differad_edge.errors import ConfigError
 from differad_edge.views import VIEW_ID_PATTERN
@@ -27,7 +27,7 @@ from .spin import EXECUTORS
 
 #: Same rule as the reference store's ids.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ALIGN_MODES = ("none", *MOTIONS)
+ALIGN_MODES = ("none", *(str(m) for m in MOTIONS))  # plain names: a ROS parameter and argparse take them
 INPUTS = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable")
 ENGINES_NEEDING_MODEL = ("vlm", "onnx")
@@ -46,7 +46,7 @@ class InspectorParams:
     input: str = "raw"
     image_topic: str = "/camera/image_raw"
     qos: str = "sensor_data"
-    align: str = "homography"  # AlignConfig's default, as in the CLI; a motion calibration stored wins
+    align: str = str(Motion.HOMOGRAPHY)  # AlignConfig's default, as in the CLI; a motion calibration stored wins
     publish_annotated: bool = False
     diagnostics_period: float = 1.0
     latency_window: int = 300
@@ -95,6 +95,11 @@ class InspectorParams:
             if self.engine_error_limit >= 1
             else f"engine_error_limit={self.engine_error_limit}: expected an integer >= 1",
         ]
+
+    @property
+    def motion(self) -> Motion | None:
+        """The alignment motion model ``align`` names (validated above); None: ``align`` is ``none``."""
+        return None if self.align == "none" else Motion(self.align)
 
     @property
     def options(self) -> dict[str, Any]:
