@@ -279,24 +279,16 @@ class Controller(threading.Thread):
         self.errors: list[str] = []
 
     def set(self, values: dict[str, Any]) -> tuple[bool, str] | None:
-        from rcl_interfaces.msg import Parameter as ParameterMsg
-        from rcl_interfaces.msg import ParameterType, ParameterValue
         from rcl_interfaces.srv import SetParameters
-
-        def value(v: Any) -> ParameterValue:
-            if isinstance(v, bool):
-                return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
-            if isinstance(v, int):
-                return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
-            if isinstance(v, float):
-                return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=v)
-            return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
+        from rclpy.parameter import Parameter
 
         cli = self.client.create_client(SetParameters, f"/{self.node}/set_parameters")
         try:
             if not cli.wait_for_service(timeout_sec=10.0):
                 return None
-            req = SetParameters.Request(parameters=[ParameterMsg(name=k, value=value(v)) for k, v in values.items()])
+            req = SetParameters.Request(
+                parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+            )
             future = cli.call_async(req)
             deadline = time.monotonic() + 10.0
             while not future.done():

@@ -38,6 +38,16 @@ def _operator_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _pointer_args(p: argparse.ArgumentParser, force: str, reason: str) -> None:
+    """What a command that moves a product's active pointer takes: store, product, --force with its
+    --reason (both written to the history) and the operator."""
+    _store_arg(p)
+    p.add_argument("--product", required=True, metavar="ID")
+    p.add_argument("--force", action="store_true", help=force)
+    p.add_argument("--reason", help=reason)
+    _operator_arg(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description="Field calibration of DifferAD Edge reference images.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
@@ -93,20 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("promote", help="make a validated version active (or --force with --reason)")
-    _store_arg(p)
-    p.add_argument("--product", required=True, metavar="ID")
+    _pointer_args(
+        p, "promote a version that did not pass validation", "why (required with --force; written to the history)"
+    )
     p.add_argument("--version", required=True)
-    p.add_argument("--force", action="store_true", help="promote a version that did not pass validation")
-    p.add_argument("--reason", help="why (required with --force; written to the history)")
-    _operator_arg(p)
     p.set_defaults(func=_promote)
 
     p = sub.add_parser("rollback", help="re-activate the previously active version")
-    _store_arg(p)
-    p.add_argument("--product", required=True, metavar="ID")
-    p.add_argument("--force", action="store_true", help="roll back onto a version that is not validated")
-    p.add_argument("--reason", help="why (required with --force onto a version that is not validated)")
-    _operator_arg(p)
+    _pointer_args(
+        p,
+        "roll back onto a version that is not validated",
+        "why (required with --force onto a version that is not validated)",
+    )
     p.set_defaults(func=_rollback)
 
     p = sub.add_parser("list", help="versions of one or all products")

@@ -16,20 +16,6 @@ from differad_edge.engines import ENGINES, Detection, Engine, EngineHandle, Refe
 from differad_edge.outcome import Verdict
 
 
-@pytest.fixture(scope="session")
-def onnx_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from differad_edge.export import make_config, run_export
-
-    cfg = make_config(
-        model=tiny_model_dir,
-        out=tmp_path_factory.mktemp("protocol") / "fp32",
-        quant="fp32",
-        verify_count=2,
-        max_pixels=256 * 256,
-    )
-    return run_export(cfg, log=lambda _m: None).bundle
-
-
 def _options(name: str, request: pytest.FixtureRequest) -> dict:
     if name == "vlm":
         return {"model": request.getfixturevalue("tiny_model_dir"), "max_new_tokens": 8}

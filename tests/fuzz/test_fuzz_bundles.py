@@ -383,9 +383,9 @@ def test_issue13_swapped_or_foreign_graphs_are_refused(
     count("bundles")
 
 
-def test_swapped_graphs_name_the_graph_and_expected_vs_actual(pristine: Path, tmp_path: Path, capsys) -> None:
-    from differad_edge.export.cli import main as export_main
-
+def test_swapped_graphs_name_the_graph_and_expected_vs_actual(
+    pristine: Path, tmp_path: Path, export_check_refuses
+) -> None:
     root = _copy(pristine, tmp_path / "b")
     _swap(root)
     write_manifest(root, _manifest(root))
@@ -397,11 +397,8 @@ def test_swapped_graphs_name_the_graph_and_expected_vs_actual(pristine: Path, tm
     assert "the file has inputs [inputs_embeds:3d, attention_mask:2d" in msg
     assert "outputs [logits:3d, present_key_0:4d" in msg
     assert "re-export the bundle" in msg
-    assert export_main(["--check", str(root)]) == 2
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("differad-export: error: bundle graph vision.onnx"), err
+    out, line = export_check_refuses(root)
+    assert line.startswith("differad-export: error: bundle graph vision.onnx"), line
     assert "OK" not in out
 
 

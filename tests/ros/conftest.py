@@ -257,18 +257,3 @@ def start_inspector(client: Client, store: ReferenceStore, ros_env: dict[str, st
     yield start
     for ip in started:
         stop(ip.proc)
-
-
-@pytest.fixture(scope="session")
-def onnx_bundle(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An fp32 ONNX bundle of the tiny model (the export area's own exporter, a few seconds)."""
-    from differad_edge.export import make_config, run_export
-
-    cfg = make_config(
-        model=tiny_model_dir,
-        out=tmp_path_factory.mktemp("ros-bundle") / "fp32",
-        quant="fp32",
-        verify_count=1,
-        max_pixels=256 * 256,
-    )
-    return run_export(cfg, log=lambda _m: None).bundle

@@ -20,9 +20,8 @@ from differad_edge_ros.conversions import NOT_INSPECTED_CLASS_ID, array_to_image
 from differad_edge_ros.scene import make_frames
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from rcl_interfaces.msg import Parameter as ParameterMsg
-from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import DescribeParameters, SetParameters
+from rclpy.parameter import Parameter
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -47,16 +46,8 @@ def _call(client, srv_type: Any, name: str, request: Any, timeout: float = 20.0)
 
 
 def _set(client, node: str, **values: Any) -> Any:
-    def value(v: Any) -> ParameterValue:
-        if isinstance(v, bool):
-            return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
-        if isinstance(v, int):
-            return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
-        if isinstance(v, float):
-            return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=v)
-        return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
-
-    req = SetParameters.Request(parameters=[ParameterMsg(name=k, value=value(v)) for k, v in values.items()])
+    # rclpy's Parameter types each value from its Python type (bool before int), as `ros2 param set` does
+    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
     return _call(client, SetParameters, f"/{node}/set_parameters", req).results[0]
 
 

@@ -731,52 +731,31 @@ class InspectorNode(LifecycleNode):
         ref: str = "",
     ) -> None:
         detections = verdict_detections(header, det, size)
-        result = result_message(
-            header,
-            det,
-            product_id=product,
-            view_id=view,
-            part_id=part,
-            reference_version=version,
-            timings_ms=timings,
-            latency_ms=latency,
-            detections=detections,
-        )
+        # one result per request: the same frame answers several requests of one view (other part ids)
+        ids = [(product, view, part), *((t.product_id, t.view_id, t.part_id) for t in triggers[1:])]
+        results = [
+            result_message(
+                header,
+                det,
+                product_id=p,
+                view_id=v,
+                part_id=q,
+                reference_version=version,
+                timings_ms=timings,
+                latency_ms=latency,
+                detections=detections,
+            )
+            for p, v, q in ids
+        ]
         pubs = self._outputs
         if "detections" in pubs and self._active:
             pubs["detections"].publish(detections)
-            pubs["result"].publish(result)
-            for t in triggers[1:]:  # the same frame answers several requests of one view (other part ids)
-                other = result_message(
-                    header,
-                    det,
-                    product_id=t.product_id,
-                    view_id=t.view_id,
-                    part_id=t.part_id,
-                    reference_version=version,
-                    timings_ms=timings,
-                    latency_ms=latency,
-                    detections=detections,
-                )
-                pubs["result"].publish(other)
+            for r in results:
+                pubs["result"].publish(r)
             if frame is not None and "annotated" in pubs:
                 pubs["annotated"].publish(array_to_image(self._annotate(frame, det, ref, version), header=header))
-        for i, t in enumerate(triggers):
-            t.response.result = (
-                result
-                if i == 0
-                else result_message(
-                    header,
-                    det,
-                    product_id=t.product_id,
-                    view_id=t.view_id,
-                    part_id=t.part_id,
-                    reference_version=version,
-                    timings_ms=timings,
-                    latency_ms=latency,
-                    detections=detections,
-                )
-            )
+        for t, r in zip(triggers, results, strict=False):  # no trigger: a streamed frame
+            t.response.result = r
             t.future.set_result(t.response)
             if t.part_id:
                 self._part_view_done(t.product_id, t.part_id, t.view_id, t.response.result, header)
