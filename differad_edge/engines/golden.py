@@ -201,7 +201,8 @@ class GoldenEngine(Engine):
                 groups = _groups(weak, seeds, origin, cfg)
             with timer("score"):
                 for box, region, area, (ys, xs) in groups:
-                    peak = float(cv2.minMaxLoc(_ratio(t, s, ys, xs), mask=region.view(np.uint8))[1])
+                    # the region's own pixels only: a few % of its box when the deviation is ragged
+                    peak = _peak_at(t, s, region.view(np.uint8), (xs.start, ys.start))
                     defects.append(Defect(box, _score(peak), float(area), region))
                 defects.sort(key=lambda d: d.score, reverse=True)
                 if len(defects) > cfg.max_defects:
@@ -370,7 +371,7 @@ def _groups(
     ``min_area`` pixels together. Each: (box, bool region crop, area, (rows, cols) of the crop)."""
     ox, oy = origin
     hh, ww = weak.shape
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
+    n, labels, stats = _components(weak)
     if n <= 1:
         return []
     seeded = np.bincount(labels[seeds[oy : oy + hh, ox : ox + ww] > 0], minlength=n) > 0
@@ -381,7 +382,7 @@ def _groups(
     kept8 = kept.view(np.uint8) * np.uint8(255)
     if cfg.merge_px > 0:
         joined = cv2.dilate(kept8, cv2.getStructuringElement(cv2.MORPH_RECT, (cfg.merge_px + 1, cfg.merge_px + 1)))
-        m, groups, gstats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+        m, groups, gstats = _components(joined)
     else:
         m, groups, gstats = n, labels, stats
     area = np.bincount(groups[kept], minlength=m)
@@ -399,6 +400,14 @@ def _groups(
     return out
 
 
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """8-connected components with stats (count, int32 labels, stats), by the block-based BBDT
+    algorithm: OpenCV's default (Spaghetti) takes 3.4 ms on a 662x662 crop of scattered
+    deviations where BBDT takes 1.2 ms, with the same components."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_GRANA)
+    return n, labels, stats
+
+
 def _ratio(t: np.ndarray, s: GoldenHandle, ys: slice, xs: slice) -> np.ndarray:
     """|deviation| / tolerance (bright or dark side), max over channels: 1.0 = at the tolerance.
 
@@ -413,13 +422,14 @@ def _ratio(t: np.ndarray, s: GoldenHandle, ys: slice, xs: slice) -> np.ndarray:
     return r
 
 
-def _peak_at(t: np.ndarray, s: GoldenHandle, mask: np.ndarray) -> float:
-    """Largest deviation / tolerance over the (few) non-zero pixels of ``mask``."""
+def _peak_at(t: np.ndarray, s: GoldenHandle, mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> float:
+    """Largest deviation / tolerance over the (few) non-zero pixels of ``mask``, whose top-left
+    pixel sits at ``origin`` (x, y) of the frame; the same values :func:`_ratio` gives there."""
     pts = cv2.findNonZero(mask)  # ~4x cheaper than np.nonzero on a full frame of scattered specks
     if pts is None:
         return 0.0
     pts = pts.reshape(-1, 2)
-    xs, ys = pts[:, 0], pts[:, 1]
+    xs, ys = pts[:, 0] + origin[0], pts[:, 1] + origin[1]
     d = t[ys, xs].astype(np.float32) - s.center[ys, xs]
     r = np.maximum(d * s.inv_bright[ys, xs], d * s.neg_inv_dark[ys, xs])
     return float(r.max()) if r.size else 0.0
