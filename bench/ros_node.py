@@ -41,6 +41,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--model", default="")
     ap.add_argument("--align", default="none", help="inspector alignment (none, euclidean, ...)")
     ap.add_argument(
+        "--scene",
+        choices=("synth", "shapes"),
+        default="synth",
+        help="synth: the part moves between frames (with --align none every frame deviates widely: the "
+        "engine's worst case); shapes: a fixtured part, no motion (a cell's usual case)",
+    )
+    ap.add_argument(
         "--direct-calls",
         type=int,
         default=60,
@@ -119,13 +126,13 @@ def main() -> int:
     from differad_edge.inspector import Inspector
     from differad_edge.store import ReferenceStore
 
-    _, frames = build_scene("synth", args.size, 0, 16)
+    _, frames = build_scene(args.scene, args.size, 0, 16)
     # serialized once: each publish only restamps the bytes, as a C++ camera driver costs little per frame
     messages = [serialize_message(array_to_image(f.image, "rgb8", Header(frame_id="camera"))) for f in frames]
     columns: dict[str, dict] = {}
     runs: dict[str, Stream] = {}
     with tempfile.TemporaryDirectory(prefix="differad-bench-store-") as store_dir:
-        register_reference(Path(store_dir), "synth", args.size, 0)
+        register_reference(Path(store_dir), args.scene, args.size, 0)
         opts = {"model": args.model} if args.model else {}
         align = None if args.align == "none" else AlignConfig(motion=args.align)
         inspector = Inspector(create_engine(args.engine, **opts), store=ReferenceStore(store_dir), align=align)
@@ -374,7 +381,7 @@ def append_results(args, table: str) -> None:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = (
         f".venv/bin/python bench/ros_node.py --duration {args.duration:g} --fps {args.fps:g} --size {args.size} "
-        f"--engine {args.engine} --align {args.align} --executors {' '.join(args.executors)}"
+        f"--engine {args.engine} --align {args.align} --scene {args.scene} --executors {' '.join(args.executors)}"
     )
     text = (
         f"\n## ROS 2 inspector node ({when})\n\n`{cmd}` on {platform.node()} ({os.cpu_count()} CPU, shared), "
