@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from differad_edge.engines import ENGINES, Detection, Engine, EngineHandle, Reference, create_engine, engine_class
+from differad_edge.errors import EngineError
 from differad_edge.outcome import Verdict
 
 
@@ -67,6 +68,9 @@ def test_every_registered_engine_honours_the_protocol(name: str, request: pytest
         assert {"verdict", "reason", "defects", "box", "score", "valid", "engine", "timings_ms"} <= set(out)
         json.dumps(out)
     json.dumps(engine.describe())
+    foreign = EngineHandle(handle.reference)  # prepared by "another engine": its fields are not ours
+    with pytest.raises(EngineError, match=f"the {name} engine got a EngineHandle from another engine"):
+        engine.detect(foreign, ref)
     engine.close()
     engine.close()  # safe twice
 

@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from ..errors import EngineError
 from ..outcome import Defect, Detection, Reason, Verdict
 from ..reference import Reference
 
@@ -28,6 +29,20 @@ class EngineHandle:
     own typed subclass (``GoldenHandle``, ``VLMHandle``, ``OnnxHandle``) holding that work as fields."""
 
     reference: Reference
+
+
+H = TypeVar("H", bound=EngineHandle)
+
+
+def own_handle(handle: EngineHandle, kind: type[H], engine: str) -> H:
+    """``handle`` as ``engine``'s own typed handle; one prepared by another engine is refused (its
+    fields would be read as this engine's), naming the fix."""
+    if not isinstance(handle, kind):
+        raise EngineError(
+            f"the {engine} engine got a {type(handle).__name__} from another engine; prepare the reference "
+            "with this engine (engine.prepare(reference))"
+        )
+    return handle
 
 
 class Engine(abc.ABC):

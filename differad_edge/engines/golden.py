@@ -30,11 +30,11 @@ import cv2
 import numpy as np
 
 from ..boxes import Box
-from ..errors import ConfigError, EngineError, ImageError
+from ..errors import ConfigError, ImageError
 from ..images import load_image, to_rgb8
 from ..reference import TUNED_KEY
 from ..variation import Photometric, build_variation_model
-from .base import Defect, Detection, Engine, EngineHandle, Reference, StageTimer
+from .base import Defect, Detection, Engine, EngineHandle, Reference, StageTimer, own_handle
 from .configuration_golden import GoldenConfig
 
 _GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -294,12 +294,7 @@ class GoldenEngine(Engine):
 
 
 def _own(handle: EngineHandle) -> GoldenHandle:
-    if not isinstance(handle, GoldenHandle):
-        raise EngineError(
-            f"the golden engine got a {type(handle).__name__} from another engine; prepare the reference "
-            "with this engine (engine.prepare(reference))"
-        )
-    return handle
+    return own_handle(handle, GoldenHandle, "golden")
 
 
 def _channels(arr: np.ndarray, channels: str) -> np.ndarray:

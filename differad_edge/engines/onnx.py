@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, EngineError
+from ..errors import ConfigError
 from ..images import load_image
 from ..lru import LRU
 from ..onnxrt.bundle import Bundle, load_bundle
 from ..onnxrt.runtime import BundleRunner, PrefixState
 from ..vlm.size_policy import Resized, SizePolicy
-from .base import Detection, Engine, EngineHandle, Reference, StageTimer
+from .base import Detection, Engine, EngineHandle, Reference, StageTimer, own_handle
 from .configuration import make_config
 from .configuration_onnx import OnnxConfig
 from .vlm import detection_from_text
@@ -199,12 +199,7 @@ class OnnxEngine(Engine):
 
 
 def _own(handle: EngineHandle) -> OnnxHandle:
-    if not isinstance(handle, OnnxHandle):
-        raise EngineError(
-            f"the onnx engine got a {type(handle).__name__} from another engine; prepare the reference "
-            "with this engine (engine.prepare(reference))"
-        )
-    return handle
+    return own_handle(handle, OnnxHandle, "onnx")
 
 
 def _ref_image(handle: OnnxHandle) -> np.ndarray:

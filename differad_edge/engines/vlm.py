@@ -35,7 +35,7 @@ from ..vlm.prefix_cache import (
     template_key,
 )
 from ..vlm.size_policy import Resized, SizePolicy
-from .base import Defect, Detection, Engine, EngineHandle, Reason, Reference, StageTimer
+from .base import Defect, Detection, Engine, EngineHandle, Reason, Reference, StageTimer, own_handle
 from .configuration import make_config
 from .configuration_vlm import VLMConfig
 
@@ -532,12 +532,7 @@ class VLMEngine(Engine):
 
 
 def _own(handle: EngineHandle) -> VLMHandle:
-    if not isinstance(handle, VLMHandle):
-        raise EngineError(
-            f"the vlm engine got a {type(handle).__name__} from another engine; prepare the reference "
-            "with this engine (engine.prepare(reference))"
-        )
-    return handle
+    return own_handle(handle, VLMHandle, "vlm")
 
 
 def _as_path(model: Any) -> Path:
