@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from enum import Enum
-from typing import Any
 
 import yaml
 
@@ -28,26 +26,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if isinstance(f.default, Enum):
-        return f.default.value  # the plain name the flag, YAML and ROS parameter take
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
 def describe(name: str) -> list[str]:
     """One line per option of engine ``name``: ``key = default  [lo, hi]  help``."""
     config = engine_class(name).config_type
     assert config is not None, f"engine {name!r} has no config_type"
+    defaults = config().to_dict()  # plain values: enum names, nested policies as mappings
     lines = [f"{name}  ({config.__name__})"]
     for f in dataclasses.fields(config):
         rng = f.metadata.get("range")
         span = f"  [{rng[0]:g}, {rng[1]:g}]" if rng else ""
         live = "" if f.metadata.get("dynamic") else "  (read at load)"
-        lines.append(f"  {f.name} = {_default(f)!r}{span}{live}  {f.metadata.get('help', '')}")
+        lines.append(f"  {f.name} = {defaults[f.name]!r}{span}{live}  {f.metadata.get('help', '')}")
     return lines
 
 
@@ -56,12 +45,13 @@ def as_yaml(name: str) -> str:
     config = engine_class(name).config_type
     assert config is not None, f"engine {name!r} has no config_type"
     out = [f"# differad --engine {name} --engine-config FILE.yaml ({config.__name__}); keep only what you change"]
+    defaults = config().to_dict()
     for f in dataclasses.fields(config):
-        value = _default(f)
-        if not isinstance(value, str | int | float | bool | list | type(None)):
+        value = defaults[f.name]
+        if not isinstance(value, str | int | float | bool | list | dict | type(None)):
             continue  # not expressible in YAML (e.g. an array mask): set it in Python
         out.append(f"# {f.metadata.get('help', '')}")
-        out.append(yaml.safe_dump({f.name: value}, default_flow_style=True).strip().strip("{}"))
+        out.append(yaml.safe_dump({f.name: value}, sort_keys=False).strip())
     return "\n".join(out) + "\n"
 
 
