@@ -101,10 +101,12 @@ def _answer_kind(text: str) -> str:
 
 
 def _vlm_answer(
-    engine: VLMEngine, handle, target: np.ndarray, grammar: bool, max_new: int, fixed: int = 0
+    engine: VLMEngine, handle, target: np.ndarray, grammar: bool, max_new: int, fixed: int = 0, lookahead: bool = True
 ) -> tuple[list[int], str, int, float]:
     """(tokens, text, forward passes, ms) of one vlm answer; ``fixed``: unconstrained, exactly that many tokens."""
     engine.grammar, engine.min_new_tokens = grammar, fixed
+    if hasattr(engine, "lookahead"):  # engines before lookahead decode one decision per pass
+        engine.lookahead = lookahead
     _set_max_new(engine, fixed or max_new)
     resized = engine.size_policy.apply(target)
     t0 = time.perf_counter()
@@ -126,9 +128,10 @@ def _prefix_of(handle):
 
 
 def _onnx_answer(
-    engine, handle, target: np.ndarray, grammar: bool, max_new: int, fixed: int = 0
+    engine, handle, target: np.ndarray, grammar: bool, max_new: int, fixed: int = 0, lookahead: bool = True
 ) -> tuple[list[int], str, int, float]:
     resized = engine.size_policy.apply(target)
+    engine.runner.lookahead = lookahead
     t0 = time.perf_counter()
     gen = engine.runner.generate(
         resized.image,
@@ -141,10 +144,15 @@ def _onnx_answer(
 
 
 def grammar_compare(engine, pairs: list[tuple[np.ndarray, np.ndarray]], warmup: int = 1, max_new: int = 64) -> dict:
-    """Per pair, back to back: grammar on; unconstrained greedy forced to the same length (what greedy
-    decoding costs to emit that answer: one forward pass per token); unconstrained greedy stopping by
-    itself (EOS / ``</answer>`` / ``max_new``). Forward passes include the prefill."""
+    """Per pair, back to back: grammar on with lookahead; grammar on, lookahead off (one
+    decision per pass); unconstrained greedy forced to the same length (what greedy decoding costs to
+    emit that answer: one forward pass per token); unconstrained greedy stopping by itself (EOS /
+    ``</answer>`` / ``max_new``). Forward passes include the prefill."""
     answer = _vlm_answer if isinstance(engine, VLMEngine) else _onnx_answer
+    vlm = isinstance(engine, VLMEngine)
+    before = (
+        (engine.config.lookahead if hasattr(engine.config, "lookahead") else None) if vlm else engine.runner.lookahead
+    )
     rows = []
     handles: dict[int, object] = {}
     from tqdm import tqdm
@@ -155,6 +163,7 @@ def grammar_compare(engine, pairs: list[tuple[np.ndarray, np.ndarray]], warmup: 
             handles[key] = engine.prepare(Reference(ref, product_id="bench", version=str(i)))
         h = handles[key]
         on = answer(engine, h, tgt, True, max_new)
+        plain = answer(engine, h, tgt, True, max_new, lookahead=False)
         same = answer(engine, h, tgt, False, max_new, fixed=len(on[0]))
         free = answer(engine, h, tgt, False, max_new)
         if i >= warmup:
@@ -164,6 +173,9 @@ def grammar_compare(engine, pairs: list[tuple[np.ndarray, np.ndarray]], warmup: 
                     "tokens": len(on[0]),
                     "passes_on": on[2],
                     "ms_on": on[3],
+                    "plain_identical": plain[0] == on[0],
+                    "passes_plain": plain[2],
+                    "ms_plain": plain[3],
                     "passes_same": same[2],
                     "ms_same": same[3],
                     "free_kind": _answer_kind(free[1]),
@@ -175,16 +187,21 @@ def grammar_compare(engine, pairs: list[tuple[np.ndarray, np.ndarray]], warmup: 
     if isinstance(engine, VLMEngine):
         engine.grammar, engine.min_new_tokens = True, 0
         _set_max_new(engine, None)
+        if hasattr(engine, "lookahead"):
+            engine.lookahead = before
+    else:
+        engine.runner.lookahead = before
     return {"rows": rows}
 
 
 def grammar_table(label: str, result: dict) -> str:
     """One line per answer kind: passes and wall time, grammar on vs unconstrained."""
     lines = [
-        f"| {label}: answer kind | n | tokens | passes on | passes unconstrained (same answer) | passes ratio | "
-        "ms on (p50) | ms unconstrained same (p50) | time ratio (p50 of per-pair) | unconstrained free: valid, "
-        "identical, passes, ms p50 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| {label}: answer kind | n | tokens | passes on | passes, lookahead off | passes unconstrained "
+        "(same answer) | passes ratio | ms on (p50) | ms lookahead off (p50) | ms unconstrained same (p50) | "
+        "time ratio (p50 of per-pair) | time ratio, lookahead off | unconstrained free: valid, identical, passes, "
+        "ms p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     rows = result["rows"]
     for kind in ("anomalous", "zero box", "all"):
@@ -199,12 +216,16 @@ def grammar_table(label: str, result: dict) -> str:
             return statistics.median(r[k] for r in sel)
 
         ratio_t = statistics.median(r["ms_on"] / r["ms_same"] for r in sel)
+        ratio_plain = statistics.median(r["ms_plain"] / r["ms_same"] for r in sel)
         valid = sum(r["free_kind"] != "invalid" for r in sel)
         ident = sum(r["free_identical"] for r in sel)
+        plain_same = "" if all(r["plain_identical"] for r in sel) else " (tokens differ from lookahead off!)"
         lines.append(
-            f"| {kind} | {len(sel)} | {mean('tokens'):.1f} | {mean('passes_on'):.1f} | {mean('passes_same'):.1f} | "
-            f"{mean('passes_on') / mean('passes_same'):.2f} | {med('ms_on'):.1f} | {med('ms_same'):.1f} | "
-            f"{ratio_t:.2f} | {valid}/{len(sel)} valid, {ident} identical, {mean('passes_free'):.1f}, "
+            f"| {kind} | {len(sel)} | {mean('tokens'):.1f} | {mean('passes_on'):.1f}{plain_same} | "
+            f"{mean('passes_plain'):.1f} | {mean('passes_same'):.1f} | "
+            f"{mean('passes_on') / mean('passes_same'):.2f} | {med('ms_on'):.1f} | {med('ms_plain'):.1f} | "
+            f"{med('ms_same'):.1f} | "
+            f"{ratio_t:.2f} | {ratio_plain:.2f} | {valid}/{len(sel)} valid, {ident} identical, {mean('passes_free'):.1f}, "
             f"{med('ms_free'):.1f} |"
         )
     return "\n".join(lines)

@@ -474,35 +474,73 @@ class Decoded:
 def constrained_decode(
     grammar: TokenGrammar,
     prefill: Callable[[list[int]], Any],
-    step: Callable[[list[int]], Any],
+    step: Callable[[list[int], list[list[int]], int | None], Sequence[Any]],
     pick: Callable[[Any, np.ndarray], tuple[int, float]],
     max_new_tokens: int,
+    lookahead: bool = False,
 ) -> Decoded:
     """Greedy decoding under ``grammar`` with jump-forward; the engines supply the model calls.
 
     ``prefill(forced)`` runs the prompt plus the tokens forced at the start and returns the last
-    logits; ``step(tokens)`` runs the model's choice and the forced tokens after it in one call;
+    logits; ``step(chain, branches, keep)`` runs the model's choice and the forced tokens after it
+    (``chain``) in one call and returns the logits after the chain, then after each branch;
     ``pick(logits, allowed)`` is the argmax over ``allowed`` and its log-probability. Stops when the
     grammar accepts (no model call for the closing tokens) or at ``max_new_tokens``.
+
+    With ``lookahead`` each step also runs one branch per candidate of the next decision (at most
+    ``lookahead.MAX_BRANCHES``; see :mod:`differad_edge.lookahead`): two decisions per pass, the same
+    tokens. ``keep`` names the branch of the previous call that the second decision took (None: none).
     """
+    from .lookahead import MAX_BRANCHES
+
+    def branches_at(state: GState, budget: int) -> tuple[list[list[int]], list[GState]]:
+        allowed = grammar.allowed(state)
+        if not lookahead or budget < 1 or len(allowed) > MAX_BRANCHES:
+            return [], []
+        runs, ends = [], []
+        for t in allowed.tolist():
+            run, end = grammar.forced_run(grammar.advance(state, int(t)), budget - 1)
+            runs.append([int(t), *run])
+            ends.append(end)
+        return runs, ends
+
+    def done() -> bool:
+        return grammar.accepting(state) or len(tokens) >= max_new_tokens
+
     state = grammar.start()
     tokens, state = grammar.forced_run(state, max_new_tokens)
     chosen = [False] * len(tokens)
     logits = prefill(list(tokens))
+    ahead: Sequence[Any] = ()  # per branch of the last step: the logits of the decision after it
     passes, logprob = 1, 0.0
-    while not grammar.accepting(state) and len(tokens) < max_new_tokens:
+    branches: list[list[int]] = []
+    ends: list[GState] = []
+    while not done():
         allowed = grammar.allowed(state)
         if len(allowed) == 0:  # unreachable for a well-formed spec; kept so a bad spec cannot loop
             break
         tok, lp = pick(logits, allowed)
         logprob += lp
+        keep = None
+        if branches:  # the pick's branch (with its forced run) is in the cache already
+            keep = [b[0] for b in branches].index(tok)
+            tokens += branches[keep]
+            chosen += [True] + [False] * (len(branches[keep]) - 1)
+            state = ends[keep]
+            if done():
+                break
+            tok, lp = pick(ahead[keep], grammar.allowed(state))
+            logprob += lp
         state = grammar.advance(state, tok)
         run, state = grammar.forced_run(state, max_new_tokens - len(tokens) - 1)
-        tokens += [tok, *run]
+        pending = [tok, *run]
+        tokens += pending
         chosen += [True] + [False] * len(run)
-        if grammar.accepting(state) or len(tokens) >= max_new_tokens:
+        if done():
             break
-        logits = step([tok, *run])
+        branches, ends = branches_at(state, max_new_tokens - len(tokens))
+        out = step(pending, branches, keep)
+        logits, ahead = out[0], out[1:]
         passes += 1
     return Decoded(tokens, chosen, logprob, passes, grammar.accepting(state))
 

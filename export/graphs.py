@@ -6,7 +6,9 @@ interpolation, rotary ids, ``cu_seqlens``) come from data-dependent ops, so the 
 vision attention's per-image split (``.tolist()``, ``searchsorted``) is rewritten as one attention
 with a block-diagonal mask. The decoder takes ``inputs_embeds`` (image features spliced in by the
 host), mrope position ids ``[3, B, S]`` and the deepstack features as a dense input (zeros at text
-positions) instead of a boolean-mask scatter; it returns only the last position's logits.
+positions) instead of a boolean-mask scatter, a boolean attention mask ``[B, 1, S, past + S]`` (causal,
+or a tree for grammar lookahead, ``differad_edge.lookahead``) and ``logits_rows``: it returns the
+logits of those positions only (the last one; with lookahead, each branch's last).
 """
 
 from __future__ import annotations
@@ -69,21 +71,32 @@ def _decoder_module(model: Any) -> Any:
             self.cfg = model.config.text_config
 
         def forward(
-            self, inputs_embeds: Any, attention_mask: Any, position_ids: Any, deepstack: Any, *past: Any
+            self,
+            inputs_embeds: Any,
+            attention_mask: Any,
+            position_ids: Any,
+            deepstack: Any,
+            logits_rows: Any,
+            *past: Any,
         ) -> Any:
             cache = DynamicCache(config=self.cfg)
             for i in range(self.cfg.num_hidden_layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
+            # the host's mask (batch, 1, new, past + new): True = attend. Causal for a plain call, a
+            # tree for lookahead (``differad_edge.lookahead``); additive here, so any attention kernel takes it
+            mask = torch.zeros(attention_mask.shape, dtype=inputs_embeds.dtype).masked_fill(
+                ~attention_mask, torch.finfo(inputs_embeds.dtype).min
+            )
             out = self.lm(
                 inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
+                attention_mask=mask,
                 position_ids=position_ids,
                 past_key_values=cache,
                 use_cache=True,
                 deepstack_visual_embeds=list(deepstack.unbind(0)),
                 visual_pos_masks=None,
             )
-            logits = self.lm_head(out.last_hidden_state[:, -1:])
+            logits = self.lm_head(out.last_hidden_state.index_select(1, logits_rows))
             presents = []
             for layer in out.past_key_values.layers:
                 presents += [layer.keys, layer.values]
@@ -168,21 +181,24 @@ def export_decoder(model: Any, path: Path) -> None:
     n_layers, kvh, hd, h = d["num_layers"], d["num_kv_heads"], d["head_dim"], d["hidden_size"]
     b, s, p = 2, 5, 7
     gen = torch.Generator().manual_seed(0)
+    causal = torch.ones(s, p + s, dtype=torch.bool).tril(p)
     args = (
         torch.randn(b, s, h, generator=gen),
-        torch.ones(b, p + s, dtype=torch.long),
+        causal.expand(b, 1, s, p + s).contiguous(),
         torch.arange(p, p + s).view(1, 1, s).expand(3, b, s).contiguous(),
         torch.zeros(d["num_deepstack"], b, s, h),
+        torch.tensor([1, s - 1]),
         *[torch.randn(b, kvh, p, hd, generator=gen) for _ in range(2 * n_layers)],
     )
     past = [f"past_{kv}_{i}" for i in range(n_layers) for kv in ("key", "value")]
     present = [f"present_{kv}_{i}" for i in range(n_layers) for kv in ("key", "value")]
     axes: dict[str, dict[int, str]] = {
         "inputs_embeds": {0: "batch", 1: "seq"},
-        "attention_mask": {0: "batch", 1: "total"},
+        "attention_mask": {0: "batch", 2: "seq", 3: "total"},
         "position_ids": {1: "batch", 2: "seq"},
         "deepstack": {1: "batch", 2: "seq"},
-        "logits": {0: "batch"},
+        "logits_rows": {0: "rows"},
+        "logits": {0: "batch", 1: "rows"},
         **{n: {0: "batch", 2: "past"} for n in past},
         **{n: {0: "batch", 2: "total"} for n in present},
     }
@@ -191,7 +207,7 @@ def export_decoder(model: Any, path: Path) -> None:
             _decoder_module(model),
             args,
             path,
-            ["inputs_embeds", "attention_mask", "position_ids", "deepstack", *past],
+            ["inputs_embeds", "attention_mask", "position_ids", "deepstack", "logits_rows", *past],
             ["logits", *present],
             axes,
         )

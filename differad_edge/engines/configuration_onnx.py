@@ -30,6 +30,11 @@ class OnnxConfig:
     tensorrt_cache_dir: str | None = option(None, "engine cache folder of the TensorRT execution provider")
     io_binding: bool | None = option(None, "keep the decoder's KV cache in ONNX Runtime buffers; None = on")
     grammar: bool = option(True, "decode under the bundle's answer grammar: every answer is a valid box")
+    lookahead: bool | None = option(
+        None,
+        "with the grammar: also run each candidate of the next decision (two decisions per pass, same tokens); "
+        "None = on a GPU only (a CPU pass is compute-bound: more tokens per pass cost more than the passes saved)",
+    )
     vision_plan: bool | None = option(
         None, "run the bundle's TensorRT vision plan: None = when it loads here, True = required, False = never"
     )

@@ -44,6 +44,12 @@ class VLMConfig:
     fast_preprocess: bool = option(True, "patchify in torch and reuse per-size token ids (False = HF processor)")
     kv_cache: KvCache = option("dynamic", "KV cache: dynamic, or static (fixed shapes; compiled on CUDA)")
     grammar: bool = option(True, "decode under the answer grammar: every answer is a valid box")
+    lookahead: bool | None = option(
+        None,
+        "with the grammar: also run each candidate of the next decision (two decisions per pass, same tokens; "
+        "dynamic KV cache only); None = on a GPU only (a CPU pass is compute-bound: more tokens per pass cost "
+        "more than the passes saved)",
+    )
 
     def __post_init__(self) -> None:
         policy: Any = self.size_policy

@@ -31,7 +31,15 @@ from .vlm import detection_from_text
 
 ENGINE_NAME = "onnx"
 #: Options read when the ONNX Runtime sessions are made: fixed once the engine runs.
-_SESSION_OPTIONS = ("providers", "threads", "tensorrt_cache_dir", "io_binding", "grammar", "vision_plan")
+_SESSION_OPTIONS = (
+    "providers",
+    "threads",
+    "tensorrt_cache_dir",
+    "io_binding",
+    "grammar",
+    "lookahead",
+    "vision_plan",
+)
 
 
 @dataclass
@@ -66,6 +74,7 @@ class OnnxEngine(Engine):
             tensorrt_cache_dir=cfg.tensorrt_cache_dir or None,
             io_binding=cfg.io_binding,
             grammar=cfg.grammar,
+            lookahead=cfg.lookahead,
             vision_plan=cfg.vision_plan,
         )
         ver = self.bundle.manifest.get("verification") or {}
@@ -184,6 +193,7 @@ class OnnxEngine(Engine):
             "bundle_verified": self.bundle_verified,
             "grammar": self.runner.grammar_spec.to_dict() if self.runner.grammar_on else None,
             "grammar_source": self.runner.grammar_source,
+            "lookahead": self.runner.grammar_on and self.runner.lookahead,
             "vision_backend": self.runner.vision_backend,
             "vision_note": self.runner.vision_note,
             "io_binding": self.runner.io_binding,

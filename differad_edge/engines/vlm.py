@@ -216,6 +216,18 @@ class VLMEngine(Engine):
         self._set(grammar=on)
 
     @property
+    def lookahead(self) -> bool:
+        """Under the grammar, run the candidates of the next decision in the same pass
+        (``differad_edge.lookahead``): the same tokens in about half the decoder passes. Unset: on a
+        GPU only, where a decode pass costs about the same for 1 or 30 tokens."""
+        on = self.config.lookahead
+        return self.model.device.type == "cuda" if on is None else on
+
+    @lookahead.setter
+    def lookahead(self, on: bool | None) -> None:
+        self._set(lookahead=on)
+
+    @property
     def max_batch(self) -> int:
         return self.config.max_batch
 
@@ -289,6 +301,7 @@ class VLMEngine(Engine):
             "max_new_tokens": self.max_new_tokens,
             "kv_cache": self.kv_cache,
             "grammar": self.grammar_spec().to_dict() if self.grammar else None,
+            "lookahead": self.grammar and self.lookahead and self.kv_cache == "dynamic",
         }
 
     def close(self) -> None:
@@ -430,7 +443,9 @@ class VLMEngine(Engine):
                         else self._uncached_inputs(handle, [target], timer)
                     )
                     parts.append(
-                        grammar_generate(self.model, self.loaded.tokenizer, inputs, self.max_new_tokens, grammar)
+                        grammar_generate(
+                            self.model, self.loaded.tokenizer, inputs, self.max_new_tokens, grammar, self.lookahead
+                        )
                     )
                 gen = Generated.concat(parts)
             else:

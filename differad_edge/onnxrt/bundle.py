@@ -19,7 +19,7 @@ from ..fileio import atomic_write_json, sha256_bytes, sha256_file
 from ..prompts import PROMPT_FILE, PromptTemplate
 
 MANIFEST_NAME = "manifest.json"
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2  # 2: decoder with a boolean 4D attention mask and logits_rows (lookahead)
 RUNTIMES = ("onnx", "torch")
 #: The manifest's own checksum: the manifest steers inference (prompt ids, preprocessing, sizes), so an
 #: edited manifest is as much a tampered bundle as an edited weight file.

@@ -19,6 +19,7 @@ import numpy as np
 from ..engines.base import StageTimer
 from ..errors import BundleError, ConfigError, EngineError, missing_extra
 from ..grammar import GrammarSpec, TokenGrammar, TokenVocab, constrained_decode, grammar_for, numpy_pick
+from ..lookahead import MAX_BRANCHES, TreeBatch, TreeCache
 from ..prompts import PromptTemplate
 from ..vlm.generation import ANSWER_END  # one stop rule for both engines (no torch import)
 from .bundle import Bundle
@@ -26,6 +27,9 @@ from .preprocess import ImageSpec, image_tokens, mrope_positions, next_position,
 
 VISION_INPUTS = ("pixel_values", "interp_indices", "interp_weights", "rot_pos_ids", "cu_seqlens")
 VISION_RANKS = {"pixel_values": 2, "interp_indices": 2, "interp_weights": 2, "rot_pos_ids": 2, "cu_seqlens": 1}
+#: KV positions the buffers hold beyond the answer for lookahead's branches not taken (a no-think box:
+#: at most 6 lookahead passes of at most 11 branches of 2 tokens; a thinking answer may go past it)
+LOOKAHEAD_SLACK = 8 * MAX_BRANCHES
 ANSWER_END_WINDOW = 12  # tokens decoded to look for it (it spans a few tokens in real vocabularies)
 
 
@@ -117,6 +121,7 @@ class BundleRunner:
         io_binding: bool | None = None,
         grammar: bool = True,
         vision_plan: bool | None = None,
+        lookahead: bool | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -175,6 +180,9 @@ class BundleRunner:
         #: The answer grammar (manifest ``grammar``; derived from the prompt for bundles exported before it).
         self.grammar_spec, self.grammar_source = self._grammar_spec(m)
         self.grammar_on = bool(grammar)
+        #: under the grammar, two decisions per decoder pass (``differad_edge.lookahead``); by default on
+        #: a GPU only, where a pass costs about the same for 1 or 30 tokens (a CPU pass is compute-bound)
+        self.lookahead = self.device == "cuda" if lookahead is None else bool(lookahead)
         self._grammar: TokenGrammar | None = None
         self._budget_grammar: TokenGrammar | None = None
         #: Vision backend: the bundle's TensorRT plan when present and usable, else ONNX Runtime.
@@ -299,15 +307,24 @@ class BundleRunner:
         past: list[Any] | KVBuffers,
         past_len: int,
         kv: KVBuffers | None = None,
+        tree: TreeBatch | None = None,
     ) -> tuple[np.ndarray, list[Any] | KVBuffers]:
         """One decoder call. With IO binding the KV cache stays on the device (OrtValues) between calls;
         without it, it round-trips through numpy (fine on CPU, a PCIe copy per token on a GPU). With
-        ``kv`` the presents go into its free slot and ``kv`` itself is returned as the next past."""
+        ``kv`` the presents go into its free slot and ``kv`` itself is returned as the next past.
+        ``tree``: a lookahead call's mask and logits rows; else causal, the last position's logits."""
+        n = emb.shape[1]
+        if tree is None:
+            visible = np.tri(n, past_len + n, past_len, dtype=bool)
+            rows = np.asarray([n - 1], np.int64)
+        else:
+            visible, rows = tree.visible, np.asarray(tree.rows, np.int64)
         feed: dict[str, np.ndarray] = {
             "inputs_embeds": emb,
-            "attention_mask": np.ones((1, past_len + emb.shape[1]), np.int64),
+            "attention_mask": np.ascontiguousarray(visible[None, None]),
             "position_ids": np.ascontiguousarray(pos[:, None, :]),
             "deepstack": ds,
+            "logits_rows": rows,
         }
         names = [f"past_{k}_{i}" for i in range(self.n_layers) for k in ("key", "value")]
         if not self.io_binding:
@@ -409,8 +426,12 @@ class BundleRunner:
             ]
             start, images, past0, past_len = 0, [ref, tgt], self._empty_past(), 0
         state: dict[str, Any] = {}
-        #: every position this inspection can reach: the cache, the prompt, all new tokens (forced included)
-        kv = self.kv_buffers_for(past_len + len(ids) + max_new) if self.io_binding and self.kv_buffers else None
+        #: every position this inspection can reach: the cache, the prompt, all new tokens (forced
+        #: included) and, with lookahead, the branches not taken (a bound for answers; beyond it a call
+        #: allocates its presents, as without buffers)
+        slack = LOOKAHEAD_SLACK if constrained and self.lookahead else 0
+        kv = self.kv_buffers_for(past_len + len(ids) + max_new + slack) if self.io_binding and self.kv_buffers else None
+        tree: list[TreeCache] = []  # made at the first step
 
         def prefill(forced: list[int]) -> np.ndarray:
             with timer("prefill"):
@@ -423,19 +444,24 @@ class BundleRunner:
             state.update(past=past, length=past_len + len(all_ids), pos=next_position(pos))
             return logits[0, -1]
 
-        def step(tokens: list[int]) -> np.ndarray:
-            n = len(tokens)
-            emb = np.asarray(self.embeddings[tokens], np.float32)[None]
+        def step(chain: list[int], branches: Sequence[list[int]] = (), keep: int | None = None) -> list[np.ndarray]:
+            if not tree:
+                tree.append(TreeCache(state["length"], state["pos"]))
+            b = tree[0].batch(chain, branches, keep)
+            n = len(b.tokens)
+            emb = np.asarray(self.embeddings[b.tokens], np.float32)[None]
             ds = np.zeros((self.n_ds, 1, n, self.hidden), np.float32)
-            pos = np.broadcast_to(np.arange(state["pos"], state["pos"] + n), (3, n))
-            logits, state["past"] = self._run_decoder(emb, ds, pos, state["past"], state["length"], kv)
+            pos = np.broadcast_to(b.positions, (3, n))
+            call_tree = None if b.causal else b
+            logits, state["past"] = self._run_decoder(emb, ds, pos, state["past"], state["length"], kv, call_tree)
             state["length"] += n
-            state["pos"] += n
-            return logits[0, -1]
+            return list(logits[0])
 
         if constrained:
             t0 = time.perf_counter()
-            dec = constrained_decode(self.grammar_for_budget(max_new), prefill, step, numpy_pick, max_new)
+            dec = constrained_decode(
+                self.grammar_for_budget(max_new), prefill, step, numpy_pick, max_new, self.lookahead
+            )
             timer.ms["decode"] = (time.perf_counter() - t0) * 1000.0 - timer.ms.get("prefill", 0.0)
             tokens, score, passes, forced = dec.tokens, dec.score, dec.forward_passes, len(dec.tokens) - sum(dec.chosen)
         else:
@@ -461,7 +487,7 @@ class BundleRunner:
                 break
             if len(tokens) >= min_new and (nxt in self.eos or self._answer_closed(tokens)):
                 break
-            logits = step([nxt])
+            logits = step([nxt])[0]
             passes += 1
         return tokens, float(np.exp(logprob / len(tokens))) if tokens else 0.0, passes
 
@@ -497,7 +523,7 @@ def expected_signature(bundle: Bundle, role: str) -> tuple[list[tuple[str, int]]
         return [(n, VISION_RANKS[n]) for n in VISION_INPUTS], [("image_embeds", 2), ("deepstack", 3)]
     n_layers = min(int(bundle.manifest["model"]["num_layers"]), 4096)  # the schema allows 2**20: no list that long
     kv = [(kind, i) for i in range(n_layers) for kind in ("key", "value")]
-    inputs = [("inputs_embeds", 3), ("attention_mask", 2), ("position_ids", 3), ("deepstack", 4)]
+    inputs = [("inputs_embeds", 3), ("attention_mask", 4), ("position_ids", 3), ("deepstack", 4), ("logits_rows", 1)]
     return inputs + [(f"past_{k}_{i}", 4) for k, i in kv], [("logits", 3)] + [(f"present_{k}_{i}", 4) for k, i in kv]
 
 

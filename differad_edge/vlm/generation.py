@@ -132,7 +132,7 @@ def greedy_generate(
 
 
 def grammar_generate(
-    model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_tokens: int, grammar: Any
+    model: Any, tokenizer: Any, inputs: dict[str, Any], max_new_tokens: int, grammar: Any, lookahead: bool = False
 ) -> Generated:
     """Greedy decoding of ONE row under ``grammar`` (a ``differad_edge.grammar.TokenGrammar``), jump-forward.
 
@@ -140,11 +140,15 @@ def grammar_generate(
     ``image_grid_thw``, the images as ``pixel_values`` or ``mm_encoder_outputs``, and optionally a
     ``past_key_values`` already holding a prompt prefix (the reference prefix cache), dynamic or static.
     Positions are those ``generate`` uses: M-RoPE ids of the prompt, then text positions + rope delta.
+    ``lookahead`` runs the next decision's candidates in the same pass (``differad_edge.lookahead``,
+    a tree attention mask); a static cache keeps one decision per pass (its mask spans the cache's
+    fixed length, which the tree's is not).
     """
     import torch
-    from transformers import DynamicCache
+    from transformers import DynamicCache, StaticCache
 
     from ..grammar import constrained_decode
+    from ..lookahead import TreeCache
 
     ids = inputs["input_ids"]
     if ids.shape[0] != 1:
@@ -158,6 +162,8 @@ def grammar_generate(
     images = {k: inputs[k] for k in ("pixel_values", "mm_encoder_outputs") if inputs.get(k) is not None}
     on_device: dict[int, tuple[Any, Any]] = {}
     seen = [past]  # tokens in the KV cache
+    lookahead = lookahead and not isinstance(cache, StaticCache)
+    tree: list[TreeCache] = []  # made after the prefill
 
     def text_positions(start: int, n: int, deltas: Any) -> Any:
         idx = torch.arange(start, start + n, device=device).view(1, 1, -1)
@@ -196,8 +202,27 @@ def grammar_generate(
                 new_ids, positions, mm_token_type_ids=types, image_grid_thw=inputs["image_grid_thw"], **images
             )
 
-        def step(tokens: list[int]) -> Any:
-            return forward(as_tensor(tokens), text_positions(seen[0], len(tokens), deltas))
+        def step(chain: list[int], branches: list[list[int]], keep: int | None) -> list[Any]:
+            if not tree:
+                tree.append(TreeCache(seen[0], seen[0]))
+            b = tree[0].batch(chain, branches, keep)
+            if b.causal:  # plain causal mask: exactly the call generate would make
+                return [forward(as_tensor(b.tokens), text_positions(int(b.positions[0]), len(b.tokens), deltas))]
+            idx = torch.as_tensor(b.positions, device=device).view(1, 1, -1)
+            positions = torch.cat([idx, (idx + deltas.view(1, -1, 1)).expand(3, -1, -1)], dim=0)
+            visible = torch.as_tensor(b.visible, device=device)[None, None]
+            mask = torch.zeros(visible.shape, dtype=model.dtype, device=device)
+            mask.masked_fill_(~visible, torch.finfo(model.dtype).min)  # additive: eager and sdpa alike
+            out = model(
+                input_ids=as_tensor(b.tokens),
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=torch.as_tensor(b.rows, device=device),
+            )
+            seen[0] += len(b.tokens)
+            return list(out.logits[0])
 
         def pick(logits: Any, allowed: Any) -> tuple[int, float]:
             entry = on_device.get(id(allowed))
@@ -217,7 +242,7 @@ def grammar_generate(
             first.append(time.perf_counter())
             return logits
 
-        dec = constrained_decode(grammar, timed_prefill, step, pick, max_new_tokens)
+        dec = constrained_decode(grammar, timed_prefill, step, pick, max_new_tokens, lookahead)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t_end = time.perf_counter()

@@ -20,7 +20,7 @@ from differad_edge.engines import Reference, create_engine
 from differad_edge.errors import BundleError, EngineError, ModelLoadError
 from differad_edge.fileio import sha256_file
 from differad_edge.onnxrt import load_bundle
-from differad_edge.onnxrt.bundle import manifest_digest
+from differad_edge.onnxrt.bundle import BUNDLE_FORMAT_VERSION, manifest_digest
 from differad_edge.prompts import get_template
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def test_fp32_bundle_gives_the_pytorch_tokens(fp32_bundle, vlm, reference_cache,
 
 def test_manifest_describes_the_bundle(fp32_bundle, tiny_model_dir):
     m = json.loads((fp32_bundle / "manifest.json").read_text())
-    assert m["format_version"] == 1
+    assert m["format_version"] == BUNDLE_FORMAT_VERSION
     assert m["runtime"] == "onnx"
     assert m["quantization"]["mode"] == "fp32"
     assert m["model"]["architecture"] == "Qwen3VLForConditionalGeneration"

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from differad_edge.errors import BundleError, DifferadError, ModelLoadError
-from differad_edge.onnxrt.bundle import MANIFEST_NAME, file_entries, load_bundle, write_manifest
+from differad_edge.onnxrt.bundle import BUNDLE_FORMAT_VERSION, MANIFEST_NAME, file_entries, load_bundle, write_manifest
 from differad_edge.onnxrt.runtime import check_graphs
 from differad_edge.prompts import NOTHINK_TEMPLATE, PROMPT_FILE
 
@@ -40,10 +40,10 @@ def _graph(inputs: list[tuple[str, int]], outputs: list[tuple[str, int]]) -> byt
 _KV = [f"{k}_{i}" for i in range(2) for k in ("key", "value")]  # the manifest's num_layers: 2
 _VISION_IN = [("pixel_values", 2), ("interp_indices", 2), ("interp_weights", 2), ("rot_pos_ids", 2), ("cu_seqlens", 1)]
 _VISION_OUT = [("image_embeds", 2), ("deepstack", 3)]
+_DECODER_IN = [("inputs_embeds", 3), ("attention_mask", 4), ("position_ids", 3), ("deepstack", 4), ("logits_rows", 1)]
 FILES = {
     "decoder.onnx": _graph(
-        [("inputs_embeds", 3), ("attention_mask", 2), ("position_ids", 3), ("deepstack", 4)]
-        + [(f"past_{kv}", 4) for kv in _KV],
+        _DECODER_IN + [(f"past_{kv}", 4) for kv in _KV],
         [("logits", 3)] + [(f"present_{kv}", 4) for kv in _KV],
     ),
     "vision.onnx": _graph(_VISION_IN, _VISION_OUT),
@@ -55,7 +55,7 @@ FILES = {
 
 def _manifest(root: Path) -> dict:
     return {
-        "format_version": 1,
+        "format_version": BUNDLE_FORMAT_VERSION,
         "exporter": {"name": "differad-export", "version": "0"},
         "source": {"path": "/m", "sha256": "0" * 64},
         "runtime": "onnx",
@@ -353,8 +353,15 @@ def _swap(root: Path) -> None:
 
 GRAPH_DAMAGE = {  # issue 13 item 9 "swapped graphs": each re-listed with its new checksum, so only the graph check sees it
     "vision and decoder swapped": _swap,
+    "decoder of bundle format 1 (2-D mask, no logits_rows)": lambda root: (root / "decoder.onnx").write_bytes(
+        _graph(
+            [("inputs_embeds", 3), ("attention_mask", 2), ("position_ids", 3), ("deepstack", 4)]
+            + [(f"past_{kv}", 4) for kv in _KV],
+            [("logits", 3)] + [(f"present_{kv}", 4) for kv in _KV],
+        )
+    ),
     "decoder of a one-layer export": lambda root: (root / "decoder.onnx").write_bytes(
-        _graph([("inputs_embeds", 3), ("attention_mask", 2), ("position_ids", 3), ("deepstack", 4)], [("logits", 3)])
+        _graph(_DECODER_IN, [("logits", 3)])
     ),
     "vision outputs in the other order": lambda root: (root / "vision.onnx").write_bytes(
         _graph(_VISION_IN, [("deepstack", 3), ("image_embeds", 2)])
@@ -394,7 +401,7 @@ def test_swapped_graphs_name_the_graph_and_expected_vs_actual(
     msg = str(e.value)
     assert "vision.onnx" in msg
     assert "expected inputs [pixel_values:2d" in msg
-    assert "the file has inputs [inputs_embeds:3d, attention_mask:2d" in msg
+    assert "the file has inputs [inputs_embeds:3d, attention_mask:4d" in msg
     assert "outputs [logits:3d, present_key_0:4d" in msg
     assert "re-export the bundle" in msg
     out, line = export_check_refuses(root)

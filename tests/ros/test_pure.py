@@ -45,6 +45,7 @@ def test_model_and_engine_options_become_constructor_options(tmp_path):
         ({"align": "warp"}, "align='warp'"),
         ({"diagnostics_period": 0.0}, "diagnostics_period=0.0"),
         ({"latency_window": 2}, "latency_window=2"),
+        ({"queue_depth": 0}, "queue_depth=0: expected an integer from 1 to 16"),
         ({"image_topic": " "}, "image_topic is empty"),
     ],
 )
@@ -163,6 +164,17 @@ def test_slot_keeps_only_the_newest_and_counts_drops():
     assert slot.take(timeout=0) == 3
     assert slot.dropped == 2
     assert slot.take(timeout=0.01) is None
+
+
+def test_queue_of_two_absorbs_one_late_take_and_drops_the_oldest_beyond():
+    slot: LatestSlot[int] = LatestSlot(2)
+    assert (slot.put(1), slot.put(2)) == (False, False)  # one long inspection: nothing lost
+    assert slot.take(timeout=0) == 1
+    assert slot.take(timeout=0) == 2
+    assert [slot.put(i) for i in (3, 4, 5, 6)] == [False, False, True, True]
+    assert (slot.take(timeout=0), slot.take(timeout=0), slot.dropped) == (5, 6, 2)  # the newest two, in order
+    with pytest.raises(ValueError, match="depth=0"):
+        LatestSlot(0)
 
 
 def test_slot_wakes_a_waiting_worker_and_close_releases_it():

@@ -97,6 +97,7 @@ DESCRIPTIONS = {
     "frame_timeout": "ERROR when no frame arrived for this many seconds while active (0: off, e.g. a triggered camera)",
     "expected_rate": "camera frame rate in Hz: gaps in the header stamps count as lost frames (0: off)",
     "engine_error_limit": "ERROR after this many engine failures in a row",
+    "queue_depth": "frames waiting for the worker; when full the oldest is dropped (1: keep only the latest)",
     "autostart": "configure and activate at start (false: wait for a lifecycle manager)",
 }
 #: Parameters that may change while the node runs (the rest are read at configure).
@@ -305,7 +306,7 @@ class InspectorNode(LifecycleNode):
         done = super().on_activate(state)  # enables the lifecycle publishers before any frame can arrive
         if done != TransitionCallbackReturn.SUCCESS:
             return done
-        self._slot = LatestSlot()
+        self._slot = LatestSlot(p.queue_depth)
         self.stats.restart()
         self._worker = threading.Thread(target=self._work, name="inspector-worker", daemon=True)
         self._worker.start()
@@ -731,6 +732,10 @@ class InspectorNode(LifecycleNode):
         ref: str = "",
     ) -> None:
         detections = verdict_detections(header, det, size)
+        pubs = self._outputs
+        live = "detections" in pubs and self._active
+        if live:  # first, before the results are built: a detections-only consumer waits for nothing else
+            pubs["detections"].publish(detections)
         # one result per request: the same frame answers several requests of one view (other part ids)
         ids = [(product, view, part), *((t.product_id, t.view_id, t.part_id) for t in triggers[1:])]
         results = [
@@ -747,9 +752,7 @@ class InspectorNode(LifecycleNode):
             )
             for p, v, q in ids
         ]
-        pubs = self._outputs
-        if "detections" in pubs and self._active:
-            pubs["detections"].publish(detections)
+        if live:
             for r in results:
                 pubs["result"].publish(r)
             if frame is not None and "annotated" in pubs:

@@ -58,6 +58,7 @@ class InspectorParams:
     frame_timeout: float = 5.0
     expected_rate: float = 0.0
     engine_error_limit: int = 3
+    queue_depth: int = 2
     autostart: bool = True
 
     def __post_init__(self) -> None:
@@ -94,6 +95,9 @@ class InspectorParams:
             None
             if self.engine_error_limit >= 1
             else f"engine_error_limit={self.engine_error_limit}: expected an integer >= 1",
+            None
+            if 1 <= self.queue_depth <= 16
+            else f"queue_depth={self.queue_depth}: expected an integer from 1 to 16",
         ]
 
     @property
