@@ -3,8 +3,10 @@
 Configs (``--size 2b``, 800x800 pairs, p50 / p95 per pair and peak GPU memory, answer grammar on and
 off): vlm bf16 with the dynamic KV cache, the static one, and compiled (static cache, which
 ``generate`` compiles on CUDA; the grammar's own loop is not compiled, so that row is grammar off
-only); bitsandbytes nf4; the ONNX int4 bundle on the CUDA EP with the TensorRT vision plan. Plus:
-fp32 greedy tokens of the tiny model on CPU and GPU identical (grammar on and off).
+only); bitsandbytes nf4; the ONNX int4 bundle on the CUDA EP with the TensorRT vision plan. "Grammar
+on" runs with the engines' GPU default, tree lookahead on (two decisions per pass). Plus: fp32 greedy
+tokens of the tiny model on CPU and GPU identical (grammar on and off; with the grammar on the CPU
+decodes one decision per pass and the GPU with lookahead, so this also checks lookahead on CUDA).
 
 Each config runs in its own subprocess (its own peak memory; a crash or a timeout costs one row,
 not the run) under a share of ``--budget-s``. "Grammar off" decodes a fixed ``--off-tokens`` answer

@@ -250,6 +250,10 @@ def test_think_template_bundle_thinks_within_its_budget_like_the_vlm_engine(tmp_
     assert det.valid
     assert is_strict_format(det.text)
     assert det.text == vlm.detect(vlm.prepare(Reference(ref)), tgt).text
+    # lookahead over a thinking answer: no branches while the text is free, two decisions per pass in the box
+    onnx_engine.runner.lookahead, vlm.lookahead = True, True
+    assert onnx_engine.detect(onnx_engine.prepare(Reference(ref)), tgt).text == det.text
+    assert vlm.detect(vlm.prepare(Reference(ref)), tgt).text == det.text
     short = onnx_engine.runner.generate(
         onnx_engine.size_policy.apply(tgt).image, reference=onnx_engine.size_policy.apply(ref).image, max_new_tokens=62
     )
