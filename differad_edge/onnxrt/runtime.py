@@ -171,7 +171,7 @@ class BundleRunner:
         self.kv_dtype = np.float16 if past0.type == "tensor(float16)" else np.float32
         #: Keep the KV cache on the device between decoder calls as ONNX Runtime's own buffers (IO
         #: binding; default on, on CPU too: no copy out to numpy and back in per step).
-        self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        self.device = "cuda" if self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
         self.io_binding = True if io_binding is None else bool(io_binding)
         #: With IO binding: present/past tensors in buffers allocated once per inspection (``KVBuffers``)
         #: instead of a fresh ONNX Runtime allocation per decoder call (False: the older per-call path).
