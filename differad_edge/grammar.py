@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .lookahead import MAX_BRANCHES
 
 GRAMMAR_KIND = "differad-box-answer-v1"
 GAP_CHARS = b" \n"
@@ -491,7 +492,6 @@ def constrained_decode(
     ``lookahead.MAX_BRANCHES``; see :mod:`differad_edge.lookahead`): two decisions per pass, the same
     tokens. ``keep`` names the branch of the previous call that the second decision took (None: none).
     """
-    from .lookahead import MAX_BRANCHES
 
     def branches_at(state: GState, budget: int) -> tuple[list[list[int]], list[GState]]:
         allowed = grammar.allowed(state)

@@ -28,8 +28,9 @@ from .preprocess import ImageSpec, image_tokens, mrope_positions, next_position,
 VISION_INPUTS = ("pixel_values", "interp_indices", "interp_weights", "rot_pos_ids", "cu_seqlens")
 VISION_RANKS = {"pixel_values": 2, "interp_indices": 2, "interp_weights": 2, "rot_pos_ids": 2, "cu_seqlens": 1}
 #: KV positions the buffers hold beyond the answer for lookahead's branches not taken (a no-think box:
-#: at most 6 lookahead passes of at most 11 branches of 2 tokens; a thinking answer may go past it)
-LOOKAHEAD_SLACK = 8 * MAX_BRANCHES
+#: at most 6 lookahead passes, each of at most MAX_BRANCHES branches of 2 tokens; a thinking answer may go
+#: past it, and a call beyond the buffers allocates its presents)
+LOOKAHEAD_SLACK = 6 * MAX_BRANCHES * 2
 ANSWER_END_WINDOW = 12  # tokens decoded to look for it (it spans a few tokens in real vocabularies)
 
 
@@ -312,7 +313,8 @@ class BundleRunner:
         """One decoder call. With IO binding the KV cache stays on the device (OrtValues) between calls;
         without it, it round-trips through numpy (fine on CPU, a PCIe copy per token on a GPU). With
         ``kv`` the presents go into its free slot and ``kv`` itself is returned as the next past.
-        ``tree``: a lookahead call's mask and logits rows; else causal, the last position's logits."""
+        ``tree``: the call's mask and logits rows (a decode step, tree or causal); None: causal, the last
+        position's logits (prompt calls)."""
         n = emb.shape[1]
         if tree is None:
             visible = np.tri(n, past_len + n, past_len, dtype=bool)
@@ -452,9 +454,7 @@ class BundleRunner:
             emb = np.asarray(self.embeddings[b.tokens], np.float32)[None]
             ds = np.zeros((self.n_ds, 1, n, self.hidden), np.float32)
             pos = np.broadcast_to(b.positions, (3, n))
-            call_tree = None if b.causal else b
-            logits, state["past"] = self._run_decoder(emb, ds, pos, state["past"], state["length"], kv, call_tree)
-            state["length"] += n
+            logits, state["past"] = self._run_decoder(emb, ds, pos, state["past"], b.past, kv, b)
             return list(logits[0])
 
         if constrained:

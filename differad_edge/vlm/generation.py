@@ -165,9 +165,13 @@ def grammar_generate(
     lookahead = lookahead and not isinstance(cache, StaticCache)
     tree: list[TreeCache] = []  # made after the prefill
 
-    def text_positions(start: int, n: int, deltas: Any) -> Any:
-        idx = torch.arange(start, start + n, device=device).view(1, 1, -1)
+    def rope_positions(idx: Any, deltas: Any) -> Any:
+        """Text position ids ``idx`` as the 4-row ids generate passes: text row, then M-RoPE rows + delta."""
+        idx = idx.view(1, 1, -1)
         return torch.cat([idx, (idx + deltas.view(1, -1, 1)).expand(3, -1, -1)], dim=0)
+
+    def text_positions(start: int, n: int, deltas: Any) -> Any:
+        return rope_positions(torch.arange(start, start + n, device=device), deltas)
 
     def forward(new_ids: Any, positions: Any, **extra: Any) -> Any:
         n = new_ids.shape[1]
@@ -208,8 +212,7 @@ def grammar_generate(
             b = tree[0].batch(chain, branches, keep)
             if b.causal:  # plain causal mask: exactly the call generate would make
                 return [forward(as_tensor(b.tokens), text_positions(int(b.positions[0]), len(b.tokens), deltas))]
-            idx = torch.as_tensor(b.positions, device=device).view(1, 1, -1)
-            positions = torch.cat([idx, (idx + deltas.view(1, -1, 1)).expand(3, -1, -1)], dim=0)
+            positions = rope_positions(torch.as_tensor(b.positions, device=device), deltas)
             visible = torch.as_tensor(b.visible, device=device)[None, None]
             mask = torch.zeros(visible.shape, dtype=model.dtype, device=device)
             mask.masked_fill_(~visible, torch.finfo(model.dtype).min)  # additive: eager and sdpa alike
