@@ -64,6 +64,8 @@ def _decoder_module(model: Any) -> Any:
     import torch
     from transformers import DynamicCache
 
+    from differad_edge.vlm.generation import additive_mask
+
     class Decoder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -83,13 +85,10 @@ def _decoder_module(model: Any) -> Any:
             for i in range(self.cfg.num_hidden_layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
             # the host's mask (batch, 1, new, past + new): True = attend. Causal for a plain call, a
-            # tree for lookahead (``differad_edge.lookahead``); additive here, so any attention kernel takes it
-            mask = torch.zeros(attention_mask.shape, dtype=inputs_embeds.dtype).masked_fill(
-                ~attention_mask, torch.finfo(inputs_embeds.dtype).min
-            )
+            # tree for lookahead (``differad_edge.lookahead``)
             out = self.lm(
                 inputs_embeds=inputs_embeds,
-                attention_mask=mask,
+                attention_mask=additive_mask(attention_mask, inputs_embeds.dtype),
                 position_ids=position_ids,
                 past_key_values=cache,
                 use_cache=True,

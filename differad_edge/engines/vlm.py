@@ -219,9 +219,10 @@ class VLMEngine(Engine):
     def lookahead(self) -> bool:
         """Under the grammar, run the candidates of the next decision in the same pass
         (``differad_edge.lookahead``): the same tokens in about half the decoder passes. Unset: on a
-        GPU only, where a decode pass costs about the same for 1 or 30 tokens."""
+        GPU only, where a decode pass costs about the same for 1 or 30 tokens. Never with the static
+        KV cache: its fixed shape has no room for the branches not taken."""
         on = self.config.lookahead
-        return self.model.device.type == "cuda" if on is None else on
+        return self.kv_cache == "dynamic" and (self.model.device.type == "cuda" if on is None else on)
 
     @lookahead.setter
     def lookahead(self, on: bool | None) -> None:
@@ -301,7 +302,7 @@ class VLMEngine(Engine):
             "max_new_tokens": self.max_new_tokens,
             "kv_cache": self.kv_cache,
             "grammar": self.grammar_spec().to_dict() if self.grammar else None,
-            "lookahead": self.grammar and self.lookahead and self.kv_cache == "dynamic",
+            "lookahead": self.grammar and self.lookahead,
         }
 
     def close(self) -> None:

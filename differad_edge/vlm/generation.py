@@ -19,6 +19,14 @@ from typing import Any
 ANSWER_END = "</answer>"
 
 
+def additive_mask(visible: Any, dtype: Any) -> Any:
+    """A boolean attention mask (True = attend) as the additive float mask every attention kernel takes
+    (eager, sdpa, and the ONNX decoder graph): 0 where visible, the dtype's minimum elsewhere."""
+    import torch
+
+    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)
+
+
 @dataclass
 class Generated:
     """Output of one ``greedy_generate`` call (batch rows in input order)."""
@@ -141,8 +149,8 @@ def grammar_generate(
     ``past_key_values`` already holding a prompt prefix (the reference prefix cache), dynamic or static.
     Positions are those ``generate`` uses: M-RoPE ids of the prompt, then text positions + rope delta.
     ``lookahead`` runs the next decision's candidates in the same pass (``differad_edge.lookahead``,
-    a tree attention mask); a static cache keeps one decision per pass (its mask spans the cache's
-    fixed length, which the tree's is not).
+    a tree attention mask); it needs a dynamic cache (a static cache's mask spans its fixed length,
+    which the tree's is not), so the engine turns it off with ``kv_cache="static"``.
     """
     import torch
     from transformers import DynamicCache, StaticCache
@@ -162,7 +170,8 @@ def grammar_generate(
     images = {k: inputs[k] for k in ("pixel_values", "mm_encoder_outputs") if inputs.get(k) is not None}
     on_device: dict[int, tuple[Any, Any]] = {}
     seen = [past]  # tokens in the KV cache
-    lookahead = lookahead and not isinstance(cache, StaticCache)
+    if lookahead and isinstance(cache, StaticCache):
+        raise ValueError("lookahead needs a dynamic KV cache (a static cache has no room for its branches)")
     tree: list[TreeCache] = []  # made after the prefill
 
     def rope_positions(idx: Any, deltas: Any) -> Any:
@@ -214,11 +223,9 @@ def grammar_generate(
                 return [forward(as_tensor(b.tokens), text_positions(int(b.positions[0]), len(b.tokens), deltas))]
             positions = rope_positions(torch.as_tensor(b.positions, device=device), deltas)
             visible = torch.as_tensor(b.visible, device=device)[None, None]
-            mask = torch.zeros(visible.shape, dtype=model.dtype, device=device)
-            mask.masked_fill_(~visible, torch.finfo(model.dtype).min)  # additive: eager and sdpa alike
             out = model(
                 input_ids=as_tensor(b.tokens),
-                attention_mask=mask,
+                attention_mask=additive_mask(visible, model.dtype),
                 position_ids=positions,
                 past_key_values=cache,
                 use_cache=True,
