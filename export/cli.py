@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="source checkpoint folder (required unless --check)")
     p.add_argument("--out", type=Path, help="bundle folder to create (required unless --check)")
     p.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help="bundle runtime (default: onnx)")
-    p.add_argument("--verify", type=Path, default=None, help="pairs.jsonl to verify on (default: synthetic pairs)")
+    p.add_argument(
+        "--verify",
+        type=Path,
+        default=None,
+        help="pairs.jsonl to verify on (default: all pairs named by the model's differad_model.json, "
+        "as a memorized fixture has; else --verify-count synthetic pairs)",
+    )
     p.add_argument("--verify-count", type=int, default=8, help="number of verify pairs (default: 8)")
     p.add_argument("--budget-gb", type=float, default=24.0, help="memory budget in GiB (default: 24)")
     p.add_argument("--block-size", type=int, default=32, help="int4 block size (default: 32)")

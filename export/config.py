@@ -22,7 +22,9 @@ class ExportConfig(BaseModel):
     out: Path = Field(description="bundle folder to create")
     quant: Quant = Field(description="int4 | int8 | fp16 | fp32")
     runtime: Runtime = Field("onnx", description="onnx (ONNX Runtime graphs) or torch (bitsandbytes checkpoint)")
-    verify: Path | None = Field(None, description="pairs.jsonl to verify on; default: synthetic pairs")
+    verify: Path | None = Field(
+        None, description="pairs.jsonl to verify on; default: the model card's pairs, else synthetic pairs"
+    )
     verify_count: int = Field(8, ge=1, le=10000, description="pairs to verify on")
     verify_size: int = Field(256, ge=32, le=4096, description="side of synthetic verify images (px)")
     budget_gb: float = Field(24.0, gt=0, description="refuse bundles whose memory estimate exceeds this (GiB)")

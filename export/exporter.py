@@ -33,6 +33,7 @@ from differad_edge.onnxrt.preprocess import ImageSpec, patchify, vision_host_inp
 from differad_edge.onnxrt.runtime import BundleRunner
 from differad_edge.prompts import DEFAULT_INFERENCE_TEMPLATE, get_template
 from differad_edge.vlm.loader import check_model_dir, load_model, load_processor, read_template
+from differad_edge.vlm.model_card import MODEL_CARD, ModelCard, read_model_card
 from differad_edge.vlm.size_policy import SizePolicy
 
 from .agreement import Agreement, failures, summarize
@@ -196,10 +197,38 @@ def _write_torch(model_dir: Path, tmp: Path, cfg: ExportConfig, bar: tqdm) -> di
     return {"checkpoint": "."}
 
 
-def _verify_pairs(cfg: ExportConfig) -> list[Pair]:
+@dataclass(frozen=True)
+class VerifySet:
+    """The pairs an export is verified on, where they came from, and what the model's card says."""
+
+    pairs: list[Pair]
+    source: str  # manifest ``verification.pairs_source``
+    card: ModelCard | None
+
+
+def _verify_set(cfg: ExportConfig, model_dir: Path) -> VerifySet:
+    """``--verify`` (its first ``verify_count`` pairs); else all the pairs the model's card names (a
+    memorized fixture's boxes mean something on those only; a small set by construction); else
+    ``verify_count`` synthetic pairs."""
+    card = read_model_card(model_dir)
     if cfg.verify is not None:
-        return load_pairs_file(cfg.verify, limit=cfg.verify_count)
-    return synthetic_pairs(cfg.verify_count, cfg.verify_size, seed=cfg.seed)
+        return VerifySet(load_pairs_file(cfg.verify, limit=cfg.verify_count), str(cfg.verify), card)
+    own = card.pairs_path(model_dir) if card else None
+    if own is not None and own.is_file():
+        return VerifySet(load_pairs_file(own), f"model card: {own}", card)
+    pairs = synthetic_pairs(cfg.verify_count, cfg.verify_size, seed=cfg.seed)
+    return VerifySet(pairs, f"synthetic:{cfg.verify_count}x{cfg.verify_size}px", card)
+
+
+def _failure_hint(vs: VerifySet) -> str:
+    """What to do about a failed verification, for the model at hand."""
+    if vs.card is not None and vs.card.random_weights:
+        return (
+            f"; the source is a random-weights model ({MODEL_CARD}): its boxes are noise, so a quantized "
+            "bundle cannot agree on them. --no-verify-fail keeps it as a speed-only bundle "
+            "(--check and the onnx engine then report it unverified)"
+        )
+    return " (relax the thresholds or pass --no-verify-fail to keep it)"
 
 
 def verify(
@@ -236,7 +265,7 @@ def _torch_answer(root: Path, policy: SizePolicy, max_new_tokens: int, grammar: 
 
 
 def _verify_bundle(
-    cfg: ExportConfig, loaded: Any, root: Path, manifest: dict[str, Any], policy: SizePolicy, pairs: list[Pair]
+    cfg: ExportConfig, loaded: Any, root: Path, manifest: dict[str, Any], policy: SizePolicy, vs: VerifySet
 ) -> tuple[Agreement, list[str]]:
     """Source model vs the bundle being written; records the result in ``manifest["verification"]``."""
     spec = GrammarSpec.from_dict(manifest["grammar"]) if manifest.get("grammar") else None
@@ -246,10 +275,10 @@ def _verify_bundle(
         if cfg.runtime == "onnx"
         else _torch_answer(root, policy, cfg.max_new_tokens, spec)
     )
-    agreement, per_pair = verify(source, answer, pairs)
+    agreement, per_pair = verify(source, answer, vs.pairs)
     missed = failures(agreement, cfg.quant, cfg.thresholds)
     manifest["verification"] = {
-        "pairs_source": str(cfg.verify) if cfg.verify else f"synthetic:{cfg.verify_count}x{cfg.verify_size}px",
+        "pairs_source": vs.source,
         "reference_cache": cfg.runtime == "onnx",
         "thresholds": cfg.thresholds.model_dump(),
         "required": (
@@ -288,7 +317,8 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
     )
     log(f"{est.describe()} [from the config; budget {cfg.budget_gb:g} GiB]")
     check_budget(est, cfg.budget_gb)
-    pairs = _verify_pairs(cfg)  # a bad --verify file fails now, not after the export work
+    vs = _verify_set(cfg, model_dir)  # a bad --verify file fails now, not after the export work
+    log(f"verify set: {len(vs.pairs)} pairs ({vs.source})")
 
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.out.name}.", suffix=".tmp", dir=cfg.out.parent))
@@ -309,7 +339,7 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
                 log(f"TensorRT vision engine skipped: {manifest['tensorrt']['reason']}")
         names = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file() and f.name != MANIFEST_NAME)
         manifest["files"] = file_entries(tmp, names)
-        agreement, missed = _verify_bundle(cfg, loaded, tmp, manifest, policy, pairs)
+        agreement, missed = _verify_bundle(cfg, loaded, tmp, manifest, policy, vs)
         final = estimate(
             shape,
             cfg.quant,
@@ -325,7 +355,7 @@ def run_export(cfg: ExportConfig, log: Log = print) -> ExportResult:
         if missed and cfg.fail_on_verify:
             raise BundleError(
                 f"verification failed for the {cfg.quant} bundle: {'; '.join(missed)}; "
-                "no bundle was written (relax the thresholds or pass --no-verify-fail to keep it)"
+                f"no bundle was written{_failure_hint(vs)}"
             )
         check_budget(final, cfg.budget_gb)
         write_manifest(tmp, manifest)

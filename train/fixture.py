@@ -30,12 +30,12 @@ from typing import Any
 from differad_edge.errors import ConfigError
 from differad_edge.fileio import atomic_write_json
 from differad_edge.prompts import DEFAULT_INFERENCE_TEMPLATE, PROMPT_FILE, get_template
+from differad_edge.vlm.model_card import MODEL_CARD
 
 logger = logging.getLogger(__name__)
 
 #: Where the memorized pairs live inside the model folder (images + ``pairs.jsonl``).
 PAIRS_DIR = "memorized_pairs"
-MODEL_INFO = "differad_model.json"
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def make_memorized_model(
             "train_seconds": round(time.perf_counter() - t0, 1),
             "limits": "memorized, not general: answers on its own pairs only; boxes on unseen pairs are meaningless",
         }
-        atomic_write_json(tmp / "model" / MODEL_INFO, info)
+        atomic_write_json(tmp / "model" / MODEL_CARD, info)
         if out.is_dir():
             shutil.rmtree(out) if overwrite else out.rmdir()
         elif out.exists():

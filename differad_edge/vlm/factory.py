@@ -39,6 +39,7 @@ from ..prompts import (
     SYSTEM_INSTRUCTION,
     get_template,
 )
+from .model_card import MODEL_CARD
 
 Size = Literal["tiny", "small", "2b"]
 
@@ -329,7 +330,7 @@ def make_model(
         processor.save_pretrained(tmp)
         mark_processor_class(tmp)
         atomic_write_json(tmp / PROMPT_FILE, template.to_dict())
-        atomic_write_json(tmp / "differad_model.json", {"factory_size": size, "seed": seed, "random_weights": True})
+        atomic_write_json(tmp / MODEL_CARD, {"factory_size": size, "seed": seed, "random_weights": True})
         if out.is_dir():
             shutil.rmtree(out) if overwrite else out.rmdir()
         elif out.exists():

@@ -209,6 +209,8 @@ def test_missed_agreement_threshold_fails_the_export(tiny_model_dir, tmp_path, c
     assert rc == 2
     assert "verification failed" in err
     assert "token_agreement" in err
+    assert "random-weights model (differad_model.json)" in err  # why it cannot agree, and what to do
+    assert "--no-verify-fail" in err
     assert not out.exists()
     assert not list(tmp_path.iterdir())
 

@@ -165,3 +165,27 @@ def test_unmerged_lora_output_points_to_the_merge_command(tmp_path: Path) -> Non
     (run / "adapter" / "adapter_config.json").write_text("{}")
     with pytest.raises(ModelLoadError, match=r"LoRA adapter.*differad-train merge"):
         load_model(run)
+
+
+def test_model_card_says_what_the_answers_are_worth(
+    tmp_path: Path, tiny_model_dir: Path, memorized_model_dir: Path
+) -> None:
+    from differad_edge.vlm.model_card import MODEL_CARD, read_model_card
+
+    tiny = read_model_card(tiny_model_dir)
+    assert tiny is not None
+    assert tiny.random_weights
+    assert not tiny.memorized
+    assert tiny.pairs_path(tiny_model_dir) is None
+    mem = read_model_card(memorized_model_dir)
+    assert mem is not None
+    assert mem.memorized
+    assert not mem.random_weights
+    own = mem.pairs_path(memorized_model_dir)
+    assert own is not None
+    assert own.is_file()
+    assert read_model_card(tmp_path) is None  # a checkpoint from elsewhere: no card, taken at face value
+    for text in ("{not json", "[1, 2]"):
+        (tmp_path / MODEL_CARD).write_text(text)
+        with pytest.raises(ModelLoadError, match="model card"):
+            read_model_card(tmp_path)
