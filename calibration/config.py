@@ -3,6 +3,7 @@ same fields and are validated in one place."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from differad_edge.alignment import MOTIONS, Motion
+from differad_edge.engines.configuration_golden import GoldenConfig
 from differad_edge.errors import ConfigError
 from differad_edge.variation import Brightness, VariationMethod
 
@@ -133,6 +135,10 @@ class BuildConfig(_Strict):
         return value
 
 
+#: validation grid -> the GoldenConfig field its values become
+GRID_FIELDS = {"k_grid": "k", "abs_grid": "abs_threshold"}
+
+
 class ValidateConfig(_Strict):
     """Acceptance criteria for a candidate and the threshold grid searched to meet them."""
 
@@ -150,10 +156,21 @@ class ValidateConfig(_Strict):
 
     @model_validator(mode="after")
     def _grids(self) -> ValidateConfig:
-        for name in ("k_grid", "abs_grid"):
+        # the chosen point x margin becomes GoldenConfig's k / abs_threshold: it must fit their range,
+        # or a validation that passed would write a reference the engine refuses to load
+        ranges = {
+            f.name: f.metadata["range"] for f in dataclasses.fields(GoldenConfig) if f.name in GRID_FIELDS.values()
+        }
+        for name, field in GRID_FIELDS.items():
             grid = getattr(self, name)
             if not grid or any(v <= 0 for v in grid):
                 raise ValueError(f"{name} must be a non-empty list of positive numbers, got {grid!r}")
+            hi = ranges[field][1]
+            if max(grid) * self.margin > hi:
+                raise ValueError(
+                    f"{name} {max(grid):g} x margin {self.margin:g} exceeds GoldenConfig.{field}'s maximum {hi:g}; "
+                    f"keep {name} <= {hi / self.margin:g}"
+                )
         return self
 
 

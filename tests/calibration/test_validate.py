@@ -135,3 +135,21 @@ def test_validation_input_errors(store, session, tmp_path: Path) -> None:
     with pytest.raises(ReferenceError, match="unknown product 'nope'"):
         run_validation(store, "nope", None, session=session)
     assert store.info(PRODUCT, version).status == "candidate"  # nothing recorded on bad input
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"k_grid": [4.0, 90.0]}, "k_grid 90 x margin 1.2 exceeds GoldenConfig.k's maximum 100"),
+        ({"abs_grid": [250.0]}, "abs_grid 250 x margin 1.2 exceeds GoldenConfig.abs_threshold's maximum 255"),
+        ({"k_grid": [50.0], "margin": 2.5}, "keep k_grid <= 40"),
+    ],
+)
+def test_a_grid_the_engine_could_not_load_is_refused_up_front(options: dict, words: str) -> None:
+    """The chosen point x margin becomes the reference's GoldenConfig: a grid beyond its range would let a
+    validation pass and write thresholds the engine refuses, so the config is refused first."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        ValidateConfig(**options)
+    ValidateConfig(k_grid=[83.0], abs_grid=[212.0])  # the largest that fit
