@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -29,6 +29,16 @@ def option(default: Any, help: str, *, range: tuple[float, float] | None = None,
     changing it means loading another model or session).
     """
     return dataclasses.field(default=default, metadata={"help": help, "range": range, "dynamic": dynamic})
+
+
+def refuse_fixed_changes(current: Any, new: Any, fixed: Sequence[str], why: str) -> None:
+    """A running engine takes a new config whole; refuse one that changes a field read only when the
+    engine loaded (``why`` says what that field chose and what to do instead)."""
+    if current is None:
+        return
+    changed = [k for k in fixed if getattr(new, k) != getattr(current, k)]
+    if changed:
+        raise ConfigError(f"{', '.join(changed)} {why}")
 
 
 def option_names(config_type: type) -> list[str]:

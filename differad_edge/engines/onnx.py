@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..images import load_image
 from ..lru import LRU
 from ..onnxrt.bundle import Bundle, load_bundle
 from ..onnxrt.runtime import BundleRunner, PrefixState
 from ..vlm.size_policy import Resized, SizePolicy
 from .base import Detection, Engine, EngineHandle, Reference, StageTimer, own_handle
-from .configuration import make_config
+from .configuration import make_config, refuse_fixed_changes
 from .configuration_onnx import OnnxConfig
 from .vlm import detection_from_text
 
@@ -100,14 +99,12 @@ class OnnxEngine(Engine):
     @config.setter
     def config(self, config: OnnxConfig) -> None:
         """Replace the options; those the ONNX Runtime sessions were made with stay fixed."""
-        current: OnnxConfig | None = getattr(self, "_config", None)
-        if current is not None:
-            changed = [k for k in _SESSION_OPTIONS if getattr(config, k) != getattr(current, k)]
-            if changed:
-                raise ConfigError(
-                    f"{', '.join(changed)} are fixed when the ONNX Runtime sessions load; build a new "
-                    "OnnxEngine to change them"
-                )
+        refuse_fixed_changes(
+            getattr(self, "_config", None),
+            config,
+            _SESSION_OPTIONS,
+            "are fixed when the ONNX Runtime sessions load; build a new OnnxEngine to change them",
+        )
         if self._prefixes.capacity != config.max_cached_references:
             self._prefixes = LRU(config.max_cached_references)
         self._config = config

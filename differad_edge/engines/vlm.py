@@ -36,7 +36,7 @@ from ..vlm.prefix_cache import (
 )
 from ..vlm.size_policy import Resized, SizePolicy
 from .base import Defect, Detection, Engine, EngineHandle, Reason, Reference, StageTimer, own_handle
-from .configuration import make_config
+from .configuration import make_config, refuse_fixed_changes
 from .configuration_vlm import VLMConfig
 
 ENGINE_NAME = "vlm"
@@ -133,13 +133,12 @@ class VLMEngine(Engine):
         """Checks that need the model: the template (the model's own when ``template_id`` is None)
         takes the paraphrase index, and the size policy's factor fits its patch grid. A change that
         alters the reference prefix changes its cache key, so no cached prefix goes stale."""
-        current: VLMConfig | None = getattr(self, "_config", None)
-        if current is not None:
-            changed = [k for k in _LOAD_OPTIONS if getattr(config, k) != getattr(current, k)]
-            if changed:
-                raise ConfigError(
-                    f"{', '.join(changed)} choose how the weights load; build a new VLMEngine to change them"
-                )
+        refuse_fixed_changes(
+            getattr(self, "_config", None),
+            config,
+            _LOAD_OPTIONS,
+            "choose how the weights load; build a new VLMEngine to change them",
+        )
         template = (
             get_template(config.template_id)
             if config.template_id is not None

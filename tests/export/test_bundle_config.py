@@ -62,3 +62,15 @@ def test_every_engine_relevant_manifest_field_maps_onto_an_onnx_config_field(fp3
     assert overridden.max_new_tokens == 7
     assert not overridden.runner.grammar_on
     assert overridden.runner.vision_backend != "tensorrt-plan"
+
+
+def test_session_options_are_fixed_once_the_engine_runs(fp32_bundle) -> None:
+    from differad_edge.errors import ConfigError
+
+    engine = create_engine("onnx", model=fp32_bundle)
+    engine.config = dataclasses.replace(engine.config, max_new_tokens=9)  # read per call: takes effect
+    assert engine.max_new_tokens == 9
+    with pytest.raises(ConfigError, match=r"threads, lookahead are fixed when the ONNX Runtime sessions load"):
+        engine.config = dataclasses.replace(engine.config, threads=1, lookahead=True)
+    assert engine.config.threads is None  # the refused config left the engine as it was
+    assert engine.max_new_tokens == 9

@@ -320,3 +320,14 @@ def test_bad_options_fail_before_the_model_loads(tmp_path: Path) -> None:
         VLMEngine(missing, max_new_tokens=-1)
     with pytest.raises(ConfigError, match="kv_cache='paged'"):
         VLMEngine(missing, kv_cache="paged")
+
+
+def test_load_options_are_fixed_once_the_weights_are_loaded(engine: VLMEngine) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="dtype choose how the weights load; build a new VLMEngine"):
+        engine.config = replace(engine.config, dtype="bf16", max_new_tokens=3)
+    assert engine.config.dtype == "fp32"
+    assert engine.max_new_tokens == MAX_NEW  # nothing of the refused config was taken
+    engine.config = replace(engine.config, max_new_tokens=3)
+    assert engine.max_new_tokens == 3
