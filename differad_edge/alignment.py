@@ -24,6 +24,7 @@ pixel edges) and converted to OpenCV's pixel-*center* convention only when calli
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -52,6 +53,10 @@ MOTIONS: tuple[Motion, ...] = tuple(Motion)
 #: Key of ``Reference.metadata`` holding the alignment chosen at calibration (``{"motion": ...}``).
 ALIGN_KEY = "alignment"
 Fill = Literal["reference", "replicate", "black"]
+#: How a frame was registered: ``identity`` (already aligned: nothing resampled, ``aligned`` is the
+#: frame), ``resize`` (a frame of another size, otherwise in place: resampled by the size mapping
+#: alone), ``ecc``, ``features`` (ORB/SIFT + RANSAC start, refined by ECC).
+Method = Literal["identity", "resize", "ecc", "features"]
 
 
 def stored_motion(metadata: Mapping[str, Any]) -> Motion | None:
@@ -132,7 +137,7 @@ class Alignment:
     warp: PixelTransform
     aligned: np.ndarray
     score: float
-    method: Literal["ecc", "features", "identity"]
+    method: Method
     ok: bool
     reason: str | None = None
     #: uint8 HxW in reference pixels, 255 where the warped frame has pixels (None: it covers all)
@@ -175,6 +180,17 @@ class Alignment:
         inside = np.zeros((mh, mw), np.uint8)
         cv2.fillConvexPoly(inside, np.round(scaled * 16).astype(np.int32), 1, cv2.LINE_8, 4)
         return float(weights[inside > 0].sum() / total)
+
+    def resolution(self, frame_size: tuple[int, int]) -> float:
+        """The frame's linear resolution relative to the reference's over what it shows (1: pixel for
+        pixel; 0.5: half as many pixels per side, each spread over two reference pixels by the warp)."""
+        w, h = frame_size
+        try:
+            corners = self.warp.apply_points(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64))
+        except BoxError:
+            return 0.0
+        area = abs(float(cv2.contourArea(np.asarray(corners, np.float32))))
+        return math.sqrt(w * h / area) if area > 0 else 0.0
 
     def to_frame(self, arr: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         """A per-pixel map in reference pixels (e.g. an anomaly map) resampled onto the camera frame."""
@@ -493,7 +509,7 @@ class Aligner:
         target: np.ndarray,
         warp: PixelTransform,
         score: float,
-        method: Literal["ecc", "features", "identity"],
+        method: Method,
         reason: str,
         ok: bool = True,
     ) -> Alignment:
@@ -534,6 +550,8 @@ class Aligner:
         aligned = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         valid = coverage(m, tsize, self.size)
         residual = self.residual(aligned, valid) if ok and not self._flat else None
+        if method == "identity":  # a frame of another size, otherwise in place: resampled by the size alone
+            method = "resize"
         return Alignment(warp, aligned, score, method, ok, reason or None, valid, residual, motion)
 
     def residual(self, aligned: np.ndarray, valid: np.ndarray | None = None) -> float | None:

@@ -91,6 +91,10 @@ class Inspector:
     ``min_coverage``: smallest share of the reference the registered frame must cover; a cropped or
     zoomed frame (or a part partly out of view) is NOT_INSPECTED(partial_view), since the unseen rest
     would otherwise read as good.
+    ``min_resolution``: the least linear resolution of the registered frame relative to the
+    reference's; a frame with fewer pixels is NOT_INSPECTED(size_mismatch): it cannot show the detail
+    the reference has, and upsampled onto it its blur reads as defects (measured on 7 skimage photos:
+    no false alarm down to 0.55x, false alarms on 3 at 0.5x).
     ``cache_size`` bounds how many ad-hoc references (``inspect_pair``) keep their prepared state.
     """
 
@@ -104,10 +108,13 @@ class Inspector:
         on_channel_mismatch: Literal["gray", "refuse"] = "gray",
         quality: QualityLimits | None = _DEFAULT_QUALITY,
         min_coverage: float = 0.9,
+        min_resolution: float = 0.6,
         cache_size: int = 8,
     ) -> None:
         if not 0.0 <= min_coverage <= 1.0:
             raise ConfigError(f"min_coverage={min_coverage!r} must lie in [0, 1] (a share of the reference)")
+        if not 0.0 <= min_resolution <= 1.0:
+            raise ConfigError(f"min_resolution={min_resolution!r} must lie in [0, 1] (frame vs reference pixels)")
         if on_align_failure not in ("invalid", "detect"):
             raise ConfigError(f"on_align_failure={on_align_failure!r} must be 'invalid' or 'detect'")
         if on_channel_mismatch not in ("gray", "refuse"):
@@ -124,6 +131,7 @@ class Inspector:
         self.on_channel_mismatch = on_channel_mismatch
         self.quality = quality
         self.min_coverage = min_coverage
+        self.min_resolution = min_resolution
         self._store_cache: dict[str, tuple[str, _Prepared]] = {}
         self._adhoc: LRU[str, _Prepared] = LRU(cache_size)
 
@@ -305,6 +313,16 @@ class Inspector:
                     engine=self.engine.name,
                 )
                 return self._finish(prepared, detection, alignment, timings)
+        if alignment is not None and (resolution := alignment.resolution(frame_size)) < self.min_resolution:
+            detection = Detection.refuse(
+                Reason.SIZE_MISMATCH,
+                f"the frame has {resolution:.2f}x the resolution of reference {ref.product_id}/{ref.version} "
+                f"(limit {self.min_resolution:.2f}x): it cannot show the reference's detail, and upsampled its "
+                "blur would read as defects (camera farther from the part, another camera, binning or a "
+                "downscaled stream); capture at the reference's resolution or register a reference with this camera",
+                engine=self.engine.name,
+            )
+            return self._finish(prepared, detection, alignment, timings)
         t1 = time.perf_counter()
         try:
             if alignment is not None and alignment.valid is not None and self._takes_valid:
@@ -329,7 +347,7 @@ class Inspector:
         """Defects from reference pixels to frame pixels; one found only where the reference filled in
         for missing frame pixels is dropped (and noted)."""
         inverse = alignment.warp.inverse()
-        identity = alignment.method == "identity"
+        identity = alignment.warp.is_identity  # not the method: a frame of another size is resized
         kept = []
         for d in detection.defects:
             box = inverse.apply_box(d.box, clip_to=frame_size)

@@ -41,7 +41,7 @@ class Reason(str, enum.Enum):
     )
     IMAGE_QUALITY = "image_quality"  #: blurred, over- or under-exposed frame
     CHANNEL_MISMATCH = "channel_mismatch"  #: mono frame vs colour reference (or reverse) and configured to refuse
-    SIZE_MISMATCH = "size_mismatch"  #: frame size does not fit the reference and alignment is off
+    SIZE_MISMATCH = "size_mismatch"  #: frame size does not fit the reference (alignment off), or too few pixels
     NO_REFERENCE = "no_reference"  #: unknown product / view or no active reference version
     ENGINE_ERROR = "engine_error"  #: the engine failed on this frame
     INVALID_ANSWER = "invalid_answer"  #: the model's answer holds no valid box
