@@ -159,10 +159,8 @@ class Alignment:
         e.g. the reference's structure inside its care mask, so an uncovered plain background corner
         of a rotated part does not count against the frame; ``None`` weighs the area uniformly.
         """
-        w, h = frame_size
-        try:
-            corners = self.warp.apply_points(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64))
-        except BoxError:  # the warp sends a corner to infinity: nothing sensible is covered
+        corners = self._frame_corners(frame_size)
+        if corners is None:  # the warp sends a corner to infinity: nothing sensible is covered
             return 0.0
         rw, rh = reference_size
         if weights is None:
@@ -184,13 +182,20 @@ class Alignment:
     def resolution(self, frame_size: tuple[int, int]) -> float:
         """The frame's linear resolution relative to the reference's over what it shows (1: pixel for
         pixel; 0.5: half as many pixels per side, each spread over two reference pixels by the warp)."""
-        w, h = frame_size
-        try:
-            corners = self.warp.apply_points(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64))
-        except BoxError:
+        corners = self._frame_corners(frame_size)
+        if corners is None:
             return 0.0
+        w, h = frame_size
         area = abs(float(cv2.contourArea(np.asarray(corners, np.float32))))
         return math.sqrt(w * h / area) if area > 0 else 0.0
+
+    def _frame_corners(self, frame_size: tuple[int, int]) -> np.ndarray | None:
+        """The frame's corners in reference pixels (None where the warp sends one to infinity)."""
+        w, h = frame_size
+        try:
+            return self.warp.apply_points(np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64))
+        except BoxError:
+            return None
 
     def to_frame(self, arr: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
         """A per-pixel map in reference pixels (e.g. an anomaly map) resampled onto the camera frame."""

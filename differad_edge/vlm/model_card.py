@@ -25,7 +25,6 @@ class ModelCard:
     memorized: bool = False
     #: the pairs the model knows (``pairs.jsonl``, relative to the model folder), if any
     pairs: str | None = None
-    limits: str | None = None
 
     def pairs_path(self, model_dir: Path) -> Path | None:
         return model_dir / self.pairs if self.pairs else None
@@ -43,10 +42,8 @@ def read_model_card(model_dir: Path) -> ModelCard | None:
     if not isinstance(raw, dict):
         raise ModelLoadError(f"model card {path} must be a JSON object, got {type(raw).__name__}")
     pairs = raw.get("pairs")
-    limits = raw.get("limits")
     return ModelCard(
         random_weights=raw.get("random_weights") is True,
         memorized=raw.get("memorized") is True,
         pairs=pairs if isinstance(pairs, str) and pairs else None,
-        limits=limits if isinstance(limits, str) else None,
     )
